@@ -1,0 +1,12 @@
+/// Everything that can go wrong in a meta store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("meta store unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("meta store migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported meta store URL {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}

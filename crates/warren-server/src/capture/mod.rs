@@ -1,0 +1,190 @@
+//! The capture API: PostHog's event routes, from request to durable log
+//! record. See `contracts/capture.md` for the rules implemented here.
+
+mod events;
+mod lz64;
+mod payload;
+mod timestamp;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter};
+use axum::{Json, Router};
+use chrono::Utc;
+use warren_core::event::{partition_key, CapturedEvent};
+use warren_core::metrics as names;
+use warren_log::AppendRecord;
+
+use self::events::{event_token, parse_batch, validate_event, validate_token};
+use self::payload::CaptureQuery;
+use self::timestamp::EventClock;
+use crate::{ApiError, AppState};
+
+/// What a route changes about decoding.
+#[derive(Debug, Clone, Copy)]
+struct RouteKind {
+    /// `/e`, `/capture`, `/engage`, `/track`: base64 may be doubled.
+    legacy: bool,
+    /// `/engage`: an event without a name is `$identify`.
+    engage: bool,
+    /// `/batch`: the larger body limit.
+    batch: bool,
+}
+
+const ROUTES: &[(&str, RouteKind)] = &[
+    ("/e", RouteKind { legacy: true, engage: false, batch: false }),
+    ("/i/v0/e", RouteKind { legacy: false, engage: false, batch: false }),
+    ("/track", RouteKind { legacy: true, engage: false, batch: false }),
+    ("/engage", RouteKind { legacy: true, engage: true, batch: false }),
+    ("/capture", RouteKind { legacy: true, engage: false, batch: false }),
+    ("/batch", RouteKind { legacy: false, engage: false, batch: true }),
+];
+
+/// The capture routes, each with and without a trailing slash.
+pub fn routes() -> Router<AppState> {
+    let methods = MethodFilter::GET.or(MethodFilter::POST).or(MethodFilter::OPTIONS);
+    let mut router = Router::new();
+    for (path, kind) in ROUTES {
+        let kind = *kind;
+        let handler = move |state: State<AppState>, peer: ConnectInfo<SocketAddr>, request: Request<Body>| {
+            capture(state, peer, kind, request)
+        };
+        router = router
+            .route(path, on(methods, handler.clone()))
+            .route(&format!("{path}/"), on(methods, handler));
+    }
+    router
+}
+
+async fn capture(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    kind: RouteKind,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    if request.method() == axum::http::Method::OPTIONS {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let limit = if kind.batch { state.capture.max_batch_bytes } else { state.capture.max_event_bytes };
+    let query = CaptureQuery::parse(request.uri().query());
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, limit, state.capture.body_timeout_secs).await?;
+    metrics::histogram!(names::CAPTURE_PAYLOAD_BYTES).record(body.len() as f64);
+
+    let json = payload::decode(&query, &parts.headers, &body, kind.legacy, limit)?;
+    let batch = parse_batch(&json, kind.engage)?;
+    if batch.events.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
+    let token = validate_token(resolve_token(&batch)?)?;
+    if !state.tokens.is_known(&token).await? {
+        return Err(ApiError::UnknownToken);
+    }
+
+    let now = Utc::now();
+    let sent_at = batch
+        .sent_at
+        .as_deref()
+        .and_then(timestamp::parse)
+        .or_else(|| query.sent_at_ms.and_then(timestamp::sent_at_from_millis));
+    if let Some(sent_at) = sent_at {
+        let skew = (now - sent_at).num_milliseconds() as f64 / 1000.0;
+        metrics::histogram!(names::CAPTURE_CLOCK_SKEW_SECONDS).record(skew);
+    }
+    let now_text = timestamp::format(now);
+    let sent_at_text = sent_at.map(timestamp::format);
+    let ip = client_ip(&parts.headers, peer);
+
+    let mut records = Vec::with_capacity(batch.events.len());
+    let mut dropped = 0u64;
+    for raw in &batch.events {
+        let Some(event) = validate_event(raw)? else {
+            dropped += 1;
+            continue;
+        };
+        let (ts, _unparseable) = timestamp::corrected(EventClock {
+            now,
+            sent_at,
+            timestamp: event.timestamp.as_deref(),
+            offset_ms: event.offset_ms,
+            ignore_sent_at: event.ignore_sent_at,
+        });
+        let key = partition_key(&token, &event.distinct_id);
+        let captured = CapturedEvent {
+            uuid: event.uuid,
+            distinct_id: event.distinct_id,
+            ip: ip.clone(),
+            data: event.data,
+            now: now_text.clone(),
+            sent_at: sent_at_text.clone(),
+            token: token.clone(),
+            event: event.event,
+            timestamp: timestamp::format(ts),
+            historical_migration: batch.historical_migration,
+        };
+        let value = serde_json::to_vec(&captured).map_err(|e| ApiError::Internal(e.to_string()))?;
+        records.push(AppendRecord { key: key.into_bytes(), value, timestamp_ms: now.timestamp_millis() });
+    }
+    if dropped > 0 {
+        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => "performance_event").increment(dropped);
+    }
+    let accepted = records.len() as u64;
+    state.log.append(records).await?;
+    metrics::counter!(names::CAPTURE_EVENTS_RECEIVED).increment(accepted);
+
+    if query.beacon {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(serde_json::json!({ "status": 1 })).into_response())
+}
+
+/// The batch's token: the batch-level one wins, else every event must agree.
+fn resolve_token(batch: &events::Batch<'_>) -> Result<Option<String>, ApiError> {
+    if batch.token.is_some() {
+        return Ok(batch.token.clone());
+    }
+    let mut found: Option<String> = None;
+    for event in &batch.events {
+        if let Some(token) = event_token(event) {
+            match &found {
+                Some(existing) if *existing != token => return Err(ApiError::MultipleTokens),
+                Some(_) => {}
+                None => found = Some(token),
+            }
+        }
+    }
+    Ok(found)
+}
+
+async fn read_body(body: Body, limit: usize, timeout_secs: u64) -> Result<bytes::Bytes, ApiError> {
+    let read = axum::body::to_bytes(body, limit);
+    match tokio::time::timeout(Duration::from_secs(timeout_secs), read).await {
+        Err(_) => Err(ApiError::BodyTimeout { secs: timeout_secs }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(ApiError::PayloadTooLarge { limit })
+            } else {
+                Err(ApiError::InvalidPayload(format!("could not read the body: {error}")))
+            }
+        }
+    }
+}
+
+/// The first `X-Forwarded-For` address, else the peer.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(|ip| ip.trim().to_string())
+        .filter(|ip| !ip.is_empty())
+        .unwrap_or_else(|| peer.ip().to_string())
+}

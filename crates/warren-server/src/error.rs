@@ -1,0 +1,145 @@
+//! The one error type of the HTTP surface, and the one place it becomes an
+//! HTTP answer.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use warren_core::metrics as names;
+use warren_log::LogError;
+
+/// Everything a capture request can be refused for. Each variant has one
+/// status and one stable machine-readable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request has no payload: send a body or a non-empty `data` parameter")]
+    EmptyPayload,
+    #[error("batch holds no events")]
+    EmptyBatch,
+    #[error("invalid payload: {0}")]
+    InvalidPayload(String),
+    #[error("invalid compression: {0}")]
+    InvalidCompression(String),
+    #[error("event has no `event` name")]
+    MissingEventName,
+    #[error("event has no distinct_id")]
+    MissingDistinctId,
+    #[error("invalid uuid {0:?}")]
+    InvalidUuid(String),
+    #[error("events in one request carry different tokens")]
+    MultipleTokens,
+    #[error("no project token: set `api_key` or `token`")]
+    MissingToken,
+    #[error("invalid project token: {0}")]
+    InvalidToken(&'static str),
+    #[error("the token is a personal API key (phx_…); capture takes the project token (phc_…)")]
+    PersonalApiKey,
+    #[error("unknown project token")]
+    UnknownToken,
+    #[error("payload exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
+    #[error("server is at capacity, retry later")]
+    Overloaded,
+    #[error("event log unavailable: {0}")]
+    LogUnavailable(String),
+    #[error("meta store unavailable: {0}")]
+    MetaUnavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    code: &'a str,
+    detail: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::EmptyPayload
+            | Self::EmptyBatch
+            | Self::InvalidPayload(_)
+            | Self::InvalidCompression(_)
+            | Self::MissingEventName
+            | Self::MissingDistinctId
+            | Self::InvalidUuid(_)
+            | Self::MultipleTokens => StatusCode::BAD_REQUEST,
+            Self::MissingToken | Self::InvalidToken(_) | Self::PersonalApiKey | Self::UnknownToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded | Self::LogUnavailable(_) | Self::MetaUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code clients and dashboards key on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::EmptyPayload => "empty_payload",
+            Self::EmptyBatch => "empty_batch",
+            Self::InvalidPayload(_) => "invalid_payload",
+            Self::InvalidCompression(_) => "invalid_compression",
+            Self::MissingEventName => "missing_event_name",
+            Self::MissingDistinctId => "missing_distinct_id",
+            Self::InvalidUuid(_) => "invalid_uuid",
+            Self::MultipleTokens => "multiple_tokens",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::PersonalApiKey => "personal_api_key",
+            Self::UnknownToken => "unknown_token",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::Overloaded => "overloaded",
+            Self::LogUnavailable(_) => "log_unavailable",
+            Self::MetaUnavailable(_) => "meta_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.status() {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            status if status.is_server_error() => "server_error",
+            _ => "validation_error",
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::Overloaded { .. } => Self::Overloaded,
+            LogError::RecordTooLarge { max, .. } => Self::PayloadTooLarge { limit: max },
+            other => Self::LogUnavailable(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(code = self.code(), error = %self, "capture request failed");
+        } else {
+            tracing::debug!(code = self.code(), error = %self, "capture request refused");
+        }
+        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => self.code()).increment(1);
+        let body = ErrorBody { kind: self.kind(), code: self.code(), detail: self.to_string() };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,73 @@
+//! Warren's HTTP surface.
+//!
+//! Today: the PostHog-compatible capture API (`capture/`), liveness and
+//! readiness, and `/metrics`. Capture only ever appends to the event log;
+//! it never reads the event store. [`ApiError`] is the one error type of
+//! this crate and the one place errors become HTTP answers.
+
+mod capture;
+mod error;
+pub mod metrics;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::http::Method;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use warren_core::config::CaptureConfig;
+use warren_log::EventLog;
+use warren_meta::MetaStore;
+
+pub use error::ApiError;
+pub use tokens::TokenCache;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub log: Arc<dyn EventLog>,
+    pub tokens: TokenCache,
+    pub capture: Arc<CaptureConfig>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        meta: Arc<dyn MetaStore>,
+        capture: CaptureConfig,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        Self { log, tokens: TokenCache::new(meta), capture: Arc::new(capture), metrics }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    // Past this many requests in flight, capture answers 503 at once rather
+    // than queueing bodies in memory.
+    let admission = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Overloaded }))
+        .load_shed()
+        .concurrency_limit(state.capture.max_concurrent_requests);
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(3600));
+    let capture = capture::routes().layer(admission).layer(cors);
+    Router::new()
+        .merge(capture)
+        .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }))
+        .route("/_liveness", get(|| async { "ok" }))
+        .route("/_readiness", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::render))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}

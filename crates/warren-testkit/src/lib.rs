@@ -1,0 +1,165 @@
+//! Test support shared by Warren's integration tests (never shipped).
+//!
+//! [`TestServer`] runs the real `warren` binary on a free loopback port with
+//! its own data dir; [`read_log`] opens that data dir's event log once the
+//! server is stopped; [`require`] decides what a missing peer means: a
+//! failure under `CI=true`, a loud skip elsewhere.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use warren_core::CapturedEvent;
+use warren_log::{EventLog, LogRecord, SegmentLog, SegmentLogOptions};
+
+pub const TOKEN: &str = "phc_testkit_project_token";
+pub const API_KEY: &str = "phx_testkit_personal_api_key";
+
+/// Whether a missing peer must fail the run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns true when `available`; otherwise panics under CI, or prints a
+/// loud skip notice and returns false.
+pub fn require(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what} is missing; scripts/setup-test-deps installs it");
+    }
+    eprintln!("\n!!! SKIPPED: {what} is missing (run scripts/setup-test-deps); CI would fail here !!!\n");
+    false
+}
+
+/// A running `warren serve`.
+pub struct TestServer {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    extra_env: Vec<(String, String)>,
+    child: Option<Child>,
+    pub url: String,
+}
+
+impl TestServer {
+    /// Starts `binary serve` on a fresh data dir with the testkit's token.
+    pub fn start(binary: impl Into<PathBuf>) -> Self {
+        Self::start_with_env(binary, &[])
+    }
+
+    /// As [`start`](Self::start), with extra `WARREN_*` settings.
+    pub fn start_with_env(binary: impl Into<PathBuf>, env: &[(&str, &str)]) -> Self {
+        let mut server = Self {
+            binary: binary.into(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            url: String::new(),
+        };
+        server.launch();
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("server is running")
+    }
+
+    fn launch(&mut self) {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--bootstrap-project-token", TOKEN, "--bootstrap-api-key", API_KEY])
+            .env("WARREN_LOG", std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in &self.extra_env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("starting warren");
+        let stdout = child.stdout.take().expect("stdout");
+        let (found, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("warren listening on ") {
+                    let _ = found.send(url.to_string());
+                }
+            }
+        });
+        self.url = address
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("warren did not start listening; status {:?}", child.try_wait()));
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, then waits; asserts a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+            let status = child.wait().expect("wait");
+            assert!(status.success(), "warren exited with {status} after SIGTERM");
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data dir (a new port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the server first");
+        self.launch();
+    }
+
+    /// Every record of the event log, in partition then offset order.
+    /// The server must be stopped.
+    pub fn read_log(&self) -> Vec<CapturedEvent> {
+        assert!(self.child.is_none(), "stop the server before reading its log");
+        read_log(&self.dir.path().join("log"))
+            .into_iter()
+            .map(|record| serde_json::from_slice(&record.value).expect("log record is a CapturedEvent"))
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Opens the segment log at `dir` and reads every record.
+pub fn read_log(dir: &Path) -> Vec<LogRecord> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let log = SegmentLog::open(SegmentLogOptions::new(dir)).expect("open event log");
+        let mut out = Vec::new();
+        for partition in 0..log.partitions() {
+            let mut next = log.watermarks(partition).await.expect("watermarks").start;
+            loop {
+                let batch = log.read(partition, next, 10_000).await.expect("read");
+                let Some(last) = batch.last() else { break };
+                next = last.offset + 1;
+                out.extend(batch);
+            }
+        }
+        log.close().await.expect("close");
+        out
+    })
+}

@@ -1,0 +1,56 @@
+//! The `warren` binary: command line, configuration, and the wiring of
+//! every role onto its adapters. Logic lives in the library crates; this
+//! crate only decides what runs and with which settings.
+
+mod bench;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "warren", about = "Self-hostable product analytics", version)]
+struct Cli {
+    /// Configuration file; `warren.toml` in the working directory if present.
+    #[arg(long, global = true, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Warren: capture API and event log on the embedded storage.
+    Serve(serve::ServeArgs),
+    /// Print the version and on-disk format versions.
+    Version,
+    /// Measure Warren against a load generator.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => {
+            println!("warren {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Serve(args) => run_async(serve::serve(cli.config, args)),
+        Command::Bench(command) => run_async(bench::run(command)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(work)
+}

@@ -1,0 +1,186 @@
+//! `warren serve`: open the stores, bootstrap a fresh deployment, serve
+//! HTTP, and shut down cleanly on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use warren_core::config::{LogFormat, WarrenConfig};
+use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
+use warren_meta::{BootstrapRequest, MetaStore, SqliteMeta};
+use warren_server::AppState;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where embedded storage lives.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on, `host:port`; port 0 picks a free one.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Project token to create on first start instead of a random one.
+    #[arg(long)]
+    bootstrap_project_token: Option<String>,
+    /// Personal API key to create on first start instead of a random one.
+    #[arg(long)]
+    bootstrap_api_key: Option<String>,
+    /// Open a damaged event log by keeping every intact record.
+    #[arg(long)]
+    repair: bool,
+}
+
+pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = crate::config::load(config_file.as_deref())?;
+    apply_flags(&mut config, &args);
+    init_tracing(config.log_format);
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let metrics = warren_server::metrics::install_recorder()
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+
+    let meta = open_meta(&config).await?;
+    bootstrap(meta.as_ref(), &config).await?;
+
+    let log = Arc::new(open_log(&config, args.repair).await?);
+    let retention = tokio::spawn(run_retention(log.clone(), config.clone()));
+
+    let state = AppState::new(log.clone(), meta, config.capture.clone(), metrics);
+    let app = warren_server::router(state);
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+    // Scripts and tests read this line to find the port.
+    println!("warren listening on http://{address}");
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
+
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
+
+    tracing::info!("requests drained; closing the event log");
+    retention.abort();
+    log.close().await.context("closing the event log")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn apply_flags(config: &mut WarrenConfig, args: &ServeArgs) {
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(token) = &args.bootstrap_project_token {
+        config.bootstrap.project_token = Some(token.clone());
+    }
+    if let Some(key) = &args.bootstrap_api_key {
+        config.bootstrap.api_key = Some(key.clone());
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let url = config
+        .meta_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("meta.db").display()));
+    let meta = SqliteMeta::connect(&url).await.with_context(|| format!("opening meta store {url}"))?;
+    meta.migrate().await?;
+    Ok(Arc::new(meta))
+}
+
+async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Result<()> {
+    let request = BootstrapRequest {
+        project_token: config.bootstrap.project_token.clone(),
+        api_key: config.bootstrap.api_key.clone(),
+    };
+    if let Some(made) = meta.bootstrap(request).await.context("bootstrapping the deployment")? {
+        println!("Warren created a new deployment. Keep these; they are shown once.");
+        println!("  project token (for SDKs):     {}", made.project.api_token);
+        println!("  personal API key (for API):   {}", made.api_key);
+        tracing::info!(project_id = made.project.id, "bootstrapped a new deployment");
+    }
+    Ok(())
+}
+
+async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<SegmentLog> {
+    let settings = &config.event_log;
+    let options = SegmentLogOptions {
+        dir: config.data_dir.join("log"),
+        partitions: settings.partitions,
+        segment_bytes: settings.segment_bytes,
+        segment_age: Duration::from_secs(settings.segment_age_secs),
+        max_pending_bytes: settings.max_pending_bytes,
+        append_timeout: Duration::from_millis(settings.append_timeout_ms),
+        repair,
+    };
+    tokio::task::spawn_blocking(move || SegmentLog::open(options))
+        .await?
+        .context("opening the event log")
+}
+
+async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
+    let settings = config.event_log;
+    let policy = RetentionPolicy {
+        max_bytes: settings.retention_bytes,
+        max_age: settings.retention_age_secs.map(Duration::from_secs),
+        ignore_consumers: settings.retention_ignores_consumers,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(settings.retention_interval_secs.max(1)));
+    loop {
+        tick.tick().await;
+        let log = log.clone();
+        let policy = policy.clone();
+        let now = unix_now_ms();
+        match tokio::task::spawn_blocking(move || log.apply_retention(&policy, now)).await {
+            Ok(Ok(report)) if report.segments_deleted > 0 || report.segments_held > 0 => {
+                tracing::info!(?report, "event log retention ran");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "event log retention failed"),
+            Err(error) => tracing::error!(%error, "event log retention task failed"),
+        }
+    }
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
