@@ -20,6 +20,9 @@ pub struct WarrenConfig {
     pub meta_url: Option<String>,
     /// `text` for people, `json` for log pipelines.
     pub log_format: LogFormat,
+    /// Log filter: a level (`info`) or per-module directives
+    /// (`warn,warren_log=debug`).
+    pub log_level: String,
     pub event_log: EventLogConfig,
     pub capture: CaptureConfig,
     pub bootstrap: BootstrapConfig,
@@ -32,6 +35,7 @@ impl Default for WarrenConfig {
             data_dir: PathBuf::from("./warren-data"),
             meta_url: None,
             log_format: LogFormat::Text,
+            log_level: "info".into(),
             event_log: EventLogConfig::default(),
             capture: CaptureConfig::default(),
             bootstrap: BootstrapConfig::default(),

@@ -84,8 +84,11 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The first offset whose record timestamp is at or after `timestamp_ms`,
     /// or `None` when no record is that new.
-    async fn offset_for_time(&self, partition: u32, timestamp_ms: i64)
-        -> Result<Option<u64>, LogError>;
+    async fn offset_for_time(
+        &self,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<Option<u64>, LogError>;
 
     /// Records that `group` has consumed `partition` up to (not including)
     /// `offset`.

@@ -33,7 +33,10 @@ impl SqliteMeta {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         Ok(Self { pool })
     }
 }
@@ -59,7 +62,10 @@ impl MetaStore for SqliteMeta {
         Ok(())
     }
 
-    async fn bootstrap(&self, request: BootstrapRequest) -> Result<Option<Bootstrapped>, MetaError> {
+    async fn bootstrap(
+        &self,
+        request: BootstrapRequest,
+    ) -> Result<Option<Bootstrapped>, MetaError> {
         let token = request.project_token.unwrap_or_else(generate_project_token);
         validate_project_token(&token)?;
         let api_key = request.api_key.unwrap_or_else(generate_api_key);

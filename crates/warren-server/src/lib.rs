@@ -43,7 +43,12 @@ impl AppState {
         capture: CaptureConfig,
         metrics: PrometheusHandle,
     ) -> Self {
-        Self { log, tokens: TokenCache::new(meta), capture: Arc::new(capture), metrics }
+        Self {
+            log,
+            tokens: TokenCache::new(meta),
+            capture: Arc::new(capture),
+            metrics,
+        }
     }
 }
 
@@ -52,7 +57,9 @@ pub fn router(state: AppState) -> Router {
     // Past this many requests in flight, capture answers 503 at once rather
     // than queueing bodies in memory.
     let admission = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Overloaded }))
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            ApiError::Overloaded
+        }))
         .load_shed()
         .concurrency_limit(state.capture.max_concurrent_requests);
     let cors = CorsLayer::new()
@@ -64,7 +71,10 @@ pub fn router(state: AppState) -> Router {
     let capture = capture::routes().layer(admission).layer(cors);
     Router::new()
         .merge(capture)
-        .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }))
+        .route(
+            "/",
+            get(|| async { "Warren capture: send events to /batch/ or /e/\n" }),
+        )
         .route("/_liveness", get(|| async { "ok" }))
         .route("/_readiness", get(|| async { "ok" }))
         .route("/metrics", get(metrics::render))

@@ -33,7 +33,9 @@ pub fn require(available: bool, what: &str) -> bool {
     if in_ci() {
         panic!("{what} is missing; scripts/setup-test-deps installs it");
     }
-    eprintln!("\n!!! SKIPPED: {what} is missing (run scripts/setup-test-deps); CI would fail here !!!\n");
+    eprintln!(
+        "\n!!! SKIPPED: {what} is missing (run scripts/setup-test-deps); CI would fail here !!!\n"
+    );
     false
 }
 
@@ -57,7 +59,10 @@ impl TestServer {
         let mut server = Self {
             binary: binary.into(),
             dir: tempfile::tempdir().expect("temp dir"),
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             url: String::new(),
         };
@@ -70,7 +75,10 @@ impl TestServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).expect("server is running")
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("server is running")
     }
 
     fn launch(&mut self) {
@@ -80,8 +88,16 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(["--listen", "127.0.0.1:0"])
-            .args(["--bootstrap-project-token", TOKEN, "--bootstrap-api-key", API_KEY])
-            .env("WARREN_LOG", std::env::var("WARREN_LOG").unwrap_or_else(|_| "warn".into()))
+            .args([
+                "--bootstrap-project-token",
+                TOKEN,
+                "--bootstrap-api-key",
+                API_KEY,
+            ])
+            .env(
+                "WARREN_LOG_LEVEL",
+                std::env::var("WARREN_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in &self.extra_env {
@@ -100,7 +116,12 @@ impl TestServer {
         });
         self.url = address
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("warren did not start listening; status {:?}", child.try_wait()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "warren did not start listening; status {:?}",
+                    child.try_wait()
+                )
+            });
         self.child = Some(child);
     }
 
@@ -109,7 +130,10 @@ impl TestServer {
         if let Some(mut child) = self.child.take() {
             kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
             let status = child.wait().expect("wait");
-            assert!(status.success(), "warren exited with {status} after SIGTERM");
+            assert!(
+                status.success(),
+                "warren exited with {status} after SIGTERM"
+            );
         }
     }
 
@@ -130,10 +154,15 @@ impl TestServer {
     /// Every record of the event log, in partition then offset order.
     /// The server must be stopped.
     pub fn read_log(&self) -> Vec<CapturedEvent> {
-        assert!(self.child.is_none(), "stop the server before reading its log");
+        assert!(
+            self.child.is_none(),
+            "stop the server before reading its log"
+        );
         read_log(&self.dir.path().join("log"))
             .into_iter()
-            .map(|record| serde_json::from_slice(&record.value).expect("log record is a CapturedEvent"))
+            .map(|record| {
+                serde_json::from_slice(&record.value).expect("log record is a CapturedEvent")
+            })
             .collect()
     }
 }
@@ -144,22 +173,31 @@ impl Drop for TestServer {
     }
 }
 
-/// Opens the segment log at `dir` and reads every record.
+/// Opens the segment log at `dir` and reads every record. Runs on a thread
+/// of its own, so it can be called from sync and async tests alike.
 pub fn read_log(dir: &Path) -> Vec<LogRecord> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        let log = SegmentLog::open(SegmentLogOptions::new(dir)).expect("open event log");
-        let mut out = Vec::new();
-        for partition in 0..log.partitions() {
-            let mut next = log.watermarks(partition).await.expect("watermarks").start;
-            loop {
-                let batch = log.read(partition, next, 10_000).await.expect("read");
-                let Some(last) = batch.last() else { break };
-                next = last.offset + 1;
-                out.extend(batch);
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let log = SegmentLog::open(SegmentLogOptions::new(&dir)).expect("open event log");
+            let mut out = Vec::new();
+            for partition in 0..log.partitions() {
+                let mut next = log.watermarks(partition).await.expect("watermarks").start;
+                loop {
+                    let batch = log.read(partition, next, 10_000).await.expect("read");
+                    let Some(last) = batch.last() else { break };
+                    next = last.offset + 1;
+                    out.extend(batch);
+                }
             }
-        }
-        log.close().await.expect("close");
-        out
+            log.close().await.expect("close");
+            out
+        })
     })
+    .join()
+    .expect("reading the log")
 }

@@ -34,7 +34,7 @@ pub struct ServeArgs {
 pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
     let mut config = crate::config::load(config_file.as_deref())?;
     apply_flags(&mut config, &args);
-    init_tracing(config.log_format);
+    init_tracing(config.log_format, &config.log_level);
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
@@ -53,14 +53,18 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     // Scripts and tests read this line to find the port.
     println!("warren listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
 
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed")?;
 
     tracing::info!("requests drained; closing the event log");
     retention.abort();
@@ -84,10 +88,14 @@ fn apply_flags(config: &mut WarrenConfig, args: &ServeArgs) {
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|error| {
+        eprintln!("invalid log_level {level:?} ({error}); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -99,7 +107,9 @@ async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> 
         .meta_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("meta.db").display()));
-    let meta = SqliteMeta::connect(&url).await.with_context(|| format!("opening meta store {url}"))?;
+    let meta = SqliteMeta::connect(&url)
+        .await
+        .with_context(|| format!("opening meta store {url}"))?;
     meta.migrate().await?;
     Ok(Arc::new(meta))
 }
@@ -109,11 +119,18 @@ async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Resul
         project_token: config.bootstrap.project_token.clone(),
         api_key: config.bootstrap.api_key.clone(),
     };
-    if let Some(made) = meta.bootstrap(request).await.context("bootstrapping the deployment")? {
+    if let Some(made) = meta
+        .bootstrap(request)
+        .await
+        .context("bootstrapping the deployment")?
+    {
         println!("Warren created a new deployment. Keep these; they are shown once.");
         println!("  project token (for SDKs):     {}", made.project.api_token);
         println!("  personal API key (for API):   {}", made.api_key);
-        tracing::info!(project_id = made.project.id, "bootstrapped a new deployment");
+        tracing::info!(
+            project_id = made.project.id,
+            "bootstrapped a new deployment"
+        );
     }
     Ok(())
 }
@@ -141,7 +158,8 @@ async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
         max_age: settings.retention_age_secs.map(Duration::from_secs),
         ignore_consumers: settings.retention_ignores_consumers,
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(settings.retention_interval_secs.max(1)));
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(settings.retention_interval_secs.max(1)));
     loop {
         tick.tick().await;
         let log = log.clone();
@@ -165,22 +183,18 @@ fn unix_now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed
+/// here, before the caller announces it is listening, so a signal sent right
+/// after that line is never lost to the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         }
-    };
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT: shutting down"),
-        _ = terminate => tracing::info!("SIGTERM: shutting down"),
-    }
+    })
 }

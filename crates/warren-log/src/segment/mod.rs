@@ -84,14 +84,18 @@ pub struct SegmentLog {
 }
 
 pub(crate) fn unix_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl SegmentLog {
     /// Opens (or creates) the log, recovering every partition. Blocking.
     pub fn open(options: SegmentLogOptions) -> Result<Self, LogError> {
         let dir = &options.dir;
-        fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let lock = lock_dir(dir)?;
         let partitions = read_or_create_meta(dir, options.partitions)?;
         let now = unix_millis();
@@ -131,10 +135,12 @@ impl SegmentLog {
     }
 
     fn partition(&self, partition: u32) -> Result<&Arc<Partition>, LogError> {
-        self.partitions.get(partition as usize).ok_or(LogError::UnknownPartition {
-            partition,
-            partitions: self.partitions.len() as u32,
-        })
+        self.partitions
+            .get(partition as usize)
+            .ok_or(LogError::UnknownPartition {
+                partition,
+                partitions: self.partitions.len() as u32,
+            })
     }
 
     fn record_gauges(&self) {
@@ -144,10 +150,14 @@ impl SegmentLog {
             let (bytes, count, end) = {
                 let segments = partition.segments();
                 let bytes: u64 = segments.iter().map(|segment| segment.len).sum();
-                let end = segments.last().map(|segment| segment.next_offset).unwrap_or(0);
+                let end = segments
+                    .last()
+                    .map(|segment| segment.next_offset)
+                    .unwrap_or(0);
                 (bytes, segments.len(), end)
             };
-            metrics::gauge!(names::LOG_PARTITION_BYTES, "partition" => label.clone()).set(bytes as f64);
+            metrics::gauge!(names::LOG_PARTITION_BYTES, "partition" => label.clone())
+                .set(bytes as f64);
             metrics::gauge!(names::LOG_PARTITION_SEGMENTS, "partition" => label.clone())
                 .set(count as f64);
             for group in &groups {
@@ -165,14 +175,17 @@ impl SegmentLog {
 
 fn lock_dir(dir: &Path) -> Result<File, LogError> {
     let path = dir.join("LOCK");
-    let file = File::create(&path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
+    let file =
+        File::create(&path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(LogError::Config(format!(
             "event log {} is in use by another process",
             dir.display()
         ))),
-        Err(fs::TryLockError::Error(e)) => Err(LogError::io(format!("locking {}", path.display()), e)),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(LogError::io(format!("locking {}", path.display()), e))
+        }
     }
 }
 
@@ -180,9 +193,8 @@ fn read_or_create_meta(dir: &Path, partitions: u32) -> Result<u32, LogError> {
     let path = dir.join("log.json");
     match fs::read(&path) {
         Ok(bytes) => {
-            let meta: LogMeta = serde_json::from_slice(&bytes).map_err(|e| {
-                LogError::Config(format!("{} is unreadable: {e}", path.display()))
-            })?;
+            let meta: LogMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Config(format!("{} is unreadable: {e}", path.display())))?;
             if meta.format_version != format::FORMAT_VERSION {
                 return Err(LogError::Config(format!(
                     "event log format version {} is not supported by this build (version {})",
@@ -201,14 +213,22 @@ fn read_or_create_meta(dir: &Path, partitions: u32) -> Result<u32, LogError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if partitions == 0 {
-                return Err(LogError::Config("an event log needs at least one partition".into()));
+                return Err(LogError::Config(
+                    "an event log needs at least one partition".into(),
+                ));
             }
-            let meta = LogMeta { format_version: format::FORMAT_VERSION, partitions };
+            let meta = LogMeta {
+                format_version: format::FORMAT_VERSION,
+                partitions,
+            };
             let staging = dir.join("log.json.new");
-            fs::write(&staging, serde_json::to_vec_pretty(&meta).unwrap_or_default())
-                .and_then(|()| File::open(&staging)?.sync_all())
-                .and_then(|()| fs::rename(&staging, &path))
-                .map_err(|e| LogError::io(format!("writing {}", path.display()), e))?;
+            fs::write(
+                &staging,
+                serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+            )
+            .and_then(|()| File::open(&staging)?.sync_all())
+            .and_then(|()| fs::rename(&staging, &path))
+            .map_err(|e| LogError::io(format!("writing {}", path.display()), e))?;
             partition::sync_dir(dir)?;
             Ok(partitions)
         }
@@ -242,7 +262,10 @@ impl EventLog for SegmentLog {
         for record in records {
             let size = format::encoded_len(&record.key, &record.value);
             if size > MAX_RECORD_BYTES {
-                return Err(LogError::RecordTooLarge { bytes: size, max: MAX_RECORD_BYTES });
+                return Err(LogError::RecordTooLarge {
+                    bytes: size,
+                    max: MAX_RECORD_BYTES,
+                });
             }
             encoded_bytes += size;
             placed.push((self.partition_for(&record.key), record));
@@ -267,10 +290,21 @@ impl EventLog for SegmentLog {
             }
         };
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { records: placed, encoded_bytes, reply, _permit: permit };
+        let request = AppendRequest {
+            records: placed,
+            encoded_bytes,
+            reply,
+            _permit: permit,
+        };
         {
-            let queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let sent = queue.as_ref().map(|queue| queue.send(request).is_ok()).unwrap_or(false);
+            let queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let sent = queue
+                .as_ref()
+                .map(|queue| queue.send(request).is_ok())
+                .unwrap_or(false);
             if !sent {
                 return Err(LogError::Closed);
             }
@@ -315,7 +349,12 @@ impl EventLog for SegmentLog {
     async fn commit(&self, group: &str, partition: u32, offset: u64) -> Result<(), LogError> {
         let end = watermarks(&self.partition(partition)?.segments()).end;
         if offset > end {
-            return Err(LogError::OffsetOutOfRange { partition, requested: offset, start: 0, end });
+            return Err(LogError::OffsetOutOfRange {
+                partition,
+                requested: offset,
+                start: 0,
+                end,
+            });
         }
         let offsets = self.offsets.clone();
         let group = group.to_string();
@@ -336,13 +375,29 @@ impl EventLog for SegmentLog {
 
     async fn close(&self) -> Result<(), LogError> {
         // Dropping the sender lets the writer finish what is queued and stop.
-        drop(self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
-        let handle = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        drop(
+            self.queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take(),
+        );
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         if let Some(handle) = handle {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
-                .map_err(|e| LogError::io("stopping the event log writer", std::io::Error::other(e)))?
-                .map_err(|_| LogError::io("stopping the event log writer", std::io::Error::other("writer panicked")))?;
+                .map_err(|e| {
+                    LogError::io("stopping the event log writer", std::io::Error::other(e))
+                })?
+                .map_err(|_| {
+                    LogError::io(
+                        "stopping the event log writer",
+                        std::io::Error::other("writer panicked"),
+                    )
+                })?;
         }
         self.pending.close();
         Ok(())
@@ -350,8 +405,14 @@ impl EventLog for SegmentLog {
 }
 
 fn watermarks(segments: &[partition::Segment]) -> Watermarks {
-    let start = segments.first().map(|segment| segment.base_offset).unwrap_or(0);
-    let end = segments.last().map(|segment| segment.next_offset).unwrap_or(0);
+    let start = segments
+        .first()
+        .map(|segment| segment.base_offset)
+        .unwrap_or(0);
+    let end = segments
+        .last()
+        .map(|segment| segment.next_offset)
+        .unwrap_or(0);
     Watermarks { start, end }
 }
 
@@ -386,7 +447,9 @@ fn read_records(
                 break;
             }
             let at = segments.partition_point(|segment| segment.base_offset <= next);
-            let Some(segment) = at.checked_sub(1).map(|i| &segments[i]) else { break };
+            let Some(segment) = at.checked_sub(1).map(|i| &segments[i]) else {
+                break;
+            };
             if next >= segment.next_offset {
                 // In a gap between segments: continue at the next one.
                 match segments.get(at) {
@@ -464,7 +527,9 @@ fn scan_view(
                 Err(RecordError::Incomplete) => {
                     // One record larger than the buffer: grow and retry.
                     let needed = u32::from_le_bytes(
-                        buffer[..4].try_into().map_err(|_| corrupt(pos, "short read".into()))?,
+                        buffer[..4]
+                            .try_into()
+                            .map_err(|_| corrupt(pos, "short read".into()))?,
                     ) as usize
                         + format::RECORD_PREFIX_LEN;
                     if needed <= buffer.len() || pos + needed as u64 > view.len {
@@ -473,7 +538,9 @@ fn scan_view(
                     buffer.resize(needed, 0);
                     break;
                 }
-                Err(RecordError::Invalid(reason)) => return Err(corrupt(pos + used as u64, reason)),
+                Err(RecordError::Invalid(reason)) => {
+                    return Err(corrupt(pos + used as u64, reason))
+                }
             }
             if used == want {
                 break;
@@ -488,7 +555,10 @@ fn find_time(partition: &Partition, timestamp_ms: i64) -> Result<Option<u64>, Lo
     let view = {
         let segments = partition.segments();
         let found = segments.iter().find_map(|segment| {
-            segment.index.position_for_time(timestamp_ms).map(|pos| (segment, pos))
+            segment
+                .index
+                .position_for_time(timestamp_ms)
+                .map(|pos| (segment, pos))
         });
         match found {
             Some((segment, pos)) => SegmentView {

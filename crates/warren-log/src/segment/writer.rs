@@ -95,8 +95,7 @@ impl Writer {
             return Ok(());
         }
         let shared = &self.partitions[partition];
-        let (segment, fresh) =
-            create_segment(&shared.dir, shared.id, active.next_offset, now)?;
+        let (segment, fresh) = create_segment(&shared.dir, shared.id, active.next_offset, now)?;
         shared.segments().push(segment);
         self.active[partition] = fresh;
         Ok(())
@@ -121,21 +120,34 @@ impl Writer {
         // Encode: offsets are assigned here, in queue order.
         let mut positions = Vec::with_capacity(group.len());
         let mut written = Vec::new();
-        let mut next: Vec<u64> = self.active.iter().map(|active| active.next_offset).collect();
+        let mut next: Vec<u64> = self
+            .active
+            .iter()
+            .map(|active| active.next_offset)
+            .collect();
         for request in &group {
             let mut request_positions = Vec::with_capacity(request.records.len());
             for (partition, record) in &request.records {
                 let p = *partition as usize;
                 let buffer = &mut self.buffers[p];
                 let pos = self.active[p].len + buffer.len() as u64;
-                format::encode_record(buffer, next[p], record.timestamp_ms, &record.key, &record.value);
+                format::encode_record(
+                    buffer,
+                    next[p],
+                    record.timestamp_ms,
+                    &record.key,
+                    &record.value,
+                );
                 written.push(Written {
                     partition: *partition,
                     offset: next[p],
                     pos,
                     timestamp_ms: record.timestamp_ms,
                 });
-                request_positions.push(RecordPosition { partition: *partition, offset: next[p] });
+                request_positions.push(RecordPosition {
+                    partition: *partition,
+                    offset: next[p],
+                });
                 next[p] += 1;
             }
             positions.push(request_positions);
@@ -150,7 +162,10 @@ impl Writer {
             let active = &mut self.active[p];
             let buffer = &self.buffers[p];
             let started = Instant::now();
-            let result = active.file.write_all_at(buffer, active.len).and_then(|()| active.file.sync_data());
+            let result = active
+                .file
+                .write_all_at(buffer, active.len)
+                .and_then(|()| active.file.sync_data());
             metrics::histogram!(names::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
@@ -207,9 +222,13 @@ impl Writer {
                 continue;
             }
             let mut segments = self.partitions[p].segments();
-            let Some(segment) = segments.last_mut() else { continue };
+            let Some(segment) = segments.last_mut() else {
+                continue;
+            };
             for record in records {
-                segment.index.observe(record.offset, record.pos, record.timestamp_ms);
+                segment
+                    .index
+                    .observe(record.offset, record.pos, record.timestamp_ms);
             }
             segment.len = self.active[p].len;
             segment.next_offset = self.active[p].next_offset;

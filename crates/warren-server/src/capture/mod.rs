@@ -37,25 +37,70 @@ struct RouteKind {
 }
 
 const ROUTES: &[(&str, RouteKind)] = &[
-    ("/e", RouteKind { legacy: true, engage: false, batch: false }),
-    ("/i/v0/e", RouteKind { legacy: false, engage: false, batch: false }),
-    ("/track", RouteKind { legacy: true, engage: false, batch: false }),
-    ("/engage", RouteKind { legacy: true, engage: true, batch: false }),
-    ("/capture", RouteKind { legacy: true, engage: false, batch: false }),
-    ("/batch", RouteKind { legacy: false, engage: false, batch: true }),
+    (
+        "/e",
+        RouteKind {
+            legacy: true,
+            engage: false,
+            batch: false,
+        },
+    ),
+    (
+        "/i/v0/e",
+        RouteKind {
+            legacy: false,
+            engage: false,
+            batch: false,
+        },
+    ),
+    (
+        "/track",
+        RouteKind {
+            legacy: true,
+            engage: false,
+            batch: false,
+        },
+    ),
+    (
+        "/engage",
+        RouteKind {
+            legacy: true,
+            engage: true,
+            batch: false,
+        },
+    ),
+    (
+        "/capture",
+        RouteKind {
+            legacy: true,
+            engage: false,
+            batch: false,
+        },
+    ),
+    (
+        "/batch",
+        RouteKind {
+            legacy: false,
+            engage: false,
+            batch: true,
+        },
+    ),
 ];
 
 /// The capture routes, each with and without a trailing slash.
 pub fn routes() -> Router<AppState> {
-    let methods = MethodFilter::GET.or(MethodFilter::POST).or(MethodFilter::OPTIONS);
+    let methods = MethodFilter::GET
+        .or(MethodFilter::POST)
+        .or(MethodFilter::OPTIONS);
     let mut router = Router::new();
     for (path, kind) in ROUTES {
         let kind = *kind;
-        let handler = move |state: State<AppState>, peer: ConnectInfo<SocketAddr>, request: Request<Body>| {
-            capture(state, peer, kind, request)
-        };
+        let handler =
+            move |state: State<AppState>, peer: ConnectInfo<SocketAddr>, request: Request<Body>| {
+                capture(state, peer, kind, request)
+            };
         router = router
-            .route(path, on(methods, handler.clone()))
+            .route(path, on(methods, handler))
             .route(&format!("{path}/"), on(methods, handler));
     }
     router
@@ -70,7 +115,11 @@ async fn capture(
     if request.method() == axum::http::Method::OPTIONS {
         return Ok(StatusCode::OK.into_response());
     }
-    let limit = if kind.batch { state.capture.max_batch_bytes } else { state.capture.max_event_bytes };
+    let limit = if kind.batch {
+        state.capture.max_batch_bytes
+    } else {
+        state.capture.max_event_bytes
+    };
     let query = CaptureQuery::parse(request.uri().query());
     let (parts, body) = request.into_parts();
     let body = read_body(body, limit, state.capture.body_timeout_secs).await?;
@@ -128,10 +177,15 @@ async fn capture(
             historical_migration: batch.historical_migration,
         };
         let value = serde_json::to_vec(&captured).map_err(|e| ApiError::Internal(e.to_string()))?;
-        records.push(AppendRecord { key: key.into_bytes(), value, timestamp_ms: now.timestamp_millis() });
+        records.push(AppendRecord {
+            key: key.into_bytes(),
+            value,
+            timestamp_ms: now.timestamp_millis(),
+        });
     }
     if dropped > 0 {
-        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => "performance_event").increment(dropped);
+        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => "performance_event")
+            .increment(dropped);
     }
     let accepted = records.len() as u64;
     state.log.append(records).await?;
@@ -172,7 +226,9 @@ async fn read_body(body: Body, limit: usize, timeout_secs: u64) -> Result<bytes:
             if too_large {
                 Err(ApiError::PayloadTooLarge { limit })
             } else {
-                Err(ApiError::InvalidPayload(format!("could not read the body: {error}")))
+                Err(ApiError::InvalidPayload(format!(
+                    "could not read the body: {error}"
+                )))
             }
         }
     }
@@ -187,4 +243,46 @@ fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
         .map(|ip| ip.trim().to_string())
         .filter(|ip| !ip.is_empty())
         .unwrap_or_else(|| peer.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{header, HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Runs the whole decoding path: payload, shapes, validation.
+    fn decode_everything(query: &str, content_type: Option<&'static str>, body: &[u8]) {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = content_type {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        }
+        let query = CaptureQuery::parse(Some(query));
+        if let Ok(json) = payload::decode(&query, &headers, body, true, 1 << 20) {
+            if let Ok(batch) = parse_batch(&json, true) {
+                let _ = resolve_token(&batch).map(validate_token);
+                for raw in &batch.events {
+                    let _ = validate_event(raw);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            hint in prop_oneof![Just(""), Just("compression=gzip-js"), Just("compression=lz64"), Just("compression=base64")],
+            form in any::<bool>(),
+        ) {
+            let content_type = form.then_some("application/x-www-form-urlencoded");
+            decode_everything(hint, content_type, &body);
+        }
+
+        #[test]
+        fn arbitrary_json_shaped_text_never_panics(body in r#"[\[\]{}",:a-z0-9 \\$_-]{0,512}"#) {
+            decode_everything("", None, body.as_bytes());
+        }
+    }
 }

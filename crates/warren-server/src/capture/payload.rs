@@ -5,9 +5,9 @@
 use std::io::Read;
 
 use axum::http::{header, HeaderMap};
+use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine};
-use base64::alphabet;
 use flate2::read::MultiGzDecoder;
 
 use super::lz64;
@@ -34,7 +34,9 @@ impl Compression {
             "gzip" | "gzip-js" => Ok(Self::Gzip),
             "lz64" | "lz-string" => Ok(Self::Lz64),
             "base64" | "b64" => Ok(Self::Base64),
-            other => Err(ApiError::InvalidCompression(format!("unknown compression {other:?}"))),
+            other => Err(ApiError::InvalidCompression(format!(
+                "unknown compression {other:?}"
+            ))),
         }
     }
 }
@@ -81,7 +83,10 @@ pub fn decode(
     let mut form_compression = None;
     let payload: Vec<u8> = if let Some(data) = &query.data {
         data.clone().into_bytes()
-    } else if is_form {
+    } else if is_form
+        && !body.trim_ascii_start().starts_with(b"{")
+        && !body.trim_ascii_start().starts_with(b"[")
+    {
         let mut data = None;
         for (key, value) in form_urlencoded::parse(body) {
             match key.as_ref() {
@@ -99,14 +104,21 @@ pub fn decode(
             data.into_bytes()
         }
     } else {
+        // Also a JSON body sent with a form content type, as `curl -d` does.
         body.to_vec()
     };
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::EmptyPayload);
     }
 
-    let header_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-    let hint = query.compression.as_deref().or(form_compression.as_deref()).or(header_encoding);
+    let header_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let hint = query
+        .compression
+        .as_deref()
+        .or(form_compression.as_deref())
+        .or(header_encoding);
     let compression = match hint {
         Some(hint) => Compression::parse(hint)?,
         None => Compression::None,
@@ -117,24 +129,70 @@ pub fn decode(
     } else {
         match compression {
             Compression::Gzip => {
-                return Err(ApiError::InvalidCompression("gzip announced but the data is not gzip".into()));
+                return Err(ApiError::InvalidCompression(
+                    "gzip announced but the data is not gzip".into(),
+                ));
             }
             Compression::Lz64 => lz64_decode(&payload, limit)?,
             Compression::Base64 => base64_decode(&payload)?,
-            Compression::None if !is_form && looks_like_base64(&payload) => base64_decode(&payload)?,
+            // Unannounced base64 is decoded only when it really is base64.
+            Compression::None if looks_like_base64(&payload) => {
+                base64_decode(&payload).unwrap_or(payload)
+            }
             Compression::None => payload,
         }
     };
     if legacy_route && looks_like_base64(&decoded) {
-        decoded = base64_decode(&decoded)?;
-        if decoded.starts_with(&[0x1f, 0x8b]) {
-            decoded = gunzip(&decoded, limit)?;
+        if let Ok(again) = base64_decode(&decoded) {
+            decoded = if again.starts_with(&[0x1f, 0x8b]) {
+                gunzip(&again, limit)?
+            } else {
+                again
+            };
         }
     }
     if decoded.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
+    check_nesting(&decoded)?;
     Ok(decoded)
+}
+
+/// Deepest JSON nesting accepted; what lies deeper is an attack, and would
+/// exceed the parsers' recursion limits downstream.
+const MAX_NESTING: usize = 100;
+
+/// Refuses JSON nested deeper than [`MAX_NESTING`], in one pass over the
+/// bytes: the raw-value parse that follows does not bound depth itself.
+fn check_nesting(json: &[u8]) -> Result<(), ApiError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(ApiError::InvalidPayload(format!(
+                        "JSON nested deeper than {MAX_NESTING} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Strict base64: only the alphabet, padding and line breaks, and not JSON.
@@ -147,7 +205,11 @@ fn looks_like_base64(bytes: &[u8]) -> bool {
 }
 
 fn base64_decode(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let compact: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let compact: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     BASE64
         .decode(compact)
         .map_err(|e| ApiError::InvalidCompression(format!("invalid base64: {e}")))
@@ -174,7 +236,9 @@ fn lz64_decode(bytes: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
         lz64::Lz64Error::Invalid => ApiError::InvalidCompression("invalid lz64 data".into()),
     })?;
     if units.is_empty() {
-        return Err(ApiError::InvalidCompression("lz64 data decodes to nothing".into()));
+        return Err(ApiError::InvalidCompression(
+            "lz64 data decodes to nothing".into(),
+        ));
     }
     Ok(String::from_utf16_lossy(&units).into_bytes())
 }
@@ -196,7 +260,13 @@ mod tests {
         if let Some(content_type) = content_type {
             headers.insert(header::CONTENT_TYPE, content_type.parse().expect("header"));
         }
-        decode(&CaptureQuery::parse(Some(query)), &headers, body, true, 1 << 20)
+        decode(
+            &CaptureQuery::parse(Some(query)),
+            &headers,
+            body,
+            true,
+            1 << 20,
+        )
     }
 
     #[test]
@@ -205,18 +275,34 @@ mod tests {
         let b64 = BASE64.encode(json);
         let lz = lz_str::compress_to_base64(std::str::from_utf8(json).expect("utf8"));
         assert_eq!(run("", None, json).expect("plain"), json);
-        assert_eq!(run("compression=gzip-js", None, &gzip(json)).expect("gzip"), json);
+        assert_eq!(
+            run("compression=gzip-js", None, &gzip(json)).expect("gzip"),
+            json
+        );
         assert_eq!(run("", None, &gzip(json)).expect("gzip by magic"), json);
-        assert_eq!(run("compression=lz64", None, lz.as_bytes()).expect("lz64"), json);
+        assert_eq!(
+            run("compression=lz64", None, lz.as_bytes()).expect("lz64"),
+            json
+        );
         assert_eq!(run("", None, b64.as_bytes()).expect("base64 body"), json);
         let form = format!("data={}&compression=lz64", lz.replace('+', "%2B"));
         assert_eq!(
-            run("", Some("application/x-www-form-urlencoded"), form.as_bytes()).expect("form"),
+            run(
+                "",
+                Some("application/x-www-form-urlencoded"),
+                form.as_bytes()
+            )
+            .expect("form"),
             json
         );
         let form_spaces = format!("data={}", b64.replace('+', " "));
         assert_eq!(
-            run("", Some("application/x-www-form-urlencoded"), form_spaces.as_bytes()).expect("form"),
+            run(
+                "",
+                Some("application/x-www-form-urlencoded"),
+                form_spaces.as_bytes()
+            )
+            .expect("form"),
             json
         );
         let query = format!("data={}", b64.replace('+', "%2B"));
@@ -226,10 +312,31 @@ mod tests {
     #[test]
     fn bombs_and_lies_are_refused() {
         let bomb = gzip(&vec![b'a'; 2 << 20]);
-        assert!(matches!(run("", None, &bomb), Err(ApiError::PayloadTooLarge { .. })));
-        assert!(matches!(run("compression=gzip", None, b"{}"), Err(ApiError::InvalidCompression(_))));
-        assert!(matches!(run("compression=zstd", None, b"{}"), Err(ApiError::InvalidCompression(_))));
+        assert!(matches!(
+            run("", None, &bomb),
+            Err(ApiError::PayloadTooLarge { .. })
+        ));
+        assert!(matches!(
+            run("compression=gzip", None, b"{}"),
+            Err(ApiError::InvalidCompression(_))
+        ));
+        assert!(matches!(
+            run("compression=zstd", None, b"{}"),
+            Err(ApiError::InvalidCompression(_))
+        ));
         assert!(matches!(run("", None, b""), Err(ApiError::EmptyPayload)));
+        let deep = format!("{}{}", "[".repeat(101), "]".repeat(101));
+        assert!(matches!(
+            run("", None, deep.as_bytes()),
+            Err(ApiError::InvalidPayload(_))
+        ));
+        let shallow_with_brackets =
+            format!(r#"[{{"s":"{}\"{}"}}]"#, "[".repeat(500), "{".repeat(500));
+        assert!(
+            run("", None, shallow_with_brackets.as_bytes()).is_ok(),
+            "brackets in strings do not count"
+        );
+        assert_eq!(run("", None, b"42").expect("not base64 after all"), b"42");
         let truncated = gzip(b"[{\"event\":\"e\"}]");
         assert!(matches!(
             run("", None, &truncated[..truncated.len() / 2]),

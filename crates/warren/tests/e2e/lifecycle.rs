@@ -1,0 +1,147 @@
+//! Start-up, bootstrap, configuration, metrics and clean shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use warren_testkit::{TestServer, TOKEN};
+
+use crate::{http, BIN};
+
+#[test]
+fn version_prints() {
+    let output = Command::new(BIN).arg("version").output().expect("run");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("warren "));
+}
+
+/// Starts `warren serve` on `dir` and returns its stdout up to the
+/// listening line, then stops it with SIGTERM.
+fn first_lines(dir: &std::path::Path, env: &[(&str, &str)]) -> Vec<String> {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .env("WARREN_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        let line = line.expect("line");
+        let done = line.starts_with("warren listening on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    assert!(child.wait().expect("wait").success(), "SIGTERM exits 0");
+    lines
+}
+
+#[test]
+fn first_start_prints_the_secrets_once_and_config_comes_from_the_environment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let first = first_lines(dir.path(), &[("WARREN_EVENT_LOG__PARTITIONS", "3")]);
+    let token_line = first
+        .iter()
+        .find(|l| l.contains("project token"))
+        .expect("token printed");
+    assert!(token_line.contains("phc_"), "{token_line}");
+    assert!(first
+        .iter()
+        .any(|l| l.contains("personal API key") && l.contains("phx_")));
+    let second = first_lines(dir.path(), &[]);
+    assert!(
+        !second.iter().any(|l| l.contains("project token")),
+        "shown once: {second:?}"
+    );
+    let meta = std::fs::read_to_string(dir.path().join("log/log.json")).expect("log meta");
+    let meta: serde_json::Value = serde_json::from_str(&meta).expect("json");
+    assert_eq!(
+        meta["partitions"], 3,
+        "WARREN_EVENT_LOG__PARTITIONS applied at creation"
+    );
+}
+
+#[test]
+fn a_broken_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("warren.toml");
+    std::fs::write(&config, "[event_log]\npartitions = \"many\"\n").expect("write");
+    let output = Command::new(BIN)
+        .args(["--config"])
+        .arg(&config)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("partitions"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_events_and_log_work() {
+    let mut server = TestServer::start(BIN);
+    let client = http();
+    let body = json!({"api_key": TOKEN, "batch": [
+        {"event": "a", "distinct_id": "m1"}, {"event": "b", "distinct_id": "m2"},
+        {"event": "$performance_event", "distinct_id": "m3"},
+    ]});
+    let response = client
+        .post(format!("{}/batch/", server.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let bad = client
+        .post(format!("{}/batch/", server.url))
+        .body("{")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad.status(), 400);
+    let text = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|line| line.starts_with(needle))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+    };
+    assert_eq!(value("warren_capture_events_received_total"), 2.0);
+    assert_eq!(
+        value("warren_capture_events_dropped_total{cause=\"performance_event\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("warren_capture_events_dropped_total{cause=\"invalid_payload\"}"),
+        1.0
+    );
+    assert!(text
+        .contains("warren_http_requests_total{route=\"/batch\",method=\"POST\",status=\"200\"} 1"));
+    assert!(value("warren_log_fsync_duration_seconds_count") >= 1.0);
+    assert!(value("warren_log_append_duration_seconds_count") >= 1.0);
+    assert!(value("warren_capture_payload_bytes_count") >= 2.0);
+    assert!(value("warren_log_partition_bytes{partition=\"0\"}") >= 40.0);
+    assert!(text.contains("warren_log_partition_segments{partition="));
+    assert!(text.contains("warren_http_request_duration_seconds_bucket"));
+    server.stop();
+}

@@ -1,0 +1,20 @@
+//! End-to-end tests: the real `warren` binary on loopback, driven by the
+//! official SDKs and by raw HTTP, with its event log read back afterwards.
+
+mod bad_input;
+mod crash;
+mod expect;
+mod lifecycle;
+mod sdk;
+
+use std::path::PathBuf;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_warren");
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("HTTP client")
+}
