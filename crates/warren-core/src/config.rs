@@ -100,6 +100,9 @@ pub struct CaptureConfig {
     pub max_batch_bytes: usize,
     /// Requests handled at once; more are answered 503 at the door.
     pub max_concurrent_requests: usize,
+    /// Memory that request bodies being handled may hold, received and
+    /// decoded; a request that would exceed it is answered 503.
+    pub max_inflight_bytes: usize,
     /// A request whose body has not arrived by then is answered 408.
     pub body_timeout_secs: u64,
 }
@@ -110,6 +113,7 @@ impl Default for CaptureConfig {
             max_event_bytes: 2 * 1024 * 1024,
             max_batch_bytes: 20 * 1024 * 1024,
             max_concurrent_requests: 512,
+            max_inflight_bytes: 512 * 1024 * 1024,
             body_timeout_secs: 30,
         }
     }

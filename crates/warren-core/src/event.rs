@@ -71,10 +71,7 @@ mod tests {
         };
         let json: serde_json::Value = serde_json::to_value(&event).unwrap_or_default();
         assert!(json.get("sent_at").is_none(), "absent sent_at is omitted");
-        assert!(
-            json.get("historical_migration").is_none(),
-            "false is omitted"
-        );
+        assert!(json.get("historical_migration").is_none(), "false is omitted");
         assert_eq!(json["data"], r#"{"event":"x"}"#);
         assert_eq!(event.partition_key(), "phc_t:u1");
     }

@@ -37,46 +37,16 @@ pub const LOG_SEGMENTS_DELETED: &str = "warren_log_segments_deleted_total";
 pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (HTTP_REQUESTS, "HTTP requests by route, method and status."),
     (HTTP_REQUEST_SECONDS, "HTTP request latency by route."),
-    (
-        CAPTURE_EVENTS_RECEIVED,
-        "Events durably accepted into the event log.",
-    ),
+    (CAPTURE_EVENTS_RECEIVED, "Events durably accepted into the event log."),
     (CAPTURE_EVENTS_DROPPED, "Events not stored, by cause."),
-    (
-        CAPTURE_PAYLOAD_BYTES,
-        "Capture request body size as received.",
-    ),
-    (
-        CAPTURE_CLOCK_SKEW_SECONDS,
-        "Server time minus client sent_at.",
-    ),
-    (
-        LOG_APPEND_SECONDS,
-        "Event log append latency up to durability.",
-    ),
+    (CAPTURE_PAYLOAD_BYTES, "Capture request body size as received."),
+    (CAPTURE_CLOCK_SKEW_SECONDS, "Server time minus client sent_at."),
+    (LOG_APPEND_SECONDS, "Event log append latency up to durability."),
     (LOG_FSYNC_SECONDS, "Duration of one event log fsync."),
-    (
-        LOG_FSYNC_BATCH_RECORDS,
-        "Records made durable by one group commit.",
-    ),
-    (
-        LOG_APPEND_ERRORS,
-        "Event log appends that failed, by cause.",
-    ),
-    (
-        LOG_PARTITION_BYTES,
-        "Event log bytes on disk per partition.",
-    ),
-    (
-        LOG_PARTITION_SEGMENTS,
-        "Event log segment files per partition.",
-    ),
-    (
-        LOG_CONSUMER_LAG,
-        "Records not yet committed by a consumer group.",
-    ),
-    (
-        LOG_SEGMENTS_DELETED,
-        "Event log segments deleted by retention.",
-    ),
+    (LOG_FSYNC_BATCH_RECORDS, "Records made durable by one group commit."),
+    (LOG_APPEND_ERRORS, "Event log appends that failed, by cause."),
+    (LOG_PARTITION_BYTES, "Event log bytes on disk per partition."),
+    (LOG_PARTITION_SEGMENTS, "Event log segment files per partition."),
+    (LOG_CONSUMER_LAG, "Records not yet committed by a consumer group."),
+    (LOG_SEGMENTS_DELETED, "Event log segments deleted by retention."),
 ];

@@ -55,11 +55,7 @@ macro_rules! event_log_conformance {
 }
 
 fn record(key: &str, value: String, timestamp_ms: i64) -> AppendRecord {
-    AppendRecord {
-        key: key.as_bytes().to_vec(),
-        value: value.into_bytes(),
-        timestamp_ms,
-    }
+    AppendRecord { key: key.as_bytes().to_vec(), value: value.into_bytes(), timestamp_ms }
 }
 
 async fn read_all(log: &impl EventLog, partition: u32) -> Vec<LogRecord> {
@@ -102,10 +98,7 @@ pub async fn ordering_per_partition<F: LogFactory>(factory: &F) {
             .map(|k| {
                 let key = format!("key-{k}");
                 let value = format!("{key}/{round}");
-                expected
-                    .entry(key.clone().into_bytes())
-                    .or_default()
-                    .push(value.clone());
+                expected.entry(key.clone().into_bytes()).or_default().push(value.clone());
                 record(&key, value, 1_000 + round)
             })
             .collect();
@@ -113,25 +106,15 @@ pub async fn ordering_per_partition<F: LogFactory>(factory: &F) {
         assert_eq!(positions.len(), batch.len());
         for (position, appended) in positions.iter().zip(&batch) {
             assert_eq!(position.partition, log.partition_for(&appended.key));
-            let read = log
-                .read(position.partition, position.offset, 1)
-                .await
-                .expect("read");
+            let read = log.read(position.partition, position.offset, 1).await.expect("read");
             assert_eq!(read[0].offset, position.offset);
-            assert_eq!(
-                read[0].value, appended.value,
-                "the position names the record"
-            );
+            assert_eq!(read[0].value, appended.value, "the position names the record");
         }
     }
     for partition in 0..log.partitions() {
         let records = read_all(&log, partition).await;
-        assert!(records
-            .windows(2)
-            .all(|pair| pair[0].offset < pair[1].offset));
-        assert!(records
-            .iter()
-            .all(|r| log.partition_for(&r.key) == partition));
+        assert!(records.windows(2).all(|pair| pair[0].offset < pair[1].offset));
+        assert!(records.iter().all(|r| log.partition_for(&r.key) == partition));
     }
     assert_eq!(values_by_key(&read_everything(&log).await), expected);
     log.close().await.expect("close");
@@ -140,22 +123,14 @@ pub async fn ordering_per_partition<F: LogFactory>(factory: &F) {
 pub async fn durable_across_restart<F: LogFactory>(factory: &F) {
     let log = factory.create(2).await;
     for i in 0..50 {
-        log.append(vec![record(&format!("k{}", i % 7), format!("v{i}"), i)])
-            .await
-            .expect("append");
+        log.append(vec![record(&format!("k{}", i % 7), format!("v{i}"), i)]).await.expect("append");
     }
     let before = read_everything(&log).await;
     assert_eq!(before.len(), 50);
     let log = factory.reopen(log).await;
     assert_eq!(read_everything(&log).await, before);
-    let position = log
-        .append(vec![record("k1", "after".into(), 99)])
-        .await
-        .expect("append")[0];
-    let tail = log
-        .read(position.partition, position.offset, 10)
-        .await
-        .expect("read");
+    let position = log.append(vec![record("k1", "after".into(), 99)]).await.expect("append")[0];
+    let tail = log.read(position.partition, position.offset, 10).await.expect("read");
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].value, b"after");
     log.close().await.expect("close");
@@ -164,56 +139,24 @@ pub async fn durable_across_restart<F: LogFactory>(factory: &F) {
 pub async fn consumer_offsets<F: LogFactory>(factory: &F) {
     let log = factory.create(2).await;
     assert_eq!(log.committed("ingest", 0).await.expect("committed"), None);
-    let positions = log
-        .append(
-            (0..10)
-                .map(|i| record("same-key", format!("v{i}"), i))
-                .collect(),
-        )
-        .await
-        .expect("append");
+    let positions =
+        log.append((0..10).map(|i| record("same-key", format!("v{i}"), i)).collect()).await.expect("append");
     let partition = positions[0].partition;
     let sixth = positions[5].offset;
-    log.commit("ingest", partition, sixth)
-        .await
-        .expect("commit");
-    assert_eq!(
-        log.committed("ingest", partition).await.expect("committed"),
-        Some(sixth)
-    );
-    assert_eq!(
-        log.committed("other", partition).await.expect("committed"),
-        None
-    );
+    log.commit("ingest", partition, sixth).await.expect("commit");
+    assert_eq!(log.committed("ingest", partition).await.expect("committed"), Some(sixth));
+    assert_eq!(log.committed("other", partition).await.expect("committed"), None);
     let rest = log.read(partition, sixth, 100).await.expect("read");
-    let values: Vec<_> = rest
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
-        .collect();
+    let values: Vec<_> = rest.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect();
     assert_eq!(values, ["v5", "v6", "v7", "v8", "v9"]);
 
     let log = factory.reopen(log).await;
-    assert_eq!(
-        log.committed("ingest", partition).await.expect("committed"),
-        Some(sixth)
-    );
-    assert!(log
-        .consumer_groups()
-        .await
-        .expect("groups")
-        .contains(&"ingest".to_string()));
+    assert_eq!(log.committed("ingest", partition).await.expect("committed"), Some(sixth));
+    assert!(log.consumer_groups().await.expect("groups").contains(&"ingest".to_string()));
     let end = log.watermarks(partition).await.expect("watermarks").end;
-    log.commit("ingest", partition, end)
-        .await
-        .expect("committing the end is allowed");
-    assert!(
-        log.commit("ingest", partition, end + 1000).await.is_err(),
-        "past the end"
-    );
-    assert!(matches!(
-        log.commit("bad group/name", partition, 0).await,
-        Err(LogError::InvalidGroup(_))
-    ));
+    log.commit("ingest", partition, end).await.expect("committing the end is allowed");
+    assert!(log.commit("ingest", partition, end + 1000).await.is_err(), "past the end");
+    assert!(matches!(log.commit("bad group/name", partition, 0).await, Err(LogError::InvalidGroup(_))));
     log.close().await.expect("close");
 }
 
@@ -226,13 +169,7 @@ pub async fn concurrent_producers<F: LogFactory>(factory: &F) {
             let mut positions = Vec::new();
             for round in 0..40 {
                 let batch = (0..5)
-                    .map(|i| {
-                        record(
-                            &format!("p{producer}-k{i}"),
-                            format!("{producer}/{i}/{round}"),
-                            round,
-                        )
-                    })
+                    .map(|i| record(&format!("p{producer}-k{i}"), format!("{producer}/{i}/{round}"), round))
                     .collect();
                 positions.extend(log.append(batch).await.expect("append"));
             }
@@ -251,12 +188,7 @@ pub async fn concurrent_producers<F: LogFactory>(factory: &F) {
     for values in by_key.values() {
         let rounds: Vec<u64> = values
             .iter()
-            .map(|v| {
-                v.rsplit('/')
-                    .next()
-                    .and_then(|r| r.parse().ok())
-                    .expect("round")
-            })
+            .map(|v| v.rsplit('/').next().and_then(|r| r.parse().ok()).expect("round"))
             .collect();
         assert_eq!(rounds, (0..40).collect::<Vec<_>>(), "per-key order");
     }
@@ -266,21 +198,13 @@ pub async fn concurrent_producers<F: LogFactory>(factory: &F) {
 pub async fn torn_write_recovery<F: LogFactory>(factory: &F) {
     let log = factory.create(1).await;
     for i in 0..10 {
-        log.append(vec![record("k", format!("v{i}"), i)])
-            .await
-            .expect("append");
+        log.append(vec![record("k", format!("v{i}"), i)]).await.expect("append");
     }
     let log = factory.reopen_after_torn_write(log).await;
     let records = read_all(&log, 0).await;
-    let values: Vec<_> = records
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
-        .collect();
+    let values: Vec<_> = records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect();
     assert_eq!(values, (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
-    let position = log
-        .append(vec![record("k", "v10".into(), 10)])
-        .await
-        .expect("append")[0];
+    let position = log.append(vec![record("k", "v10".into(), 10)]).await.expect("append")[0];
     assert!(position.offset > records[9].offset);
     assert_eq!(read_all(&log, 0).await.len(), 11);
     log.close().await.expect("close");
@@ -290,29 +214,12 @@ pub async fn time_lookup<F: LogFactory>(factory: &F) {
     let log = factory.create(1).await;
     let mut offsets = Vec::new();
     for ts in [1_000, 2_000, 2_000, 3_000] {
-        offsets.push(
-            log.append(vec![record("k", format!("at {ts}"), ts)])
-                .await
-                .expect("append")[0]
-                .offset,
-        );
+        offsets.push(log.append(vec![record("k", format!("at {ts}"), ts)]).await.expect("append")[0].offset);
     }
-    assert_eq!(
-        log.offset_for_time(0, 0).await.expect("lookup"),
-        Some(offsets[0])
-    );
-    assert_eq!(
-        log.offset_for_time(0, 1_000).await.expect("lookup"),
-        Some(offsets[0])
-    );
-    assert_eq!(
-        log.offset_for_time(0, 1_500).await.expect("lookup"),
-        Some(offsets[1])
-    );
-    assert_eq!(
-        log.offset_for_time(0, 2_001).await.expect("lookup"),
-        Some(offsets[3])
-    );
+    assert_eq!(log.offset_for_time(0, 0).await.expect("lookup"), Some(offsets[0]));
+    assert_eq!(log.offset_for_time(0, 1_000).await.expect("lookup"), Some(offsets[0]));
+    assert_eq!(log.offset_for_time(0, 1_500).await.expect("lookup"), Some(offsets[1]));
+    assert_eq!(log.offset_for_time(0, 2_001).await.expect("lookup"), Some(offsets[3]));
     assert_eq!(log.offset_for_time(0, 3_001).await.expect("lookup"), None);
     log.close().await.expect("close");
 }
@@ -322,18 +229,9 @@ pub async fn read_bounds<F: LogFactory>(factory: &F) {
     let marks = log.watermarks(0).await.expect("watermarks");
     assert_eq!(marks.start, marks.end, "a new log is empty");
     assert!(log.read(0, marks.end, 10).await.expect("read").is_empty());
-    log.append((0..20).map(|i| record("k", format!("v{i}"), i)).collect())
-        .await
-        .expect("append");
+    log.append((0..20).map(|i| record("k", format!("v{i}"), i)).collect()).await.expect("append");
     assert_eq!(log.read(0, marks.start, 7).await.expect("read").len(), 7);
-    assert!(log
-        .read(0, marks.end + 20, 10)
-        .await
-        .expect("read")
-        .is_empty());
-    assert!(matches!(
-        log.read(5, 0, 1).await,
-        Err(LogError::UnknownPartition { partition: 5, .. })
-    ));
+    assert!(log.read(0, marks.end + 20, 10).await.expect("read").is_empty());
+    assert!(matches!(log.read(5, 0, 1).await, Err(LogError::UnknownPartition { partition: 5, .. })));
     log.close().await.expect("close");
 }

@@ -21,18 +21,9 @@ pub enum LogError {
         "segment {path} is corrupt at byte {position}: {reason}; \
          start with --repair to keep every intact record and drop the damaged bytes"
     )]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("offset {requested} is outside partition {partition}, which holds {start}..{end}")]
-    OffsetOutOfRange {
-        partition: u32,
-        requested: u64,
-        start: u64,
-        end: u64,
-    },
+    OffsetOutOfRange { partition: u32, requested: u64, start: u64, end: u64 },
     #[error("partition {partition} does not exist; the log has {partitions}")]
     UnknownPartition { partition: u32, partitions: u32 },
     #[error("invalid consumer group name {0:?}: use 1-128 letters, digits, '-', '_' or '.'")]
@@ -43,9 +34,6 @@ pub enum LogError {
 
 impl LogError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Self::Io {
-            context: context.into(),
-            source,
-        }
+        Self::Io { context: context.into(), source }
     }
 }

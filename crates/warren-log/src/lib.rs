@@ -73,22 +73,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// Up to `max_records` durable records of `partition`, from `from` on.
     /// An offset at or past the end returns nothing; one before the start
     /// (deleted by retention) is [`LogError::OffsetOutOfRange`].
-    async fn read(
-        &self,
-        partition: u32,
-        from: u64,
-        max_records: usize,
-    ) -> Result<Vec<LogRecord>, LogError>;
+    async fn read(&self, partition: u32, from: u64, max_records: usize) -> Result<Vec<LogRecord>, LogError>;
 
     async fn watermarks(&self, partition: u32) -> Result<Watermarks, LogError>;
 
     /// The first offset whose record timestamp is at or after `timestamp_ms`,
     /// or `None` when no record is that new.
-    async fn offset_for_time(
-        &self,
-        partition: u32,
-        timestamp_ms: i64,
-    ) -> Result<Option<u64>, LogError>;
+    async fn offset_for_time(&self, partition: u32, timestamp_ms: i64) -> Result<Option<u64>, LogError>;
 
     /// Records that `group` has consumed `partition` up to (not including)
     /// `offset`.

@@ -9,9 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tempfile::TempDir;
 use warren_log::conformance::LogFactory;
-use warren_log::{
-    AppendRecord, EventLog, LogError, RetentionPolicy, SegmentLog, SegmentLogOptions,
-};
+use warren_log::{AppendRecord, EventLog, LogError, RetentionPolicy, SegmentLog, SegmentLogOptions};
 
 struct SegmentFactory {
     dir: TempDir,
@@ -19,32 +17,24 @@ struct SegmentFactory {
 
 impl SegmentFactory {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Self { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     fn options(&self, partitions: u32) -> SegmentLogOptions {
-        SegmentLogOptions {
-            partitions,
-            ..SegmentLogOptions::new(self.dir.path().join("log"))
-        }
+        SegmentLogOptions { partitions, ..SegmentLogOptions::new(self.dir.path().join("log")) }
     }
 }
 
 async fn open(options: SegmentLogOptions) -> Result<SegmentLog, LogError> {
-    tokio::task::spawn_blocking(move || SegmentLog::open(options))
-        .await
-        .expect("open task")
+    tokio::task::spawn_blocking(move || SegmentLog::open(options)).await.expect("open task")
 }
 
 fn active_segment(dir: &Path, partition: u32) -> PathBuf {
-    let mut segments: Vec<PathBuf> =
-        std::fs::read_dir(dir.join("partitions").join(partition.to_string()))
-            .expect("partition dir")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-            .collect();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("partitions").join(partition.to_string()))
+        .expect("partition dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
     segments.sort();
     segments.pop().expect("a segment")
 }
@@ -70,8 +60,7 @@ impl LogFactory for SegmentFactory {
         // Half a record: a length prefix promising more than follows.
         let path = active_segment(&self.dir.path().join("log"), 0);
         let mut file = OpenOptions::new().append(true).open(path).expect("segment");
-        file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6])
-            .expect("torn bytes");
+        file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]).expect("torn bytes");
         self.create(partitions).await
     }
 }
@@ -79,36 +68,21 @@ impl LogFactory for SegmentFactory {
 warren_log::event_log_conformance!(SegmentFactory::new());
 
 fn record(i: u64) -> AppendRecord {
-    AppendRecord {
-        key: b"k".to_vec(),
-        value: vec![b'x'; 1000],
-        timestamp_ms: i as i64,
-    }
+    AppendRecord { key: b"k".to_vec(), value: vec![b'x'; 1000], timestamp_ms: i as i64 }
 }
 
 #[tokio::test]
 async fn rolls_segments_by_size_and_reads_across_them() {
     let factory = SegmentFactory::new();
-    let options = SegmentLogOptions {
-        segment_bytes: 10_000,
-        ..factory.options(1)
-    };
+    let options = SegmentLogOptions { segment_bytes: 10_000, ..factory.options(1) };
     let log = open(options.clone()).await.expect("open");
     for i in 0..100 {
         log.append(vec![record(i)]).await.expect("append");
     }
-    let segments = std::fs::read_dir(options.dir.join("partitions/0"))
-        .expect("dir")
-        .count();
-    assert!(
-        segments >= 9,
-        "100 KB in 10 KB segments made {segments} files"
-    );
+    let segments = std::fs::read_dir(options.dir.join("partitions/0")).expect("dir").count();
+    assert!(segments >= 9, "100 KB in 10 KB segments made {segments} files");
     let all = log.read(0, 0, 1000).await.expect("read");
-    assert_eq!(
-        all.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        (0..100).collect::<Vec<_>>()
-    );
+    assert_eq!(all.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
     log.close().await.expect("close");
     drop(log);
     let log = open(options).await.expect("reopen");
@@ -120,38 +94,20 @@ async fn rolls_segments_by_size_and_reads_across_them() {
 #[tokio::test]
 async fn retention_respects_consumers_unless_told_otherwise() {
     let factory = SegmentFactory::new();
-    let options = SegmentLogOptions {
-        segment_bytes: 10_000,
-        ..factory.options(1)
-    };
+    let options = SegmentLogOptions { segment_bytes: 10_000, ..factory.options(1) };
     let log = open(options).await.expect("open");
     for i in 0..100 {
         log.append(vec![record(i)]).await.expect("append");
     }
     log.commit("ingest", 0, 30).await.expect("commit");
-    let policy = RetentionPolicy {
-        max_bytes: Some(20_000),
-        ..RetentionPolicy::default()
-    };
+    let policy = RetentionPolicy { max_bytes: Some(20_000), ..RetentionPolicy::default() };
     let report = log.apply_retention(&policy, 0).expect("retention");
-    assert!(
-        report.segments_deleted >= 2 && report.segments_held == 1,
-        "{report:?}"
-    );
+    assert!(report.segments_deleted >= 2 && report.segments_held == 1, "{report:?}");
     let start = log.watermarks(0).await.expect("marks").start;
-    assert!(
-        start > 0 && start <= 30,
-        "kept what the group needs: start {start}"
-    );
-    assert!(matches!(
-        log.read(0, 0, 1).await,
-        Err(LogError::OffsetOutOfRange { .. })
-    ));
+    assert!(start > 0 && start <= 30, "kept what the group needs: start {start}");
+    assert!(matches!(log.read(0, 0, 1).await, Err(LogError::OffsetOutOfRange { .. })));
 
-    let forced = RetentionPolicy {
-        ignore_consumers: true,
-        ..policy
-    };
+    let forced = RetentionPolicy { ignore_consumers: true, ..policy };
     log.apply_retention(&forced, 0).expect("retention");
     let marks = log.watermarks(0).await.expect("marks");
     assert!(marks.start > 30 && marks.end == 100, "{marks:?}");
@@ -163,14 +119,7 @@ async fn retention_respects_consumers_unless_told_otherwise() {
     };
     log.apply_retention(&by_age, 10_000).expect("retention");
     let marks = log.watermarks(0).await.expect("marks");
-    assert_eq!(
-        log.read(0, marks.start, 1000)
-            .await
-            .expect("read")
-            .last()
-            .map(|r| r.offset),
-        Some(99)
-    );
+    assert_eq!(log.read(0, marks.start, 1000).await.expect("read").last().map(|r| r.offset), Some(99));
     log.close().await.expect("close");
 }
 
@@ -192,24 +141,10 @@ async fn corruption_mid_segment_refuses_to_open_and_repair_keeps_intact_records(
 
     let error = open(options.clone()).await.err().expect("refuses to open");
     let message = error.to_string();
-    assert!(
-        message.contains("corrupt") && message.contains("--repair"),
-        "{message}"
-    );
+    assert!(message.contains("corrupt") && message.contains("--repair"), "{message}");
 
-    let log = open(SegmentLogOptions {
-        repair: true,
-        ..options
-    })
-    .await
-    .expect("repair");
-    let offsets: Vec<u64> = log
-        .read(0, 0, 100)
-        .await
-        .expect("read")
-        .iter()
-        .map(|r| r.offset)
-        .collect();
+    let log = open(SegmentLogOptions { repair: true, ..options }).await.expect("repair");
+    let offsets: Vec<u64> = log.read(0, 0, 100).await.expect("read").iter().map(|r| r.offset).collect();
     assert_eq!(offsets, [0, 1, 2, 3, 5, 6, 7, 8, 9]);
     let next = log.append(vec![record(10)]).await.expect("append")[0];
     assert_eq!(next.offset, 10);
@@ -237,9 +172,7 @@ async fn overload_fails_appends_after_the_deadline_instead_of_buffering() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let log = log.clone();
-        tasks.push(tokio::spawn(
-            async move { log.append(vec![record(i)]).await },
-        ));
+        tasks.push(tokio::spawn(async move { log.append(vec![record(i)]).await }));
     }
     let mut overloaded = 0;
     let mut stored = 0;
@@ -250,10 +183,7 @@ async fn overload_fails_appends_after_the_deadline_instead_of_buffering() {
             Err(other) => panic!("unexpected error {other}"),
         }
     }
-    assert!(
-        overloaded > 0,
-        "a one-byte budget must turn some appends away"
-    );
+    assert!(overloaded > 0, "a one-byte budget must turn some appends away");
     assert_eq!(log.watermarks(0).await.expect("marks").end, stored);
     log.close().await.expect("close");
 }

@@ -11,26 +11,17 @@ const PROJECT_TOKEN_PREFIX: &str = "phc_";
 pub(crate) const API_KEY_PREFIX: &str = "phx_";
 
 pub fn generate_project_token() -> String {
-    format!(
-        "{PROJECT_TOKEN_PREFIX}{}",
-        Alphanumeric.sample_string(&mut rand::rng(), 40)
-    )
+    format!("{PROJECT_TOKEN_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
 pub fn generate_api_key() -> String {
-    format!(
-        "{API_KEY_PREFIX}{}",
-        Alphanumeric.sample_string(&mut rand::rng(), 40)
-    )
+    format!("{API_KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
 /// The capture token rules: 1-64 printable ASCII characters, and not a
 /// personal API key.
 pub fn validate_project_token(token: &str) -> Result<(), MetaError> {
-    let invalid = |reason: &str| MetaError::Invalid {
-        what: "project token",
-        reason: reason.into(),
-    };
+    let invalid = |reason: &str| MetaError::Invalid { what: "project token", reason: reason.into() };
     if token.is_empty() || token.len() > 64 {
         return Err(invalid("must be 1 to 64 characters"));
     }
@@ -60,13 +51,6 @@ pub(crate) fn hash_api_key(key: &str) -> String {
 /// What may be shown of a key after creation: its start and end.
 pub(crate) fn mask_api_key(key: &str) -> String {
     let head: String = key.chars().take(8).collect();
-    let tail: String = key
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("{head}…{tail}")
 }

@@ -54,8 +54,7 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Creates the default organization, project 1 and an API key when the
     /// store has no project yet; `None` when it already had one.
-    async fn bootstrap(&self, request: BootstrapRequest)
-        -> Result<Option<Bootstrapped>, MetaError>;
+    async fn bootstrap(&self, request: BootstrapRequest) -> Result<Option<Bootstrapped>, MetaError>;
 
     /// The project a capture token belongs to.
     async fn project_by_token(&self, token: &str) -> Result<Option<Project>, MetaError>;

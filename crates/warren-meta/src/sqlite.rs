@@ -33,10 +33,7 @@ impl SqliteMeta {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         Ok(Self { pool })
     }
 }
@@ -62,19 +59,14 @@ impl MetaStore for SqliteMeta {
         Ok(())
     }
 
-    async fn bootstrap(
-        &self,
-        request: BootstrapRequest,
-    ) -> Result<Option<Bootstrapped>, MetaError> {
+    async fn bootstrap(&self, request: BootstrapRequest) -> Result<Option<Bootstrapped>, MetaError> {
         let token = request.project_token.unwrap_or_else(generate_project_token);
         validate_project_token(&token)?;
         let api_key = request.api_key.unwrap_or_else(generate_api_key);
         validate_api_key(&api_key)?;
 
         let mut tx = self.pool.begin().await?;
-        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects")
-            .fetch_one(&mut *tx)
-            .await?;
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects").fetch_one(&mut *tx).await?;
         if existing > 0 {
             return Ok(None);
         }
@@ -111,22 +103,20 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn project_by_token(&self, token: &str) -> Result<Option<Project>, MetaError> {
-        let row = sqlx::query(
-            "SELECT id, organization_id, name, api_token FROM projects WHERE api_token = ?",
-        )
-        .bind(token)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT id, organization_id, name, api_token FROM projects WHERE api_token = ?")
+                .bind(token)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.as_ref().map(project_from_row).transpose()?)
     }
 
     async fn organization_for_api_key(&self, key: &str) -> Result<Option<i64>, MetaError> {
-        let organization = sqlx::query_scalar(
-            "SELECT organization_id FROM personal_api_keys WHERE secure_value = ?",
-        )
-        .bind(hash_api_key(key))
-        .fetch_optional(&self.pool)
-        .await?;
+        let organization =
+            sqlx::query_scalar("SELECT organization_id FROM personal_api_keys WHERE secure_value = ?")
+                .bind(hash_api_key(key))
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(organization)
     }
 }

@@ -69,10 +69,9 @@ impl ApiError {
             | Self::MissingDistinctId
             | Self::InvalidUuid(_)
             | Self::MultipleTokens => StatusCode::BAD_REQUEST,
-            Self::MissingToken
-            | Self::InvalidToken(_)
-            | Self::PersonalApiKey
-            | Self::UnknownToken => StatusCode::UNAUTHORIZED,
+            Self::MissingToken | Self::InvalidToken(_) | Self::PersonalApiKey | Self::UnknownToken => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded | Self::LogUnavailable(_) | Self::MetaUnavailable(_) => {
@@ -134,17 +133,12 @@ impl IntoResponse for ApiError {
             tracing::debug!(code = self.code(), error = %self, "capture request refused");
         }
         metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => self.code()).increment(1);
-        let body = ErrorBody {
-            kind: self.kind(),
-            code: self.code(),
-            detail: self.to_string(),
-        };
+        let body = ErrorBody { kind: self.kind(), code: self.code(), detail: self.to_string() };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         response
     }

@@ -5,6 +5,7 @@
 //! it never reads the event store. [`ApiError`] is the one error type of
 //! this crate and the one place errors become HTTP answers.
 
+mod budget;
 mod capture;
 mod error;
 pub mod metrics;
@@ -24,6 +25,7 @@ use warren_core::config::CaptureConfig;
 use warren_log::EventLog;
 use warren_meta::MetaStore;
 
+pub use budget::MemoryBudget;
 pub use error::ApiError;
 pub use tokens::TokenCache;
 
@@ -33,6 +35,7 @@ pub struct AppState {
     pub log: Arc<dyn EventLog>,
     pub tokens: TokenCache,
     pub capture: Arc<CaptureConfig>,
+    pub budget: MemoryBudget,
     pub metrics: PrometheusHandle,
 }
 
@@ -43,12 +46,8 @@ impl AppState {
         capture: CaptureConfig,
         metrics: PrometheusHandle,
     ) -> Self {
-        Self {
-            log,
-            tokens: TokenCache::new(meta),
-            capture: Arc::new(capture),
-            metrics,
-        }
+        let budget = MemoryBudget::new(capture.max_inflight_bytes);
+        Self { log, tokens: TokenCache::new(meta), capture: Arc::new(capture), budget, metrics }
     }
 }
 
@@ -57,9 +56,7 @@ pub fn router(state: AppState) -> Router {
     // Past this many requests in flight, capture answers 503 at once rather
     // than queueing bodies in memory.
     let admission = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            ApiError::Overloaded
-        }))
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Overloaded }))
         .load_shed()
         .concurrency_limit(state.capture.max_concurrent_requests);
     let cors = CorsLayer::new()
@@ -71,10 +68,7 @@ pub fn router(state: AppState) -> Router {
     let capture = capture::routes().layer(admission).layer(cors);
     Router::new()
         .merge(capture)
-        .route(
-            "/",
-            get(|| async { "Warren capture: send events to /batch/ or /e/\n" }),
-        )
+        .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }))
         .route("/_liveness", get(|| async { "ok" }))
         .route("/_readiness", get(|| async { "ok" }))
         .route("/metrics", get(metrics::render))

@@ -14,35 +14,21 @@ use crate::AppState;
 
 /// Installs the process-wide Prometheus recorder. Call once, at startup.
 pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    let latency_buckets = [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
-    let size_buckets = [
-        256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 20971520.0,
-    ];
-    let skew_buckets = [
-        -3600.0, -60.0, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 60.0, 3600.0,
-    ];
+    let latency_buckets =
+        [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let size_buckets = [256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 20971520.0];
+    let skew_buckets = [-3600.0, -60.0, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 60.0, 3600.0];
     let batch_buckets = [1.0, 10.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0, 50000.0];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
         .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full(names::CAPTURE_PAYLOAD_BYTES.into()),
-                &size_buckets,
-            )
+            b.set_buckets_for_metric(Matcher::Full(names::CAPTURE_PAYLOAD_BYTES.into()), &size_buckets)
         })
         .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full(names::CAPTURE_CLOCK_SKEW_SECONDS.into()),
-                &skew_buckets,
-            )
+            b.set_buckets_for_metric(Matcher::Full(names::CAPTURE_CLOCK_SKEW_SECONDS.into()), &skew_buckets)
         })
         .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full(names::LOG_FSYNC_BATCH_RECORDS.into()),
-                &batch_buckets,
-            )
+            b.set_buckets_for_metric(Matcher::Full(names::LOG_FSYNC_BATCH_RECORDS.into()), &batch_buckets)
         })
         .map_err(|e| e.to_string())?
         .install_recorder()
@@ -55,11 +41,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
 
 pub async fn render(State(state): State<AppState>) -> Response {
     state.log.report_metrics();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 /// Counts every request by route, method and status, and times it.

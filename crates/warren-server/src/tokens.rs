@@ -25,18 +25,12 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn new(meta: Arc<dyn MetaStore>) -> Self {
-        Self {
-            meta,
-            entries: Arc::default(),
-        }
+        Self { meta, entries: Arc::default() }
     }
 
     pub async fn is_known(&self, token: &str) -> Result<bool, ApiError> {
         let cached = {
-            let entries = self
-                .entries
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             entries.get(token).copied()
         };
         if let Some((known, at)) = cached {
@@ -51,10 +45,7 @@ impl TokenCache {
             .await
             .map_err(|e| ApiError::MetaUnavailable(e.to_string()))?
             .is_some();
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, (known, _)| *known);
         }

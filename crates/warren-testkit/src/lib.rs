@@ -3,7 +3,7 @@
 //! [`TestServer`] runs the real `warren` binary on a free loopback port with
 //! its own data dir; [`read_log`] opens that data dir's event log once the
 //! server is stopped; [`require`] decides what a missing peer means: a
-//! failure under `CI=true`, a loud skip elsewhere.
+//! failure under `CI=true` or `scripts/test`, a loud skip elsewhere.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,9 +19,11 @@ use warren_log::{EventLog, LogRecord, SegmentLog, SegmentLogOptions};
 pub const TOKEN: &str = "phc_testkit_project_token";
 pub const API_KEY: &str = "phx_testkit_personal_api_key";
 
-/// Whether a missing peer must fail the run.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+/// Whether a missing peer must fail the run: under CI, and under
+/// `scripts/test`, which installs every peer first.
+pub fn peers_required() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| v == "true" || v == "1");
+    set("CI") || set("WARREN_REQUIRE_PEERS")
 }
 
 /// Returns true when `available`; otherwise panics under CI, or prints a
@@ -30,12 +32,10 @@ pub fn require(available: bool, what: &str) -> bool {
     if available {
         return true;
     }
-    if in_ci() {
+    if peers_required() {
         panic!("{what} is missing; scripts/setup-test-deps installs it");
     }
-    eprintln!(
-        "\n!!! SKIPPED: {what} is missing (run scripts/setup-test-deps); CI would fail here !!!\n"
-    );
+    eprintln!("\n!!! SKIPPED: {what} is missing (run scripts/setup-test-deps); CI would fail here !!!\n");
     false
 }
 
@@ -59,10 +59,7 @@ impl TestServer {
         let mut server = Self {
             binary: binary.into(),
             dir: tempfile::tempdir().expect("temp dir"),
-            extra_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
             url: String::new(),
         };
@@ -75,10 +72,7 @@ impl TestServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .expect("server is running")
+        self.child.as_ref().map(Child::id).expect("server is running")
     }
 
     fn launch(&mut self) {
@@ -88,16 +82,8 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(["--listen", "127.0.0.1:0"])
-            .args([
-                "--bootstrap-project-token",
-                TOKEN,
-                "--bootstrap-api-key",
-                API_KEY,
-            ])
-            .env(
-                "WARREN_LOG_LEVEL",
-                std::env::var("WARREN_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-            )
+            .args(["--bootstrap-project-token", TOKEN, "--bootstrap-api-key", API_KEY])
+            .env("WARREN_LOG_LEVEL", std::env::var("WARREN_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in &self.extra_env {
@@ -116,12 +102,7 @@ impl TestServer {
         });
         self.url = address
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "warren did not start listening; status {:?}",
-                    child.try_wait()
-                )
-            });
+            .unwrap_or_else(|_| panic!("warren did not start listening; status {:?}", child.try_wait()));
         self.child = Some(child);
     }
 
@@ -130,10 +111,7 @@ impl TestServer {
         if let Some(mut child) = self.child.take() {
             kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
             let status = child.wait().expect("wait");
-            assert!(
-                status.success(),
-                "warren exited with {status} after SIGTERM"
-            );
+            assert!(status.success(), "warren exited with {status} after SIGTERM");
         }
     }
 
@@ -154,15 +132,10 @@ impl TestServer {
     /// Every record of the event log, in partition then offset order.
     /// The server must be stopped.
     pub fn read_log(&self) -> Vec<CapturedEvent> {
-        assert!(
-            self.child.is_none(),
-            "stop the server before reading its log"
-        );
+        assert!(self.child.is_none(), "stop the server before reading its log");
         read_log(&self.dir.path().join("log"))
             .into_iter()
-            .map(|record| {
-                serde_json::from_slice(&record.value).expect("log record is a CapturedEvent")
-            })
+            .map(|record| serde_json::from_slice(&record.value).expect("log record is a CapturedEvent"))
             .collect()
     }
 }
@@ -178,10 +151,7 @@ impl Drop for TestServer {
 pub fn read_log(dir: &Path) -> Vec<LogRecord> {
     let dir = dir.to_path_buf();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
             let log = SegmentLog::open(SegmentLogOptions::new(&dir)).expect("open event log");
             let mut out = Vec::new();

@@ -63,12 +63,7 @@ async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.path())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--bootstrap-project-token",
-            token,
-        ])
+        .args(["--listen", "127.0.0.1:0", "--bootstrap-project-token", token])
         .env("WARREN_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -79,11 +74,7 @@ async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
     while let Some(line) = lines.next_line().await? {
         if let Some(url) = line.strip_prefix("warren listening on ") {
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok(OwnServer {
-                child,
-                url: url.to_string(),
-                _dir: dir,
-            });
+            return Ok(OwnServer { child, url: url.to_string(), _dir: dir });
         }
     }
     bail!("warren serve exited before listening")
@@ -92,13 +83,7 @@ async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
 /// A realistic event: about 30 properties, about 1 KB of JSON.
 fn event(rng: &mut impl Rng, distinct_ids: u32) -> serde_json::Value {
     let user = rng.random_range(0..distinct_ids);
-    let paths = [
-        "/",
-        "/pricing",
-        "/docs/getting-started",
-        "/blog/launch",
-        "/app/dashboard",
-    ];
+    let paths = ["/", "/pricing", "/docs/getting-started", "/blog/launch", "/app/dashboard"];
     let path = paths[rng.random_range(0..paths.len())];
     serde_json::json!({
         "event": if rng.random_bool(0.7) { "$pageview" } else { "button_clicked" },
@@ -184,12 +169,8 @@ async fn drive(
                 next += clients;
                 let size = body.len() as u64;
                 let started = Instant::now();
-                let result = client
-                    .post(&endpoint)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
+                let result =
+                    client.post(&endpoint).header("content-type", "application/json").body(body).send().await;
                 let status = match result {
                     Ok(response) => {
                         let status = response.status().as_u16();
@@ -205,9 +186,7 @@ async fn drive(
                     Some(200) => {
                         stats.ok_requests += 1;
                         stats.body_bytes += size;
-                        stats
-                            .latencies_us
-                            .push(started.elapsed().as_micros() as u64);
+                        stats.latencies_us.push(started.elapsed().as_micros() as u64);
                     }
                     Some(503) => stats.status_503 += 1,
                     _ => stats.other_failures += 1,
@@ -223,10 +202,7 @@ async fn drive(
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let mut total = RunStats {
-        elapsed,
-        ..RunStats::default()
-    };
+    let mut total = RunStats { elapsed, ..RunStats::default() };
     for task in tasks {
         let stats = task.await?;
         total.ok_requests += stats.ok_requests;
@@ -285,8 +261,7 @@ fn report(name: &str, stats: &RunStats, batch_size: usize) -> f64 {
 
 async fn capture(options: CaptureBench) -> anyhow::Result<()> {
     let bodies = Arc::new(batch_bodies(&options.token, options.batch_size, 64));
-    let mean_event =
-        bodies.iter().map(|b| b.len()).sum::<usize>() as f64 / (64 * options.batch_size) as f64;
+    let mean_event = bodies.iter().map(|b| b.len()).sum::<usize>() as f64 / (64 * options.batch_size) as f64;
     println!(
         "capture bench: {} clients, batches of {}, ~{:.0} bytes/event, {} s measured",
         options.clients, options.batch_size, mean_event, options.seconds
@@ -305,14 +280,8 @@ async fn capture(options: CaptureBench) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(start_own_server(&options.token).await?),
     };
-    let url = options
-        .url
-        .clone()
-        .or_else(|| own.as_ref().map(|s| s.url.clone()))
-        .context("no server")?;
-    let pid = options
-        .server_pid
-        .or_else(|| own.as_ref().and_then(|s| s.child.id()));
+    let url = options.url.clone().or_else(|| own.as_ref().map(|s| s.url.clone())).context("no server")?;
+    let pid = options.server_pid.or_else(|| own.as_ref().and_then(|s| s.child.id()));
     let stats = drive(&url, bodies, options.clients, options.seconds).await?;
     let warren = report("warren", &stats, options.batch_size);
     if let Some(reference) = reference {

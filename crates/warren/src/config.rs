@@ -12,11 +12,7 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<WarrenConfig> {
     let mut figment = Figment::from(Serialized::defaults(WarrenConfig::default()));
     match file {
         Some(path) => {
-            anyhow::ensure!(
-                path.exists(),
-                "configuration file {} does not exist",
-                path.display()
-            );
+            anyhow::ensure!(path.exists(), "configuration file {} does not exist", path.display());
             figment = figment.merge(Toml::file(path));
         }
         None => {
@@ -50,11 +46,7 @@ mod tests {
             assert_eq!(config.listen, "0.0.0.0:9000");
             assert_eq!(config.event_log.partitions, 5, "environment beats the file");
             assert_eq!(config.event_log.segment_bytes, 1000);
-            assert_eq!(
-                config.capture.max_batch_bytes,
-                20 * 1024 * 1024,
-                "defaults fill the rest"
-            );
+            assert_eq!(config.capture.max_batch_bytes, 20 * 1024 * 1024, "defaults fill the rest");
             Ok(())
         });
     }
@@ -63,10 +55,7 @@ mod tests {
     fn unknown_keys_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("warren.toml", "[event_log]\npartitons = 3\n")?;
-            let error = load(None)
-                .err()
-                .map(|e| format!("{e:#}"))
-                .unwrap_or_default();
+            let error = load(None).err().map(|e| format!("{e:#}")).unwrap_or_default();
             assert!(error.contains("partitons"), "{error}");
             Ok(())
         });

@@ -58,13 +58,10 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     println!("warren listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
 
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server failed")?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
 
     tracing::info!("requests drained; closing the event log");
     retention.abort();
@@ -93,9 +90,7 @@ fn init_tracing(format: LogFormat, level: &str) {
         eprintln!("invalid log_level {level:?} ({error}); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -107,9 +102,7 @@ async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> 
         .meta_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("meta.db").display()));
-    let meta = SqliteMeta::connect(&url)
-        .await
-        .with_context(|| format!("opening meta store {url}"))?;
+    let meta = SqliteMeta::connect(&url).await.with_context(|| format!("opening meta store {url}"))?;
     meta.migrate().await?;
     Ok(Arc::new(meta))
 }
@@ -119,18 +112,11 @@ async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Resul
         project_token: config.bootstrap.project_token.clone(),
         api_key: config.bootstrap.api_key.clone(),
     };
-    if let Some(made) = meta
-        .bootstrap(request)
-        .await
-        .context("bootstrapping the deployment")?
-    {
+    if let Some(made) = meta.bootstrap(request).await.context("bootstrapping the deployment")? {
         println!("Warren created a new deployment. Keep these; they are shown once.");
         println!("  project token (for SDKs):     {}", made.project.api_token);
         println!("  personal API key (for API):   {}", made.api_key);
-        tracing::info!(
-            project_id = made.project.id,
-            "bootstrapped a new deployment"
-        );
+        tracing::info!(project_id = made.project.id, "bootstrapped a new deployment");
     }
     Ok(())
 }
@@ -146,9 +132,7 @@ async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<Segment
         append_timeout: Duration::from_millis(settings.append_timeout_ms),
         repair,
     };
-    tokio::task::spawn_blocking(move || SegmentLog::open(options))
-        .await?
-        .context("opening the event log")
+    tokio::task::spawn_blocking(move || SegmentLog::open(options)).await?.context("opening the event log")
 }
 
 async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
@@ -158,8 +142,7 @@ async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
         max_age: settings.retention_age_secs.map(Duration::from_secs),
         ignore_consumers: settings.retention_ignores_consumers,
     };
-    let mut tick =
-        tokio::time::interval(Duration::from_secs(settings.retention_interval_secs.max(1)));
+    let mut tick = tokio::time::interval(Duration::from_secs(settings.retention_interval_secs.max(1)));
     loop {
         tick.tick().await;
         let log = log.clone();
@@ -188,8 +171,7 @@ fn unix_now_ms() -> i64 {
 /// after that line is never lost to the default action.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     Ok(async move {
         tokio::select! {

@@ -48,10 +48,7 @@ impl SegmentHeader {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         if bytes.len() < HEADER_LEN as usize {
-            return Err(format!(
-                "header is {} bytes, expected {HEADER_LEN}",
-                bytes.len()
-            ));
+            return Err(format!("header is {} bytes, expected {HEADER_LEN}", bytes.len()));
         }
         if bytes[0..8] != MAGIC {
             return Err("not a Warren segment (bad magic)".into());
@@ -133,9 +130,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(DecodedRecord<'_>, usize), RecordE
     }
     let body_len = u32_at(bytes, 0) as usize;
     if !(BODY_FIXED_LEN..=MAX_RECORD_BYTES).contains(&body_len) {
-        return Err(RecordError::Invalid(format!(
-            "impossible record length {body_len}"
-        )));
+        return Err(RecordError::Invalid(format!("impossible record length {body_len}")));
     }
     let total = RECORD_PREFIX_LEN + body_len;
     if bytes.len() < total {
@@ -145,9 +140,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(DecodedRecord<'_>, usize), RecordE
     if crc32c::crc32c(body) != u32_at(bytes, 4) {
         return Err(RecordError::Invalid("record checksum mismatch".into()));
     }
-    decode_body(body)
-        .map(|record| (record, total))
-        .map_err(RecordError::Invalid)
+    decode_body(body).map(|record| (record, total)).map_err(RecordError::Invalid)
 }
 
 fn decode_body(body: &[u8]) -> Result<DecodedRecord<'_>, String> {
@@ -187,11 +180,7 @@ impl SegmentIndex {
             Some(_) => pos >= self.last_indexed_pos + INDEX_INTERVAL_BYTES,
         };
         if starts_block {
-            self.entries.push(IndexEntry {
-                offset,
-                pos,
-                block_max_ts: timestamp_ms,
-            });
+            self.entries.push(IndexEntry { offset, pos, block_max_ts: timestamp_ms });
             self.last_indexed_pos = pos;
         } else if let Some(last) = self.entries.last_mut() {
             last.block_max_ts = last.block_max_ts.max(timestamp_ms);
@@ -209,10 +198,7 @@ impl SegmentIndex {
 
     /// File position of the first block holding a record at or after `ts`.
     pub fn position_for_time(&self, timestamp_ms: i64) -> Option<u64> {
-        self.entries
-            .iter()
-            .find(|entry| entry.block_max_ts >= timestamp_ms)
-            .map(|entry| entry.pos)
+        self.entries.iter().find(|entry| entry.block_max_ts >= timestamp_ms).map(|entry| entry.pos)
     }
 
     pub fn max_timestamp(&self) -> Option<i64> {
@@ -250,11 +236,7 @@ pub enum Tail {
 /// Scans the records of a segment whose header has been read, streaming from
 /// `reader` positioned just after the header. `file_len` is the whole file's
 /// length, used to tell a torn tail from corruption.
-pub fn scan_records(
-    mut reader: impl Read,
-    file_len: u64,
-    base_offset: u64,
-) -> io::Result<ScanOutcome> {
+pub fn scan_records(mut reader: impl Read, file_len: u64, base_offset: u64) -> io::Result<ScanOutcome> {
     let mut pos = HEADER_LEN;
     let mut expected = base_offset;
     let mut index = SegmentIndex::default();
@@ -276,10 +258,7 @@ pub fn scan_records(
             break if prefix.iter().all(|b| *b == 0) && rest_is_zero(&mut reader)? {
                 Tail::Torn { at: pos }
             } else {
-                Tail::Corrupt {
-                    at: pos,
-                    reason: format!("impossible record length {body_len}"),
-                }
+                Tail::Corrupt { at: pos, reason: format!("impossible record length {body_len}") }
             };
         }
         let total = (RECORD_PREFIX_LEN + body_len) as u64;
@@ -294,10 +273,7 @@ pub fn scan_records(
             break if is_last || body.iter().all(|b| *b == 0) && rest_is_zero(&mut reader)? {
                 Tail::Torn { at: pos }
             } else {
-                Tail::Corrupt {
-                    at: pos,
-                    reason: "record checksum mismatch".into(),
-                }
+                Tail::Corrupt { at: pos, reason: "record checksum mismatch".into() }
             };
         }
         let record = match decode_body(&body) {
@@ -308,11 +284,7 @@ pub fn scan_records(
         if record.offset < expected {
             break Tail::Corrupt {
                 at: pos,
-                reason: format!(
-                    "record offset {} after offset {}",
-                    record.offset,
-                    expected - 1
-                ),
+                reason: format!("record offset {} after offset {}", record.offset, expected - 1),
             };
         }
         index.observe(record.offset, pos, record.timestamp_ms);
@@ -320,13 +292,7 @@ pub fn scan_records(
         expected = record.offset + 1;
         pos += total;
     };
-    Ok(ScanOutcome {
-        records,
-        valid_len: pos,
-        next_offset: expected,
-        index,
-        tail,
-    })
+    Ok(ScanOutcome { records, valid_len: pos, next_offset: expected, index, tail })
 }
 
 fn rest_is_zero(mut reader: impl Read) -> io::Result<bool> {
@@ -370,11 +336,7 @@ mod tests {
     use super::*;
 
     fn segment_with(records: &[(&[u8], &[u8])]) -> (Vec<u8>, Vec<u64>) {
-        let header = SegmentHeader {
-            partition: 0,
-            base_offset: 10,
-            created_ms: 1,
-        };
+        let header = SegmentHeader { partition: 0, base_offset: 10, created_ms: 1 };
         let mut bytes = header.encode().to_vec();
         let mut ends = Vec::new();
         for (i, (key, value)) in records.iter().enumerate() {
@@ -386,21 +348,13 @@ mod tests {
 
     fn scan(bytes: &[u8]) -> ScanOutcome {
         let header = SegmentHeader::decode(bytes).expect("header");
-        scan_records(
-            &bytes[HEADER_LEN as usize..],
-            bytes.len() as u64,
-            header.base_offset,
-        )
-        .expect("in-memory reads do not fail")
+        scan_records(&bytes[HEADER_LEN as usize..], bytes.len() as u64, header.base_offset)
+            .expect("in-memory reads do not fail")
     }
 
     #[test]
     fn header_round_trips_and_rejects_damage() {
-        let header = SegmentHeader {
-            partition: 3,
-            base_offset: 42,
-            created_ms: -5,
-        };
+        let header = SegmentHeader { partition: 3, base_offset: 42, created_ms: -5 };
         let mut bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
         bytes[20] ^= 1;
@@ -410,10 +364,8 @@ mod tests {
     #[test]
     fn truncation_at_every_byte_keeps_exactly_the_complete_records() {
         let values: Vec<Vec<u8>> = (0..12).map(|i| vec![b'v'; 1 + i * 7]).collect();
-        let records: Vec<(&[u8], &[u8])> = values
-            .iter()
-            .map(|value| (b"key".as_slice(), value.as_slice()))
-            .collect();
+        let records: Vec<(&[u8], &[u8])> =
+            values.iter().map(|value| (b"key".as_slice(), value.as_slice())).collect();
         let (bytes, ends) = segment_with(&records);
         for cut in HEADER_LEN as usize..=bytes.len() {
             let outcome = scan(&bytes[..cut]);
@@ -422,10 +374,7 @@ mod tests {
             assert_eq!(outcome.next_offset, 10 + complete);
             let clean = ends.contains(&(cut as u64)) || cut as u64 == HEADER_LEN;
             assert_eq!(outcome.tail == Tail::Clean, clean, "cut at {cut}");
-            assert!(
-                !matches!(outcome.tail, Tail::Corrupt { .. }),
-                "cut at {cut}"
-            );
+            assert!(!matches!(outcome.tail, Tail::Corrupt { .. }), "cut at {cut}");
         }
     }
 
@@ -451,10 +400,7 @@ mod tests {
         let mut rebuilt = bytes[..HEADER_LEN as usize].to_vec();
         rebuilt.extend_from_slice(&kept);
         let outcome = scan(&rebuilt);
-        assert_eq!(
-            (outcome.records, outcome.next_offset, outcome.tail),
-            (2, 13, Tail::Clean)
-        );
+        assert_eq!((outcome.records, outcome.next_offset, outcome.tail), (2, 13, Tail::Clean));
     }
 
     #[test]
@@ -466,12 +412,8 @@ mod tests {
             pos += 100;
         }
         let at = index.position_for(5_000);
-        assert!(
-            at <= HEADER_LEN + 5_000 * 100 && at + INDEX_INTERVAL_BYTES > HEADER_LEN + 5_000 * 100
-        );
-        let at = index
-            .position_for_time(50_000)
-            .expect("a block reaches that time");
+        assert!(at <= HEADER_LEN + 5_000 * 100 && at + INDEX_INTERVAL_BYTES > HEADER_LEN + 5_000 * 100);
+        let at = index.position_for_time(50_000).expect("a block reaches that time");
         assert!(at <= HEADER_LEN + 5_000 * 100);
         assert_eq!(index.position_for_time(1_000_000), None);
         assert_eq!(index.max_timestamp(), Some(99_990));

@@ -84,18 +84,14 @@ pub struct SegmentLog {
 }
 
 pub(crate) fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl SegmentLog {
     /// Opens (or creates) the log, recovering every partition. Blocking.
     pub fn open(options: SegmentLogOptions) -> Result<Self, LogError> {
         let dir = &options.dir;
-        fs::create_dir_all(dir)
-            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let lock = lock_dir(dir)?;
         let partitions = read_or_create_meta(dir, options.partitions)?;
         let now = unix_millis();
@@ -137,10 +133,7 @@ impl SegmentLog {
     fn partition(&self, partition: u32) -> Result<&Arc<Partition>, LogError> {
         self.partitions
             .get(partition as usize)
-            .ok_or(LogError::UnknownPartition {
-                partition,
-                partitions: self.partitions.len() as u32,
-            })
+            .ok_or(LogError::UnknownPartition { partition, partitions: self.partitions.len() as u32 })
     }
 
     fn record_gauges(&self) {
@@ -150,16 +143,11 @@ impl SegmentLog {
             let (bytes, count, end) = {
                 let segments = partition.segments();
                 let bytes: u64 = segments.iter().map(|segment| segment.len).sum();
-                let end = segments
-                    .last()
-                    .map(|segment| segment.next_offset)
-                    .unwrap_or(0);
+                let end = segments.last().map(|segment| segment.next_offset).unwrap_or(0);
                 (bytes, segments.len(), end)
             };
-            metrics::gauge!(names::LOG_PARTITION_BYTES, "partition" => label.clone())
-                .set(bytes as f64);
-            metrics::gauge!(names::LOG_PARTITION_SEGMENTS, "partition" => label.clone())
-                .set(count as f64);
+            metrics::gauge!(names::LOG_PARTITION_BYTES, "partition" => label.clone()).set(bytes as f64);
+            metrics::gauge!(names::LOG_PARTITION_SEGMENTS, "partition" => label.clone()).set(count as f64);
             for group in &groups {
                 let committed = self.offsets.committed(group, partition.id).unwrap_or(0);
                 metrics::gauge!(
@@ -175,17 +163,13 @@ impl SegmentLog {
 
 fn lock_dir(dir: &Path) -> Result<File, LogError> {
     let path = dir.join("LOCK");
-    let file =
-        File::create(&path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
+    let file = File::create(&path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(LogError::Config(format!(
-            "event log {} is in use by another process",
-            dir.display()
-        ))),
-        Err(fs::TryLockError::Error(e)) => {
-            Err(LogError::io(format!("locking {}", path.display()), e))
+        Err(fs::TryLockError::WouldBlock) => {
+            Err(LogError::Config(format!("event log {} is in use by another process", dir.display())))
         }
+        Err(fs::TryLockError::Error(e)) => Err(LogError::io(format!("locking {}", path.display()), e)),
     }
 }
 
@@ -213,22 +197,14 @@ fn read_or_create_meta(dir: &Path, partitions: u32) -> Result<u32, LogError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if partitions == 0 {
-                return Err(LogError::Config(
-                    "an event log needs at least one partition".into(),
-                ));
+                return Err(LogError::Config("an event log needs at least one partition".into()));
             }
-            let meta = LogMeta {
-                format_version: format::FORMAT_VERSION,
-                partitions,
-            };
+            let meta = LogMeta { format_version: format::FORMAT_VERSION, partitions };
             let staging = dir.join("log.json.new");
-            fs::write(
-                &staging,
-                serde_json::to_vec_pretty(&meta).unwrap_or_default(),
-            )
-            .and_then(|()| File::open(&staging)?.sync_all())
-            .and_then(|()| fs::rename(&staging, &path))
-            .map_err(|e| LogError::io(format!("writing {}", path.display()), e))?;
+            fs::write(&staging, serde_json::to_vec_pretty(&meta).unwrap_or_default())
+                .and_then(|()| File::open(&staging)?.sync_all())
+                .and_then(|()| fs::rename(&staging, &path))
+                .map_err(|e| LogError::io(format!("writing {}", path.display()), e))?;
             partition::sync_dir(dir)?;
             Ok(partitions)
         }
@@ -262,10 +238,7 @@ impl EventLog for SegmentLog {
         for record in records {
             let size = format::encoded_len(&record.key, &record.value);
             if size > MAX_RECORD_BYTES {
-                return Err(LogError::RecordTooLarge {
-                    bytes: size,
-                    max: MAX_RECORD_BYTES,
-                });
+                return Err(LogError::RecordTooLarge { bytes: size, max: MAX_RECORD_BYTES });
             }
             encoded_bytes += size;
             placed.push((self.partition_for(&record.key), record));
@@ -273,57 +246,38 @@ impl EventLog for SegmentLog {
         // A request larger than the whole budget takes all of it and waits
         // for the log to drain, instead of never fitting.
         let wanted = (encoded_bytes as u64).min(self.max_pending_bytes) as u32;
-        let permit = match tokio::time::timeout(
-            self.append_timeout,
-            self.pending.clone().acquire_many_owned(wanted),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(LogError::Closed),
-            Err(_) => {
-                metrics::counter!(names::LOG_APPEND_ERRORS, "cause" => "overloaded").increment(1);
-                return Err(LogError::Overloaded {
-                    bytes: encoded_bytes as u64,
-                    waited_ms: self.append_timeout.as_millis() as u64,
-                });
-            }
-        };
+        let permit =
+            match tokio::time::timeout(self.append_timeout, self.pending.clone().acquire_many_owned(wanted))
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(LogError::Closed),
+                Err(_) => {
+                    metrics::counter!(names::LOG_APPEND_ERRORS, "cause" => "overloaded").increment(1);
+                    return Err(LogError::Overloaded {
+                        bytes: encoded_bytes as u64,
+                        waited_ms: self.append_timeout.as_millis() as u64,
+                    });
+                }
+            };
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            records: placed,
-            encoded_bytes,
-            reply,
-            _permit: permit,
-        };
+        let request = AppendRequest { records: placed, encoded_bytes, reply, _permit: permit };
         {
-            let queue = self
-                .queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let sent = queue
-                .as_ref()
-                .map(|queue| queue.send(request).is_ok())
-                .unwrap_or(false);
+            let queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let sent = queue.as_ref().map(|queue| queue.send(request).is_ok()).unwrap_or(false);
             if !sent {
                 return Err(LogError::Closed);
             }
         }
         let result = answer.await.map_err(|_| LogError::Closed)?;
         match &result {
-            Ok(_) => metrics::histogram!(names::LOG_APPEND_SECONDS)
-                .record(started.elapsed().as_secs_f64()),
+            Ok(_) => metrics::histogram!(names::LOG_APPEND_SECONDS).record(started.elapsed().as_secs_f64()),
             Err(_) => metrics::counter!(names::LOG_APPEND_ERRORS, "cause" => "io").increment(1),
         }
         result
     }
 
-    async fn read(
-        &self,
-        partition: u32,
-        from: u64,
-        max_records: usize,
-    ) -> Result<Vec<LogRecord>, LogError> {
+    async fn read(&self, partition: u32, from: u64, max_records: usize) -> Result<Vec<LogRecord>, LogError> {
         let shared = self.partition(partition)?.clone();
         tokio::task::spawn_blocking(move || read_records(&shared, from, max_records))
             .await
@@ -335,11 +289,7 @@ impl EventLog for SegmentLog {
         Ok(watermarks(&segments))
     }
 
-    async fn offset_for_time(
-        &self,
-        partition: u32,
-        timestamp_ms: i64,
-    ) -> Result<Option<u64>, LogError> {
+    async fn offset_for_time(&self, partition: u32, timestamp_ms: i64) -> Result<Option<u64>, LogError> {
         let shared = self.partition(partition)?.clone();
         tokio::task::spawn_blocking(move || find_time(&shared, timestamp_ms))
             .await
@@ -349,12 +299,7 @@ impl EventLog for SegmentLog {
     async fn commit(&self, group: &str, partition: u32, offset: u64) -> Result<(), LogError> {
         let end = watermarks(&self.partition(partition)?.segments()).end;
         if offset > end {
-            return Err(LogError::OffsetOutOfRange {
-                partition,
-                requested: offset,
-                start: 0,
-                end,
-            });
+            return Err(LogError::OffsetOutOfRange { partition, requested: offset, start: 0, end });
         }
         let offsets = self.offsets.clone();
         let group = group.to_string();
@@ -375,28 +320,14 @@ impl EventLog for SegmentLog {
 
     async fn close(&self) -> Result<(), LogError> {
         // Dropping the sender lets the writer finish what is queued and stop.
-        drop(
-            self.queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take(),
-        );
-        let handle = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        drop(self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
+        let handle = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(handle) = handle {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
-                .map_err(|e| {
-                    LogError::io("stopping the event log writer", std::io::Error::other(e))
-                })?
+                .map_err(|e| LogError::io("stopping the event log writer", std::io::Error::other(e)))?
                 .map_err(|_| {
-                    LogError::io(
-                        "stopping the event log writer",
-                        std::io::Error::other("writer panicked"),
-                    )
+                    LogError::io("stopping the event log writer", std::io::Error::other("writer panicked"))
                 })?;
         }
         self.pending.close();
@@ -405,14 +336,8 @@ impl EventLog for SegmentLog {
 }
 
 fn watermarks(segments: &[partition::Segment]) -> Watermarks {
-    let start = segments
-        .first()
-        .map(|segment| segment.base_offset)
-        .unwrap_or(0);
-    let end = segments
-        .last()
-        .map(|segment| segment.next_offset)
-        .unwrap_or(0);
+    let start = segments.first().map(|segment| segment.base_offset).unwrap_or(0);
+    let end = segments.last().map(|segment| segment.next_offset).unwrap_or(0);
     Watermarks { start, end }
 }
 
@@ -424,11 +349,7 @@ struct SegmentView {
     len: u64,
 }
 
-fn read_records(
-    partition: &Partition,
-    from: u64,
-    max_records: usize,
-) -> Result<Vec<LogRecord>, LogError> {
+fn read_records(partition: &Partition, from: u64, max_records: usize) -> Result<Vec<LogRecord>, LogError> {
     let mut out = Vec::new();
     let mut next = from;
     while out.len() < max_records {
@@ -502,11 +423,8 @@ fn scan_view(
     view: &SegmentView,
     mut visit: impl FnMut(u64, i64, &[u8], &[u8]) -> bool,
 ) -> Result<(), LogError> {
-    let corrupt = |position: u64, reason: String| LogError::Corrupt {
-        path: view.path.clone(),
-        position,
-        reason,
-    };
+    let corrupt =
+        |position: u64, reason: String| LogError::Corrupt { path: view.path.clone(), position, reason };
     let mut buffer = vec![0u8; READ_CHUNK_BYTES];
     let mut pos = view.pos.max(HEADER_LEN);
     while pos < view.len {
@@ -527,9 +445,7 @@ fn scan_view(
                 Err(RecordError::Incomplete) => {
                     // One record larger than the buffer: grow and retry.
                     let needed = u32::from_le_bytes(
-                        buffer[..4]
-                            .try_into()
-                            .map_err(|_| corrupt(pos, "short read".into()))?,
+                        buffer[..4].try_into().map_err(|_| corrupt(pos, "short read".into()))?,
                     ) as usize
                         + format::RECORD_PREFIX_LEN;
                     if needed <= buffer.len() || pos + needed as u64 > view.len {
@@ -538,9 +454,7 @@ fn scan_view(
                     buffer.resize(needed, 0);
                     break;
                 }
-                Err(RecordError::Invalid(reason)) => {
-                    return Err(corrupt(pos + used as u64, reason))
-                }
+                Err(RecordError::Invalid(reason)) => return Err(corrupt(pos + used as u64, reason)),
             }
             if used == want {
                 break;
@@ -554,12 +468,9 @@ fn scan_view(
 fn find_time(partition: &Partition, timestamp_ms: i64) -> Result<Option<u64>, LogError> {
     let view = {
         let segments = partition.segments();
-        let found = segments.iter().find_map(|segment| {
-            segment
-                .index
-                .position_for_time(timestamp_ms)
-                .map(|pos| (segment, pos))
-        });
+        let found = segments
+            .iter()
+            .find_map(|segment| segment.index.position_for_time(timestamp_ms).map(|pos| (segment, pos)));
         match found {
             Some((segment, pos)) => SegmentView {
                 file: segment.reader.clone(),

@@ -20,9 +20,7 @@ pub(super) struct OffsetStore {
 pub(super) fn validate_group(group: &str) -> Result<(), LogError> {
     let valid = !group.is_empty()
         && group.len() <= 128
-        && group
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && group.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && !group.starts_with('.');
     if valid {
         Ok(())
@@ -33,44 +31,28 @@ pub(super) fn validate_group(group: &str) -> Result<(), LogError> {
 
 impl OffsetStore {
     pub fn open(dir: &Path) -> Result<Self, LogError> {
-        fs::create_dir_all(dir)
-            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let mut groups = BTreeMap::new();
-        let entries =
-            fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+        let entries = fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
         for entry in entries {
-            let path = entry
-                .map_err(|e| LogError::io("listing consumer groups", e))?
-                .path();
-            let Some(group) = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .and_then(|name| name.strip_suffix(".json"))
+            let path = entry.map_err(|e| LogError::io("listing consumer groups", e))?.path();
+            let Some(group) =
+                path.file_name().and_then(|name| name.to_str()).and_then(|name| name.strip_suffix(".json"))
             else {
                 continue;
             };
-            let text = fs::read(&path)
-                .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
+            let text = fs::read(&path).map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
             let offsets: GroupOffsets = serde_json::from_slice(&text).map_err(|e| {
-                LogError::Config(format!(
-                    "consumer offsets {} are unreadable: {e}",
-                    path.display()
-                ))
+                LogError::Config(format!("consumer offsets {} are unreadable: {e}", path.display()))
             })?;
             groups.insert(group.to_string(), offsets);
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            groups: Mutex::new(groups),
-        })
+        Ok(Self { dir: dir.to_path_buf(), groups: Mutex::new(groups) })
     }
 
     pub fn commit(&self, group: &str, partition: u32, offset: u64) -> Result<(), LogError> {
         validate_group(group)?;
-        let mut groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut offsets = groups.get(group).cloned().unwrap_or_default();
         offsets.insert(partition, offset);
         let path = self.dir.join(format!("{group}.json"));
@@ -86,33 +68,19 @@ impl OffsetStore {
     }
 
     pub fn committed(&self, group: &str, partition: u32) -> Option<u64> {
-        let groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        groups
-            .get(group)
-            .and_then(|offsets| offsets.get(&partition).copied())
+        let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups.get(group).and_then(|offsets| offsets.get(&partition).copied())
     }
 
     pub fn groups(&self) -> Vec<String> {
-        let groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         groups.keys().cloned().collect()
     }
 
     /// The lowest offset any group still needs in `partition`; a group that
     /// never committed the partition needs all of it.
     pub fn lowest_needed(&self, partition: u32) -> Option<u64> {
-        let groups = self
-            .groups
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        groups
-            .values()
-            .map(|offsets| offsets.get(&partition).copied().unwrap_or(0))
-            .min()
+        let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups.values().map(|offsets| offsets.get(&partition).copied().unwrap_or(0)).min()
     }
 }

@@ -36,9 +36,7 @@ impl Partition {
         // A poisoned lock means a panic mid-update elsewhere; the segment
         // list itself is still consistent because every update is one push,
         // one remove or plain field writes.
-        self.segments
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.segments.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -82,15 +80,9 @@ pub(super) fn create_segment(
         .create_new(true)
         .open(&path)
         .map_err(|e| LogError::io(ctx("creating"), e))?;
-    let header = SegmentHeader {
-        partition,
-        base_offset,
-        created_ms,
-    };
-    file.write_all_at(&header.encode(), 0)
-        .map_err(|e| LogError::io(ctx("writing"), e))?;
-    file.sync_all()
-        .map_err(|e| LogError::io(ctx("syncing"), e))?;
+    let header = SegmentHeader { partition, base_offset, created_ms };
+    file.write_all_at(&header.encode(), 0).map_err(|e| LogError::io(ctx("writing"), e))?;
+    file.sync_all().map_err(|e| LogError::io(ctx("syncing"), e))?;
     sync_dir(dir)?;
     let reader = File::open(&path).map_err(|e| LogError::io(ctx("opening"), e))?;
     let segment = Segment {
@@ -102,12 +94,7 @@ pub(super) fn create_segment(
         created_ms,
         index: SegmentIndex::default(),
     };
-    let active = ActiveSegment {
-        file,
-        len: HEADER_LEN,
-        next_offset: base_offset,
-        created_ms,
-    };
+    let active = ActiveSegment { file, len: HEADER_LEN, next_offset: base_offset, created_ms };
     Ok((segment, active))
 }
 
@@ -158,12 +145,7 @@ pub(super) fn open_partition(
                 .write(true)
                 .open(&last.path)
                 .map_err(|e| LogError::io(format!("opening {}", last.path.display()), e))?;
-            ActiveSegment {
-                file,
-                len: last.len,
-                next_offset: last.next_offset,
-                created_ms: last.created_ms,
-            }
+            ActiveSegment { file, len: last.len, next_offset: last.next_offset, created_ms: last.created_ms }
         }
         None => {
             let (segment, active) = create_segment(dir, id, 0, now_ms)?;
@@ -171,26 +153,18 @@ pub(super) fn open_partition(
             active
         }
     };
-    let partition = Partition {
-        id,
-        dir: dir.to_path_buf(),
-        segments: Mutex::new(segments),
-    };
+    let partition = Partition { id, dir: dir.to_path_buf(), segments: Mutex::new(segments) };
     Ok((partition, active))
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+    let entries = fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
     let mut bases = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(base) = name
-            .strip_suffix(".log")
-            .and_then(|stem| stem.parse::<u64>().ok())
-        {
+        if let Some(base) = name.strip_suffix(".log").and_then(|stem| stem.parse::<u64>().ok()) {
             bases.push(base);
         }
     }
@@ -207,28 +181,18 @@ fn open_segment(
     repair: bool,
 ) -> Result<Option<Segment>, LogError> {
     let ctx = |what: &str| format!("{what} {}", path.display());
-    let corrupt = |position: u64, reason: String| LogError::Corrupt {
-        path: path.to_path_buf(),
-        position,
-        reason,
-    };
+    let corrupt =
+        |position: u64, reason: String| LogError::Corrupt { path: path.to_path_buf(), position, reason };
     let mut file = File::open(path).map_err(|e| LogError::io(ctx("opening"), e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| LogError::io(ctx("reading"), e))?
-        .len();
+    let file_len = file.metadata().map_err(|e| LogError::io(ctx("reading"), e))?.len();
     let mut header_bytes = [0u8; HEADER_LEN as usize];
     if file_len < HEADER_LEN {
         if is_last {
             return Ok(None);
         }
-        return Err(corrupt(
-            0,
-            format!("file is {file_len} bytes, shorter than a header"),
-        ));
+        return Err(corrupt(0, format!("file is {file_len} bytes, shorter than a header")));
     }
-    file.read_exact(&mut header_bytes)
-        .map_err(|e| LogError::io(ctx("reading"), e))?;
+    file.read_exact(&mut header_bytes).map_err(|e| LogError::io(ctx("reading"), e))?;
     let header = SegmentHeader::decode(&header_bytes).map_err(|reason| corrupt(0, reason))?;
     if header.base_offset != base || header.partition != partition {
         return Err(corrupt(
@@ -255,12 +219,8 @@ fn open_segment(
             tracing::warn!(path = %path.display(), at, "repairing damaged segment");
             rewrite_intact(path, &header_bytes, base)?;
             let mut file = File::open(path).map_err(|e| LogError::io(ctx("opening"), e))?;
-            let file_len = file
-                .metadata()
-                .map_err(|e| LogError::io(ctx("reading"), e))?
-                .len();
-            file.seek(SeekFrom::Start(HEADER_LEN))
-                .map_err(|e| LogError::io(ctx("reading"), e))?;
+            let file_len = file.metadata().map_err(|e| LogError::io(ctx("reading"), e))?.len();
+            file.seek(SeekFrom::Start(HEADER_LEN)).map_err(|e| LogError::io(ctx("reading"), e))?;
             outcome = scan(&mut file, file_len, base, path)?;
             tracing::warn!(path = %path.display(), kept = outcome.records, "segment repaired");
         }

@@ -37,11 +37,8 @@ impl SegmentLog {
     ) -> Result<RetentionReport, LogError> {
         let mut report = RetentionReport::default();
         for partition in &self.partitions {
-            let needed = if policy.ignore_consumers {
-                None
-            } else {
-                self.offsets.lowest_needed(partition.id)
-            };
+            let needed =
+                if policy.ignore_consumers { None } else { self.offsets.lowest_needed(partition.id) };
             let doomed = {
                 let mut segments = partition.segments();
                 let mut total: u64 = segments.iter().map(|segment| segment.len).sum();

@@ -120,34 +120,21 @@ impl Writer {
         // Encode: offsets are assigned here, in queue order.
         let mut positions = Vec::with_capacity(group.len());
         let mut written = Vec::new();
-        let mut next: Vec<u64> = self
-            .active
-            .iter()
-            .map(|active| active.next_offset)
-            .collect();
+        let mut next: Vec<u64> = self.active.iter().map(|active| active.next_offset).collect();
         for request in &group {
             let mut request_positions = Vec::with_capacity(request.records.len());
             for (partition, record) in &request.records {
                 let p = *partition as usize;
                 let buffer = &mut self.buffers[p];
                 let pos = self.active[p].len + buffer.len() as u64;
-                format::encode_record(
-                    buffer,
-                    next[p],
-                    record.timestamp_ms,
-                    &record.key,
-                    &record.value,
-                );
+                format::encode_record(buffer, next[p], record.timestamp_ms, &record.key, &record.value);
                 written.push(Written {
                     partition: *partition,
                     offset: next[p],
                     pos,
                     timestamp_ms: record.timestamp_ms,
                 });
-                request_positions.push(RecordPosition {
-                    partition: *partition,
-                    offset: next[p],
-                });
+                request_positions.push(RecordPosition { partition: *partition, offset: next[p] });
                 next[p] += 1;
             }
             positions.push(request_positions);
@@ -162,10 +149,7 @@ impl Writer {
             let active = &mut self.active[p];
             let buffer = &self.buffers[p];
             let started = Instant::now();
-            let result = active
-                .file
-                .write_all_at(buffer, active.len)
-                .and_then(|()| active.file.sync_data());
+            let result = active.file.write_all_at(buffer, active.len).and_then(|()| active.file.sync_data());
             metrics::histogram!(names::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
@@ -192,16 +176,13 @@ impl Writer {
         self.publish(&written, &failed);
 
         for (request, request_positions) in group.into_iter().zip(positions) {
-            let failure = request
-                .records
-                .iter()
-                .find_map(|(partition, _)| failed[*partition as usize].as_ref());
+            let failure =
+                request.records.iter().find_map(|(partition, _)| failed[*partition as usize].as_ref());
             let answer = match failure {
                 None => Ok(request_positions),
-                Some(reason) => Err(LogError::io(
-                    "appending to the event log",
-                    std::io::Error::other(reason.clone()),
-                )),
+                Some(reason) => {
+                    Err(LogError::io("appending to the event log", std::io::Error::other(reason.clone())))
+                }
             };
             // The appender may have given up waiting; its records are
             // durable all the same.
@@ -226,9 +207,7 @@ impl Writer {
                 continue;
             };
             for record in records {
-                segment
-                    .index
-                    .observe(record.offset, record.pos, record.timestamp_ms);
+                segment.index.observe(record.offset, record.pos, record.timestamp_ms);
             }
             segment.len = self.active[p].len;
             segment.next_offset = self.active[p].next_offset;

@@ -95,48 +95,32 @@ pub struct Batch<'a> {
 /// or a single event.
 pub fn parse_batch(json: &[u8], engage_route: bool) -> Result<Batch<'_>, ApiError> {
     let invalid = |e: serde_json::Error| ApiError::InvalidPayload(e.to_string());
-    let text = std::str::from_utf8(json)
-        .map_err(|e| ApiError::InvalidPayload(format!("not UTF-8: {e}")))?;
-    let mut batch = Batch {
-        events: Vec::new(),
-        token: None,
-        sent_at: None,
-        historical_migration: false,
-    };
+    let text = std::str::from_utf8(json).map_err(|e| ApiError::InvalidPayload(format!("not UTF-8: {e}")))?;
+    let mut batch = Batch { events: Vec::new(), token: None, sent_at: None, historical_migration: false };
     match text.trim_start().as_bytes().first() {
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(text).map_err(invalid)?;
             for item in items {
-                batch
-                    .events
-                    .push(serde_json::from_str(item.get()).map_err(invalid)?);
+                batch.events.push(serde_json::from_str(item.get()).map_err(invalid)?);
             }
         }
         Some(b'{') => {
             let object: RawObject<'_> = serde_json::from_str(text).map_err(invalid)?;
             match object.get("batch") {
                 Some(items) => {
-                    let items: Vec<&RawValue> =
-                        serde_json::from_str(items.get()).map_err(invalid)?;
+                    let items: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(invalid)?;
                     for item in items {
-                        batch
-                            .events
-                            .push(serde_json::from_str(item.get()).map_err(invalid)?);
+                        batch.events.push(serde_json::from_str(item.get()).map_err(invalid)?);
                     }
                     batch.token = string_field(&object, &["api_key", "token"]);
                     batch.sent_at = string_field(&object, &["sent_at"]);
-                    batch.historical_migration = object
-                        .get("historical_migration")
-                        .is_some_and(|v| v.get().trim() == "true");
+                    batch.historical_migration =
+                        object.get("historical_migration").is_some_and(|v| v.get().trim() == "true");
                 }
                 None => batch.events.push(object),
             }
         }
-        _ => {
-            return Err(ApiError::InvalidPayload(
-                "expected a JSON array or object".into(),
-            ))
-        }
+        _ => return Err(ApiError::InvalidPayload("expected a JSON array or object".into())),
     }
     if engage_route {
         for event in &mut batch.events {
@@ -150,15 +134,12 @@ pub fn parse_batch(json: &[u8], engage_route: bool) -> Result<Batch<'_>, ApiErro
 
 fn identify_name() -> &'static RawValue {
     static NAME: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        RawValue::from_string("\"$identify\"".into()).unwrap_or_else(|_| unreachable!())
-    })
+    NAME.get_or_init(|| RawValue::from_string("\"$identify\"".into()).unwrap_or_else(|_| unreachable!()))
 }
 
 /// The first of `keys` present as a JSON string.
 fn string_field(object: &RawObject<'_>, keys: &[&str]) -> Option<String> {
-    keys.iter()
-        .find_map(|key| object.get(key).and_then(as_string))
+    keys.iter().find_map(|key| object.get(key).and_then(as_string))
 }
 
 fn as_string(value: &RawValue) -> Option<String> {
@@ -185,10 +166,7 @@ pub struct ValidEvent {
 
 /// Validates one event. `Ok(None)` means the event is dropped on purpose.
 pub fn validate_event(raw: &RawObject<'_>) -> Result<Option<ValidEvent>, ApiError> {
-    let event = raw
-        .get("event")
-        .and_then(as_string)
-        .ok_or(ApiError::MissingEventName)?;
+    let event = raw.get("event").and_then(as_string).ok_or(ApiError::MissingEventName)?;
     if event.is_empty() {
         return Err(ApiError::MissingEventName);
     }
@@ -216,21 +194,10 @@ pub fn validate_event(raw: &RawObject<'_>) -> Result<Option<ValidEvent>, ApiErro
         _ => Uuid::now_v7(),
     };
     let timestamp = raw.get("timestamp").and_then(as_string);
-    let offset_ms = raw
-        .get("offset")
-        .and_then(|v| v.get().trim().parse::<f64>().ok())
-        .map(|v| v as i64);
+    let offset_ms = raw.get("offset").and_then(|v| v.get().trim().parse::<f64>().ok()).map(|v| v as i64);
     let ignore_sent_at = matches!(hints.ignore_sent_at, Some(serde_json::Value::Bool(true)));
     let data = reserialise(raw, &uuid, &distinct_id);
-    Ok(Some(ValidEvent {
-        uuid,
-        event,
-        distinct_id,
-        timestamp,
-        offset_ms,
-        ignore_sent_at,
-        data,
-    }))
+    Ok(Some(ValidEvent { uuid, event, distinct_id, timestamp, offset_ms, ignore_sent_at, data }))
 }
 
 /// The token an event carries: `token`, `$token`, `api_key`, then
@@ -276,11 +243,7 @@ fn normalise_distinct_id(value: &RawValue) -> Option<String> {
     } else {
         text.to_string()
     };
-    let id = if id.contains('\0') {
-        id.replace('\0', "\u{FFFD}")
-    } else {
-        id
-    };
+    let id = if id.contains('\0') { id.replace('\0', "\u{FFFD}") } else { id };
     let id = match id.char_indices().nth(MAX_DISTINCT_ID_CHARS) {
         Some((cut, _)) => id[..cut].to_string(),
         None => id,
@@ -291,11 +254,7 @@ fn normalise_distinct_id(value: &RawValue) -> Option<String> {
 /// The event's JSON with `uuid` and `distinct_id` replaced by their
 /// normalised values and every other field copied as sent.
 fn reserialise(raw: &RawObject<'_>, uuid: &Uuid, distinct_id: &str) -> String {
-    let size: usize = raw
-        .fields
-        .iter()
-        .map(|(k, v)| k.len() + v.get().len() + 4)
-        .sum();
+    let size: usize = raw.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
     let mut out = String::with_capacity(size + 80);
     out.push('{');
     let mut first = true;
@@ -345,56 +304,30 @@ mod tests {
             false,
         )
         .expect("batch");
-        assert_eq!(
-            (batch.events.len(), batch.token.as_deref()),
-            (1, Some("phc_x"))
-        );
+        assert_eq!((batch.events.len(), batch.token.as_deref()), (1, Some("phc_x")));
         assert!(batch.historical_migration);
         assert_eq!(batch.sent_at.as_deref(), Some("2026-01-01T00:00:00Z"));
         let single = parse_batch(br#"{"event":"a","token":"t"}"#, false).expect("single");
         assert_eq!(single.events.len(), 1);
         let engage = parse_batch(br#"{"$set":{"a":1},"distinct_id":"d"}"#, true).expect("engage");
         assert_eq!(
-            validate_event(&engage.events[0])
-                .expect("valid")
-                .map(|e| e.event)
-                .as_deref(),
+            validate_event(&engage.events[0]).expect("valid").map(|e| e.event).as_deref(),
             Some("$identify")
         );
     }
 
     #[test]
     fn distinct_id_rules() {
-        let event = one(r#"{"event":"e","distinct_id":42}"#)
-            .expect("ok")
-            .expect("kept");
+        let event = one(r#"{"event":"e","distinct_id":42}"#).expect("ok").expect("kept");
         assert_eq!(event.distinct_id, "42");
-        let event = one(r#"{"event":"e","properties":{"distinct_id":"p"}}"#)
-            .expect("ok")
-            .expect("kept");
+        let event = one(r#"{"event":"e","properties":{"distinct_id":"p"}}"#).expect("ok").expect("kept");
         assert_eq!(event.distinct_id, "p");
-        let event = one(r#"{"event":"e","distinct_id":"a\u0000b"}"#)
-            .expect("ok")
-            .expect("kept");
+        let event = one(r#"{"event":"e","distinct_id":"a\u0000b"}"#).expect("ok").expect("kept");
         assert_eq!(event.distinct_id, "a\u{FFFD}b");
         let long = format!(r#"{{"event":"e","distinct_id":"{}"}}"#, "é".repeat(300));
-        assert_eq!(
-            one(&long)
-                .expect("ok")
-                .expect("kept")
-                .distinct_id
-                .chars()
-                .count(),
-            200
-        );
-        assert!(matches!(
-            one(r#"{"event":"e","distinct_id":""}"#),
-            Err(ApiError::MissingDistinctId)
-        ));
-        assert!(matches!(
-            one(r#"{"event":"e"}"#),
-            Err(ApiError::MissingDistinctId)
-        ));
+        assert_eq!(one(&long).expect("ok").expect("kept").distinct_id.chars().count(), 200);
+        assert!(matches!(one(r#"{"event":"e","distinct_id":""}"#), Err(ApiError::MissingDistinctId)));
+        assert!(matches!(one(r#"{"event":"e"}"#), Err(ApiError::MissingDistinctId)));
     }
 
     #[test]
@@ -403,19 +336,13 @@ mod tests {
             one(r#"{"event":"e","distinct_id":"d","uuid":"nope"}"#),
             Err(ApiError::InvalidUuid(_))
         ));
-        assert!(matches!(
-            one(r#"{"distinct_id":"d"}"#),
-            Err(ApiError::MissingEventName)
-        ));
-        assert!(one(r#"{"event":"$performance_event","distinct_id":"d"}"#)
-            .expect("ok")
-            .is_none());
+        assert!(matches!(one(r#"{"distinct_id":"d"}"#), Err(ApiError::MissingEventName)));
+        assert!(one(r#"{"event":"$performance_event","distinct_id":"d"}"#).expect("ok").is_none());
         let id = "0190b3f2-7c1e-7000-8000-000000000001";
-        let event = one(&format!(
-            r#"{{"event":"e","distinct_id":"d","uuid":"{id}","properties":{{"x":[1,2]}}}}"#
-        ))
-        .expect("ok")
-        .expect("kept");
+        let event =
+            one(&format!(r#"{{"event":"e","distinct_id":"d","uuid":"{id}","properties":{{"x":[1,2]}}}}"#))
+                .expect("ok")
+                .expect("kept");
         assert_eq!(event.uuid.to_string(), id);
         let data: serde_json::Value = serde_json::from_str(&event.data).expect("data is JSON");
         assert_eq!(data["properties"]["x"], serde_json::json!([1, 2]));
@@ -426,28 +353,12 @@ mod tests {
     #[test]
     fn token_rules() {
         assert!(matches!(validate_token(None), Err(ApiError::MissingToken)));
-        assert!(matches!(
-            validate_token(Some("  ".into())),
-            Err(ApiError::MissingToken)
-        ));
-        assert!(matches!(
-            validate_token(Some("phx_abc".into())),
-            Err(ApiError::PersonalApiKey)
-        ));
-        assert!(matches!(
-            validate_token(Some("x".repeat(65))),
-            Err(ApiError::InvalidToken(_))
-        ));
-        assert!(matches!(
-            validate_token(Some("tøken".into())),
-            Err(ApiError::InvalidToken(_))
-        ));
-        assert_eq!(
-            validate_token(Some(" phc_ok ".into())).expect("valid"),
-            "phc_ok"
-        );
-        let batch =
-            parse_batch(br#"{"event":"e","properties":{"token":"phc_p"}}"#, false).expect("ok");
+        assert!(matches!(validate_token(Some("  ".into())), Err(ApiError::MissingToken)));
+        assert!(matches!(validate_token(Some("phx_abc".into())), Err(ApiError::PersonalApiKey)));
+        assert!(matches!(validate_token(Some("x".repeat(65))), Err(ApiError::InvalidToken(_))));
+        assert!(matches!(validate_token(Some("tøken".into())), Err(ApiError::InvalidToken(_))));
+        assert_eq!(validate_token(Some(" phc_ok ".into())).expect("valid"), "phc_ok");
+        let batch = parse_batch(br#"{"event":"e","properties":{"token":"phc_p"}}"#, false).expect("ok");
         assert_eq!(event_token(&batch.events[0]).as_deref(), Some("phc_p"));
     }
 }

@@ -35,23 +35,14 @@ struct Bits<'a> {
 
 impl<'a> Bits<'a> {
     fn new(input: &'a [u8]) -> Self {
-        let mut bits = Self {
-            input,
-            index: 0,
-            value: 0,
-            mask: 0,
-        };
+        let mut bits = Self { input, index: 0, value: 0, mask: 0 };
         bits.advance();
         bits
     }
 
     fn advance(&mut self) {
         // Past the end, lz-string reads zero bits.
-        self.value = self
-            .input
-            .get(self.index)
-            .map(|c| char_value(*c))
-            .unwrap_or(0);
+        self.value = self.input.get(self.index).map(|c| char_value(*c)).unwrap_or(0);
         self.index += 1;
         self.mask = 32;
     }
@@ -77,11 +68,7 @@ impl<'a> Bits<'a> {
 
 /// Padding (`=`) and anything past the end read as zero bits, as in lz-string.
 fn char_value(c: u8) -> u32 {
-    ALPHABET
-        .iter()
-        .position(|a| *a == c)
-        .map(|p| p as u32)
-        .unwrap_or(0)
+    ALPHABET.iter().position(|a| *a == c).map(|p| p as u32).unwrap_or(0)
 }
 
 /// Decodes to UTF-16 code units, failing once more than `limit` are produced.
@@ -113,12 +100,7 @@ pub fn decompress(input: &str, limit: usize) -> Result<Vec<u16>, Lz64Error> {
         Some(c) => c,
         None => return Ok(out),
     };
-    dictionary.push(Entry {
-        prefix: None,
-        last: first_char,
-        first: first_char,
-        len: 1,
-    });
+    dictionary.push(Entry { prefix: None, last: first_char, first: first_char, len: 1 });
     let mut previous = 3u32;
     out.push(first_char);
 
@@ -130,12 +112,7 @@ pub fn decompress(input: &str, limit: usize) -> Result<Vec<u16>, Lz64Error> {
         match code {
             0 | 1 => {
                 let c = literal(&mut bits, code).ok_or(Lz64Error::Invalid)?;
-                dictionary.push(Entry {
-                    prefix: None,
-                    last: c,
-                    first: c,
-                    len: 1,
-                });
+                dictionary.push(Entry { prefix: None, last: c, first: c, len: 1 });
                 code = index_of(&dictionary) - 1;
                 enlarge_in -= 1;
                 if enlarge_in == 0 {
@@ -204,27 +181,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn decode(input: &str) -> Option<String> {
-        decompress(input, 1 << 20)
-            .ok()
-            .map(|units| String::from_utf16_lossy(&units))
+        decompress(input, 1 << 20).ok().map(|units| String::from_utf16_lossy(&units))
     }
 
     #[test]
     fn decodes_known_strings() {
-        for text in [
-            "a",
-            "aa",
-            "ààà",
-            "hello hello hello world",
-            r#"[{"event":"$pageview"}]"#,
-            "",
-        ] {
+        for text in ["a", "aa", "ààà", "hello hello hello world", r#"[{"event":"$pageview"}]"#, ""] {
             let compressed = lz_str::compress_to_base64(text);
-            assert_eq!(
-                decode(&compressed).as_deref(),
-                Some(text),
-                "{text:?} via {compressed}"
-            );
+            assert_eq!(decode(&compressed).as_deref(), Some(text), "{text:?} via {compressed}");
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
@@ -23,7 +23,7 @@ use warren_log::AppendRecord;
 use self::events::{event_token, parse_batch, validate_event, validate_token};
 use self::payload::CaptureQuery;
 use self::timestamp::EventClock;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, MemoryBudget};
 
 /// What a route changes about decoding.
 #[derive(Debug, Clone, Copy)]
@@ -37,71 +37,24 @@ struct RouteKind {
 }
 
 const ROUTES: &[(&str, RouteKind)] = &[
-    (
-        "/e",
-        RouteKind {
-            legacy: true,
-            engage: false,
-            batch: false,
-        },
-    ),
-    (
-        "/i/v0/e",
-        RouteKind {
-            legacy: false,
-            engage: false,
-            batch: false,
-        },
-    ),
-    (
-        "/track",
-        RouteKind {
-            legacy: true,
-            engage: false,
-            batch: false,
-        },
-    ),
-    (
-        "/engage",
-        RouteKind {
-            legacy: true,
-            engage: true,
-            batch: false,
-        },
-    ),
-    (
-        "/capture",
-        RouteKind {
-            legacy: true,
-            engage: false,
-            batch: false,
-        },
-    ),
-    (
-        "/batch",
-        RouteKind {
-            legacy: false,
-            engage: false,
-            batch: true,
-        },
-    ),
+    ("/e", RouteKind { legacy: true, engage: false, batch: false }),
+    ("/i/v0/e", RouteKind { legacy: false, engage: false, batch: false }),
+    ("/track", RouteKind { legacy: true, engage: false, batch: false }),
+    ("/engage", RouteKind { legacy: true, engage: true, batch: false }),
+    ("/capture", RouteKind { legacy: true, engage: false, batch: false }),
+    ("/batch", RouteKind { legacy: false, engage: false, batch: true }),
 ];
 
 /// The capture routes, each with and without a trailing slash.
 pub fn routes() -> Router<AppState> {
-    let methods = MethodFilter::GET
-        .or(MethodFilter::POST)
-        .or(MethodFilter::OPTIONS);
+    let methods = MethodFilter::GET.or(MethodFilter::POST).or(MethodFilter::OPTIONS);
     let mut router = Router::new();
     for (path, kind) in ROUTES {
         let kind = *kind;
-        let handler =
-            move |state: State<AppState>, peer: ConnectInfo<SocketAddr>, request: Request<Body>| {
-                capture(state, peer, kind, request)
-            };
-        router = router
-            .route(path, on(methods, handler))
-            .route(&format!("{path}/"), on(methods, handler));
+        let handler = move |state: State<AppState>, peer: ConnectInfo<SocketAddr>, request: Request<Body>| {
+            capture(state, peer, kind, request)
+        };
+        router = router.route(path, on(methods, handler)).route(&format!("{path}/"), on(methods, handler));
     }
     router
 }
@@ -115,17 +68,29 @@ async fn capture(
     if request.method() == axum::http::Method::OPTIONS {
         return Ok(StatusCode::OK.into_response());
     }
-    let limit = if kind.batch {
-        state.capture.max_batch_bytes
-    } else {
-        state.capture.max_event_bytes
-    };
+    let limit = if kind.batch { state.capture.max_batch_bytes } else { state.capture.max_event_bytes };
     let query = CaptureQuery::parse(request.uri().query());
     let (parts, body) = request.into_parts();
+    // Held until the answer: the body, its decoded form and the records
+    // built from it are all alive until the log has them.
+    let mut reservation = MemoryBudget::empty_reservation();
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if let Err(refused) = state.budget.reserve(&mut reservation, announced.unwrap_or(limit).min(limit)) {
+        // Read and drop the body so the client hears the 503 instead of a
+        // reset connection; this costs no memory.
+        discard_body(body, state.capture.body_timeout_secs).await;
+        return Err(refused);
+    }
     let body = read_body(body, limit, state.capture.body_timeout_secs).await?;
     metrics::histogram!(names::CAPTURE_PAYLOAD_BYTES).record(body.len() as f64);
 
     let json = payload::decode(&query, &parts.headers, &body, kind.legacy, limit)?;
+    // The decoded JSON, and the log records of about the same size.
+    state.budget.reserve(&mut reservation, json.len() * 2)?;
     let batch = parse_batch(&json, kind.engage)?;
     if batch.events.is_empty() {
         return Err(ApiError::EmptyBatch);
@@ -177,15 +142,10 @@ async fn capture(
             historical_migration: batch.historical_migration,
         };
         let value = serde_json::to_vec(&captured).map_err(|e| ApiError::Internal(e.to_string()))?;
-        records.push(AppendRecord {
-            key: key.into_bytes(),
-            value,
-            timestamp_ms: now.timestamp_millis(),
-        });
+        records.push(AppendRecord { key: key.into_bytes(), value, timestamp_ms: now.timestamp_millis() });
     }
     if dropped > 0 {
-        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => "performance_event")
-            .increment(dropped);
+        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => "performance_event").increment(dropped);
     }
     let accepted = records.len() as u64;
     state.log.append(records).await?;
@@ -226,12 +186,17 @@ async fn read_body(body: Body, limit: usize, timeout_secs: u64) -> Result<bytes:
             if too_large {
                 Err(ApiError::PayloadTooLarge { limit })
             } else {
-                Err(ApiError::InvalidPayload(format!(
-                    "could not read the body: {error}"
-                )))
+                Err(ApiError::InvalidPayload(format!("could not read the body: {error}")))
             }
         }
     }
+}
+
+async fn discard_body(body: Body, timeout_secs: u64) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let drain = async move { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(timeout_secs), drain).await;
 }
 
 /// The first `X-Forwarded-For` address, else the peer.

@@ -34,9 +34,7 @@ impl Compression {
             "gzip" | "gzip-js" => Ok(Self::Gzip),
             "lz64" | "lz-string" => Ok(Self::Lz64),
             "base64" | "b64" => Ok(Self::Base64),
-            other => Err(ApiError::InvalidCompression(format!(
-                "unknown compression {other:?}"
-            ))),
+            other => Err(ApiError::InvalidCompression(format!("unknown compression {other:?}"))),
         }
     }
 }
@@ -111,14 +109,8 @@ pub fn decode(
         return Err(ApiError::EmptyPayload);
     }
 
-    let header_encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let hint = query
-        .compression
-        .as_deref()
-        .or(form_compression.as_deref())
-        .or(header_encoding);
+    let header_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let hint = query.compression.as_deref().or(form_compression.as_deref()).or(header_encoding);
     let compression = match hint {
         Some(hint) => Compression::parse(hint)?,
         None => Compression::None,
@@ -129,26 +121,18 @@ pub fn decode(
     } else {
         match compression {
             Compression::Gzip => {
-                return Err(ApiError::InvalidCompression(
-                    "gzip announced but the data is not gzip".into(),
-                ));
+                return Err(ApiError::InvalidCompression("gzip announced but the data is not gzip".into()));
             }
             Compression::Lz64 => lz64_decode(&payload, limit)?,
             Compression::Base64 => base64_decode(&payload)?,
             // Unannounced base64 is decoded only when it really is base64.
-            Compression::None if looks_like_base64(&payload) => {
-                base64_decode(&payload).unwrap_or(payload)
-            }
+            Compression::None if looks_like_base64(&payload) => base64_decode(&payload).unwrap_or(payload),
             Compression::None => payload,
         }
     };
     if legacy_route && looks_like_base64(&decoded) {
         if let Ok(again) = base64_decode(&decoded) {
-            decoded = if again.starts_with(&[0x1f, 0x8b]) {
-                gunzip(&again, limit)?
-            } else {
-                again
-            };
+            decoded = if again.starts_with(&[0x1f, 0x8b]) { gunzip(&again, limit)? } else { again };
         }
     }
     if decoded.len() > limit {
@@ -205,14 +189,8 @@ fn looks_like_base64(bytes: &[u8]) -> bool {
 }
 
 fn base64_decode(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let compact: Vec<u8> = bytes
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    BASE64
-        .decode(compact)
-        .map_err(|e| ApiError::InvalidCompression(format!("invalid base64: {e}")))
+    let compact: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    BASE64.decode(compact).map_err(|e| ApiError::InvalidCompression(format!("invalid base64: {e}")))
 }
 
 fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
@@ -236,9 +214,7 @@ fn lz64_decode(bytes: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
         lz64::Lz64Error::Invalid => ApiError::InvalidCompression("invalid lz64 data".into()),
     })?;
     if units.is_empty() {
-        return Err(ApiError::InvalidCompression(
-            "lz64 data decodes to nothing".into(),
-        ));
+        return Err(ApiError::InvalidCompression("lz64 data decodes to nothing".into()));
     }
     Ok(String::from_utf16_lossy(&units).into_bytes())
 }
@@ -260,13 +236,7 @@ mod tests {
         if let Some(content_type) = content_type {
             headers.insert(header::CONTENT_TYPE, content_type.parse().expect("header"));
         }
-        decode(
-            &CaptureQuery::parse(Some(query)),
-            &headers,
-            body,
-            true,
-            1 << 20,
-        )
+        decode(&CaptureQuery::parse(Some(query)), &headers, body, true, 1 << 20)
     }
 
     #[test]
@@ -275,34 +245,15 @@ mod tests {
         let b64 = BASE64.encode(json);
         let lz = lz_str::compress_to_base64(std::str::from_utf8(json).expect("utf8"));
         assert_eq!(run("", None, json).expect("plain"), json);
-        assert_eq!(
-            run("compression=gzip-js", None, &gzip(json)).expect("gzip"),
-            json
-        );
+        assert_eq!(run("compression=gzip-js", None, &gzip(json)).expect("gzip"), json);
         assert_eq!(run("", None, &gzip(json)).expect("gzip by magic"), json);
-        assert_eq!(
-            run("compression=lz64", None, lz.as_bytes()).expect("lz64"),
-            json
-        );
+        assert_eq!(run("compression=lz64", None, lz.as_bytes()).expect("lz64"), json);
         assert_eq!(run("", None, b64.as_bytes()).expect("base64 body"), json);
         let form = format!("data={}&compression=lz64", lz.replace('+', "%2B"));
-        assert_eq!(
-            run(
-                "",
-                Some("application/x-www-form-urlencoded"),
-                form.as_bytes()
-            )
-            .expect("form"),
-            json
-        );
+        assert_eq!(run("", Some("application/x-www-form-urlencoded"), form.as_bytes()).expect("form"), json);
         let form_spaces = format!("data={}", b64.replace('+', " "));
         assert_eq!(
-            run(
-                "",
-                Some("application/x-www-form-urlencoded"),
-                form_spaces.as_bytes()
-            )
-            .expect("form"),
+            run("", Some("application/x-www-form-urlencoded"), form_spaces.as_bytes()).expect("form"),
             json
         );
         let query = format!("data={}", b64.replace('+', "%2B"));
@@ -312,30 +263,14 @@ mod tests {
     #[test]
     fn bombs_and_lies_are_refused() {
         let bomb = gzip(&vec![b'a'; 2 << 20]);
-        assert!(matches!(
-            run("", None, &bomb),
-            Err(ApiError::PayloadTooLarge { .. })
-        ));
-        assert!(matches!(
-            run("compression=gzip", None, b"{}"),
-            Err(ApiError::InvalidCompression(_))
-        ));
-        assert!(matches!(
-            run("compression=zstd", None, b"{}"),
-            Err(ApiError::InvalidCompression(_))
-        ));
+        assert!(matches!(run("", None, &bomb), Err(ApiError::PayloadTooLarge { .. })));
+        assert!(matches!(run("compression=gzip", None, b"{}"), Err(ApiError::InvalidCompression(_))));
+        assert!(matches!(run("compression=zstd", None, b"{}"), Err(ApiError::InvalidCompression(_))));
         assert!(matches!(run("", None, b""), Err(ApiError::EmptyPayload)));
         let deep = format!("{}{}", "[".repeat(101), "]".repeat(101));
-        assert!(matches!(
-            run("", None, deep.as_bytes()),
-            Err(ApiError::InvalidPayload(_))
-        ));
-        let shallow_with_brackets =
-            format!(r#"[{{"s":"{}\"{}"}}]"#, "[".repeat(500), "{".repeat(500));
-        assert!(
-            run("", None, shallow_with_brackets.as_bytes()).is_ok(),
-            "brackets in strings do not count"
-        );
+        assert!(matches!(run("", None, deep.as_bytes()), Err(ApiError::InvalidPayload(_))));
+        let shallow_with_brackets = format!(r#"[{{"s":"{}\"{}"}}]"#, "[".repeat(500), "{".repeat(500));
+        assert!(run("", None, shallow_with_brackets.as_bytes()).is_ok(), "brackets in strings do not count");
         assert_eq!(run("", None, b"42").expect("not base64 after all"), b"42");
         let truncated = gzip(b"[{\"event\":\"e\"}]");
         assert!(matches!(

@@ -52,11 +52,7 @@ pub fn parse(text: &str) -> Option<DateTime<Utc>> {
             return Some(parsed.with_timezone(&Utc));
         }
     }
-    for format in [
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-    ] {
+    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
         if let Ok(parsed) = DateTime::parse_from_str(text, format) {
             return Some(parsed.with_timezone(&Utc));
         }
@@ -64,11 +60,7 @@ pub fn parse(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(parsed) = DateTime::parse_from_rfc2822(text) {
         return Some(parsed.with_timezone(&Utc));
     }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(parsed) = NaiveDateTime::parse_from_str(text, format) {
             return Some(parsed.and_utc());
         }
@@ -142,11 +134,7 @@ mod tests {
     #[test]
     fn corrects_skew_offsets_and_the_future() {
         // The client's clock runs 1 h fast: its timestamp moves back 1 h.
-        let (ts, _) = corrected(clock(
-            Some("2026-06-01T12:30:00Z"),
-            Some("2026-06-01T13:00:00Z"),
-            None,
-        ));
+        let (ts, _) = corrected(clock(Some("2026-06-01T12:30:00Z"), Some("2026-06-01T13:00:00Z"), None));
         assert_eq!(ts, at("2026-06-01T11:30:00Z"));
         let (ts, _) = corrected(clock(Some("2026-06-01T11:00:00Z"), None, None));
         assert_eq!(ts, at("2026-06-01T11:00:00Z"));
@@ -156,11 +144,7 @@ mod tests {
         assert_eq!(ts, at("2026-06-01T12:00:00Z"), "more than 23 h ahead");
         let (ts, bad) = corrected(clock(Some("garbage"), None, None));
         assert_eq!((ts, bad), (at("2026-06-01T12:00:00Z"), true));
-        let mut ignoring = clock(
-            Some("2026-06-01T12:30:00Z"),
-            Some("2026-06-01T13:00:00Z"),
-            None,
-        );
+        let mut ignoring = clock(Some("2026-06-01T12:30:00Z"), Some("2026-06-01T13:00:00Z"), None);
         ignoring.ignore_sent_at = true;
         assert_eq!(corrected(ignoring).0, at("2026-06-01T12:30:00Z"));
     }

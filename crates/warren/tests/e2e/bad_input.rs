@@ -19,21 +19,8 @@ struct Case {
     code: &'static str,
 }
 
-fn case(
-    name: &'static str,
-    path: &str,
-    body: impl Into<Vec<u8>>,
-    status: u16,
-    code: &'static str,
-) -> Case {
-    Case {
-        name,
-        path: path.into(),
-        headers: Vec::new(),
-        body: body.into(),
-        status,
-        code,
-    }
+fn case(name: &'static str, path: &str, body: impl Into<Vec<u8>>, status: u16, code: &'static str) -> Case {
+    Case { name, path: path.into(), headers: Vec::new(), body: body.into(), status, code }
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -51,10 +38,9 @@ fn cases() -> Vec<Case> {
     let good = batch(json!([good_event]));
     let mut truncated_gzip = gzip(&good);
     truncated_gzip.truncate(truncated_gzip.len() / 2);
-    let mut bomb_json = format!(
-        r#"{{"api_key":"{TOKEN}","batch":[{{"event":"e","distinct_id":"d","properties":{{"pad":""#
-    )
-    .into_bytes();
+    let mut bomb_json =
+        format!(r#"{{"api_key":"{TOKEN}","batch":[{{"event":"e","distinct_id":"d","properties":{{"pad":""#)
+            .into_bytes();
     bomb_json.extend(std::iter::repeat_n(b'a', 25 * 1024 * 1024));
     bomb_json.extend_from_slice(b"\"}}]}");
     let deep = format!(
@@ -67,27 +53,9 @@ fn cases() -> Vec<Case> {
     non_utf8.extend_from_slice(br#"","distinct_id":"d"}]}"#);
 
     let mut all = vec![
-        case(
-            "malformed JSON",
-            "/batch/",
-            &good[..good.len() - 3],
-            400,
-            "invalid_payload",
-        ),
-        case(
-            "truncated gzip",
-            "/batch/",
-            truncated_gzip,
-            400,
-            "invalid_compression",
-        ),
-        case(
-            "gzip bomb",
-            "/batch/",
-            gzip(&bomb_json),
-            413,
-            "payload_too_large",
-        ),
+        case("malformed JSON", "/batch/", &good[..good.len() - 3], 400, "invalid_payload"),
+        case("truncated gzip", "/batch/", truncated_gzip, 400, "invalid_compression"),
+        case("gzip bomb", "/batch/", gzip(&bomb_json), 413, "payload_too_large"),
         case(
             "gzip hint, plain body",
             "/batch/?compression=gzip-js",
@@ -95,20 +63,8 @@ fn cases() -> Vec<Case> {
             400,
             "invalid_compression",
         ),
-        case(
-            "lz64 hint, plain body",
-            "/e/?compression=lz64",
-            good.clone(),
-            400,
-            "invalid_compression",
-        ),
-        case(
-            "unknown compression",
-            "/batch/?compression=zstd",
-            good.clone(),
-            400,
-            "invalid_compression",
-        ),
+        case("lz64 hint, plain body", "/e/?compression=lz64", good.clone(), 400, "invalid_compression"),
+        case("unknown compression", "/batch/?compression=zstd", good.clone(), 400, "invalid_compression"),
         case(
             "missing token",
             "/batch/",
@@ -119,24 +75,21 @@ fn cases() -> Vec<Case> {
         case(
             "personal API key as token",
             "/batch/",
-            serde_json::to_vec(&json!({"api_key": "phx_personal", "batch": [good_event]}))
-                .expect("json"),
+            serde_json::to_vec(&json!({"api_key": "phx_personal", "batch": [good_event]})).expect("json"),
             401,
             "personal_api_key",
         ),
         case(
             "unknown token",
             "/batch/",
-            serde_json::to_vec(&json!({"api_key": "phc_nobody", "batch": [good_event]}))
-                .expect("json"),
+            serde_json::to_vec(&json!({"api_key": "phc_nobody", "batch": [good_event]})).expect("json"),
             401,
             "unknown_token",
         ),
         case(
             "overlong token",
             "/batch/",
-            serde_json::to_vec(&json!({"api_key": "t".repeat(65), "batch": [good_event]}))
-                .expect("json"),
+            serde_json::to_vec(&json!({"api_key": "t".repeat(65), "batch": [good_event]})).expect("json"),
             401,
             "invalid_token",
         ),
@@ -151,20 +104,8 @@ fn cases() -> Vec<Case> {
             400,
             "multiple_tokens",
         ),
-        case(
-            "missing event",
-            "/batch/",
-            batch(json!([{"distinct_id": "d"}])),
-            400,
-            "missing_event_name",
-        ),
-        case(
-            "missing distinct_id",
-            "/batch/",
-            batch(json!([{"event": "e"}])),
-            400,
-            "missing_distinct_id",
-        ),
+        case("missing event", "/batch/", batch(json!([{"distinct_id": "d"}])), 400, "missing_event_name"),
+        case("missing distinct_id", "/batch/", batch(json!([{"event": "e"}])), 400, "missing_distinct_id"),
         case(
             "empty distinct_id",
             "/batch/",
@@ -179,38 +120,14 @@ fn cases() -> Vec<Case> {
             400,
             "invalid_uuid",
         ),
-        case(
-            "empty batch",
-            "/batch/",
-            batch(json!([])),
-            400,
-            "empty_batch",
-        ),
-        case(
-            "oversized body",
-            "/e/",
-            vec![b' '; 3 * 1024 * 1024],
-            413,
-            "payload_too_large",
-        ),
+        case("empty batch", "/batch/", batch(json!([])), 400, "empty_batch"),
+        case("oversized body", "/e/", vec![b' '; 3 * 1024 * 1024], 413, "payload_too_large"),
         case("empty body", "/batch/", Vec::new(), 400, "empty_payload"),
         case("non-UTF-8", "/batch/", non_utf8, 400, "invalid_payload"),
         case("deep nesting", "/batch/", deep, 400, "invalid_payload"),
-        case(
-            "not an object",
-            "/batch/",
-            b"42".to_vec(),
-            400,
-            "invalid_payload",
-        ),
+        case("not an object", "/batch/", b"42".to_vec(), 400, "invalid_payload"),
     ];
-    let mut declared = case(
-        "gzip header, plain body",
-        "/batch/",
-        good,
-        400,
-        "invalid_compression",
-    );
+    let mut declared = case("gzip header, plain body", "/batch/", good, 400, "invalid_compression");
     declared.headers.push(("content-encoding", "gzip"));
     all.push(declared);
     all
@@ -237,27 +154,18 @@ async fn bad_inputs_get_their_status_and_code() {
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         if status != case.status || body["code"] != case.code {
-            failures.push(format!(
-                "{}: got {status} {body}, wanted {} {}",
-                case.name, case.status, case.code
-            ));
+            failures
+                .push(format!("{}: got {status} {body}, wanted {} {}", case.name, case.status, case.code));
         }
         if body["detail"].as_str().is_none_or(str::is_empty) {
             failures.push(format!("{}: no detail in {body}", case.name));
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-    let alive = client
-        .get(format!("{}/_liveness", server.url))
-        .send()
-        .await
-        .expect("liveness");
+    let alive = client.get(format!("{}/_liveness", server.url)).send().await.expect("liveness");
     assert_eq!(alive.status(), 200, "the server survived every bad input");
     server.stop();
-    assert!(
-        server.read_log().is_empty(),
-        "no bad request left anything in the log"
-    );
+    assert!(server.read_log().is_empty(), "no bad request left anything in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,20 +184,11 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
         .expect("preflight");
     assert_eq!(preflight.status(), 200);
     let headers = preflight.headers();
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "https://app.example.com"
-    );
+    assert_eq!(headers["access-control-allow-origin"], "https://app.example.com");
     assert_eq!(headers["access-control-allow-credentials"], "true");
-    assert!(headers["access-control-allow-headers"]
-        .to_str()
-        .expect("ascii")
-        .contains("x-custom"));
-    let plain_options = client
-        .request(reqwest::Method::OPTIONS, format!("{url}/batch"))
-        .send()
-        .await
-        .expect("options");
+    assert!(headers["access-control-allow-headers"].to_str().expect("ascii").contains("x-custom"));
+    let plain_options =
+        client.request(reqwest::Method::OPTIONS, format!("{url}/batch")).send().await.expect("options");
     assert_eq!(plain_options.status(), 200);
 
     let beacon = client
@@ -306,19 +205,14 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
     let engage = client
         .post(format!("{url}/engage/"))
         .body(
-            serde_json::to_vec(
-                &json!({"$set": {"a": 1}, "distinct_id": "engaged", "token": TOKEN}),
-            )
-            .expect("json"),
+            serde_json::to_vec(&json!({"$set": {"a": 1}, "distinct_id": "engaged", "token": TOKEN}))
+                .expect("json"),
         )
         .send()
         .await
         .expect("engage");
     assert_eq!(engage.status(), 200);
-    assert_eq!(
-        engage.json::<serde_json::Value>().await.expect("json"),
-        json!({"status": 1})
-    );
+    assert_eq!(engage.json::<serde_json::Value>().await.expect("json"), json!({"status": 1}));
 
     // A client whose clock is an hour fast: its timestamps move back an hour.
     let now = chrono::Utc::now();
@@ -347,10 +241,7 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
     let x_forwarded = client
         .post(format!("{url}/i/v0/e/"))
         .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
-        .body(
-            serde_json::to_vec(&json!({"event": "ip", "distinct_id": 7, "api_key": TOKEN}))
-                .expect("json"),
-        )
+        .body(serde_json::to_vec(&json!({"event": "ip", "distinct_id": 7, "api_key": TOKEN})).expect("json"))
         .send()
         .await
         .expect("forwarded");
@@ -358,20 +249,14 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
     server.stop();
 
     let log = server.read_log();
-    let by_event = |name: &str| {
-        log.iter()
-            .find(|e| e.event == name)
-            .unwrap_or_else(|| panic!("{name} stored"))
-    };
+    let by_event =
+        |name: &str| log.iter().find(|e| e.event == name).unwrap_or_else(|| panic!("{name} stored"));
     assert_eq!(log.len(), 6, "the $performance_event was dropped: {log:?}");
     assert_eq!(by_event("$identify").distinct_id, "engaged");
     let skewed = by_event("skewed");
     let corrected = chrono::DateTime::parse_from_rfc3339(&skewed.timestamp).expect("rfc3339");
     assert!(
-        (corrected.with_timezone(&chrono::Utc) - now)
-            .num_seconds()
-            .abs()
-            < 5,
+        (corrected.with_timezone(&chrono::Utc) - now).num_seconds().abs() < 5,
         "skew removed: {skewed:?}"
     );
     let offset = by_event("offset");
@@ -379,9 +264,6 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
     let at = chrono::DateTime::parse_from_rfc3339(&offset.timestamp).expect("rfc3339");
     assert_eq!((stored_now - at).num_milliseconds(), 60_000);
     let ip = by_event("ip");
-    assert_eq!(
-        (ip.ip.as_str(), ip.distinct_id.as_str()),
-        ("203.0.113.9", "7")
-    );
+    assert_eq!((ip.ip.as_str(), ip.distinct_id.as_str()), ("203.0.113.9", "7"));
     assert_eq!(by_event("b").ip, "127.0.0.1");
 }

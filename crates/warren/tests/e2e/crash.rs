@@ -23,8 +23,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     eprintln!("crash test seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Small segments so that kills also land around segment rolls.
-    let mut server =
-        TestServer::start_with_env(BIN, &[("WARREN_EVENT_LOG__SEGMENT_BYTES", "200000")]);
+    let mut server = TestServer::start_with_env(BIN, &[("WARREN_EVENT_LOG__SEGMENT_BYTES", "200000")]);
     let acked: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let sent: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
 
@@ -53,11 +52,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
                     n += 1;
                     sent.lock().expect("lock").extend(uuids.iter().copied());
                     let body = json!({"api_key": TOKEN, "batch": events});
-                    let response = client
-                        .post(format!("{url}/batch/"))
-                        .json(&body)
-                        .send()
-                        .await;
+                    let response = client.post(format!("{url}/batch/")).json(&body).send().await;
                     match response {
                         Ok(response) if response.status() == 200 => {
                             acked.lock().expect("lock").extend(uuids);
@@ -84,35 +79,15 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     let sent = sent.lock().expect("lock").clone();
     let mut counts: HashMap<Uuid, usize> = HashMap::new();
     for event in &log {
-        assert!(
-            sent.contains(&event.uuid),
-            "the log holds an event nobody sent"
-        );
+        assert!(sent.contains(&event.uuid), "the log holds an event nobody sent");
         let data: serde_json::Value = serde_json::from_str(&event.data).expect("whole record");
         assert_eq!(data["uuid"], event.uuid.to_string());
         *counts.entry(event.uuid).or_default() += 1;
     }
     let duplicated = counts.values().filter(|count| **count > 1).count();
     assert_eq!(duplicated, 0, "events stored twice");
-    let lost: Vec<_> = acked
-        .iter()
-        .filter(|uuid| !counts.contains_key(uuid))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged events lost, e.g. {:?}",
-        lost.len(),
-        lost.first()
-    );
-    assert!(
-        acked.len() > ROUNDS * BATCH,
-        "the test acknowledged traffic ({} events)",
-        acked.len()
-    );
-    eprintln!(
-        "crash test: {} sent, {} acknowledged, {} in the log",
-        sent.len(),
-        acked.len(),
-        log.len()
-    );
+    let lost: Vec<_> = acked.iter().filter(|uuid| !counts.contains_key(uuid)).collect();
+    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
+    assert!(acked.len() > ROUNDS * BATCH, "the test acknowledged traffic ({} events)", acked.len());
+    eprintln!("crash test: {} sent, {} acknowledged, {} in the log", sent.len(), acked.len(), log.len());
 }

@@ -30,18 +30,16 @@ pub fn parse_lines(stdout: &[u8]) -> Vec<Expected> {
 /// `actual` holds everything in `expected` (objects may have more keys).
 fn contains(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
-        (Value::Object(actual), Value::Object(expected)) => expected
-            .iter()
-            .all(|(key, value)| actual.get(key).is_some_and(|found| contains(found, value))),
+        (Value::Object(actual), Value::Object(expected)) => {
+            expected.iter().all(|(key, value)| actual.get(key).is_some_and(|found| contains(found, value)))
+        }
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         _ => actual == expected,
     }
 }
 
 fn time(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("{text}: {e}"))
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}")).with_timezone(&Utc)
 }
 
 fn matches(expected: &Expected, stored: &CapturedEvent, data: &Value) -> bool {
@@ -54,15 +52,9 @@ fn matches(expected: &Expected, stored: &CapturedEvent, data: &Value) -> bool {
 /// Asserts the log holds exactly the expected events, each once, with the
 /// token, normalised fields and skew-corrected timestamp the contract asks for.
 pub fn assert_log_matches(expected: &[Expected], log: &[CapturedEvent]) {
-    assert_eq!(
-        log.len(),
-        expected.len(),
-        "the log holds exactly what was sent"
-    );
-    let data: Vec<Value> = log
-        .iter()
-        .map(|stored| serde_json::from_str(&stored.data).expect("data is JSON"))
-        .collect();
+    assert_eq!(log.len(), expected.len(), "the log holds exactly what was sent");
+    let data: Vec<Value> =
+        log.iter().map(|stored| serde_json::from_str(&stored.data).expect("data is JSON")).collect();
     let mut used = vec![false; log.len()];
     for want in expected {
         let found = (0..log.len())
@@ -80,16 +72,10 @@ pub fn assert_log_matches(expected: &[Expected], log: &[CapturedEvent]) {
                 let skew = time(sent_at) - time(&stored.now);
                 let exact = sent - skew;
                 let error = (corrected - exact).num_milliseconds().abs();
-                assert!(
-                    error <= 2,
-                    "corrected {corrected} but {exact} expected for {want:?}"
-                );
+                assert!(error <= 2, "corrected {corrected} but {exact} expected for {want:?}");
             }
             let moved = (corrected - sent).num_seconds().abs();
-            assert!(
-                moved < 10,
-                "same-machine skew is small, moved {moved} s for {want:?}"
-            );
+            assert!(moved < 10, "same-machine skew is small, moved {moved} s for {want:?}");
         }
     }
 }

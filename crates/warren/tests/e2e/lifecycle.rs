@@ -18,11 +18,16 @@ fn version_prints() {
 /// Starts `warren serve` on `dir` and returns its stdout up to the
 /// listening line, then stops it with SIGTERM.
 fn first_lines(dir: &std::path::Path, env: &[(&str, &str)]) -> Vec<String> {
+    first_lines_with(dir, env, &[])
+}
+
+fn first_lines_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Vec<String> {
     let mut child = Command::new(BIN)
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)
         .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .envs(env.iter().copied())
         .env("WARREN_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
@@ -37,11 +42,8 @@ fn first_lines(dir: &std::path::Path, env: &[(&str, &str)]) -> Vec<String> {
             break;
         }
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("SIGTERM");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
     assert!(child.wait().expect("wait").success(), "SIGTERM exits 0");
     lines
 }
@@ -50,25 +52,14 @@ fn first_lines(dir: &std::path::Path, env: &[(&str, &str)]) -> Vec<String> {
 fn first_start_prints_the_secrets_once_and_config_comes_from_the_environment() {
     let dir = tempfile::tempdir().expect("dir");
     let first = first_lines(dir.path(), &[("WARREN_EVENT_LOG__PARTITIONS", "3")]);
-    let token_line = first
-        .iter()
-        .find(|l| l.contains("project token"))
-        .expect("token printed");
+    let token_line = first.iter().find(|l| l.contains("project token")).expect("token printed");
     assert!(token_line.contains("phc_"), "{token_line}");
-    assert!(first
-        .iter()
-        .any(|l| l.contains("personal API key") && l.contains("phx_")));
+    assert!(first.iter().any(|l| l.contains("personal API key") && l.contains("phx_")));
     let second = first_lines(dir.path(), &[]);
-    assert!(
-        !second.iter().any(|l| l.contains("project token")),
-        "shown once: {second:?}"
-    );
+    assert!(!second.iter().any(|l| l.contains("project token")), "shown once: {second:?}");
     let meta = std::fs::read_to_string(dir.path().join("log/log.json")).expect("log meta");
     let meta: serde_json::Value = serde_json::from_str(&meta).expect("json");
-    assert_eq!(
-        meta["partitions"], 3,
-        "WARREN_EVENT_LOG__PARTITIONS applied at creation"
-    );
+    assert_eq!(meta["partitions"], 3, "WARREN_EVENT_LOG__PARTITIONS applied at creation");
 }
 
 #[test]
@@ -97,19 +88,9 @@ async fn metrics_count_requests_events_and_log_work() {
         {"event": "a", "distinct_id": "m1"}, {"event": "b", "distinct_id": "m2"},
         {"event": "$performance_event", "distinct_id": "m3"},
     ]});
-    let response = client
-        .post(format!("{}/batch/", server.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let response = client.post(format!("{}/batch/", server.url)).json(&body).send().await.expect("send");
     assert_eq!(response.status(), 200);
-    let bad = client
-        .post(format!("{}/batch/", server.url))
-        .body("{")
-        .send()
-        .await
-        .expect("send");
+    let bad = client.post(format!("{}/batch/", server.url)).body("{").send().await.expect("send");
     assert_eq!(bad.status(), 400);
     let text = client
         .get(format!("{}/metrics", server.url))
@@ -127,16 +108,9 @@ async fn metrics_count_requests_events_and_log_work() {
             .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
     };
     assert_eq!(value("warren_capture_events_received_total"), 2.0);
-    assert_eq!(
-        value("warren_capture_events_dropped_total{cause=\"performance_event\"}"),
-        1.0
-    );
-    assert_eq!(
-        value("warren_capture_events_dropped_total{cause=\"invalid_payload\"}"),
-        1.0
-    );
-    assert!(text
-        .contains("warren_http_requests_total{route=\"/batch\",method=\"POST\",status=\"200\"} 1"));
+    assert_eq!(value("warren_capture_events_dropped_total{cause=\"performance_event\"}"), 1.0);
+    assert_eq!(value("warren_capture_events_dropped_total{cause=\"invalid_payload\"}"), 1.0);
+    assert!(text.contains("warren_http_requests_total{route=\"/batch\",method=\"POST\",status=\"200\"} 1"));
     assert!(value("warren_log_fsync_duration_seconds_count") >= 1.0);
     assert!(value("warren_log_append_duration_seconds_count") >= 1.0);
     assert!(value("warren_capture_payload_bytes_count") >= 2.0);
@@ -144,4 +118,42 @@ async fn metrics_count_requests_events_and_log_work() {
     assert!(text.contains("warren_log_partition_segments{partition="));
     assert!(text.contains("warren_http_request_duration_seconds_bucket"));
     server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_log_stops_the_start_until_repair_is_asked_for() {
+    let mut server = TestServer::start(BIN);
+    let events: Vec<_> =
+        (0..200).map(|i| json!({"event": "e", "distinct_id": "one", "properties": {"i": i}})).collect();
+    for chunk in events.chunks(10) {
+        let body = json!({"api_key": TOKEN, "batch": chunk});
+        let response = http().post(format!("{}/batch/", server.url)).json(&body).send().await.expect("send");
+        assert_eq!(response.status(), 200);
+    }
+    server.stop();
+    let segment = std::fs::read_dir(server.data_dir().join("log/partitions"))
+        .expect("partitions")
+        .flat_map(|partition| std::fs::read_dir(partition.expect("entry").path()).expect("dir"))
+        .map(|entry| entry.expect("entry").path())
+        .max_by_key(|path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&segment, bytes).expect("write");
+
+    let refused = Command::new(BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert!(!refused.status.success(), "a corrupt log must not be served");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("corrupt") && stderr.contains("--repair"), "{stderr}");
+
+    first_lines_with(server.data_dir(), &[], &["--repair"]);
+    let kept = server.read_log().len();
+    assert!((190..200).contains(&kept), "repair kept every intact record ({kept} of 200)");
 }

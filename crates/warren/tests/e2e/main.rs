@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod expect;
 mod lifecycle;
+mod overload;
 mod sdk;
 
 use std::path::PathBuf;

@@ -10,22 +10,14 @@ use crate::{repo_root, BIN};
 
 fn python() -> Option<PathBuf> {
     let python = repo_root().join(".venv/bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import posthog"])
-        .output()
-        .is_ok_and(|out| out.status.success());
+    let ready =
+        Command::new(&python).args(["-c", "import posthog"]).output().is_ok_and(|out| out.status.success());
     ready.then_some(python)
 }
 
 fn node_ready() -> bool {
-    let has_node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    has_node
-        && repo_root()
-            .join("tests/sdk/node_modules/posthog-node")
-            .exists()
+    let has_node = Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
+    has_node && repo_root().join("tests/sdk/node_modules/posthog-node").exists()
 }
 
 /// Runs a sender script against a fresh server and checks the log.
@@ -37,11 +29,7 @@ fn run_sender(program: PathBuf, script: &str) {
         .current_dir(repo_root().join("tests/sdk"))
         .output()
         .expect("running the sender");
-    assert!(
-        output.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{script} failed: {}", String::from_utf8_lossy(&output.stderr));
     let expected = parse_lines(&output.stdout);
     assert!(expected.len() > 5, "{script} reported what it sent");
     server.stop();
@@ -59,10 +47,7 @@ fn posthog_python_events_land_in_the_log_exactly() {
 
 #[test]
 fn posthog_node_events_land_in_the_log_exactly() {
-    if !require(
-        node_ready(),
-        "node with posthog-node in tests/sdk/node_modules",
-    ) {
+    if !require(node_ready(), "node with posthog-node in tests/sdk/node_modules") {
         return;
     }
     run_sender(PathBuf::from("node"), "node_sdk.mjs");
@@ -70,10 +55,7 @@ fn posthog_node_events_land_in_the_log_exactly() {
 
 #[test]
 fn posthog_js_encodings_land_in_the_log_exactly() {
-    if !require(
-        node_ready(),
-        "node with lz-string and fflate in tests/sdk/node_modules",
-    ) {
+    if !require(node_ready(), "node with lz-string and fflate in tests/sdk/node_modules") {
         return;
     }
     run_sender(PathBuf::from("node"), "js_encoders.mjs");
