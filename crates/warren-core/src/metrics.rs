@@ -12,6 +12,8 @@ pub const HTTP_REQUEST_SECONDS: &str = "warren_http_request_duration_seconds";
 pub const CAPTURE_EVENTS_RECEIVED: &str = "warren_capture_events_received_total";
 /// Events not stored, labelled `cause`.
 pub const CAPTURE_EVENTS_DROPPED: &str = "warren_capture_events_dropped_total";
+/// Events whose `timestamp` could not be parsed (server time was used).
+pub const CAPTURE_TIMESTAMP_UNPARSEABLE: &str = "warren_capture_timestamp_unparseable_total";
 /// Request body size in bytes as received (before decompression).
 pub const CAPTURE_PAYLOAD_BYTES: &str = "warren_capture_payload_bytes";
 /// Client clock skew in seconds (server now minus client sent_at).
@@ -39,6 +41,7 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (HTTP_REQUEST_SECONDS, "HTTP request latency by route."),
     (CAPTURE_EVENTS_RECEIVED, "Events durably accepted into the event log."),
     (CAPTURE_EVENTS_DROPPED, "Events not stored, by cause."),
+    (CAPTURE_TIMESTAMP_UNPARSEABLE, "Events whose timestamp could not be parsed."),
     (CAPTURE_PAYLOAD_BYTES, "Capture request body size as received."),
     (CAPTURE_CLOCK_SKEW_SECONDS, "Server time minus client sent_at."),
     (LOG_APPEND_SECONDS, "Event log append latency up to durability."),

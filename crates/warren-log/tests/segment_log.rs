@@ -187,3 +187,40 @@ async fn overload_fails_appends_after_the_deadline_instead_of_buffering() {
     assert_eq!(log.watermarks(0).await.expect("marks").end, stored);
     log.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn opening_after_a_cut_at_every_byte_keeps_exactly_the_complete_records() {
+    let factory = SegmentFactory::new();
+    let options = factory.options(1);
+    let log = open(options.clone()).await.expect("open");
+    for i in 0..6u8 {
+        log.append(vec![AppendRecord { key: vec![i], value: vec![i; 3 + i as usize], timestamp_ms: 1 }])
+            .await
+            .expect("append");
+    }
+    log.close().await.expect("close");
+    drop(log);
+    let path = active_segment(&options.dir, 0);
+    let whole = std::fs::read(&path).expect("segment");
+    // Where each record ends, from the sizes the format gives them.
+    let mut ends = Vec::new();
+    let mut end = 40;
+    for i in 0..6usize {
+        end += 8 + 20 + 1 + 3 + i;
+        ends.push(end);
+    }
+    assert_eq!(*ends.last().expect("six"), whole.len());
+    for cut in 40..=whole.len() {
+        std::fs::write(&path, &whole[..cut]).expect("cut");
+        let log = open(options.clone()).await.expect("a torn tail never stops the start");
+        let complete = ends.iter().filter(|end| **end <= cut).count();
+        let records = log.read(0, 0, 100).await.expect("read");
+        assert_eq!(records.len(), complete, "cut at {cut}");
+        assert!(records.iter().enumerate().all(|(i, r)| r.value == vec![i as u8; 3 + i]));
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").len() as usize,
+            ends[..complete].last().copied().unwrap_or(40)
+        );
+        log.close().await.expect("close");
+    }
+}

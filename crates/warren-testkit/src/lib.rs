@@ -23,7 +23,7 @@ pub const API_KEY: &str = "phx_testkit_personal_api_key";
 /// `scripts/test`, which installs every peer first.
 pub fn peers_required() -> bool {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| v == "true" || v == "1");
-    set("CI") || set("WARREN_REQUIRE_PEERS")
+    set("CI") || set("TESTKIT_REQUIRE_PEERS")
 }
 
 /// Returns true when `available`; otherwise panics under CI, or prints a

@@ -22,10 +22,33 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<WarrenConfig> {
             }
         }
     }
+    for name in unknown_environment_keys() {
+        eprintln!("warning: ignoring environment variable {name}: not a Warren setting");
+    }
     figment
-        .merge(Env::prefixed("WARREN_").split("__").ignore(&["config"]))
+        .merge(Env::prefixed("WARREN_").split("__").filter(|key| is_setting(key.as_str())))
         .extract()
         .context("invalid configuration")
+}
+
+/// Whether `WARREN_<key>` names a setting: its section (before any `__`)
+/// is a top-level key. Keys inside a section are checked strictly by the
+/// config structs, so a typo there is an error.
+fn is_setting(key: &str) -> bool {
+    // figment hands the filter `section.key`; the raw name has `section__key`.
+    let section = key.split("__").next().and_then(|k| k.split('.').next()).unwrap_or_default();
+    let section = section.to_ascii_lowercase();
+    TOP_LEVEL_KEYS.contains(&section.as_str())
+}
+
+const TOP_LEVEL_KEYS: &[&str] =
+    &["listen", "data_dir", "meta_url", "log_format", "log_level", "event_log", "capture", "bootstrap"];
+
+fn unknown_environment_keys() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.strip_prefix("WARREN_").is_some_and(|key| key != "CONFIG" && !is_setting(key)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -47,6 +70,19 @@ mod tests {
             assert_eq!(config.event_log.partitions, 5, "environment beats the file");
             assert_eq!(config.event_log.segment_bytes, 1000);
             assert_eq!(config.capture.max_batch_bytes, 20 * 1024 * 1024, "defaults fill the rest");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unrelated_environment_is_ignored_but_typos_in_sections_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WARREN_SOMETHING_ELSE", "1");
+            jail.set_env("WARREN_CAPTURE__MAX_BATCH_BYTES", "1000");
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.capture.max_batch_bytes, 1000);
+            jail.set_env("WARREN_CAPTURE__MAX_BATCH_BYTEZ", "1000");
+            assert!(load(None).is_err(), "a typo inside a section is an error");
             Ok(())
         });
     }

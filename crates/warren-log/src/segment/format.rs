@@ -263,7 +263,15 @@ pub fn scan_records(mut reader: impl Read, file_len: u64, base_offset: u64) -> i
         }
         let total = (RECORD_PREFIX_LEN + body_len) as u64;
         if total > remaining {
-            break Tail::Torn { at: pos };
+            // Runs past the end: a torn write, unless the length itself is
+            // damaged and intact records follow.
+            let mut rest = prefix.to_vec();
+            reader.read_to_end(&mut rest)?;
+            break if intact_record_within(&rest[1..], expected) {
+                Tail::Corrupt { at: pos, reason: format!("record length {body_len} runs past the end") }
+            } else {
+                Tail::Torn { at: pos }
+            };
         }
         body.resize(body_len, 0);
         reader.read_exact(&mut body)?;
@@ -293,6 +301,19 @@ pub fn scan_records(mut reader: impl Read, file_len: u64, base_offset: u64) -> i
         pos += total;
     };
     Ok(ScanOutcome { records, valid_len: pos, next_offset: expected, index, tail })
+}
+
+/// Whether an intact record with an offset of at least `min_offset` starts
+/// anywhere in `bytes`. Offsets are checked before checksums, so the search
+/// stays cheap on garbage.
+fn intact_record_within(bytes: &[u8], min_offset: u64) -> bool {
+    let plausible = min_offset..min_offset.saturating_add(1 << 32);
+    (0..bytes.len()).any(|at| {
+        let candidate = &bytes[at..];
+        candidate.len() >= RECORD_PREFIX_LEN + BODY_FIXED_LEN
+            && plausible.contains(&u64_at(candidate, RECORD_PREFIX_LEN))
+            && matches!(decode_record(candidate), Ok((record, _)) if record.offset >= min_offset)
+    })
 }
 
 fn rest_is_zero(mut reader: impl Read) -> io::Result<bool> {
@@ -361,21 +382,35 @@ mod tests {
         assert!(SegmentHeader::decode(&bytes).is_err());
     }
 
-    #[test]
-    fn truncation_at_every_byte_keeps_exactly_the_complete_records() {
-        let values: Vec<Vec<u8>> = (0..12).map(|i| vec![b'v'; 1 + i * 7]).collect();
-        let records: Vec<(&[u8], &[u8])> =
-            values.iter().map(|value| (b"key".as_slice(), value.as_slice())).collect();
-        let (bytes, ends) = segment_with(&records);
-        for cut in HEADER_LEN as usize..=bytes.len() {
-            let outcome = scan(&bytes[..cut]);
-            let complete = ends.iter().filter(|end| **end <= cut as u64).count() as u64;
-            assert_eq!(outcome.records, complete, "cut at {cut}");
-            assert_eq!(outcome.next_offset, 10 + complete);
-            let clean = ends.contains(&(cut as u64)) || cut as u64 == HEADER_LEN;
-            assert_eq!(outcome.tail == Tail::Clean, clean, "cut at {cut}");
-            assert!(!matches!(outcome.tail, Tail::Corrupt { .. }), "cut at {cut}");
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn truncation_at_every_byte_keeps_exactly_the_complete_records(
+            values in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), 1..12),
+        ) {
+            let records: Vec<(&[u8], &[u8])> =
+                values.iter().map(|value| (b"key".as_slice(), value.as_slice())).collect();
+            let (bytes, ends) = segment_with(&records);
+            for cut in HEADER_LEN as usize..=bytes.len() {
+                let outcome = scan(&bytes[..cut]);
+                let complete = ends.iter().filter(|end| **end <= cut as u64).count() as u64;
+                proptest::prop_assert_eq!(outcome.records, complete, "cut at {}", cut);
+                proptest::prop_assert_eq!(outcome.next_offset, 10 + complete);
+                let clean = ends.contains(&(cut as u64)) || cut as u64 == HEADER_LEN;
+                proptest::prop_assert_eq!(outcome.tail == Tail::Clean, clean, "cut at {}", cut);
+                proptest::prop_assert!(!matches!(outcome.tail, Tail::Corrupt { .. }), "cut at {}", cut);
+            }
         }
+    }
+
+    #[test]
+    fn a_damaged_length_with_records_after_it_is_corruption_not_a_torn_tail() {
+        let (mut bytes, ends) = segment_with(&[(b"k", b"one"), (b"k", b"two"), (b"k", b"three")]);
+        // The second record's length now claims more bytes than the file has.
+        bytes[ends[0] as usize..ends[0] as usize + 4].copy_from_slice(&10_000u32.to_le_bytes());
+        let outcome = scan(&bytes);
+        assert_eq!(outcome.records, 1);
+        assert!(matches!(outcome.tail, Tail::Corrupt { at, .. } if at == ends[0]), "{:?}", outcome.tail);
     }
 
     #[test]

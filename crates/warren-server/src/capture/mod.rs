@@ -121,13 +121,18 @@ async fn capture(
             dropped += 1;
             continue;
         };
-        let (ts, _unparseable) = timestamp::corrected(EventClock {
+        let (ts, unparseable) = timestamp::corrected(EventClock {
             now,
             sent_at,
             timestamp: event.timestamp.as_deref(),
             offset_ms: event.offset_ms,
             ignore_sent_at: event.ignore_sent_at,
         });
+        if unparseable {
+            // The raw value stays in `data`, where ingestion reports it as
+            // a warning to the project.
+            metrics::counter!(names::CAPTURE_TIMESTAMP_UNPARSEABLE).increment(1);
+        }
         let key = partition_key(&token, &event.distinct_id);
         let captured = CapturedEvent {
             uuid: event.uuid,

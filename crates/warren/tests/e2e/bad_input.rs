@@ -267,3 +267,25 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
     assert_eq!((ip.ip.as_str(), ip.distinct_id.as_str()), ("203.0.113.9", "7"));
     assert_eq!(by_event("b").ip, "127.0.0.1");
 }
+
+#[test]
+fn a_body_that_never_arrives_gets_408() {
+    use std::io::{Read, Write as _};
+    let server = TestServer::start_with_env(BIN, &[("WARREN_CAPTURE__BODY_TIMEOUT_SECS", "1")]);
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    // Promise 1000 bytes, send 10, then wait.
+    stream
+        .write_all(b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"batch\":")
+        .expect("write");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("body_timeout") {
+        let read = stream.read(&mut chunk).expect("the server answers before closing");
+        assert!(read > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}
