@@ -68,6 +68,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// positions in the order given. Records with the same key keep their
     /// order. Fails with [`LogError::Overloaded`] rather than buffering
     /// without bound when the log cannot keep up.
+    ///
+    /// `Ok` means every record is stored. An error means some may be: records
+    /// bound for a healthy partition can land while another partition's
+    /// write fails, so a caller that retries may store a record twice
+    /// (consumers deduplicate by event uuid).
     async fn append(&self, records: Vec<AppendRecord>) -> Result<Vec<RecordPosition>, LogError>;
 
     /// Up to `max_records` durable records of `partition`, from `from` on.
@@ -97,4 +102,22 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Makes everything appended so far durable and stops accepting appends.
     async fn close(&self) -> Result<(), LogError>;
+}
+
+/// Every record of `partition` from its start to its current end, read in
+/// pages: for tools and tests, not for hot paths.
+pub async fn read_partition<L: EventLog + ?Sized>(
+    log: &L,
+    partition: u32,
+) -> Result<Vec<LogRecord>, LogError> {
+    const PAGE: usize = 1000;
+    let mut out = Vec::new();
+    let mut next = log.watermarks(partition).await?.start;
+    loop {
+        let page = log.read(partition, next, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        next = last.offset + 1;
+        out.extend(page);
+    }
+    Ok(out)
 }

@@ -156,13 +156,7 @@ pub fn read_log(dir: &Path) -> Vec<LogRecord> {
             let log = SegmentLog::open(SegmentLogOptions::new(&dir)).expect("open event log");
             let mut out = Vec::new();
             for partition in 0..log.partitions() {
-                let mut next = log.watermarks(partition).await.expect("watermarks").start;
-                loop {
-                    let batch = log.read(partition, next, 10_000).await.expect("read");
-                    let Some(last) = batch.last() else { break };
-                    next = last.offset + 1;
-                    out.extend(batch);
-                }
+                out.extend(warren_log::read_partition(&log, partition).await.expect("read"));
             }
             log.close().await.expect("close");
             out

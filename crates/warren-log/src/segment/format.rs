@@ -248,85 +248,120 @@ pub fn scan_records(mut reader: impl Read, file_len: u64, base_offset: u64) -> i
         if remaining == 0 {
             break Tail::Clean;
         }
-        if remaining < RECORD_PREFIX_LEN as u64 {
-            break Tail::Torn { at: pos };
-        }
-        reader.read_exact(&mut prefix)?;
-        let body_len = u32_at(&prefix, 0) as usize;
-        if !(BODY_FIXED_LEN..=MAX_RECORD_BYTES).contains(&body_len) {
-            // A crash can leave a zero-filled tail; anything else is damage.
-            break if prefix.iter().all(|b| *b == 0) && rest_is_zero(&mut reader)? {
-                Tail::Torn { at: pos }
-            } else {
-                Tail::Corrupt { at: pos, reason: format!("impossible record length {body_len}") }
-            };
-        }
-        let total = (RECORD_PREFIX_LEN + body_len) as u64;
-        if total > remaining {
-            // Runs past the end: a torn write, unless the length itself is
-            // damaged and intact records follow.
-            let mut rest = prefix.to_vec();
-            reader.read_to_end(&mut rest)?;
-            break if intact_record_within(&rest[1..], expected) {
-                Tail::Corrupt { at: pos, reason: format!("record length {body_len} runs past the end") }
-            } else {
-                Tail::Torn { at: pos }
-            };
-        }
-        body.resize(body_len, 0);
-        reader.read_exact(&mut body)?;
-        let checks = crc32c::crc32c(&body) == u32_at(&prefix, 4);
-        if !checks {
-            let is_last = pos + total == file_len;
-            break if is_last || body.iter().all(|b| *b == 0) && rest_is_zero(&mut reader)? {
-                Tail::Torn { at: pos }
-            } else {
-                Tail::Corrupt { at: pos, reason: "record checksum mismatch".into() }
-            };
-        }
-        let record = match decode_body(&body) {
-            Ok(record) => record,
-            Err(reason) => break Tail::Corrupt { at: pos, reason },
+        let damage = match next_record(&mut reader, remaining, &mut prefix, &mut body)? {
+            Ok(total) => match decode_body(&body) {
+                Ok(record) if record.offset >= expected => {
+                    index.observe(record.offset, pos, record.timestamp_ms);
+                    records += 1;
+                    expected = record.offset.saturating_add(1);
+                    pos += total;
+                    continue;
+                }
+                // Intact bytes that make no sense are never a crash artefact.
+                Ok(record) => {
+                    break Tail::Corrupt {
+                        at: pos,
+                        reason: format!("record offset {} after offset {}", record.offset, expected - 1),
+                    };
+                }
+                Err(reason) => break Tail::Corrupt { at: pos, reason },
+            },
+            Err(damage) => damage,
         };
-        // Offsets only grow; a repaired segment may skip some.
-        if record.offset < expected {
-            break Tail::Corrupt {
+        // A torn write leaves damage only at the end: if an intact record
+        // follows, the damage is something else.
+        let mut rest = prefix.to_vec();
+        rest.extend_from_slice(&body);
+        reader.read_to_end(&mut rest)?;
+        break match intact_record_after(&rest, expected) {
+            IntactAfter::No => Tail::Torn { at: pos },
+            IntactAfter::Yes => {
+                Tail::Corrupt { at: pos, reason: format!("{damage}, with intact records after it") }
+            }
+            IntactAfter::Unknown => Tail::Corrupt {
                 at: pos,
-                reason: format!("record offset {} after offset {}", record.offset, expected - 1),
-            };
-        }
-        index.observe(record.offset, pos, record.timestamp_ms);
-        records += 1;
-        expected = record.offset + 1;
-        pos += total;
+                reason: format!("{damage}; too much data follows to tell a torn write from damage"),
+            },
+        };
     };
     Ok(ScanOutcome { records, valid_len: pos, next_offset: expected, index, tail })
 }
 
-/// Whether an intact record with an offset of at least `min_offset` starts
-/// anywhere in `bytes`. Offsets are checked before checksums, so the search
-/// stays cheap on garbage.
-fn intact_record_within(bytes: &[u8], min_offset: u64) -> bool {
-    let plausible = min_offset..min_offset.saturating_add(1 << 32);
-    (0..bytes.len()).any(|at| {
-        let candidate = &bytes[at..];
-        candidate.len() >= RECORD_PREFIX_LEN + BODY_FIXED_LEN
-            && plausible.contains(&u64_at(candidate, RECORD_PREFIX_LEN))
-            && matches!(decode_record(candidate), Ok((record, _)) if record.offset >= min_offset)
-    })
+/// Reads the next record into `prefix` and `body`: its encoded size if its
+/// length and checksum hold, else what is wrong with it.
+fn next_record(
+    reader: &mut impl Read,
+    remaining: u64,
+    prefix: &mut [u8; RECORD_PREFIX_LEN],
+    body: &mut Vec<u8>,
+) -> io::Result<Result<u64, String>> {
+    body.clear();
+    if remaining < RECORD_PREFIX_LEN as u64 {
+        prefix.fill(0);
+        reader.read_exact(&mut prefix[..remaining as usize])?;
+        return Ok(Err("incomplete record header".into()));
+    }
+    reader.read_exact(prefix)?;
+    let body_len = u32_at(prefix, 0) as usize;
+    if !(BODY_FIXED_LEN..=MAX_RECORD_BYTES).contains(&body_len) {
+        return Ok(Err(format!("impossible record length {body_len}")));
+    }
+    let total = (RECORD_PREFIX_LEN + body_len) as u64;
+    if total > remaining {
+        return Ok(Err(format!("record length {body_len} runs past the end")));
+    }
+    body.resize(body_len, 0);
+    reader.read_exact(body)?;
+    if crc32c::crc32c(body) != u32_at(prefix, 4) {
+        return Ok(Err("record checksum mismatch".into()));
+    }
+    Ok(Ok(total))
 }
 
-fn rest_is_zero(mut reader: impl Read) -> io::Result<bool> {
-    let mut chunk = [0u8; 8192];
-    loop {
-        let read = reader.read(&mut chunk)?;
-        if read == 0 {
-            return Ok(true);
+/// The smallest encoded record: how far offsets can advance per byte.
+const MIN_RECORD_LEN: usize = RECORD_PREFIX_LEN + BODY_FIXED_LEN;
+/// Checksum work allowed when looking past damage at open; beyond it the
+/// answer is "unknown" and the open stops safely.
+const SEARCH_BUDGET_BYTES: usize = 1 << 30;
+
+/// The intact record starting at `at`, if its offset could really follow
+/// `expected` from `gap_start`: each skipped record takes at least
+/// [`MIN_RECORD_LEN`] bytes, which rules out records hidden inside values.
+fn intact_at(bytes: &[u8], at: usize, gap_start: usize, expected: u64) -> Option<(DecodedRecord<'_>, usize)> {
+    let candidate = &bytes[at..];
+    if candidate.len() < MIN_RECORD_LEN {
+        return None;
+    }
+    let latest = expected.saturating_add(((at - gap_start) / MIN_RECORD_LEN) as u64 + 1);
+    let offset = u64_at(candidate, RECORD_PREFIX_LEN);
+    if !(expected..=latest).contains(&offset) {
+        return None;
+    }
+    decode_record(candidate).ok()
+}
+
+enum IntactAfter {
+    Yes,
+    No,
+    Unknown,
+}
+
+/// Whether an intact record starts anywhere after the first byte of `bytes`.
+fn intact_record_after(bytes: &[u8], expected: u64) -> IntactAfter {
+    let mut checked = 0usize;
+    for at in 1..bytes.len() {
+        if checked > SEARCH_BUDGET_BYTES {
+            return IntactAfter::Unknown;
         }
-        if chunk[..read].iter().any(|b| *b != 0) {
-            return Ok(false);
+        let candidate = &bytes[at..];
+        if candidate.len() >= MIN_RECORD_LEN {
+            checked += (u32_at(candidate, 0) as usize).min(candidate.len());
+        }
+        if intact_at(bytes, at, 0, expected).is_some() {
+            return IntactAfter::Yes;
         }
     }
+    IntactAfter::No
 }
 
 /// Keeps every intact record of a damaged segment body (the bytes after the
@@ -337,16 +372,18 @@ pub fn salvage_records(records: &[u8], base_offset: u64) -> (Vec<u8>, u64) {
     let mut kept = Vec::with_capacity(records.len());
     let mut count = 0;
     let mut pos = 0;
+    let mut gap_start = 0;
     let mut expected = base_offset;
     while pos < records.len() {
-        match decode_record(&records[pos..]) {
-            Ok((record, len)) if record.offset >= expected => {
+        match intact_at(records, pos, gap_start, expected) {
+            Some((record, len)) => {
                 kept.extend_from_slice(&records[pos..pos + len]);
-                expected = record.offset + 1;
+                expected = record.offset.saturating_add(1);
                 count += 1;
                 pos += len;
+                gap_start = pos;
             }
-            _ => pos += 1,
+            None => pos += 1,
         }
     }
     (kept, count)
@@ -411,6 +448,38 @@ mod tests {
         let outcome = scan(&bytes);
         assert_eq!(outcome.records, 1);
         assert!(matches!(outcome.tail, Tail::Corrupt { at, .. } if at == ends[0]), "{:?}", outcome.tail);
+    }
+
+    #[test]
+    fn pages_of_the_last_write_that_never_reached_disk_are_a_torn_tail() {
+        let values = [vec![b'a'; 300], vec![b'b'; 300], vec![b'c'; 300]];
+        let records: Vec<(&[u8], &[u8])> = values.iter().map(|v| (b"k".as_slice(), v.as_slice())).collect();
+        let (bytes, ends) = segment_with(&records);
+        // The file kept its length, but everything from inside the second
+        // record on reads as zeros.
+        let mut lost_pages = bytes.clone();
+        lost_pages[ends[0] as usize + 100..].fill(0);
+        let outcome = scan(&lost_pages);
+        assert_eq!((outcome.records, outcome.tail), (1, Tail::Torn { at: ends[0] }));
+        // Only the low byte of the second record's length landed.
+        let mut split_length = bytes.clone();
+        split_length[ends[0] as usize + 1..].fill(0);
+        let outcome = scan(&split_length);
+        assert_eq!((outcome.records, outcome.tail), (1, Tail::Torn { at: ends[0] }));
+    }
+
+    #[test]
+    fn a_record_hidden_inside_a_value_does_not_pass_for_the_next_one() {
+        let mut hidden = Vec::new();
+        encode_record(&mut hidden, 1_000_000, 0, b"k", b"planted");
+        let mut value = vec![b'x'; 200];
+        value.extend_from_slice(&hidden);
+        value.extend_from_slice(&[b'y'; 200]);
+        let (bytes, ends) = segment_with(&[(b"k", b"one"), (b"k", value.as_slice())]);
+        // Cut inside the second record, after the planted one.
+        let cut = &bytes[..bytes.len() - 50];
+        let outcome = scan(cut);
+        assert_eq!((outcome.records, outcome.tail), (1, Tail::Torn { at: ends[0] }));
     }
 
     #[test]

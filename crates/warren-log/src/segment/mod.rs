@@ -110,6 +110,7 @@ impl SegmentLog {
             segment_bytes: options.segment_bytes,
             segment_age: options.segment_age,
             buffers: vec![Vec::new(); partitions as usize],
+            broken: vec![None; partitions as usize],
         };
         let (queue, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -161,6 +162,26 @@ impl SegmentLog {
     }
 }
 
+impl SegmentLog {
+    /// Stops accepting appends and lets the writer finish what is queued;
+    /// returns the writer to join, if it was still running.
+    fn stop_writer(&self) -> Option<JoinHandle<()>> {
+        drop(self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
+        self.pending.close();
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+}
+
+impl Drop for SegmentLog {
+    /// Waits for the writer before the directory lock is released, so no
+    /// other process can open the log while queued writes still land.
+    fn drop(&mut self) {
+        if let Some(handle) = self.stop_writer() {
+            let _ = handle.join();
+        }
+    }
+}
+
 fn lock_dir(dir: &Path) -> Result<File, LogError> {
     let path = dir.join("LOCK");
     let file = File::create(&path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
@@ -179,6 +200,9 @@ fn read_or_create_meta(dir: &Path, partitions: u32) -> Result<u32, LogError> {
         Ok(bytes) => {
             let meta: LogMeta = serde_json::from_slice(&bytes)
                 .map_err(|e| LogError::Config(format!("{} is unreadable: {e}", path.display())))?;
+            if meta.partitions == 0 {
+                return Err(LogError::Config(format!("{} says the log has no partitions", path.display())));
+            }
             if meta.format_version != format::FORMAT_VERSION {
                 return Err(LogError::Config(format!(
                     "event log format version {} is not supported by this build (version {})",
@@ -297,9 +321,14 @@ impl EventLog for SegmentLog {
     }
 
     async fn commit(&self, group: &str, partition: u32, offset: u64) -> Result<(), LogError> {
-        let end = watermarks(&self.partition(partition)?.segments()).end;
-        if offset > end {
-            return Err(LogError::OffsetOutOfRange { partition, requested: offset, start: 0, end });
+        let marks = watermarks(&self.partition(partition)?.segments());
+        if offset > marks.end {
+            return Err(LogError::OffsetOutOfRange {
+                partition,
+                requested: offset,
+                start: marks.start,
+                end: marks.end,
+            });
         }
         let offsets = self.offsets.clone();
         let group = group.to_string();
@@ -319,9 +348,7 @@ impl EventLog for SegmentLog {
     }
 
     async fn close(&self) -> Result<(), LogError> {
-        // Dropping the sender lets the writer finish what is queued and stop.
-        drop(self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
-        let handle = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let handle = self.stop_writer();
         if let Some(handle) = handle {
             tokio::task::spawn_blocking(move || handle.join())
                 .await
@@ -330,7 +357,6 @@ impl EventLog for SegmentLog {
                     LogError::io("stopping the event log writer", std::io::Error::other("writer panicked"))
                 })?;
         }
-        self.pending.close();
         Ok(())
     }
 }

@@ -81,9 +81,16 @@ pub(super) fn create_segment(
         .open(&path)
         .map_err(|e| LogError::io(ctx("creating"), e))?;
     let header = SegmentHeader { partition, base_offset, created_ms };
-    file.write_all_at(&header.encode(), 0).map_err(|e| LogError::io(ctx("writing"), e))?;
-    file.sync_all().map_err(|e| LogError::io(ctx("syncing"), e))?;
-    sync_dir(dir)?;
+    let written = file
+        .write_all_at(&header.encode(), 0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| LogError::io(ctx("writing"), e))
+        .and_then(|()| sync_dir(dir));
+    if let Err(error) = written {
+        // Leave no half-made segment behind to block the next attempt.
+        let _ = fs::remove_file(&path);
+        return Err(error);
+    }
     let reader = File::open(&path).map_err(|e| LogError::io(ctx("opening"), e))?;
     let segment = Segment {
         base_offset,
@@ -193,7 +200,15 @@ fn open_segment(
         return Err(corrupt(0, format!("file is {file_len} bytes, shorter than a header")));
     }
     file.read_exact(&mut header_bytes).map_err(|e| LogError::io(ctx("reading"), e))?;
-    let header = SegmentHeader::decode(&header_bytes).map_err(|reason| corrupt(0, reason))?;
+    let header = match SegmentHeader::decode(&header_bytes) {
+        Ok(header) => header,
+        // A crash while the segment was being created can leave its header
+        // as zeros; such a file never held a record.
+        Err(_) if is_last && file_len == HEADER_LEN && header_bytes.iter().all(|b| *b == 0) => {
+            return Ok(None);
+        }
+        Err(reason) => return Err(corrupt(0, reason)),
+    };
     if header.base_offset != base || header.partition != partition {
         return Err(corrupt(
             0,
@@ -248,13 +263,12 @@ fn scan(file: &mut File, file_len: u64, base: u64, path: &Path) -> Result<ScanOu
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), LogError> {
-    let file = OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .open(path)
         .and_then(|file| file.set_len(len).map(|()| file))
         .and_then(|file| file.sync_all())
-        .map_err(|e| LogError::io(format!("truncating {}", path.display()), e));
-    file
+        .map_err(|e| LogError::io(format!("truncating {}", path.display()), e))
 }
 
 /// Replaces a damaged segment with one holding only its intact records.

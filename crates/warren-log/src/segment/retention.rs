@@ -46,9 +46,9 @@ impl SegmentLog {
                 for segment in segments.iter().take(segments.len().saturating_sub(1)) {
                     let too_big = policy.max_bytes.is_some_and(|max| total > max);
                     let newest = segment.index.max_timestamp().unwrap_or(segment.created_ms);
-                    let too_old = policy
-                        .max_age
-                        .is_some_and(|age| now_ms.saturating_sub(newest) > age.as_millis() as i64);
+                    let too_old = policy.max_age.is_some_and(|age| {
+                        now_ms.saturating_sub(newest) > i64::try_from(age.as_millis()).unwrap_or(i64::MAX)
+                    });
                     if !(too_big || too_old) {
                         break;
                     }

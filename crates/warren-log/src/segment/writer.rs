@@ -39,6 +39,10 @@ pub(super) struct Writer {
     pub segment_age: Duration,
     /// Per-partition write buffers, kept to reuse their allocations.
     pub buffers: Vec<Vec<u8>>,
+    /// Partitions whose file is in an unknown state after a failed write
+    /// that could not be undone; they refuse appends until a restart
+    /// recovers them.
+    pub broken: Vec<Option<String>>,
 }
 
 /// Where one record went, noted while encoding and applied to the shared
@@ -90,7 +94,8 @@ impl Writer {
         let active = &self.active[partition];
         let now = unix_millis();
         let full = active.len >= self.segment_bytes;
-        let old = now.saturating_sub(active.created_ms) >= self.segment_age.as_millis() as i64;
+        let age_ms = i64::try_from(self.segment_age.as_millis()).unwrap_or(i64::MAX);
+        let old = now.saturating_sub(active.created_ms) >= age_ms;
         if !active.has_records() || !(full || old) {
             return Ok(());
         }
@@ -108,7 +113,7 @@ impl Writer {
                 touched[*partition as usize] = true;
             }
         }
-        let mut failed: Vec<Option<String>> = vec![None; self.active.len()];
+        let mut failed: Vec<Option<String>> = self.broken.clone();
         for (partition, is_touched) in touched.iter().enumerate() {
             if *is_touched {
                 if let Err(error) = self.roll_if_due(partition) {
@@ -159,10 +164,17 @@ impl Writer {
                 }
                 Err(error) => {
                     tracing::error!(partition = p, %error, "event log write failed");
-                    // Cut whatever part of the write landed so the next
-                    // append starts on a record boundary.
-                    if let Err(cut) = active.file.set_len(active.len) {
-                        tracing::error!(partition = p, error = %cut, "could not cut a failed write");
+                    // Cut whatever part of the write landed, durably, so the
+                    // next append starts on a record boundary and no record
+                    // reported as failed can come back after a crash.
+                    let cut = active.file.set_len(active.len).and_then(|()| active.file.sync_data());
+                    if let Err(cut) = cut {
+                        tracing::error!(
+                            partition = p,
+                            error = %cut,
+                            "could not cut a failed write; the partition refuses appends until restart"
+                        );
+                        self.broken[p] = Some(format!("a failed write could not be undone: {cut}"));
                     }
                     failed[p] = Some(error.to_string());
                 }
