@@ -10,8 +10,10 @@ pub const HTTP_REQUESTS: &str = "warren_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "warren_http_request_duration_seconds";
 /// Events accepted into the log.
 pub const CAPTURE_EVENTS_RECEIVED: &str = "warren_capture_events_received_total";
-/// Events not stored, labelled `cause`.
+/// Events of parsed requests not stored, labelled `cause`.
 pub const CAPTURE_EVENTS_DROPPED: &str = "warren_capture_events_dropped_total";
+/// Capture requests answered with an error, labelled `code`.
+pub const CAPTURE_REQUESTS_REFUSED: &str = "warren_capture_requests_refused_total";
 /// Events whose `timestamp` could not be parsed (server time was used).
 pub const CAPTURE_TIMESTAMP_UNPARSEABLE: &str = "warren_capture_timestamp_unparseable_total";
 /// Request body size in bytes as received (before decompression).
@@ -40,7 +42,8 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (HTTP_REQUESTS, "HTTP requests by route, method and status."),
     (HTTP_REQUEST_SECONDS, "HTTP request latency by route."),
     (CAPTURE_EVENTS_RECEIVED, "Events durably accepted into the event log."),
-    (CAPTURE_EVENTS_DROPPED, "Events not stored, by cause."),
+    (CAPTURE_EVENTS_DROPPED, "Events of parsed requests not stored, by cause."),
+    (CAPTURE_REQUESTS_REFUSED, "Capture requests answered with an error, by code."),
     (CAPTURE_TIMESTAMP_UNPARSEABLE, "Events whose timestamp could not be parsed."),
     (CAPTURE_PAYLOAD_BYTES, "Capture request body size as received."),
     (CAPTURE_CLOCK_SKEW_SECONDS, "Server time minus client sent_at."),

@@ -132,7 +132,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = self.code(), error = %self, "capture request refused");
         }
-        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => self.code()).increment(1);
+        metrics::counter!(names::CAPTURE_REQUESTS_REFUSED, "code" => self.code()).increment(1);
         let body = ErrorBody { kind: self.kind(), code: self.code(), detail: self.to_string() };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

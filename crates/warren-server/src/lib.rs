@@ -16,10 +16,13 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::http::Method;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use warren_core::config::CaptureConfig;
 use warren_log::EventLog;
@@ -55,10 +58,12 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Past this many requests in flight, capture answers 503 at once rather
     // than queueing bodies in memory.
+    // Global: `Router::layer` wraps each route on its own, and a plain
+    // concurrency limit would give every route its own count.
     let admission = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Overloaded }))
         .load_shed()
-        .concurrency_limit(state.capture.max_concurrent_requests);
+        .layer(GlobalConcurrencyLimitLayer::new(state.capture.max_concurrent_requests));
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_headers(AllowHeaders::mirror_request())
@@ -73,5 +78,9 @@ pub fn router(state: AppState) -> Router {
         .route("/_readiness", get(|| async { "ok" }))
         .route("/metrics", get(metrics::render))
         .layer(axum::middleware::from_fn(metrics::track))
+        // A bug must cost one request a 500, not its connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("the request hit a bug".into()).into_response()
+        }))
         .with_state(state)
 }

@@ -60,7 +60,8 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                // No capacity up front: a flood of `{}` must cost nothing each.
+                let mut fields = Vec::new();
                 while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     fields.push((key, value));
                 }
@@ -98,20 +99,12 @@ pub fn parse_batch(json: &[u8], engage_route: bool) -> Result<Batch<'_>, ApiErro
     let text = std::str::from_utf8(json).map_err(|e| ApiError::InvalidPayload(format!("not UTF-8: {e}")))?;
     let mut batch = Batch { events: Vec::new(), token: None, sent_at: None, historical_migration: false };
     match text.trim_start().as_bytes().first() {
-        Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(invalid)?;
-            for item in items {
-                batch.events.push(serde_json::from_str(item.get()).map_err(invalid)?);
-            }
-        }
+        Some(b'[') => batch.events = serde_json::from_str(text).map_err(invalid)?,
         Some(b'{') => {
             let object: RawObject<'_> = serde_json::from_str(text).map_err(invalid)?;
             match object.get("batch") {
                 Some(items) => {
-                    let items: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(invalid)?;
-                    for item in items {
-                        batch.events.push(serde_json::from_str(item.get()).map_err(invalid)?);
-                    }
+                    batch.events = serde_json::from_str(items.get()).map_err(invalid)?;
                     batch.token = string_field(&object, &["api_key", "token"]);
                     batch.sent_at = string_field(&object, &["sent_at"]);
                     batch.historical_migration =
@@ -180,10 +173,10 @@ pub fn validate_event(raw: &RawObject<'_>) -> Result<Option<ValidEvent>, ApiErro
         }
         _ => PropertyHints::default(),
     };
-    let distinct_id = raw
-        .get("distinct_id")
-        .or_else(|| raw.get("$distinct_id"))
-        .or(hints.distinct_id)
+    let distinct_id = [raw.get("distinct_id"), raw.get("$distinct_id"), hints.distinct_id]
+        .into_iter()
+        .flatten()
+        .find(|value| value.get().trim() != "null")
         .and_then(normalise_distinct_id)
         .ok_or(ApiError::MissingDistinctId)?;
     let uuid = match raw.get("uuid") {
@@ -232,23 +225,21 @@ pub fn validate_token(token: Option<String>) -> Result<String, ApiError> {
     Ok(token.to_string())
 }
 
-/// Strings stay as they are, other JSON values become their JSON text; NUL
-/// becomes U+FFFD and the result is cut to 200 characters.
+/// Strings stay as they are, other JSON values become their compact JSON
+/// text (so `1e2` and `100.0` are one person); NUL becomes U+FFFD and the
+/// result is cut to 200 characters.
 fn normalise_distinct_id(value: &RawValue) -> Option<String> {
-    let text = value.get().trim();
-    let id = if text.starts_with('"') {
-        serde_json::from_str::<String>(text).ok()?
-    } else if text == "null" {
-        return None;
-    } else {
-        text.to_string()
+    let id = match serde_json::from_str::<serde_json::Value>(value.get()).ok()? {
+        serde_json::Value::String(text) => text,
+        serde_json::Value::Null => return None,
+        other => other.to_string(),
     };
     let id = if id.contains('\0') { id.replace('\0', "\u{FFFD}") } else { id };
     let id = match id.char_indices().nth(MAX_DISTINCT_ID_CHARS) {
         Some((cut, _)) => id[..cut].to_string(),
         None => id,
     };
-    (!id.trim().is_empty()).then_some(id)
+    (!id.is_empty()).then_some(id)
 }
 
 /// The event's JSON with `uuid` and `distinct_id` replaced by their
@@ -327,6 +318,10 @@ mod tests {
         let long = format!(r#"{{"event":"e","distinct_id":"{}"}}"#, "é".repeat(300));
         assert_eq!(one(&long).expect("ok").expect("kept").distinct_id.chars().count(), 200);
         assert!(matches!(one(r#"{"event":"e","distinct_id":""}"#), Err(ApiError::MissingDistinctId)));
+        let event = one(r#"{"event":"e","distinct_id":null,"properties":{"distinct_id":"p"}}"#).expect("ok");
+        assert_eq!(event.expect("kept").distinct_id, "p", "null counts as missing");
+        let event = one(r#"{"event":"e","distinct_id":{ "a" : 1 }}"#).expect("ok").expect("kept");
+        assert_eq!(event.distinct_id, r#"{"a":1}"#, "compact JSON text");
         assert!(matches!(one(r#"{"event":"e"}"#), Err(ApiError::MissingDistinctId)));
     }
 

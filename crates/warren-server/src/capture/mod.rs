@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
+use bytes::Bytes;
 use chrono::Utc;
 use warren_core::event::{partition_key, CapturedEvent};
 use warren_core::metrics as names;
@@ -35,6 +36,9 @@ struct RouteKind {
     /// `/batch`: the larger body limit.
     batch: bool,
 }
+
+/// Parse-time memory per JSON object, reserved from the budget up front.
+const PARSE_BYTES_PER_OBJECT: usize = 64;
 
 const ROUTES: &[(&str, RouteKind)] = &[
     ("/e", RouteKind { legacy: true, engage: false, batch: false }),
@@ -88,13 +92,34 @@ async fn capture(
     let body = read_body(body, limit, state.capture.body_timeout_secs).await?;
     metrics::histogram!(names::CAPTURE_PAYLOAD_BYTES).record(body.len() as f64);
 
-    let json = payload::decode(&query, &parts.headers, &body, kind.legacy, limit)?;
-    // The decoded JSON, and the log records of about the same size.
-    state.budget.reserve(&mut reservation, json.len() * 2)?;
-    let batch = parse_batch(&json, kind.engage)?;
+    let mut reserve = |bytes| state.budget.reserve(&mut reservation, bytes);
+    let decoded = payload::decode(&query, &parts.headers, &body, kind.legacy, limit, &mut reserve)?;
+    // Parsing allocates per object; the log records take about the JSON's size.
+    reserve(decoded.json.len() + decoded.objects * PARSE_BYTES_PER_OBJECT)?;
+    let batch = parse_batch(&decoded.json, kind.engage)?;
     if batch.events.is_empty() {
         return Err(ApiError::EmptyBatch);
     }
+    let events = batch.events.len() as u64;
+    let result = store_batch(&state, &query, &parts.headers, peer, batch).await;
+    if let Err(error) = &result {
+        metrics::counter!(names::CAPTURE_EVENTS_DROPPED, "cause" => error.code()).increment(events);
+    }
+    result?;
+    if query.beacon {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(serde_json::json!({ "status": 1 })).into_response())
+}
+
+/// Validates a parsed batch and appends it to the log; returns once durable.
+async fn store_batch(
+    state: &AppState,
+    query: &CaptureQuery,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    batch: events::Batch<'_>,
+) -> Result<(), ApiError> {
     let token = validate_token(resolve_token(&batch)?)?;
     if !state.tokens.is_known(&token).await? {
         return Err(ApiError::UnknownToken);
@@ -107,12 +132,12 @@ async fn capture(
         .and_then(timestamp::parse)
         .or_else(|| query.sent_at_ms.and_then(timestamp::sent_at_from_millis));
     if let Some(sent_at) = sent_at {
-        let skew = (now - sent_at).num_milliseconds() as f64 / 1000.0;
+        let skew = now.signed_duration_since(sent_at).num_milliseconds() as f64 / 1000.0;
         metrics::histogram!(names::CAPTURE_CLOCK_SKEW_SECONDS).record(skew);
     }
     let now_text = timestamp::format(now);
     let sent_at_text = sent_at.map(timestamp::format);
-    let ip = client_ip(&parts.headers, peer);
+    let ip = client_ip(headers, peer);
 
     let mut records = Vec::with_capacity(batch.events.len());
     let mut dropped = 0u64;
@@ -155,11 +180,7 @@ async fn capture(
     let accepted = records.len() as u64;
     state.log.append(records).await?;
     metrics::counter!(names::CAPTURE_EVENTS_RECEIVED).increment(accepted);
-
-    if query.beacon {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    Ok(Json(serde_json::json!({ "status": 1 })).into_response())
+    Ok(())
 }
 
 /// The batch's token: the batch-level one wins, else every event must agree.
@@ -169,7 +190,7 @@ fn resolve_token(batch: &events::Batch<'_>) -> Result<Option<String>, ApiError> 
     }
     let mut found: Option<String> = None;
     for event in &batch.events {
-        if let Some(token) = event_token(event) {
+        if let Some(token) = event_token(event).map(|token| token.trim().to_string()) {
             match &found {
                 Some(existing) if *existing != token => return Err(ApiError::MultipleTokens),
                 Some(_) => {}
@@ -180,7 +201,7 @@ fn resolve_token(batch: &events::Batch<'_>) -> Result<Option<String>, ApiError> 
     Ok(found)
 }
 
-async fn read_body(body: Body, limit: usize, timeout_secs: u64) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(body: Body, limit: usize, timeout_secs: u64) -> Result<Bytes, ApiError> {
     let read = axum::body::to_bytes(body, limit);
     match tokio::time::timeout(Duration::from_secs(timeout_secs), read).await {
         Err(_) => Err(ApiError::BodyTimeout { secs: timeout_secs }),
@@ -229,8 +250,10 @@ mod tests {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
         }
         let query = CaptureQuery::parse(Some(query));
-        if let Ok(json) = payload::decode(&query, &headers, body, true, 1 << 20) {
-            if let Ok(batch) = parse_batch(&json, true) {
+        let body = Bytes::copy_from_slice(body);
+        let mut unlimited = |_| Ok(());
+        if let Ok(decoded) = payload::decode(&query, &headers, &body, true, 1 << 20, &mut unlimited) {
+            if let Ok(batch) = parse_batch(&decoded.json, true) {
                 let _ = resolve_token(&batch).map(validate_token);
                 for raw in &batch.events {
                     let _ = validate_event(raw);

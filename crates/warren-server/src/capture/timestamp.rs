@@ -17,14 +17,20 @@ pub struct EventClock<'a> {
 
 /// The event's time in server terms. The flag is true when a timestamp was
 /// sent but could not be parsed (and `now` was used).
+/// Arithmetic is checked throughout: absurd inputs (an offset of 1e16 ms, a
+/// year of 200000) give the server time, never a panic.
 pub fn corrected(clock: EventClock<'_>) -> (DateTime<Utc>, bool) {
     let mut unparseable = false;
     let mut ts = clock.now;
     if let Some(text) = clock.timestamp {
         match parse(text) {
             Some(parsed) => {
-                ts = match clock.sent_at.filter(|_| !clock.ignore_sent_at) {
-                    Some(sent_at) => parsed - (sent_at - clock.now),
+                let skew = clock
+                    .sent_at
+                    .filter(|_| !clock.ignore_sent_at)
+                    .map(|sent_at| sent_at.signed_duration_since(clock.now));
+                ts = match skew {
+                    Some(skew) => parsed.checked_sub_signed(skew).unwrap_or(clock.now),
                     None => parsed,
                 };
             }
@@ -32,9 +38,11 @@ pub fn corrected(clock: EventClock<'_>) -> (DateTime<Utc>, bool) {
         }
     }
     if let Some(offset) = clock.offset_ms {
-        ts = clock.now - TimeDelta::milliseconds(offset);
+        ts = TimeDelta::try_milliseconds(offset)
+            .and_then(|offset| clock.now.checked_sub_signed(offset))
+            .unwrap_or(clock.now);
     }
-    if ts - clock.now > MAX_FUTURE {
+    if ts.signed_duration_since(clock.now) > MAX_FUTURE {
         ts = clock.now;
     }
     (ts, unparseable)
@@ -147,6 +155,16 @@ mod tests {
         let mut ignoring = clock(Some("2026-06-01T12:30:00Z"), Some("2026-06-01T13:00:00Z"), None);
         ignoring.ignore_sent_at = true;
         assert_eq!(corrected(ignoring).0, at("2026-06-01T12:30:00Z"));
+    }
+
+    #[test]
+    fn absurd_values_give_the_server_time_instead_of_panicking() {
+        let now = at("2026-06-01T12:00:00Z");
+        for offset in [i64::MAX, i64::MIN, 10_000_000_000_000_000, -10_000_000_000_000_000] {
+            assert_eq!(corrected(clock(None, None, Some(offset))).0, now, "offset {offset}");
+        }
+        let far = clock(Some("-200000-01-01T00:00:00Z"), Some("+200000-01-01T00:00:00Z"), None);
+        assert_eq!(corrected(far).0, now);
     }
 
     #[test]

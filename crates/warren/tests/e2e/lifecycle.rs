@@ -109,7 +109,7 @@ async fn metrics_count_requests_events_and_log_work() {
     };
     assert_eq!(value("warren_capture_events_received_total"), 2.0);
     assert_eq!(value("warren_capture_events_dropped_total{cause=\"performance_event\"}"), 1.0);
-    assert_eq!(value("warren_capture_events_dropped_total{cause=\"invalid_payload\"}"), 1.0);
+    assert_eq!(value("warren_capture_requests_refused_total{code=\"invalid_payload\"}"), 1.0);
     assert!(text.contains("warren_http_requests_total{route=\"/batch\",method=\"POST\",status=\"200\"} 1"));
     assert!(value("warren_log_fsync_duration_seconds_count") >= 1.0);
     assert!(value("warren_log_append_duration_seconds_count") >= 1.0);
