@@ -243,9 +243,9 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
         .body(
             serde_json::to_vec(&json!({
                 "api_key": TOKEN,
-                "sent_at": "+200000-01-01T00:00:00Z",
+                "sent_at": "+200000-01-01T00:00:00",
                 "batch": [
-                    {"event": "far", "distinct_id": "s", "timestamp": "-200000-01-01T00:00:00Z"},
+                    {"event": "far", "distinct_id": "s", "timestamp": "-200000-01-01T00:00:00"},
                     {"event": "huge_offset", "distinct_id": "s", "offset": 1e16},
                 ],
             }))
