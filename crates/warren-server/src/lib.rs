@@ -5,7 +5,7 @@
 //! it never reads the event store. [`ApiError`] is the one error type of
 //! this crate and the one place errors become HTTP answers.
 
-mod budget;
+mod admission;
 mod capture;
 mod error;
 pub mod metrics;
@@ -14,21 +14,18 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use warren_core::config::CaptureConfig;
 use warren_log::EventLog;
 use warren_meta::MetaStore;
 
-pub use budget::MemoryBudget;
+pub use admission::Admission;
 pub use error::ApiError;
 pub use tokens::TokenCache;
 
@@ -38,7 +35,7 @@ pub struct AppState {
     pub log: Arc<dyn EventLog>,
     pub tokens: TokenCache,
     pub capture: Arc<CaptureConfig>,
-    pub budget: MemoryBudget,
+    pub admission: Admission,
     pub metrics: PrometheusHandle,
 }
 
@@ -49,28 +46,20 @@ impl AppState {
         capture: CaptureConfig,
         metrics: PrometheusHandle,
     ) -> Self {
-        let budget = MemoryBudget::new(capture.max_inflight_bytes);
-        Self { log, tokens: TokenCache::new(meta), capture: Arc::new(capture), budget, metrics }
+        let admission = Admission::new(capture.max_concurrent_requests, capture.max_inflight_bytes);
+        Self { log, tokens: TokenCache::new(meta), capture: Arc::new(capture), admission, metrics }
     }
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    // Past this many requests in flight, capture answers 503 at once rather
-    // than queueing bodies in memory.
-    // Global: `Router::layer` wraps each route on its own, and a plain
-    // concurrency limit would give every route its own count.
-    let admission = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Overloaded }))
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(state.capture.max_concurrent_requests));
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_headers(AllowHeaders::mirror_request())
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_credentials(true)
         .max_age(Duration::from_secs(3600));
-    let capture = capture::routes().layer(admission).layer(cors);
+    let capture = capture::routes().layer(cors);
     Router::new()
         .merge(capture)
         .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }))

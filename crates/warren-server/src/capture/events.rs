@@ -166,21 +166,24 @@ pub fn validate_event(raw: &RawObject<'_>) -> Result<Option<ValidEvent>, ApiErro
     if event == "$performance_event" {
         return Ok(None);
     }
-    let hints: PropertyHints<'_> = match raw.get("properties") {
-        Some(properties) if properties.get().trim_start().starts_with('{') => {
-            serde_json::from_str(properties.get())
-                .map_err(|e| ApiError::InvalidPayload(format!("properties: {e}")))?
-        }
+    let top_level_id =
+        [raw.get("distinct_id"), raw.get("$distinct_id")].into_iter().flatten().find(|v| !is_null(v));
+    // Reading the properties costs a scan of most of the event, so it is
+    // done only when they can change the outcome.
+    let properties = raw.get("properties").filter(|p| p.get().trim_start().starts_with('{'));
+    let needs_hints =
+        properties.is_some_and(|p| top_level_id.is_none() || p.get().contains("$ignore_sent_at"));
+    let hints: PropertyHints<'_> = match properties {
+        Some(properties) if needs_hints => serde_json::from_str(properties.get())
+            .map_err(|e| ApiError::InvalidPayload(format!("properties: {e}")))?,
         _ => PropertyHints::default(),
     };
-    let distinct_id = [raw.get("distinct_id"), raw.get("$distinct_id"), hints.distinct_id]
-        .into_iter()
-        .flatten()
-        .find(|value| value.get().trim() != "null")
+    let distinct_id = top_level_id
+        .or(hints.distinct_id.filter(|v| !is_null(v)))
         .and_then(normalise_distinct_id)
         .ok_or(ApiError::MissingDistinctId)?;
     let uuid = match raw.get("uuid") {
-        Some(value) if value.get().trim() != "null" => {
+        Some(value) if !is_null(value) => {
             let text = as_string(value).unwrap_or_else(|| value.get().to_string());
             Uuid::parse_str(&text).map_err(|_| ApiError::InvalidUuid(text))?
         }
@@ -191,6 +194,10 @@ pub fn validate_event(raw: &RawObject<'_>) -> Result<Option<ValidEvent>, ApiErro
     let ignore_sent_at = matches!(hints.ignore_sent_at, Some(serde_json::Value::Bool(true)));
     let data = reserialise(raw, &uuid, &distinct_id);
     Ok(Some(ValidEvent { uuid, event, distinct_id, timestamp, offset_ms, ignore_sent_at, data }))
+}
+
+fn is_null(value: &RawValue) -> bool {
+    value.get().trim() == "null"
 }
 
 /// The token an event carries: `token`, `$token`, `api_key`, then

@@ -24,7 +24,7 @@ use warren_log::AppendRecord;
 use self::events::{event_token, parse_batch, validate_event, validate_token};
 use self::payload::CaptureQuery;
 use self::timestamp::EventClock;
-use crate::{ApiError, AppState, MemoryBudget};
+use crate::{ApiError, AppState};
 
 /// What a route changes about decoding.
 #[derive(Debug, Clone, Copy)]
@@ -77,22 +77,24 @@ async fn capture(
     let (parts, body) = request.into_parts();
     // Held until the answer: the body, its decoded form and the records
     // built from it are all alive until the log has them.
-    let mut reservation = MemoryBudget::empty_reservation();
     let announced = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
-    if let Err(refused) = state.budget.reserve(&mut reservation, announced.unwrap_or(limit).min(limit)) {
-        // Read and drop the body so the client hears the 503 instead of a
-        // reset connection; this costs no memory.
-        discard_body(body, state.capture.body_timeout_secs).await;
-        return Err(refused);
-    }
+    let mut ticket = match state.admission.admit(announced.unwrap_or(limit).min(limit)) {
+        Ok(ticket) => ticket,
+        Err(refused) => {
+            // Read and drop the body so the client hears the 503 instead of
+            // a reset connection; this costs no memory.
+            discard_body(body, state.capture.body_timeout_secs).await;
+            return Err(refused);
+        }
+    };
     let body = read_body(body, limit, state.capture.body_timeout_secs).await?;
     metrics::histogram!(names::CAPTURE_PAYLOAD_BYTES).record(body.len() as f64);
 
-    let mut reserve = |bytes| state.budget.reserve(&mut reservation, bytes);
+    let mut reserve = |bytes| ticket.reserve(bytes);
     let decoded = payload::decode(&query, &parts.headers, &body, kind.legacy, limit, &mut reserve)?;
     // Parsing allocates per object; the log records take about the JSON's size.
     reserve(decoded.json.len() + decoded.objects * PARSE_BYTES_PER_OBJECT)?;

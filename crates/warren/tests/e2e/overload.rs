@@ -24,6 +24,7 @@ async fn overload_is_refused_with_503_and_memory_stays_bounded() {
         BIN,
         &[
             ("WARREN_CAPTURE__MAX_INFLIGHT_BYTES", "8000000"),
+            ("WARREN_CAPTURE__MAX_CONCURRENT_REQUESTS", "12"),
             ("WARREN_EVENT_LOG__MAX_PENDING_BYTES", "2000000"),
             ("WARREN_EVENT_LOG__APPEND_TIMEOUT_MS", "20"),
         ],
