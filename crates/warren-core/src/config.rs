@@ -23,6 +23,7 @@ pub struct WarrenConfig {
     /// Log filter: a level (`info`) or per-module directives
     /// (`warn,warren_log=debug`).
     pub log_level: String,
+    pub http: HttpConfig,
     pub event_log: EventLogConfig,
     pub capture: CaptureConfig,
     pub bootstrap: BootstrapConfig,
@@ -36,6 +37,7 @@ impl Default for WarrenConfig {
             meta_url: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            http: HttpConfig::default(),
             event_log: EventLogConfig::default(),
             capture: CaptureConfig::default(),
             bootstrap: BootstrapConfig::default(),
@@ -48,6 +50,23 @@ impl Default for WarrenConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The HTTP server's connections. With the capture limits below, these
+/// bound the memory clients can make Warren hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Open connections; beyond, new ones wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Largest read buffer of one connection.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_connections: 1024, read_buffer_bytes: 64 * 1024 }
+    }
 }
 
 /// The embedded segment log.
@@ -112,8 +131,8 @@ impl Default for CaptureConfig {
         Self {
             max_event_bytes: 2 * 1024 * 1024,
             max_batch_bytes: 20 * 1024 * 1024,
-            max_concurrent_requests: 512,
-            max_inflight_bytes: 512 * 1024 * 1024,
+            max_concurrent_requests: 256,
+            max_inflight_bytes: 128 * 1024 * 1024,
             body_timeout_secs: 30,
         }
     }

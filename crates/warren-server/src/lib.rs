@@ -1,13 +1,14 @@
 //! Warren's HTTP surface.
 //!
 //! Today: the PostHog-compatible capture API (`capture/`), liveness and
-//! readiness, and `/metrics`. Capture only ever appends to the event log;
+//! readiness, and `/metrics`, served by [`serve`] with bounded connections. Capture only ever appends to the event log;
 //! it never reads the event store. [`ApiError`] is the one error type of
 //! this crate and the one place errors become HTTP answers.
 
 mod admission;
 mod capture;
 mod error;
+mod listener;
 pub mod metrics;
 mod tokens;
 
@@ -27,6 +28,7 @@ use warren_meta::MetaStore;
 
 pub use admission::Admission;
 pub use error::ApiError;
+pub use listener::serve;
 pub use tokens::TokenCache;
 
 /// What every handler can reach.

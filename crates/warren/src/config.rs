@@ -41,8 +41,17 @@ fn is_setting(key: &str) -> bool {
     TOP_LEVEL_KEYS.contains(&section.as_str())
 }
 
-const TOP_LEVEL_KEYS: &[&str] =
-    &["listen", "data_dir", "meta_url", "log_format", "log_level", "event_log", "capture", "bootstrap"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "meta_url",
+    "log_format",
+    "log_level",
+    "http",
+    "event_log",
+    "capture",
+    "bootstrap",
+];
 
 fn unknown_environment_keys() -> Vec<String> {
     std::env::vars_os()

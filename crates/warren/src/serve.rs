@@ -1,7 +1,6 @@
 //! `warren serve`: open the stores, bootstrap a fresh deployment, serve
 //! HTTP, and shut down cleanly on SIGTERM or SIGINT.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,10 +57,7 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     println!("warren listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
 
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+    warren_server::serve(listener, app, &config.http, shutdown).await;
 
     tracing::info!("requests drained; closing the event log");
     retention.abort();
