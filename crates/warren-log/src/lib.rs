@@ -15,7 +15,9 @@ mod segment;
 use async_trait::async_trait;
 
 pub use error::LogError;
-pub use segment::{RetentionPolicy, RetentionReport, SegmentLog, SegmentLogOptions};
+pub use segment::{
+    RetentionPolicy, RetentionReport, SegmentLog, SegmentLogOptions, FORMAT_VERSION as SEGMENT_FORMAT_VERSION,
+};
 
 /// A record to append. The log picks its partition from `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 pub use error::MetaError;
 pub use keys::{generate_api_key, generate_project_token, validate_project_token};
-pub use sqlite::SqliteMeta;
+pub use sqlite::{SqliteMeta, SQLITE_SCHEMA_VERSION};
 
 pub type ProjectId = i64;
 

@@ -15,6 +15,10 @@ use crate::{BootstrapRequest, Bootstrapped, MetaError, MetaStore, Project};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// The schema version this build migrates SQLite to: its newest migration.
+pub static SQLITE_SCHEMA_VERSION: std::sync::LazyLock<i64> =
+    std::sync::LazyLock::new(|| MIGRATIONS.iter().map(|migration| migration.version).max().unwrap_or(0));
+
 /// SQLite in WAL mode, with full fsync on commit.
 #[derive(Debug, Clone)]
 pub struct SqliteMeta {

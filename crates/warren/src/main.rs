@@ -43,6 +43,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Version => {
             println!("warren {}", env!("CARGO_PKG_VERSION"));
+            println!("event log segment format {}", warren_log::SEGMENT_FORMAT_VERSION);
+            println!("meta store schema (sqlite) {}", *warren_meta::SQLITE_SCHEMA_VERSION);
             Ok(())
         }
         Command::Serve(args) => run_async(serve::serve(cli.config, args)),

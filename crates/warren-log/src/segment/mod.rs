@@ -31,6 +31,7 @@ use self::partition::{open_partition, Partition};
 use self::writer::{AppendRequest, Writer};
 use crate::{AppendRecord, EventLog, LogError, LogRecord, RecordPosition, Watermarks};
 
+pub use self::format::FORMAT_VERSION;
 pub use self::retention::{RetentionPolicy, RetentionReport};
 
 /// Bytes read per call when reading records back.

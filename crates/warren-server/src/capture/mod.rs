@@ -75,13 +75,13 @@ async fn capture(
     let limit = if kind.batch { state.capture.max_batch_bytes } else { state.capture.max_event_bytes };
     let query = CaptureQuery::parse(request.uri().query());
     let (parts, body) = request.into_parts();
-    // Held until the answer: the body, its decoded form and the records
-    // built from it are all alive until the log has them.
     let announced = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
+    // Held until the answer: the body, its decoded form and the records
+    // built from it are all alive until the log has them.
     let mut ticket = match state.admission.admit(announced.unwrap_or(limit).min(limit)) {
         Ok(ticket) => ticket,
         Err(refused) => {

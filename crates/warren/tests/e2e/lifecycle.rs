@@ -12,7 +12,10 @@ use crate::{http, BIN};
 fn version_prints() {
     let output = Command::new(BIN).arg("version").output().expect("run");
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).starts_with("warren "));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("warren "), "{text}");
+    assert!(text.contains("event log segment format 1"), "{text}");
+    assert!(text.contains("meta store schema (sqlite) 1"), "{text}");
 }
 
 /// Starts `warren serve` on `dir` and returns its stdout up to the
