@@ -224,3 +224,19 @@ async fn opening_after_a_cut_at_every_byte_keeps_exactly_the_complete_records() 
         log.close().await.expect("close");
     }
 }
+
+#[tokio::test]
+async fn rolls_segments_by_age() {
+    let factory = SegmentFactory::new();
+    // Every segment is "old" at once: each append after the first seals the
+    // segment before it.
+    let options = SegmentLogOptions { segment_age: Duration::ZERO, ..factory.options(1) };
+    let log = open(options.clone()).await.expect("open");
+    for i in 0..3 {
+        log.append(vec![record(i)]).await.expect("append");
+    }
+    let segments = std::fs::read_dir(options.dir.join("partitions/0")).expect("dir").count();
+    assert_eq!(segments, 3);
+    assert_eq!(log.read(0, 0, 10).await.expect("read").len(), 3);
+    log.close().await.expect("close");
+}
