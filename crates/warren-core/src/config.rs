@@ -79,10 +79,12 @@ pub struct EventLogConfig {
     pub segment_bytes: u64,
     /// A segment is sealed once it is this old, even if not full.
     pub segment_age_secs: u64,
-    /// Delete sealed segments once a partition holds more than this.
-    pub retention_bytes: Option<u64>,
-    /// Delete sealed segments whose newest record is older than this.
-    pub retention_age_secs: Option<u64>,
+    /// Delete sealed segments once a partition holds more than this; 0 for
+    /// no size limit.
+    pub retention_bytes: u64,
+    /// Delete sealed segments whose newest record is older than this; 0 to
+    /// keep them at any age.
+    pub retention_age_secs: u64,
     /// Delete even what a consumer group has not committed yet.
     pub retention_ignores_consumers: bool,
     /// How often retention runs.
@@ -99,8 +101,8 @@ impl Default for EventLogConfig {
             partitions: 8,
             segment_bytes: 128 * 1024 * 1024,
             segment_age_secs: 3600,
-            retention_bytes: None,
-            retention_age_secs: Some(7 * 24 * 3600),
+            retention_bytes: 0,
+            retention_age_secs: 7 * 24 * 3600,
             retention_ignores_consumers: false,
             retention_interval_secs: 60,
             max_pending_bytes: 64 * 1024 * 1024,

@@ -35,14 +35,8 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-impl CapturedEvent {
-    /// The event-log key: events of one person stay in order on one partition.
-    pub fn partition_key(&self) -> String {
-        partition_key(&self.token, &self.distinct_id)
-    }
-}
-
-/// The event-log key for a token and distinct id, `token:distinct_id`.
+/// The event-log key, `token:distinct_id`: events of one person stay in
+/// order on one partition.
 pub fn partition_key(token: &str, distinct_id: &str) -> String {
     let mut key = String::with_capacity(token.len() + 1 + distinct_id.len());
     key.push_str(token);
@@ -73,6 +67,6 @@ mod tests {
         assert!(json.get("sent_at").is_none(), "absent sent_at is omitted");
         assert!(json.get("historical_migration").is_none(), "false is omitted");
         assert_eq!(json["data"], r#"{"event":"x"}"#);
-        assert_eq!(event.partition_key(), "phc_t:u1");
+        assert_eq!(partition_key(&event.token, &event.distinct_id), "phc_t:u1");
     }
 }

@@ -3,11 +3,25 @@
 //! This crate holds the values that cross crate boundaries: the
 //! [`CapturedEvent`] record that capture writes to the event log and ingest
 //! reads back, the configuration structs that the binary loads and hands to
-//! each role, and the names of every metric Warren exports. It performs no
-//! I/O and depends on no runtime, so every other crate can depend on it.
+//! each role, the project-token rule, and the names of every metric Warren
+//! exports. It performs no I/O and depends on no runtime, so every other
+//! crate can depend on it.
 
 pub mod config;
 pub mod event;
 pub mod metrics;
+pub mod token;
 
 pub use event::CapturedEvent;
+
+/// The line `warren serve` prints once it accepts connections, followed by
+/// its URL; scripts and tests wait for it.
+pub const LISTENING_LINE: &str = "warren listening on ";
+
+/// Now, in Unix milliseconds.
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

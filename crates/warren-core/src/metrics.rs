@@ -37,22 +37,30 @@ pub const LOG_CONSUMER_LAG: &str = "warren_log_consumer_lag_records";
 /// Segments deleted by retention.
 pub const LOG_SEGMENTS_DELETED: &str = "warren_log_segments_deleted_total";
 
-/// `(name, help)` for every metric above.
-pub const DESCRIPTIONS: &[(&str, &str)] = &[
-    (HTTP_REQUESTS, "HTTP requests by route, method and status."),
-    (HTTP_REQUEST_SECONDS, "HTTP request latency by route."),
-    (CAPTURE_EVENTS_RECEIVED, "Events durably accepted into the event log."),
-    (CAPTURE_EVENTS_DROPPED, "Events of parsed requests not stored, by cause."),
-    (CAPTURE_REQUESTS_REFUSED, "Capture requests answered with an error, by code."),
-    (CAPTURE_TIMESTAMP_UNPARSEABLE, "Events whose timestamp could not be parsed."),
-    (CAPTURE_PAYLOAD_BYTES, "Capture request body size as received."),
-    (CAPTURE_CLOCK_SKEW_SECONDS, "Server time minus client sent_at."),
-    (LOG_APPEND_SECONDS, "Event log append latency up to durability."),
-    (LOG_FSYNC_SECONDS, "Duration of one event log fsync."),
-    (LOG_FSYNC_BATCH_RECORDS, "Records made durable by one group commit."),
-    (LOG_APPEND_ERRORS, "Event log appends that failed, by cause."),
-    (LOG_PARTITION_BYTES, "Event log bytes on disk per partition."),
-    (LOG_PARTITION_SEGMENTS, "Event log segment files per partition."),
-    (LOG_CONSUMER_LAG, "Records not yet committed by a consumer group."),
-    (LOG_SEGMENTS_DELETED, "Event log segments deleted by retention."),
+/// What kind of metric a name is, for its `# TYPE` and `# HELP` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// `(name, kind, help)` for every metric above.
+pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (HTTP_REQUESTS, Kind::Counter, "HTTP requests by route, method and status."),
+    (HTTP_REQUEST_SECONDS, Kind::Histogram, "HTTP request latency by route."),
+    (CAPTURE_EVENTS_RECEIVED, Kind::Counter, "Events durably accepted into the event log."),
+    (CAPTURE_EVENTS_DROPPED, Kind::Counter, "Events of parsed requests not stored, by cause."),
+    (CAPTURE_REQUESTS_REFUSED, Kind::Counter, "Capture requests answered with an error, by code."),
+    (CAPTURE_TIMESTAMP_UNPARSEABLE, Kind::Counter, "Events whose timestamp could not be parsed."),
+    (CAPTURE_PAYLOAD_BYTES, Kind::Histogram, "Capture request body size as received."),
+    (CAPTURE_CLOCK_SKEW_SECONDS, Kind::Histogram, "Server time minus client sent_at."),
+    (LOG_APPEND_SECONDS, Kind::Histogram, "Event log append latency up to durability."),
+    (LOG_FSYNC_SECONDS, Kind::Histogram, "Duration of one event log fsync."),
+    (LOG_FSYNC_BATCH_RECORDS, Kind::Histogram, "Records made durable by one group commit."),
+    (LOG_APPEND_ERRORS, Kind::Counter, "Event log appends that failed, by cause."),
+    (LOG_PARTITION_BYTES, Kind::Gauge, "Event log bytes on disk per partition."),
+    (LOG_PARTITION_SEGMENTS, Kind::Gauge, "Event log segment files per partition."),
+    (LOG_CONSUMER_LAG, Kind::Gauge, "Records not yet committed by a consumer group."),
+    (LOG_SEGMENTS_DELETED, Kind::Counter, "Event log segments deleted by retention."),
 ];

@@ -4,7 +4,7 @@
 //! [`event_log_conformance!`](crate::event_log_conformance), which expands to
 //! one `#[tokio::test]` per property: ordering per partition, durability
 //! across restart, consumer offsets, concurrent producers, recovery from a
-//! torn write, and time lookup.
+//! torn write, time lookup, and read bounds.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

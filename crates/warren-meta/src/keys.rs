@@ -3,35 +3,28 @@
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
+use warren_core::token::{check_project_token, PERSONAL_API_KEY_PREFIX};
+
 use crate::MetaError;
 
 /// Prefix of project tokens, as PostHog's, so SDK users recognise them.
 const PROJECT_TOKEN_PREFIX: &str = "phc_";
-/// Prefix of personal API keys; capture refuses tokens that carry it.
-pub(crate) const API_KEY_PREFIX: &str = "phx_";
-
-pub fn generate_project_token() -> String {
+pub(crate) fn generate_project_token() -> String {
     format!("{PROJECT_TOKEN_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
-pub fn generate_api_key() -> String {
-    format!("{API_KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
+pub(crate) fn generate_api_key() -> String {
+    format!("{PERSONAL_API_KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
-/// The capture token rules: 1-64 printable ASCII characters, and not a
-/// personal API key.
-pub fn validate_project_token(token: &str) -> Result<(), MetaError> {
-    let invalid = |reason: &str| MetaError::Invalid { what: "project token", reason: reason.into() };
-    if token.is_empty() || token.len() > 64 {
-        return Err(invalid("must be 1 to 64 characters"));
+/// A project token must pass capture's rule, and no more: a token capture
+/// would refuse is useless, and SDK users bring tokens of their own shape.
+pub(crate) fn validate_project_token(token: &str) -> Result<(), MetaError> {
+    if token.trim() != token {
+        return Err(MetaError::Invalid { what: "project token", reason: "has surrounding spaces".into() });
     }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid("must be printable ASCII without spaces"));
-    }
-    if token.starts_with(API_KEY_PREFIX) {
-        return Err(invalid("starts with phx_, which marks a personal API key"));
-    }
-    Ok(())
+    check_project_token(token)
+        .map_err(|problem| MetaError::Invalid { what: "project token", reason: problem.describe().into() })
 }
 
 pub(crate) fn validate_api_key(key: &str) -> Result<(), MetaError> {

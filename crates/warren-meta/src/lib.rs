@@ -16,7 +16,6 @@ mod sqlite;
 use async_trait::async_trait;
 
 pub use error::MetaError;
-pub use keys::{generate_api_key, generate_project_token, validate_project_token};
 pub use sqlite::{SqliteMeta, SQLITE_SCHEMA_VERSION};
 
 pub type ProjectId = i64;
@@ -58,6 +57,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// The project a capture token belongs to.
     async fn project_by_token(&self, token: &str) -> Result<Option<Project>, MetaError>;
+
+    /// Answers when the store can serve queries; for readiness checks.
+    async fn ping(&self) -> Result<(), MetaError>;
 
     /// The organization a personal API key belongs to.
     async fn organization_for_api_key(&self, key: &str) -> Result<Option<i64>, MetaError>;

@@ -64,16 +64,16 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn bootstrap(&self, request: BootstrapRequest) -> Result<Option<Bootstrapped>, MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects").fetch_one(&mut *tx).await?;
+        if existing > 0 {
+            // Bootstrap settings only matter to a new deployment.
+            return Ok(None);
+        }
         let token = request.project_token.unwrap_or_else(generate_project_token);
         validate_project_token(&token)?;
         let api_key = request.api_key.unwrap_or_else(generate_api_key);
         validate_api_key(&api_key)?;
-
-        let mut tx = self.pool.begin().await?;
-        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects").fetch_one(&mut *tx).await?;
-        if existing > 0 {
-            return Ok(None);
-        }
         let created_at = now_rfc3339();
         let organization_id: i64 = sqlx::query_scalar(
             "INSERT INTO organizations (name, created_at) VALUES ('Default organization', ?) RETURNING id",
@@ -104,6 +104,11 @@ impl MetaStore for SqliteMeta {
         .await?;
         tx.commit().await?;
         Ok(Some(Bootstrapped { project, api_key }))
+    }
+
+    async fn ping(&self) -> Result<(), MetaError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn project_by_token(&self, token: &str) -> Result<Option<Project>, MetaError> {

@@ -13,6 +13,7 @@ async fn sqlite() -> (tempfile::TempDir, SqliteMeta) {
 #[tokio::test]
 async fn bootstrap_creates_project_one_once() {
     let (_dir, store) = sqlite().await;
+    store.ping().await.expect("a connected store answers");
     let first = store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
     let first = first.expect("a fresh store is bootstrapped");
     assert_eq!(first.project.id, 1);
@@ -40,6 +41,8 @@ async fn bootstrap_takes_fixed_secrets_and_validates_them() {
     };
     let made = store.bootstrap(fixed).await.expect("bootstrap").expect("created");
     assert_eq!(made.project.api_token, "phc_fixed_token");
+    let later = BootstrapRequest { project_token: Some("phx_ignored_now".into()), api_key: None };
+    assert!(store.bootstrap(later).await.expect("ignored").is_none(), "settings only matter once");
     assert!(store.organization_for_api_key("phx_fixed_api_key_0123456789").await.expect("lookup").is_some());
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::ApiError;
 
 #[derive(Debug, Clone)]
-pub struct Admission {
+pub(crate) struct Admission {
     requests: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     total_bytes: usize,
@@ -18,7 +18,7 @@ pub struct Admission {
 
 /// One admitted request's share, given back when dropped.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     bytes: Arc<Semaphore>,
     total_bytes: usize,
     _request: OwnedSemaphorePermit,
@@ -26,7 +26,7 @@ pub struct Ticket {
 }
 
 impl Admission {
-    pub fn new(max_requests: usize, max_bytes: usize) -> Self {
+    pub(crate) fn new(max_requests: usize, max_bytes: usize) -> Self {
         let total_bytes = max_bytes.clamp(1, u32::MAX as usize);
         Self {
             requests: Arc::new(Semaphore::new(max_requests.max(1))),
@@ -36,7 +36,7 @@ impl Admission {
     }
 
     /// Admits a request that will hold `bytes` to begin with.
-    pub fn admit(&self, bytes: usize) -> Result<Ticket, ApiError> {
+    pub(crate) fn admit(&self, bytes: usize) -> Result<Ticket, ApiError> {
         let request = self.requests.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
         let mut ticket = Ticket {
             bytes: self.bytes.clone(),
@@ -51,7 +51,7 @@ impl Admission {
 
 impl Ticket {
     /// Reserves `bytes` more for this request, or fails with 503.
-    pub fn reserve(&mut self, bytes: usize) -> Result<(), ApiError> {
+    pub(crate) fn reserve(&mut self, bytes: usize) -> Result<(), ApiError> {
         if bytes == 0 {
             return Ok(());
         }

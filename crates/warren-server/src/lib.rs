@@ -15,6 +15,7 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -26,19 +27,20 @@ use warren_core::config::CaptureConfig;
 use warren_log::EventLog;
 use warren_meta::MetaStore;
 
-pub use admission::Admission;
+use admission::Admission;
 pub use error::ApiError;
 pub use listener::serve;
-pub use tokens::TokenCache;
+use tokens::TokenCache;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub log: Arc<dyn EventLog>,
-    pub tokens: TokenCache,
-    pub capture: Arc<CaptureConfig>,
-    pub admission: Admission,
-    pub metrics: PrometheusHandle,
+    log: Arc<dyn EventLog>,
+    meta: Arc<dyn MetaStore>,
+    tokens: TokenCache,
+    capture: Arc<CaptureConfig>,
+    admission: Admission,
+    metrics: PrometheusHandle,
 }
 
 impl AppState {
@@ -49,7 +51,8 @@ impl AppState {
         metrics: PrometheusHandle,
     ) -> Self {
         let admission = Admission::new(capture.max_concurrent_requests, capture.max_inflight_bytes);
-        Self { log, tokens: TokenCache::new(meta), capture: Arc::new(capture), admission, metrics }
+        let tokens = TokenCache::new(meta.clone());
+        Self { log, meta, tokens, capture: Arc::new(capture), admission, metrics }
     }
 }
 
@@ -66,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(capture)
         .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }))
         .route("/_liveness", get(|| async { "ok" }))
-        .route("/_readiness", get(|| async { "ok" }))
+        .route("/_readiness", get(readiness))
         .route("/metrics", get(metrics::render))
         .layer(axum::middleware::from_fn(metrics::track))
         // A bug must cost one request a 500, not its connection.
@@ -74,4 +77,11 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal("the request hit a bug".into()).into_response()
         }))
         .with_state(state)
+}
+
+/// Ready when the stores answer: the meta store a query, the log its bounds.
+async fn readiness(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.meta.ping().await.map_err(|e| ApiError::MetaUnavailable(e.to_string()))?;
+    state.log.watermarks(0).await?;
+    Ok("ok")
 }

@@ -33,19 +33,23 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
-    for (name, help) in names::DESCRIPTIONS {
-        metrics::describe_counter!(*name, *help);
+    for (name, kind, help) in names::DESCRIPTIONS {
+        match kind {
+            names::Kind::Counter => metrics::describe_counter!(*name, *help),
+            names::Kind::Gauge => metrics::describe_gauge!(*name, *help),
+            names::Kind::Histogram => metrics::describe_histogram!(*name, *help),
+        }
     }
     Ok(handle)
 }
 
-pub async fn render(State(state): State<AppState>) -> Response {
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
     state.log.report_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 /// Counts every request by route, method and status, and times it.
-pub async fn track(request: Request<Body>, next: Next) -> Response {
+pub(crate) async fn track(request: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()

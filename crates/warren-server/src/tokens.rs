@@ -18,17 +18,17 @@ const UNKNOWN_TTL: Duration = Duration::from_secs(5);
 const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Clone)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     meta: Arc<dyn MetaStore>,
     entries: Arc<RwLock<HashMap<String, (bool, Instant)>>>,
 }
 
 impl TokenCache {
-    pub fn new(meta: Arc<dyn MetaStore>) -> Self {
+    pub(crate) fn new(meta: Arc<dyn MetaStore>) -> Self {
         Self { meta, entries: Arc::default() }
     }
 
-    pub async fn is_known(&self, token: &str) -> Result<bool, ApiError> {
+    pub(crate) async fn is_known(&self, token: &str) -> Result<bool, ApiError> {
         let cached = {
             let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             entries.get(token).copied()

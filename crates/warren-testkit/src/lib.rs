@@ -95,7 +95,7 @@ impl TestServer {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("warren listening on ") {
+                if let Some(url) = line.strip_prefix(warren_core::LISTENING_LINE) {
                     let _ = found.send(url.to_string());
                 }
             }

@@ -72,7 +72,7 @@ async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     while let Some(line) = lines.next_line().await? {
-        if let Some(url) = line.strip_prefix("warren listening on ") {
+        if let Some(url) = line.strip_prefix(warren_core::LISTENING_LINE) {
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             return Ok(OwnServer { child, url: url.to_string(), _dir: dir });
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use warren_core::config::{LogFormat, WarrenConfig};
+use warren_core::LISTENING_LINE;
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
 use warren_meta::{BootstrapRequest, MetaStore, SqliteMeta};
 use warren_server::AppState;
@@ -40,10 +41,11 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let metrics = warren_server::metrics::install_recorder()
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
 
+    // The log first: its lock keeps a second process off this data dir
+    // before anything is changed.
+    let log = Arc::new(open_log(&config, args.repair).await?);
     let meta = open_meta(&config).await?;
     bootstrap(meta.as_ref(), &config).await?;
-
-    let log = Arc::new(open_log(&config, args.repair).await?);
     let retention = tokio::spawn(run_retention(log.clone(), config.clone()));
 
     let state = AppState::new(log.clone(), meta, config.capture.clone(), metrics);
@@ -54,7 +56,7 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let address = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
     // Scripts and tests read this line to find the port.
-    println!("warren listening on http://{address}");
+    println!("{LISTENING_LINE}http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
 
     warren_server::serve(listener, app, &config.http, shutdown).await;
@@ -118,15 +120,9 @@ async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Resul
 }
 
 async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<SegmentLog> {
-    let settings = &config.event_log;
     let options = SegmentLogOptions {
-        dir: config.data_dir.join("log"),
-        partitions: settings.partitions,
-        segment_bytes: settings.segment_bytes,
-        segment_age: Duration::from_secs(settings.segment_age_secs),
-        max_pending_bytes: settings.max_pending_bytes,
-        append_timeout: Duration::from_millis(settings.append_timeout_ms),
         repair,
+        ..SegmentLogOptions::from_config(config.data_dir.join("log"), &config.event_log)
     };
     tokio::task::spawn_blocking(move || SegmentLog::open(options)).await?.context("opening the event log")
 }
@@ -134,8 +130,8 @@ async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<Segment
 async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
     let settings = config.event_log;
     let policy = RetentionPolicy {
-        max_bytes: settings.retention_bytes,
-        max_age: settings.retention_age_secs.map(Duration::from_secs),
+        max_bytes: (settings.retention_bytes > 0).then_some(settings.retention_bytes),
+        max_age: (settings.retention_age_secs > 0).then(|| Duration::from_secs(settings.retention_age_secs)),
         ignore_consumers: settings.retention_ignores_consumers,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(settings.retention_interval_secs.max(1)));
@@ -143,7 +139,7 @@ async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
         tick.tick().await;
         let log = log.clone();
         let policy = policy.clone();
-        let now = unix_now_ms();
+        let now = warren_core::unix_millis();
         match tokio::task::spawn_blocking(move || log.apply_retention(&policy, now)).await {
             Ok(Ok(report)) if report.segments_deleted > 0 || report.segments_held > 0 => {
                 tracing::info!(?report, "event log retention ran");
@@ -153,13 +149,6 @@ async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
             Err(error) => tracing::error!(%error, "event log retention task failed"),
         }
     }
-}
-
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Resolves on the first SIGTERM or SIGINT. The handlers are installed

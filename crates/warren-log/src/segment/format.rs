@@ -128,19 +128,33 @@ pub fn decode_record(bytes: &[u8]) -> Result<(DecodedRecord<'_>, usize), RecordE
     if bytes.len() < RECORD_PREFIX_LEN {
         return Err(RecordError::Incomplete);
     }
-    let body_len = u32_at(bytes, 0) as usize;
-    if !(BODY_FIXED_LEN..=MAX_RECORD_BYTES).contains(&body_len) {
-        return Err(RecordError::Invalid(format!("impossible record length {body_len}")));
-    }
+    let body_len = body_len(bytes).map_err(RecordError::Invalid)?;
     let total = RECORD_PREFIX_LEN + body_len;
     if bytes.len() < total {
         return Err(RecordError::Incomplete);
     }
     let body = &bytes[RECORD_PREFIX_LEN..total];
-    if crc32c::crc32c(body) != u32_at(bytes, 4) {
-        return Err(RecordError::Invalid("record checksum mismatch".into()));
-    }
+    check_body(bytes, body).map_err(RecordError::Invalid)?;
     decode_body(body).map(|record| (record, total)).map_err(RecordError::Invalid)
+}
+
+/// The body length a record prefix announces, if a record can have it.
+fn body_len(prefix: &[u8]) -> Result<usize, String> {
+    let len = u32_at(prefix, 0) as usize;
+    if (BODY_FIXED_LEN..=MAX_RECORD_BYTES).contains(&len) {
+        Ok(len)
+    } else {
+        Err(format!("impossible record length {len}"))
+    }
+}
+
+/// Whether `body` is what the prefix's checksum says.
+fn check_body(prefix: &[u8], body: &[u8]) -> Result<(), String> {
+    if crc32c::crc32c(body) == u32_at(prefix, 4) {
+        Ok(())
+    } else {
+        Err("record checksum mismatch".into())
+    }
 }
 
 fn decode_body(body: &[u8]) -> Result<DecodedRecord<'_>, String> {
@@ -302,20 +316,17 @@ fn next_record(
         return Ok(Err("incomplete record header".into()));
     }
     reader.read_exact(prefix)?;
-    let body_len = u32_at(prefix, 0) as usize;
-    if !(BODY_FIXED_LEN..=MAX_RECORD_BYTES).contains(&body_len) {
-        return Ok(Err(format!("impossible record length {body_len}")));
-    }
-    let total = (RECORD_PREFIX_LEN + body_len) as u64;
+    let len = match body_len(prefix) {
+        Ok(len) => len,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let total = (RECORD_PREFIX_LEN + len) as u64;
     if total > remaining {
-        return Ok(Err(format!("record length {body_len} runs past the end")));
+        return Ok(Err(format!("record length {len} runs past the end")));
     }
-    body.resize(body_len, 0);
+    body.resize(len, 0);
     reader.read_exact(body)?;
-    if crc32c::crc32c(body) != u32_at(prefix, 4) {
-        return Ok(Err("record checksum mismatch".into()));
-    }
-    Ok(Ok(total))
+    Ok(check_body(prefix, body).map(|()| total))
 }
 
 /// The smallest encoded record: how far offsets can advance per byte.

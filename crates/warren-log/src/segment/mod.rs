@@ -18,12 +18,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Semaphore};
+use warren_core::config::EventLogConfig;
 use warren_core::metrics as names;
+use warren_core::unix_millis;
 
 use self::format::{decode_record, RecordError, HEADER_LEN, MAX_RECORD_BYTES};
 use self::offsets::OffsetStore;
@@ -52,14 +54,19 @@ pub struct SegmentLogOptions {
 }
 
 impl SegmentLogOptions {
+    /// The defaults of [`EventLogConfig`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::from_config(dir, &EventLogConfig::default())
+    }
+
+    pub fn from_config(dir: impl Into<PathBuf>, config: &EventLogConfig) -> Self {
         Self {
             dir: dir.into(),
-            partitions: 8,
-            segment_bytes: 128 * 1024 * 1024,
-            segment_age: Duration::from_secs(3600),
-            max_pending_bytes: 64 * 1024 * 1024,
-            append_timeout: Duration::from_secs(2),
+            partitions: config.partitions,
+            segment_bytes: config.segment_bytes,
+            segment_age: Duration::from_secs(config.segment_age_secs),
+            max_pending_bytes: config.max_pending_bytes,
+            append_timeout: Duration::from_millis(config.append_timeout_ms),
             repair: false,
         }
     }
@@ -82,10 +89,6 @@ pub struct SegmentLog {
     offsets: Arc<OffsetStore>,
     /// Held for the life of the log so a second process cannot open it.
     _lock: File,
-}
-
-pub(crate) fn unix_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl SegmentLog {
@@ -400,9 +403,9 @@ fn read_records(partition: &Partition, from: u64, max_records: usize) -> Result<
             };
             if next >= segment.next_offset {
                 // In a gap between segments: continue at the next one.
-                match segments.get(at) {
-                    Some(following) => {
-                        next = following.base_offset;
+                match following_segment(&segments, next) {
+                    Some(base) => {
+                        next = base;
                         continue;
                     }
                     None => break,
@@ -431,17 +434,19 @@ fn read_records(partition: &Partition, from: u64, max_records: usize) -> Result<
         match out.last() {
             Some(last) if out.len() > before => next = last.offset + 1,
             // Nothing at or after `next` in this segment: move past it.
-            _ => {
-                let segments = partition.segments();
-                let at = segments.partition_point(|segment| segment.base_offset <= next);
-                match segments.get(at) {
-                    Some(following) => next = following.base_offset,
-                    None => break,
-                }
-            }
+            _ => match following_segment(&partition.segments(), next) {
+                Some(base) => next = base,
+                None => break,
+            },
         }
     }
     Ok(out)
+}
+
+/// The first offset of the segment after the one that would hold `offset`.
+fn following_segment(segments: &[partition::Segment], offset: u64) -> Option<u64> {
+    let at = segments.partition_point(|segment| segment.base_offset <= offset);
+    segments.get(at).map(|segment| segment.base_offset)
 }
 
 /// Calls `visit` for each record of `view` from its position until it

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use warren_core::metrics as names;
+use warren_core::unix_millis;
 
 use super::format::{self, HEADER_LEN};
 use super::partition::{create_segment, ActiveSegment, Partition};
-use super::unix_millis;
 use crate::{AppendRecord, LogError, RecordPosition};
 
 /// How often an idle writer checks whether a segment is old enough to seal.

@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use warren_core::token::{check_project_token, TokenProblem};
+
 use crate::ApiError;
 
 const MAX_DISTINCT_ID_CHARS: usize = 200;
-const MAX_TOKEN_LEN: usize = 64;
 
 /// A JSON object's top-level fields in order, values unparsed.
 #[derive(Debug, Default)]
@@ -214,22 +215,12 @@ pub fn event_token(raw: &RawObject<'_>) -> Option<String> {
 pub fn validate_token(token: Option<String>) -> Result<String, ApiError> {
     let token = token.ok_or(ApiError::MissingToken)?;
     let token = token.trim();
-    if token.is_empty() {
-        return Err(ApiError::MissingToken);
+    match check_project_token(token) {
+        Ok(()) => Ok(token.to_string()),
+        Err(TokenProblem::Empty) => Err(ApiError::MissingToken),
+        Err(TokenProblem::PersonalApiKey) => Err(ApiError::PersonalApiKey),
+        Err(problem) => Err(ApiError::InvalidToken(problem.describe())),
     }
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(ApiError::InvalidToken("longer than 64 characters"));
-    }
-    if !token.is_ascii() {
-        return Err(ApiError::InvalidToken("not ASCII"));
-    }
-    if token.contains('\0') {
-        return Err(ApiError::InvalidToken("contains NUL"));
-    }
-    if token.starts_with("phx_") {
-        return Err(ApiError::PersonalApiKey);
-    }
-    Ok(token.to_string())
 }
 
 /// Strings stay as they are, other JSON values become their compact JSON

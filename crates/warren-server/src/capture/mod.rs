@@ -1,5 +1,6 @@
 //! The capture API: PostHog's event routes, from request to durable log
-//! record. See `contracts/capture.md` for the rules implemented here.
+//! record, as the official SDKs use them: where the payload is, how it is
+//! encoded, which token and clock apply, and what each answer means.
 
 mod events;
 mod lz64;
@@ -15,8 +16,9 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
+use http_body_util::BodyExt;
 use warren_core::event::{partition_key, CapturedEvent};
 use warren_core::metrics as names;
 use warren_log::AppendRecord;
@@ -203,28 +205,46 @@ fn resolve_token(batch: &events::Batch<'_>) -> Result<Option<String>, ApiError> 
     Ok(found)
 }
 
-async fn read_body(body: Body, limit: usize, timeout_secs: u64) -> Result<Bytes, ApiError> {
-    let read = axum::body::to_bytes(body, limit);
-    match tokio::time::timeout(Duration::from_secs(timeout_secs), read).await {
-        Err(_) => Err(ApiError::BodyTimeout { secs: timeout_secs }),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) => {
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Err(ApiError::PayloadTooLarge { limit })
-            } else {
-                Err(ApiError::InvalidPayload(format!("could not read the body: {error}")))
+/// How much of a refused body is read and dropped so that the client hears
+/// the answer; past this the connection is closed instead.
+const MAX_DISCARD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads the body, up to `limit` bytes. An oversized body is read to its end
+/// and dropped (within [`MAX_DISCARD_BYTES`]) so the client gets its 413
+/// rather than a reset connection.
+async fn read_body(mut body: Body, limit: usize, timeout_secs: u64) -> Result<Bytes, ApiError> {
+    let read = async {
+        let mut collected = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ApiError::InvalidPayload(format!("could not read the body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if collected.len() + data.len() > limit {
+                discard(&mut body).await;
+                return Err(ApiError::PayloadTooLarge { limit });
             }
+            collected.extend_from_slice(&data);
         }
-    }
+        Ok(collected.freeze())
+    };
+    tokio::time::timeout(Duration::from_secs(timeout_secs), read)
+        .await
+        .unwrap_or(Err(ApiError::BodyTimeout { secs: timeout_secs }))
 }
 
-async fn discard_body(body: Body, timeout_secs: u64) {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let drain = async move { while let Some(Ok(_)) = body.frame().await {} };
-    let _ = tokio::time::timeout(Duration::from_secs(timeout_secs), drain).await;
+/// Reads and drops a body the server will not use, within the timeout.
+async fn discard_body(mut body: Body, timeout_secs: u64) {
+    let _ = tokio::time::timeout(Duration::from_secs(timeout_secs), discard(&mut body)).await;
+}
+
+async fn discard(body: &mut Body) {
+    let mut dropped = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        dropped += frame.data_ref().map_or(0, |data| data.len());
+        if dropped > MAX_DISCARD_BYTES {
+            break;
+        }
+    }
 }
 
 /// The first `X-Forwarded-For` address, else the peer.

@@ -39,7 +39,7 @@ fn first_lines_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) 
     let mut lines = Vec::new();
     for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
         let line = line.expect("line");
-        let done = line.starts_with("warren listening on");
+        let done = line.starts_with(warren_core::LISTENING_LINE);
         lines.push(line);
         if done {
             break;
@@ -93,6 +93,8 @@ async fn metrics_count_requests_events_and_log_work() {
     ]});
     let response = client.post(format!("{}/batch/", server.url)).json(&body).send().await.expect("send");
     assert_eq!(response.status(), 200);
+    let ready = client.get(format!("{}/_readiness", server.url)).send().await.expect("readiness");
+    assert_eq!((ready.status().as_u16(), ready.text().await.expect("text").as_str()), (200, "ok"));
     let bad = client.post(format!("{}/batch/", server.url)).body("{").send().await.expect("send");
     assert_eq!(bad.status(), 400);
     let text = client

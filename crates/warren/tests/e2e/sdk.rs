@@ -17,7 +17,8 @@ fn python() -> Option<PathBuf> {
 
 fn node_ready() -> bool {
     let has_node = Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
-    has_node && repo_root().join("tests/sdk/node_modules/posthog-node").exists()
+    let modules = repo_root().join("tests/sdk/node_modules");
+    has_node && ["posthog-node", "lz-string", "fflate"].iter().all(|name| modules.join(name).exists())
 }
 
 /// Runs a sender script against a fresh server and checks the log.
