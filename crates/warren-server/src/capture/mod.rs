@@ -93,7 +93,7 @@ async fn capture(
             return Err(refused);
         }
     };
-    let body = read_body(body, limit, state.capture.body_timeout_secs).await?;
+    let body = read_body(body, announced, limit, state.capture.body_timeout_secs).await?;
     metrics::histogram!(names::CAPTURE_PAYLOAD_BYTES).record(body.len() as f64);
 
     let mut reserve = |bytes| ticket.reserve(bytes);
@@ -212,9 +212,15 @@ const MAX_DISCARD_BYTES: usize = 64 * 1024 * 1024;
 /// Reads the body, up to `limit` bytes. An oversized body is read to its end
 /// and dropped (within [`MAX_DISCARD_BYTES`]) so the client gets its 413
 /// rather than a reset connection.
-async fn read_body(mut body: Body, limit: usize, timeout_secs: u64) -> Result<Bytes, ApiError> {
+async fn read_body(
+    mut body: Body,
+    announced: Option<usize>,
+    limit: usize,
+    timeout_secs: u64,
+) -> Result<Bytes, ApiError> {
     let read = async {
-        let mut collected = BytesMut::new();
+        // Sized once when the length is known, instead of doubling its way there.
+        let mut collected = BytesMut::with_capacity(announced.unwrap_or(0).min(limit));
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|e| ApiError::InvalidPayload(format!("could not read the body: {e}")))?;
