@@ -56,13 +56,17 @@ struct Written {
 
 impl Writer {
     pub fn run(mut self, queue: Receiver<AppendRequest>) {
+        let mut last_age_check = Instant::now();
         loop {
+            // Partitions without traffic are sealed by age here, whether or
+            // not the others keep the writer busy.
+            if last_age_check.elapsed() >= IDLE_TICK {
+                self.seal_aged_segments();
+                last_age_check = Instant::now();
+            }
             let first = match queue.recv_timeout(IDLE_TICK) {
                 Ok(request) => request,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.seal_aged_segments();
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut group_bytes = first.encoded_bytes;
