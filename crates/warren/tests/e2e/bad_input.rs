@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use flate2::write::GzEncoder;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde_json::json;
 use warren_testkit::{TestServer, TOKEN};
 
@@ -167,6 +167,11 @@ async fn bad_inputs_get_their_status_and_code() {
     assert!(server.read_log().is_empty(), "no bad request left anything in the log");
 }
 
+/// Posts JSON without a content type, as sendBeacon and many SDKs do.
+async fn post(client: &reqwest::Client, url: String, body: serde_json::Value) -> reqwest::Response {
+    client.post(url).body(serde_json::to_vec(&body).expect("json")).send().await.expect("request")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_details_cors_beacon_engage_and_skew() {
     let mut server = TestServer::start(BIN);
@@ -190,70 +195,57 @@ async fn protocol_details_cors_beacon_engage_and_skew() {
         client.request(reqwest::Method::OPTIONS, format!("{url}/batch")).send().await.expect("options");
     assert_eq!(plain_options.status(), 200);
 
-    let beacon = client
-        .post(format!("{url}/e/?beacon=1"))
-        .body(
-            serde_json::to_vec(&json!({"event": "b", "distinct_id": "beacon", "token": TOKEN}))
-                .expect("json"),
-        )
-        .send()
-        .await
-        .expect("beacon");
+    let beacon = post(
+        &client,
+        format!("{url}/e/?beacon=1"),
+        json!({"event": "b", "distinct_id": "beacon", "token": TOKEN}),
+    )
+    .await;
     assert_eq!(beacon.status(), 204);
 
-    let engage = client
-        .post(format!("{url}/engage/"))
-        .body(
-            serde_json::to_vec(&json!({"$set": {"a": 1}, "distinct_id": "engaged", "token": TOKEN}))
-                .expect("json"),
-        )
-        .send()
-        .await
-        .expect("engage");
+    let engage = post(
+        &client,
+        format!("{url}/engage/"),
+        json!({"$set": {"a": 1}, "distinct_id": "engaged", "token": TOKEN}),
+    )
+    .await;
     assert_eq!(engage.status(), 200);
     assert_eq!(engage.json::<serde_json::Value>().await.expect("json"), json!({"status": 1}));
 
     // A client whose clock is an hour fast: its timestamps move back an hour.
     let now = chrono::Utc::now();
     let fast = now + chrono::TimeDelta::hours(1);
-    let skewed = client
-        .post(format!("{url}/batch"))
-        .body(
-            serde_json::to_vec(&json!({
-                "api_key": TOKEN,
-                "sent_at": fast.to_rfc3339(),
-                "batch": [
-                    {"event": "skewed", "distinct_id": "s", "timestamp": fast.to_rfc3339()},
-                    {"event": "offset", "distinct_id": "s", "offset": 60_000},
-                    {"event": "perf", "distinct_id": "s"},
-                    {"event": "$performance_event", "distinct_id": "s"},
-                ],
-            }))
-            .expect("json"),
-        )
-        .header(CONTENT_ENCODING, "")
-        .send()
-        .await
-        .expect("skewed");
+    let skewed = post(
+        &client,
+        format!("{url}/batch"),
+        json!({
+            "api_key": TOKEN,
+            "sent_at": fast.to_rfc3339(),
+            "batch": [
+                {"event": "skewed", "distinct_id": "s", "timestamp": fast.to_rfc3339()},
+                {"event": "offset", "distinct_id": "s", "offset": 60_000},
+                {"event": "perf", "distinct_id": "s"},
+                {"event": "$performance_event", "distinct_id": "s"},
+            ],
+        }),
+    )
+    .await;
     assert_eq!(skewed.status(), 200);
 
     // Absurd clocks are answered with the server time, not a panic.
-    let absurd = client
-        .post(format!("{url}/batch/?compression=identity"))
-        .body(
-            serde_json::to_vec(&json!({
-                "api_key": TOKEN,
-                "sent_at": "+200000-01-01T00:00:00",
-                "batch": [
-                    {"event": "far", "distinct_id": "s", "timestamp": "-200000-01-01T00:00:00"},
-                    {"event": "huge_offset", "distinct_id": "s", "offset": 1e16},
-                ],
-            }))
-            .expect("json"),
-        )
-        .send()
-        .await
-        .expect("absurd");
+    let absurd = post(
+        &client,
+        format!("{url}/batch/?compression=identity"),
+        json!({
+            "api_key": TOKEN,
+            "sent_at": "+200000-01-01T00:00:00",
+            "batch": [
+                {"event": "far", "distinct_id": "s", "timestamp": "-200000-01-01T00:00:00"},
+                {"event": "huge_offset", "distinct_id": "s", "offset": 1e16},
+            ],
+        }),
+    )
+    .await;
     assert_eq!(absurd.status(), 200);
 
     let x_forwarded = client
