@@ -4,6 +4,7 @@
 //! Every field has a default, so an empty file is a valid configuration.
 //! Durations are plain integers whose unit is in the name (`_secs`, `_ms`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarrenConfig {
+    /// What this process runs: `all` (capture and ingest, the embedded
+    /// default), `capture` or `ingest`.
+    pub role: Role,
     /// Address the HTTP server binds, `host:port`.
     pub listen: String,
     /// Where embedded storage lives: the event log, the SQLite meta store.
@@ -26,12 +30,15 @@ pub struct WarrenConfig {
     pub http: HttpConfig,
     pub event_log: EventLogConfig,
     pub capture: CaptureConfig,
+    pub ingest: IngestConfig,
+    pub event_store: EventStoreConfig,
     pub bootstrap: BootstrapConfig,
 }
 
 impl Default for WarrenConfig {
     fn default() -> Self {
         Self {
+            role: Role::All,
             listen: "127.0.0.1:8000".into(),
             data_dir: PathBuf::from("./warren-data"),
             meta_url: None,
@@ -40,8 +47,29 @@ impl Default for WarrenConfig {
             http: HttpConfig::default(),
             event_log: EventLogConfig::default(),
             capture: CaptureConfig::default(),
+            ingest: IngestConfig::default(),
+            event_store: EventStoreConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
+    }
+}
+
+/// The roles of one process; a large deployment runs each on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    All,
+    Capture,
+    Ingest,
+}
+
+impl Role {
+    pub fn captures(self) -> bool {
+        matches!(self, Role::All | Role::Capture)
+    }
+
+    pub fn ingests(self) -> bool {
+        matches!(self, Role::All | Role::Ingest)
     }
 }
 
@@ -136,6 +164,71 @@ impl Default for CaptureConfig {
             max_concurrent_requests: 256,
             max_inflight_bytes: 128 * 1024 * 1024,
             body_timeout_secs: 30,
+        }
+    }
+}
+
+/// The ingest role: event log → persons → event store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// A batch is written once it holds this many events…
+    pub batch_max_events: usize,
+    /// …or once its first event has waited this long, whichever is first.
+    /// Bounds how stale the event store is behind the log.
+    pub batch_max_wait_ms: u64,
+    /// How often an idle consumer looks for new records.
+    pub poll_interval_ms: u64,
+    /// Recent event uuids remembered to drop duplicates (a client retrying a
+    /// batch that was stored); about 40 bytes each.
+    pub dedup_window_events: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_events: 20_000,
+            batch_max_wait_ms: 1000,
+            poll_interval_ms: 50,
+            dedup_window_events: 1_000_000,
+        }
+    }
+}
+
+/// The canonical event store: a Delta Lake table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventStoreConfig {
+    /// Table location: `file:///path` or `s3://bucket/prefix`; `events/`
+    /// inside `data_dir` when unset.
+    pub url: Option<String>,
+    /// Object-store options passed to the Delta adapter, e.g. for S3:
+    /// `aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_allow_http`, `aws_s3_allow_unsafe_rename`.
+    pub storage_options: BTreeMap<String, String>,
+    /// Compaction rewrites files smaller than this into files about this big.
+    pub target_file_bytes: u64,
+    /// How often upkeep (compaction, vacuum) looks for work.
+    pub maintenance_interval_secs: u64,
+    /// A date partition is compacted once it has this many small files.
+    pub compaction_min_files: usize,
+    /// A checkpoint is written every this many commits.
+    pub checkpoint_interval: u64,
+    /// Files no longer in the table are deleted once they are this old;
+    /// readers of older table versions need them until then. At least 1.
+    pub vacuum_retention_hours: u64,
+}
+
+impl Default for EventStoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            storage_options: BTreeMap::new(),
+            target_file_bytes: 128 * 1024 * 1024,
+            maintenance_interval_secs: 60,
+            compaction_min_files: 16,
+            checkpoint_interval: 100,
+            vacuum_retention_hours: 168,
         }
     }
 }

@@ -36,6 +36,40 @@ pub const LOG_PARTITION_SEGMENTS: &str = "warren_log_partition_segments";
 pub const LOG_CONSUMER_LAG: &str = "warren_log_consumer_lag_records";
 /// Segments deleted by retention.
 pub const LOG_SEGMENTS_DELETED: &str = "warren_log_segments_deleted_total";
+/// Commits to the events table, labelled `kind` (append, compaction).
+pub const STORE_COMMITS: &str = "warren_store_commits_total";
+/// Rows appended to the events table.
+pub const STORE_ROWS_WRITTEN: &str = "warren_store_rows_written_total";
+/// Time of one append commit (encode, upload, commit), seconds.
+pub const STORE_COMMIT_SECONDS: &str = "warren_store_commit_duration_seconds";
+/// The events table's current version.
+pub const STORE_TABLE_VERSION: &str = "warren_store_table_version";
+/// Data files in the events table's current version.
+pub const STORE_FILES: &str = "warren_store_files";
+/// Small files rewritten by compaction.
+pub const STORE_COMPACTED_FILES: &str = "warren_store_compacted_files_total";
+/// Checkpoints written.
+pub const STORE_CHECKPOINTS: &str = "warren_store_checkpoints_total";
+/// Files no longer in the table deleted by vacuum.
+pub const STORE_VACUUMED_FILES: &str = "warren_store_vacuumed_files_total";
+/// Upkeep rounds that failed.
+pub const STORE_MAINTENANCE_ERRORS: &str = "warren_store_maintenance_errors_total";
+/// Events ingest finished with, labelled `outcome` (stored, duplicate, invalid).
+pub const INGEST_EVENTS: &str = "warren_ingest_events_total";
+/// Time of one ingest batch, seconds, labelled `stage` (persons, store, meta).
+pub const INGEST_STAGE_SECONDS: &str = "warren_ingest_stage_duration_seconds";
+/// Events per ingest batch.
+pub const INGEST_BATCH_EVENTS: &str = "warren_ingest_batch_events";
+/// Records in the event log that ingest has not stored yet.
+pub const INGEST_LAG_RECORDS: &str = "warren_ingest_lag_records";
+/// Ingestion warnings recorded, labelled `kind`.
+pub const INGEST_WARNINGS: &str = "warren_ingest_warnings_total";
+/// Persons created.
+pub const INGEST_PERSONS_CREATED: &str = "warren_ingest_persons_created_total";
+/// Persons merged into another.
+pub const INGEST_PERSONS_MERGED: &str = "warren_ingest_persons_merged_total";
+/// Ingest batches that failed and were retried.
+pub const INGEST_BATCH_FAILURES: &str = "warren_ingest_batch_failures_total";
 
 /// What kind of metric a name is, for its `# TYPE` and `# HELP` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +92,23 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (LOG_APPEND_SECONDS, Kind::Histogram, "Event log append latency up to durability."),
     (LOG_FSYNC_SECONDS, Kind::Histogram, "Duration of one event log fsync."),
     (LOG_FSYNC_BATCH_RECORDS, Kind::Histogram, "Records made durable by one group commit."),
+    (STORE_COMMITS, Kind::Counter, "Commits to the events table, by kind."),
+    (STORE_ROWS_WRITTEN, Kind::Counter, "Rows appended to the events table."),
+    (STORE_COMMIT_SECONDS, Kind::Histogram, "Duration of one events-table append commit."),
+    (STORE_TABLE_VERSION, Kind::Gauge, "Current version of the events table."),
+    (STORE_FILES, Kind::Gauge, "Data files in the current events-table version."),
+    (STORE_COMPACTED_FILES, Kind::Counter, "Small files rewritten by compaction."),
+    (STORE_CHECKPOINTS, Kind::Counter, "Events-table checkpoints written."),
+    (STORE_VACUUMED_FILES, Kind::Counter, "Unreferenced files deleted by vacuum."),
+    (STORE_MAINTENANCE_ERRORS, Kind::Counter, "Events-table upkeep rounds that failed."),
+    (INGEST_EVENTS, Kind::Counter, "Events ingest finished with, by outcome."),
+    (INGEST_STAGE_SECONDS, Kind::Histogram, "Duration of one ingest batch stage."),
+    (INGEST_BATCH_EVENTS, Kind::Histogram, "Events per ingest batch."),
+    (INGEST_LAG_RECORDS, Kind::Gauge, "Event-log records not yet stored by ingest."),
+    (INGEST_WARNINGS, Kind::Counter, "Ingestion warnings recorded, by kind."),
+    (INGEST_PERSONS_CREATED, Kind::Counter, "Persons created by ingest."),
+    (INGEST_PERSONS_MERGED, Kind::Counter, "Persons merged into another."),
+    (INGEST_BATCH_FAILURES, Kind::Counter, "Ingest batches that failed and were retried."),
     (LOG_APPEND_ERRORS, Kind::Counter, "Event log appends that failed, by cause."),
     (LOG_PARTITION_BYTES, Kind::Gauge, "Event log bytes on disk per partition."),
     (LOG_PARTITION_SEGMENTS, Kind::Gauge, "Event log segment files per partition."),

@@ -1,58 +1,88 @@
-//! The MetaStore behaviour every adapter must show, run against SQLite.
+//! The MetaStore conformance suite, run against every dialect: SQLite in a
+//! temp dir and a real PostgreSQL server started by the test kit.
 
-use warren_meta::{BootstrapRequest, MetaStore, SqliteMeta};
+use async_trait::async_trait;
+use warren_meta::conformance::MetaFactory;
+use warren_meta::{MetaStore, SqlMeta};
 
-async fn sqlite() -> (tempfile::TempDir, SqliteMeta) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
-    let store = SqliteMeta::connect(&url).await.expect("connect");
+async fn connect(url: &str) -> SqlMeta {
+    let store = SqlMeta::connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
     store.migrate().await.expect("migrate");
-    (dir, store)
+    store
 }
 
-#[tokio::test]
-async fn bootstrap_creates_project_one_once() {
-    let (_dir, store) = sqlite().await;
-    store.ping().await.expect("a connected store answers");
-    let first = store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
-    let first = first.expect("a fresh store is bootstrapped");
-    assert_eq!(first.project.id, 1);
-    assert!(first.project.api_token.starts_with("phc_"));
-    assert!(first.api_key.starts_with("phx_"));
-    let again = store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
-    assert!(again.is_none(), "a second bootstrap changes nothing");
+mod sqlite {
+    use super::*;
 
-    let found = store.project_by_token(&first.project.api_token).await.expect("lookup");
-    assert_eq!(found, Some(first.project.clone()));
-    assert_eq!(store.project_by_token("phc_unknown").await.expect("lookup"), None);
-    let organization = store.organization_for_api_key(&first.api_key).await.expect("lookup");
-    assert_eq!(organization, Some(first.project.organization_id));
-    assert_eq!(store.organization_for_api_key("phx_wrong_wrong_wrong").await.expect("lookup"), None);
+    struct SqliteFactory {
+        dir: tempfile::TempDir,
+    }
+
+    impl SqliteFactory {
+        fn new() -> Self {
+            Self { dir: tempfile::tempdir().expect("temp dir") }
+        }
+
+        fn url(&self) -> String {
+            format!("sqlite://{}", self.dir.path().join("meta.db").display())
+        }
+    }
+
+    #[async_trait]
+    impl MetaFactory for SqliteFactory {
+        type Store = SqlMeta;
+
+        async fn create(&self) -> SqlMeta {
+            connect(&self.url()).await
+        }
+
+        async fn reconnect(&self, store: SqlMeta) -> SqlMeta {
+            drop(store);
+            connect(&self.url()).await
+        }
+    }
+
+    warren_meta::meta_store_conformance!(Some(SqliteFactory::new()));
 }
 
-#[tokio::test]
-async fn bootstrap_takes_fixed_secrets_and_validates_them() {
-    let (_dir, store) = sqlite().await;
-    let bad = BootstrapRequest { project_token: Some("phx_personal".into()), api_key: None };
-    assert!(store.bootstrap(bad).await.is_err(), "a phx_ token is refused");
-    let fixed = BootstrapRequest {
-        project_token: Some("phc_fixed_token".into()),
-        api_key: Some("phx_fixed_api_key_0123456789".into()),
-    };
-    let made = store.bootstrap(fixed).await.expect("bootstrap").expect("created");
-    assert_eq!(made.project.api_token, "phc_fixed_token");
-    let later = BootstrapRequest { project_token: Some("phx_ignored_now".into()), api_key: None };
-    assert!(store.bootstrap(later).await.expect("ignored").is_none(), "settings only matter once");
-    assert!(store.organization_for_api_key("phx_fixed_api_key_0123456789").await.expect("lookup").is_some());
+mod postgres {
+    use super::*;
+    use warren_testkit::services::PostgresServer;
+
+    /// One fresh database per test on the shared server.
+    struct PostgresFactory {
+        url: String,
+    }
+
+    impl PostgresFactory {
+        /// `None` when PostgreSQL is missing locally (CI fails instead).
+        fn new() -> Option<Self> {
+            PostgresServer::shared().map(|server| Self { url: server.fresh_database() })
+        }
+    }
+
+    #[async_trait]
+    impl MetaFactory for PostgresFactory {
+        type Store = SqlMeta;
+
+        async fn create(&self) -> SqlMeta {
+            connect(&self.url).await
+        }
+
+        async fn reconnect(&self, store: SqlMeta) -> SqlMeta {
+            drop(store);
+            connect(&self.url).await
+        }
+    }
+
+    warren_meta::meta_store_conformance!(PostgresFactory::new());
 }
 
-#[tokio::test]
-async fn migrations_are_idempotent_and_data_survives_reconnect() {
-    let (dir, store) = sqlite().await;
-    store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
-    drop(store);
-    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
-    let store = SqliteMeta::connect(&url).await.expect("reconnect");
-    store.migrate().await.expect("migrate again");
-    assert!(store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap").is_none());
+#[test]
+fn urls_pick_the_dialect() {
+    use warren_meta::Dialect;
+    assert_eq!(Dialect::from_url("sqlite:///tmp/x.db").ok(), Some(Dialect::Sqlite));
+    assert_eq!(Dialect::from_url("postgres://u@h/db").ok(), Some(Dialect::Postgres));
+    assert_eq!(Dialect::from_url("postgresql://u@h/db").ok(), Some(Dialect::Postgres));
+    assert!(Dialect::from_url("mysql://u@h/db").is_err());
 }

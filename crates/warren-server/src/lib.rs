@@ -57,17 +57,22 @@ impl AppState {
 }
 
 /// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
+/// The HTTP API. A process without the capture role serves only health
+/// and metrics.
+pub fn router(state: AppState, with_capture: bool) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_headers(AllowHeaders::mirror_request())
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_credentials(true)
         .max_age(Duration::from_secs(3600));
-    let capture = capture::routes().layer(cors);
-    Router::new()
-        .merge(capture)
-        .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }))
+    let mut routes = Router::new();
+    if with_capture {
+        routes = routes
+            .merge(capture::routes().layer(cors))
+            .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }));
+    }
+    routes
         .route("/_liveness", get(|| async { "ok" }))
         .route("/_readiness", get(readiness))
         .route("/metrics", get(metrics::render))

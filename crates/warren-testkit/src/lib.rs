@@ -4,6 +4,10 @@
 //! its own data dir; [`read_log`] opens that data dir's event log once the
 //! server is stopped; [`require`] decides what a missing peer means: a
 //! failure under `CI=true` or `scripts/test`, a loud skip elsewhere.
+//! [`services`] starts the real PostgreSQL and S3 (Garage) servers that
+//! adapter suites run against.
+
+pub mod services;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

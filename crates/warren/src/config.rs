@@ -42,6 +42,7 @@ fn is_setting(key: &str) -> bool {
 }
 
 const TOP_LEVEL_KEYS: &[&str] = &[
+    "role",
     "listen",
     "data_dir",
     "meta_url",
@@ -50,6 +51,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "http",
     "event_log",
     "capture",
+    "ingest",
+    "event_store",
     "bootstrap",
 ];
 

@@ -44,7 +44,8 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("warren {}", env!("CARGO_PKG_VERSION"));
             println!("event log segment format {}", warren_log::SEGMENT_FORMAT_VERSION);
-            println!("meta store schema (sqlite) {}", *warren_meta::SQLITE_SCHEMA_VERSION);
+            println!("meta store schema (sqlite) {}", warren_meta::Dialect::Sqlite.schema_version());
+            println!("meta store schema (postgres) {}", warren_meta::Dialect::Postgres.schema_version());
             Ok(())
         }
         Command::Serve(args) => run_async(serve::serve(cli.config, args)),

@@ -1,19 +1,25 @@
-//! `warren serve`: open the stores, bootstrap a fresh deployment, serve
-//! HTTP, and shut down cleanly on SIGTERM or SIGINT.
+//! `warren serve`: open the stores, bootstrap a fresh deployment, run the
+//! roles asked for (capture's HTTP API, ingest), and shut down cleanly on
+//! SIGTERM or SIGINT.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use warren_core::config::{LogFormat, WarrenConfig};
+use tokio::sync::watch;
+use warren_core::config::{LogFormat, Role, WarrenConfig};
 use warren_core::LISTENING_LINE;
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
-use warren_meta::{BootstrapRequest, MetaStore, SqliteMeta};
+use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
 use warren_server::AppState;
+use warren_store::{DeltaStore, DeltaStoreOptions, EventStore};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// What to run: all (capture and ingest), capture, or ingest.
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
     /// Where embedded storage lives.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -47,9 +53,14 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let meta = open_meta(&config).await?;
     bootstrap(meta.as_ref(), &config).await?;
     let retention = tokio::spawn(run_retention(log.clone(), config.clone()));
+    let ingest = if config.role.ingests() {
+        Some(start_ingest(&config, log.clone(), meta.clone()).await?)
+    } else {
+        None
+    };
 
     let state = AppState::new(log.clone(), meta, config.capture.clone(), metrics);
-    let app = warren_server::router(state);
+    let app = warren_server::router(state, config.role.captures());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -57,18 +68,36 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let shutdown = shutdown_signal()?;
     // Scripts and tests read this line to find the port.
     println!("{LISTENING_LINE}http://{address}");
-    tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(%address, role = ?config.role, data_dir = %config.data_dir.display(), "serving");
 
     warren_server::serve(listener, app, &config.http, shutdown).await;
 
-    tracing::info!("requests drained; closing the event log");
+    tracing::info!("requests drained");
+    if let Some(ingest) = ingest {
+        ingest.stop().await;
+    }
+    tracing::info!("closing the event log");
     retention.abort();
     log.close().await.context("closing the event log")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    All,
+    Capture,
+    Ingest,
+}
+
 fn apply_flags(config: &mut WarrenConfig, args: &ServeArgs) {
+    if let Some(role) = args.role {
+        config.role = match role {
+            RoleArg::All => Role::All,
+            RoleArg::Capture => Role::Capture,
+            RoleArg::Ingest => Role::Ingest,
+        };
+    }
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
@@ -100,7 +129,7 @@ async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> 
         .meta_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("meta.db").display()));
-    let meta = SqliteMeta::connect(&url).await.with_context(|| format!("opening meta store {url}"))?;
+    let meta = SqlMeta::connect(&url).await.with_context(|| format!("opening meta store {url}"))?;
     meta.migrate().await?;
     Ok(Arc::new(meta))
 }
@@ -117,6 +146,55 @@ async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Resul
         tracing::info!(project_id = made.project.id, "bootstrapped a new deployment");
     }
     Ok(())
+}
+
+/// The running ingest role.
+struct IngestRole {
+    stop: watch::Sender<bool>,
+    consumer: tokio::task::JoinHandle<()>,
+    upkeep: tokio::task::JoinHandle<()>,
+}
+
+impl IngestRole {
+    /// Lets the batch in hand finish, then stops.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.consumer.await {
+            tracing::error!(%error, "the ingest task failed");
+        }
+        self.upkeep.abort();
+        tracing::info!("ingest stopped");
+    }
+}
+
+async fn start_ingest(
+    config: &WarrenConfig,
+    log: Arc<SegmentLog>,
+    meta: Arc<dyn MetaStore>,
+) -> anyhow::Result<IngestRole> {
+    let options = DeltaStoreOptions::from_config(&config.event_store, &config.data_dir)?;
+    let url = options.url.clone();
+    let store =
+        Arc::new(DeltaStore::open(options).await.with_context(|| format!("opening the event store {url}"))?);
+    let (stop, stopped) = watch::channel(false);
+    let ingester = warren_ingest::Ingester::new(log, meta, store.clone(), config.ingest.clone());
+    let consumer = tokio::spawn(ingester.run(stopped));
+    let every = Duration::from_secs(config.event_store.maintenance_interval_secs.max(1));
+    let upkeep = tokio::spawn(run_store_upkeep(store, every));
+    tracing::info!(event_store = %url, "ingest started");
+    Ok(IngestRole { stop, consumer, upkeep })
+}
+
+async fn run_store_upkeep(store: Arc<DeltaStore>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.maintain().await {
+            metrics::counter!(warren_core::metrics::STORE_MAINTENANCE_ERRORS).increment(1);
+            tracing::error!(%error, "event store upkeep failed");
+        }
+    }
 }
 
 async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<SegmentLog> {

@@ -1,9 +1,11 @@
 //! End-to-end tests: the real `warren` binary on loopback, driven by the
-//! official SDKs and by raw HTTP, with its event log read back afterwards.
+//! official SDKs and by raw HTTP, with its event log and events table read
+//! back afterwards.
 
 mod bad_input;
 mod crash;
 mod expect;
+mod ingest;
 mod lifecycle;
 mod overload;
 mod sdk;

@@ -8,7 +8,7 @@ use warren_testkit::{require, TestServer, TOKEN};
 use crate::expect::{assert_log_matches, parse_lines};
 use crate::{repo_root, BIN};
 
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     let python = repo_root().join(".venv/bin/python");
     let ready =
         Command::new(&python).args(["-c", "import posthog"]).output().is_ok_and(|out| out.status.success());

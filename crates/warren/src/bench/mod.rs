@@ -12,10 +12,14 @@ use anyhow::{bail, Context};
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+mod ingest;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Drive the capture API with concurrent clients sending PostHog batches.
     Capture(CaptureBench),
+    /// Measure ingest: log → persons → Delta throughput, and freshness.
+    Ingest(ingest::IngestBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +50,7 @@ pub struct CaptureBench {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Capture(options) => capture(options).await,
+        BenchCommand::Ingest(options) => ingest::run(options).await,
     }
 }
 
@@ -58,12 +63,23 @@ struct OwnServer {
 
 async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
     let dir = tempfile::tempdir()?;
+    let (child, url) = start_server(dir.path(), token, &[]).await?;
+    Ok(OwnServer { child, url, _dir: dir })
+}
+
+/// `warren serve` on `dir` with extra arguments; returns once it listens.
+async fn start_server(
+    dir: &std::path::Path,
+    token: &str,
+    args: &[&str],
+) -> anyhow::Result<(tokio::process::Child, String)> {
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .arg("serve")
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--bootstrap-project-token", token])
+        .args(args)
         .env("WARREN_LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -74,7 +90,7 @@ async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
     while let Some(line) = lines.next_line().await? {
         if let Some(url) = line.strip_prefix(warren_core::LISTENING_LINE) {
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Ok(OwnServer { child, url: url.to_string(), _dir: dir });
+            return Ok((child, url.to_string()));
         }
     }
     bail!("warren serve exited before listening")
@@ -83,11 +99,15 @@ async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
 /// A realistic event: about 30 properties, about 1 KB of JSON.
 fn event(rng: &mut impl Rng, distinct_ids: u32) -> serde_json::Value {
     let user = rng.random_range(0..distinct_ids);
+    event_of(rng, &format!("user-{user}"), user)
+}
+
+fn event_of(rng: &mut impl Rng, distinct_id: &str, user: u32) -> serde_json::Value {
     let paths = ["/", "/pricing", "/docs/getting-started", "/blog/launch", "/app/dashboard"];
     let path = paths[rng.random_range(0..paths.len())];
     serde_json::json!({
         "event": if rng.random_bool(0.7) { "$pageview" } else { "button_clicked" },
-        "distinct_id": format!("user-{user}"),
+        "distinct_id": distinct_id,
         "timestamp": "2026-11-26T10:00:00.000Z",
         "properties": {
             "$current_url": format!("https://example.com{path}?utm_source=newsletter"),

@@ -1,0 +1,24 @@
+//! The ingest role: it consumes the event log, applies PostHog's person
+//! semantics, and writes events with their persons into the event store.
+//!
+//! [`Ingester`] runs the loop. A batch of log records is normalised
+//! (`normalize`), deduplicated by uuid (`dedup`), resolved to persons
+//! (`persons`) and groups (`groups`), then committed in two steps: first
+//! the rows to the event store together with the log offsets they cover,
+//! then the person changes to the meta store with the same offsets. On
+//! start, and after any failure, the loop resumes from the meta store's
+//! offsets and replays person updates alone for records the event store
+//! already holds — so a crash between (or during) the two commits neither
+//! loses nor duplicates an event. Sender mistakes become ingestion warnings.
+//!
+//! This crate never writes the event log and never serves HTTP.
+
+mod dedup;
+mod error;
+mod groups;
+mod normalize;
+mod persons;
+mod pipeline;
+
+pub use error::IngestError;
+pub use pipeline::{Ingester, CONSUMER};

@@ -1,0 +1,433 @@
+//! Persons, distinct ids, overrides, groups, ingestion warnings and ingest
+//! offsets: what ingest reads before a batch and writes after it.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, Transaction};
+use uuid::Uuid;
+use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, Properties, TeamId};
+
+use super::{int, placeholders, text, value_rows, Dialect};
+use crate::{IngestCommit, MetaError, PersonLookup};
+
+const PERSON_COLUMNS: &str =
+    "p.uuid, p.team_id, p.properties, p.created_at_us, p.is_identified, p.version, p.created_by_event";
+
+fn uuid(row: &AnyRow, column: &str) -> Result<Uuid, MetaError> {
+    let value = text(row, column)?;
+    Uuid::from_str(&value).map_err(|e| MetaError::Corrupt { what: "uuid", reason: format!("{value:?}: {e}") })
+}
+
+fn properties(row: &AnyRow, column: &str) -> Result<Properties, MetaError> {
+    let value = text(row, column)?;
+    serde_json::from_str(&value)
+        .map_err(|e| MetaError::Corrupt { what: "properties JSON", reason: e.to_string() })
+}
+
+fn person_from_row(row: &AnyRow) -> Result<Person, MetaError> {
+    Ok(Person {
+        uuid: uuid(row, "uuid")?,
+        team_id: int(row, "team_id")?,
+        properties: properties(row, "properties")?,
+        created_at_us: int(row, "created_at_us")?,
+        is_identified: int(row, "is_identified")? != 0,
+        version: int(row, "version")?,
+        created_by_event: optional_uuid(row, "created_by_event")?,
+    })
+}
+
+fn optional_uuid(row: &AnyRow, column: &str) -> Result<Option<Uuid>, MetaError> {
+    let value: Option<String> = sqlx::Row::try_get(row, column)?;
+    value
+        .map(|v| {
+            Uuid::from_str(&v).map_err(|e| MetaError::Corrupt { what: "uuid", reason: format!("{v:?}: {e}") })
+        })
+        .transpose()
+}
+
+fn group_from_row(row: &AnyRow) -> Result<Group, MetaError> {
+    Ok(Group {
+        team_id: int(row, "team_id")?,
+        group_type_index: i32::try_from(int(row, "group_type_index")?)
+            .map_err(|e| MetaError::Corrupt { what: "group type index", reason: e.to_string() })?,
+        group_key: text(row, "group_key")?,
+        properties: properties(row, "properties")?,
+        created_at_us: int(row, "created_at_us")?,
+        version: int(row, "version")?,
+    })
+}
+
+fn json_text(value: &Properties) -> String {
+    serde_json::Value::Object(value.clone()).to_string()
+}
+
+/// Runs `build` for slices of `items` small enough for one statement.
+fn chunks<T>(dialect: Dialect, items: &[T], params_per_item: usize) -> impl Iterator<Item = &[T]> {
+    items.chunks((dialect.max_parameters() / params_per_item.max(1)).clamp(1, 1000))
+}
+
+pub(super) async fn persons_by_distinct_ids(
+    pool: &AnyPool,
+    dialect: Dialect,
+    team_id: TeamId,
+    distinct_ids: &[String],
+) -> Result<PersonLookup, MetaError> {
+    let mut lookup = PersonLookup::default();
+    for chunk in chunks(dialect, distinct_ids, 1) {
+        let sql = format!(
+            "SELECT d.distinct_id, {PERSON_COLUMNS}
+             FROM person_distinct_ids d
+             JOIN persons p ON p.team_id = d.team_id AND p.uuid = d.person_uuid
+             WHERE d.team_id = $1 AND d.distinct_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(team_id);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(pool).await? {
+            let person = person_from_row(&row)?;
+            lookup.distinct_ids.insert(text(&row, "distinct_id")?, person.uuid);
+            lookup.persons.insert(person.uuid, person);
+        }
+    }
+    Ok(lookup)
+}
+
+pub(super) async fn groups_by_keys(
+    pool: &AnyPool,
+    dialect: Dialect,
+    team_id: TeamId,
+    keys: &[(i32, String)],
+) -> Result<Vec<Group>, MetaError> {
+    let mut by_index: HashMap<i32, Vec<&str>> = HashMap::new();
+    for (index, key) in keys {
+        by_index.entry(*index).or_default().push(key);
+    }
+    let mut groups = Vec::new();
+    for (index, keys) in by_index {
+        for chunk in chunks(dialect, &keys, 1) {
+            let sql = format!(
+                "SELECT team_id, group_type_index, group_key, properties, created_at_us, version FROM groups
+                 WHERE team_id = $1 AND group_type_index = $2 AND group_key IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(team_id).bind(i64::from(index));
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(pool).await? {
+                groups.push(group_from_row(&row)?);
+            }
+        }
+    }
+    Ok(groups)
+}
+
+pub(super) async fn group_types(pool: &AnyPool, team_id: TeamId) -> Result<Vec<GroupType>, MetaError> {
+    let rows = sqlx::query(
+        "SELECT team_id, group_type, group_type_index FROM group_types WHERE team_id = $1 ORDER BY group_type_index",
+    )
+    .bind(team_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(GroupType {
+                team_id: int(row, "team_id")?,
+                group_type: text(row, "group_type")?,
+                group_type_index: i32::try_from(int(row, "group_type_index")?)
+                    .map_err(|e| MetaError::Corrupt { what: "group type index", reason: e.to_string() })?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn commit_ingest(
+    pool: &AnyPool,
+    dialect: Dialect,
+    commit: &IngestCommit,
+) -> Result<(), MetaError> {
+    let mut tx = pool.begin().await?;
+    for merge in &commit.merges {
+        let (team, old, into) = (merge.team_id, merge.old.to_string(), merge.into.to_string());
+        sqlx::query(
+            "UPDATE person_distinct_ids SET person_uuid = $1 WHERE team_id = $2 AND person_uuid = $3",
+        )
+        .bind(&into)
+        .bind(team)
+        .bind(&old)
+        .execute(&mut *tx)
+        .await?;
+        // Keep overrides one hop deep: whatever pointed at the merged-away
+        // person now points at the survivor.
+        sqlx::query(
+            "UPDATE person_overrides SET override_person_id = $1, version = version + 1
+             WHERE team_id = $2 AND override_person_id = $3",
+        )
+        .bind(&into)
+        .bind(team)
+        .bind(&old)
+        .execute(&mut *tx)
+        .await?;
+        upsert_override(&mut tx, team, &old, &into).await?;
+        sqlx::query("DELETE FROM persons WHERE team_id = $1 AND uuid = $2")
+            .bind(team)
+            .bind(&old)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for chunk in chunks(dialect, &commit.persons, 7) {
+        let sql = format!(
+            "INSERT INTO persons (team_id, uuid, properties, created_at_us, is_identified, version, created_by_event)
+             VALUES {}
+             ON CONFLICT (team_id, uuid) DO UPDATE SET properties = excluded.properties,
+                 created_at_us = excluded.created_at_us, is_identified = excluded.is_identified,
+                 version = excluded.version",
+            value_rows(7, chunk.len())
+        );
+        let mut query: Query<'_, Any, AnyArguments<'_>> = sqlx::query(&sql);
+        for person in chunk {
+            query = query
+                .bind(person.team_id)
+                .bind(person.uuid.to_string())
+                .bind(json_text(&person.properties))
+                .bind(person.created_at_us)
+                .bind(i64::from(person.is_identified))
+                .bind(person.version)
+                .bind(person.created_by_event.map(|u| u.to_string()));
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for chunk in chunks(dialect, &commit.distinct_ids, 3) {
+        let sql = format!(
+            "INSERT INTO person_distinct_ids (team_id, distinct_id, person_uuid) VALUES {}
+             ON CONFLICT (team_id, distinct_id) DO UPDATE SET person_uuid = excluded.person_uuid",
+            value_rows(3, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for assignment in chunk {
+            query = query
+                .bind(assignment.team_id)
+                .bind(assignment.distinct_id.as_str())
+                .bind(assignment.person_uuid.to_string());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for chunk in chunks(dialect, &commit.overrides, 3) {
+        // One statement may not touch a row twice; a batch's overrides have
+        // distinct old ids (one per distinct id that joined a person).
+        let sql = format!(
+            "INSERT INTO person_overrides (team_id, old_person_id, override_person_id, version) VALUES {}
+             ON CONFLICT (team_id, old_person_id) DO UPDATE SET
+                 override_person_id = excluded.override_person_id, version = person_overrides.version + 1",
+            (0..chunk.len())
+                .map(|row| format!("(${}, ${}, ${}, 1)", row * 3 + 1, row * 3 + 2, row * 3 + 3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for o in chunk {
+            query = query
+                .bind(o.team_id)
+                .bind(o.old_person_id.to_string())
+                .bind(o.override_person_id.to_string());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for group_type in &commit.group_types {
+        sqlx::query(
+            "INSERT INTO group_types (team_id, group_type, group_type_index) VALUES ($1, $2, $3)
+             ON CONFLICT (team_id, group_type) DO NOTHING",
+        )
+        .bind(group_type.team_id)
+        .bind(group_type.group_type.as_str())
+        .bind(i64::from(group_type.group_type_index))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in chunks(dialect, &commit.groups, 6) {
+        let sql = format!(
+            "INSERT INTO groups (team_id, group_type_index, group_key, properties, created_at_us, version)
+             VALUES {}
+             ON CONFLICT (team_id, group_type_index, group_key) DO UPDATE SET
+                 properties = excluded.properties, created_at_us = excluded.created_at_us,
+                 version = excluded.version",
+            value_rows(6, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for group in chunk {
+            query = query
+                .bind(group.team_id)
+                .bind(i64::from(group.group_type_index))
+                .bind(group.group_key.as_str())
+                .bind(json_text(&group.properties))
+                .bind(group.created_at_us)
+                .bind(group.version);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for chunk in chunks(dialect, &commit.warnings, 5) {
+        let sql = format!(
+            "INSERT INTO ingestion_warnings (team_id, kind, event_uuid, details, timestamp_us) VALUES {}",
+            value_rows(5, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for warning in chunk {
+            query = query
+                .bind(warning.team_id)
+                .bind(warning.kind.as_str())
+                .bind(warning.event_uuid.map(|u| u.to_string()))
+                .bind(warning.details.to_string())
+                .bind(warning.timestamp_us);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for (partition, next) in &commit.offsets {
+        let next = i64::try_from(*next)
+            .map_err(|_| MetaError::Invalid { what: "log offset", reason: format!("{next} exceeds i64") })?;
+        sqlx::query(
+            "INSERT INTO ingest_offsets (consumer, partition, next_offset) VALUES ($1, $2, $3)
+             ON CONFLICT (consumer, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(commit.consumer.as_str())
+        .bind(i64::from(*partition))
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn upsert_override(
+    tx: &mut Transaction<'_, Any>,
+    team_id: TeamId,
+    old: &str,
+    into: &str,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "INSERT INTO person_overrides (team_id, old_person_id, override_person_id, version) VALUES ($1, $2, $3, 1)
+         ON CONFLICT (team_id, old_person_id) DO UPDATE SET
+             override_person_id = excluded.override_person_id, version = person_overrides.version + 1",
+    )
+    .bind(team_id)
+    .bind(old)
+    .bind(into)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn ingest_offsets(pool: &AnyPool, consumer: &str) -> Result<HashMap<u32, u64>, MetaError> {
+    let rows = sqlx::query("SELECT partition, next_offset FROM ingest_offsets WHERE consumer = $1")
+        .bind(consumer)
+        .fetch_all(pool)
+        .await?;
+    let corrupt = |reason: String| MetaError::Corrupt { what: "ingest offset", reason };
+    rows.iter()
+        .map(|row| {
+            let partition = u32::try_from(int(row, "partition")?).map_err(|e| corrupt(e.to_string()))?;
+            let next = u64::try_from(int(row, "next_offset")?).map_err(|e| corrupt(e.to_string()))?;
+            Ok((partition, next))
+        })
+        .collect()
+}
+
+pub(super) async fn persons(
+    pool: &AnyPool,
+    team_id: TeamId,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Person>, MetaError> {
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1 AND p.uuid > $2 ORDER BY p.uuid LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(team_id)
+        .bind(after.map(|u| u.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(person_from_row).collect()
+}
+
+pub(super) async fn distinct_ids_of(
+    pool: &AnyPool,
+    team_id: TeamId,
+    person: Uuid,
+) -> Result<Vec<String>, MetaError> {
+    let ids = sqlx::query_scalar(
+        "SELECT distinct_id FROM person_distinct_ids WHERE team_id = $1 AND person_uuid = $2 ORDER BY distinct_id",
+    )
+    .bind(team_id)
+    .bind(person.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(ids)
+}
+
+pub(super) async fn person_overrides(
+    pool: &AnyPool,
+    team_id: TeamId,
+) -> Result<Vec<PersonOverride>, MetaError> {
+    let rows = sqlx::query(
+        "SELECT team_id, old_person_id, override_person_id, version FROM person_overrides
+         WHERE team_id = $1 ORDER BY old_person_id",
+    )
+    .bind(team_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(PersonOverride {
+                team_id: int(row, "team_id")?,
+                old_person_id: uuid(row, "old_person_id")?,
+                override_person_id: uuid(row, "override_person_id")?,
+                version: int(row, "version")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn groups(pool: &AnyPool, team_id: TeamId) -> Result<Vec<Group>, MetaError> {
+    let rows = sqlx::query(
+        "SELECT team_id, group_type_index, group_key, properties, created_at_us, version FROM groups
+         WHERE team_id = $1 ORDER BY group_type_index, group_key",
+    )
+    .bind(team_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(group_from_row).collect()
+}
+
+pub(super) async fn ingestion_warnings(
+    pool: &AnyPool,
+    team_id: TeamId,
+    limit: u32,
+) -> Result<Vec<IngestionWarning>, MetaError> {
+    let rows = sqlx::query(
+        "SELECT team_id, kind, event_uuid, details, timestamp_us FROM ingestion_warnings
+         WHERE team_id = $1 ORDER BY timestamp_us DESC, id DESC LIMIT $2",
+    )
+    .bind(team_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let details = text(row, "details")?;
+            Ok(IngestionWarning {
+                team_id: int(row, "team_id")?,
+                kind: text(row, "kind")?,
+                event_uuid: optional_uuid(row, "event_uuid")?,
+                details: serde_json::from_str(&details)
+                    .map_err(|e| MetaError::Corrupt { what: "warning details", reason: e.to_string() })?,
+                timestamp_us: int(row, "timestamp_us")?,
+            })
+        })
+        .collect()
+}

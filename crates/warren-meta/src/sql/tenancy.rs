@@ -1,0 +1,93 @@
+//! Organizations, projects and personal API keys.
+
+use sqlx::any::AnyRow;
+use sqlx::AnyPool;
+
+use super::{int, text, Dialect};
+use crate::keys::{
+    generate_api_key, generate_project_token, hash_api_key, mask_api_key, validate_api_key,
+    validate_project_token,
+};
+use crate::{BootstrapRequest, Bootstrapped, MetaError, Project};
+
+fn now_rfc3339() -> String {
+    // Display-only times; RFC 3339 text in UTC sorts correctly in both dialects.
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
+    Ok(Project {
+        id: int(row, "id")?,
+        organization_id: int(row, "organization_id")?,
+        name: text(row, "name")?,
+        api_token: text(row, "api_token")?,
+    })
+}
+
+pub(super) async fn bootstrap(
+    pool: &AnyPool,
+    dialect: Dialect,
+    request: BootstrapRequest,
+) -> Result<Option<Bootstrapped>, MetaError> {
+    let mut tx = pool.begin().await?;
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects").fetch_one(&mut *tx).await?;
+    if existing > 0 {
+        // Bootstrap settings only matter to a new deployment.
+        return Ok(None);
+    }
+    let token = request.project_token.unwrap_or_else(generate_project_token);
+    validate_project_token(&token)?;
+    let api_key = request.api_key.unwrap_or_else(generate_api_key);
+    validate_api_key(&api_key)?;
+    let created_at = now_rfc3339();
+    let organization_id: i64 = sqlx::query_scalar(
+        "INSERT INTO organizations (name, created_at) VALUES ('Default organization', $1) RETURNING id",
+    )
+    .bind(&created_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    let row = sqlx::query(
+        "INSERT INTO projects (id, organization_id, name, api_token, created_at)
+         VALUES (1, $1, 'Default project', $2, $3)
+         RETURNING id, organization_id, name, api_token",
+    )
+    .bind(organization_id)
+    .bind(&token)
+    .bind(&created_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    if dialect == Dialect::Postgres {
+        // Project 1 was given its id; the sequence must not hand it out again.
+        sqlx::query("SELECT setval(pg_get_serial_sequence('projects', 'id'), 1)").execute(&mut *tx).await?;
+    }
+    let project = project_from_row(&row)?;
+    sqlx::query(
+        "INSERT INTO personal_api_keys (organization_id, label, secure_value, mask, created_at)
+         VALUES ($1, 'bootstrap', $2, $3, $4)",
+    )
+    .bind(organization_id)
+    .bind(hash_api_key(&api_key))
+    .bind(mask_api_key(&api_key))
+    .bind(&created_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Bootstrapped { project, api_key }))
+}
+
+pub(super) async fn project_by_token(pool: &AnyPool, token: &str) -> Result<Option<Project>, MetaError> {
+    let row = sqlx::query("SELECT id, organization_id, name, api_token FROM projects WHERE api_token = $1")
+        .bind(token)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(project_from_row).transpose()?)
+}
+
+pub(super) async fn organization_for_api_key(pool: &AnyPool, key: &str) -> Result<Option<i64>, MetaError> {
+    let organization =
+        sqlx::query_scalar("SELECT organization_id FROM personal_api_keys WHERE secure_value = $1")
+            .bind(hash_api_key(key))
+            .fetch_optional(pool)
+            .await?;
+    Ok(organization)
+}

@@ -1,0 +1,174 @@
+//! The conformance suite every [`EventStore`] adapter must pass.
+//!
+//! An adapter's tests implement [`StoreFactory`] and invoke
+//! [`event_store_conformance!`](crate::event_store_conformance), which
+//! expands to one `#[tokio::test]` per property: every field round-trips,
+//! offsets commit with their rows, everything survives a reopen, upkeep
+//! loses nothing, and concurrent appends all land.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+use warren_core::person::PersonMode;
+
+use crate::{EventRow, EventStore};
+
+/// Opens stores of one adapter on storage the factory owns.
+#[async_trait]
+pub trait StoreFactory: Send + Sync {
+    type Store: EventStore;
+
+    /// A new, empty store.
+    async fn create(&self) -> Self::Store;
+
+    /// Drops `store` and opens the same storage again.
+    async fn reopen(&self, store: Self::Store) -> Self::Store;
+
+    /// Every stored row, in any order.
+    async fn rows(&self, store: &Self::Store) -> Vec<EventRow>;
+}
+
+/// Expands to the whole suite for an expression giving `Option<factory>`;
+/// `None` (a peer missing on a developer machine, already reported loudly)
+/// makes every test return early.
+#[macro_export]
+macro_rules! event_store_conformance {
+    ($factory:expr) => {
+        $crate::event_store_conformance!(@tests $factory;
+            rows_round_trip,
+            offsets_commit_with_their_rows,
+            durable_across_reopen,
+            maintenance_keeps_every_row,
+            concurrent_appends_all_land
+        );
+    };
+    (@tests $factory:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(factory) = $factory else { return };
+                $crate::conformance::$name(&factory).await;
+            }
+        )*
+    };
+}
+
+const DAY_US: i64 = 86_400_000_000;
+/// 2026-11-26T12:00:00Z.
+const NOON_US: i64 = 1_795_694_400_000_000;
+
+/// A row with every field distinct, derived from `n`.
+pub fn sample_row(n: u64) -> EventRow {
+    let mut groups: [String; 5] = Default::default();
+    groups[(n % 5) as usize] = format!("group-{n}");
+    EventRow {
+        uuid: Uuid::from_u128(u128::from(n) + 1),
+        event: ["$pageview", "signed up", "ünïcødé ✓"][(n % 3) as usize].to_string(),
+        properties: format!(r#"{{"n":{n},"text":"a \"quoted\" value"}}"#),
+        // Spread over three days (three partitions).
+        timestamp_us: NOON_US + (n as i64 % 3) * DAY_US + n as i64,
+        team_id: 1 + (n % 2) as i64,
+        distinct_id: format!("user-{}", n % 7),
+        elements_chain: if n.is_multiple_of(4) { "a:nth-child=\"1\"".into() } else { String::new() },
+        created_at_us: NOON_US + n as i64 * 1000,
+        person_id: Uuid::from_u128(u128::from(n % 7) + 1000),
+        person_properties: format!(r#"{{"email":"user{}@example.com"}}"#, n % 7),
+        person_created_at_us: NOON_US - DAY_US,
+        person_mode: [PersonMode::Full, PersonMode::Propertyless, PersonMode::ForceUpgrade][(n % 3) as usize],
+        session_id: format!("session-{}", n / 10),
+        window_id: if n.is_multiple_of(2) { format!("window-{n}") } else { String::new() },
+        groups,
+    }
+}
+
+fn by_uuid(rows: Vec<EventRow>) -> HashMap<Uuid, EventRow> {
+    rows.into_iter().map(|row| (row.uuid, row)).collect()
+}
+
+async fn assert_rows<F: StoreFactory>(factory: &F, store: &F::Store, expected: &[EventRow]) {
+    let stored = factory.rows(store).await;
+    assert_eq!(stored.len(), expected.len(), "row count");
+    let stored = by_uuid(stored);
+    assert_eq!(stored.len(), expected.len(), "no uuid is stored twice");
+    for row in expected {
+        assert_eq!(stored.get(&row.uuid), Some(row), "row {} round-trips", row.uuid);
+    }
+}
+
+pub async fn rows_round_trip(factory: &impl StoreFactory) {
+    let store = factory.create().await;
+    let rows: Vec<EventRow> = (0..30).map(sample_row).collect();
+    store.append("ingest", rows.clone(), &[(0, 30)]).await.expect("append");
+    assert_rows(factory, &store, &rows).await;
+}
+
+pub async fn offsets_commit_with_their_rows(factory: &impl StoreFactory) {
+    let store = factory.create().await;
+    assert!(store.offsets("ingest", 4).await.expect("offsets").is_empty(), "a new store has no offsets");
+    store.append("ingest", vec![sample_row(1)], &[(0, 10), (2, 5)]).await.expect("append");
+    store.append("ingest", vec![sample_row(2)], &[(0, 12)]).await.expect("append");
+    // A batch whose events were all dropped still moves the offsets.
+    store.append("ingest", Vec::new(), &[(3, 7)]).await.expect("empty append");
+    store.append("replay", Vec::new(), &[(0, 1)]).await.expect("other writer");
+    let offsets = store.offsets("ingest", 4).await.expect("offsets");
+    assert_eq!(offsets, HashMap::from([(0, 12), (2, 5), (3, 7)]));
+    assert_eq!(store.offsets("replay", 4).await.expect("offsets"), HashMap::from([(0, 1)]));
+    assert_rows(factory, &store, &[sample_row(1), sample_row(2)]).await;
+}
+
+pub async fn durable_across_reopen(factory: &impl StoreFactory) {
+    let store = factory.create().await;
+    let rows: Vec<EventRow> = (0..10).map(sample_row).collect();
+    store.append("ingest", rows.clone(), &[(1, 10)]).await.expect("append");
+    let store = factory.reopen(store).await;
+    assert_eq!(store.offsets("ingest", 2).await.expect("offsets"), HashMap::from([(1, 10)]));
+    assert_rows(factory, &store, &rows).await;
+    store.append("ingest", vec![sample_row(10)], &[(1, 11)]).await.expect("append after reopen");
+    assert_eq!(factory.rows(&store).await.len(), 11);
+}
+
+pub async fn maintenance_keeps_every_row(factory: &impl StoreFactory) {
+    let store = factory.create().await;
+    let mut expected = Vec::new();
+    for batch in 0..20u64 {
+        let rows: Vec<EventRow> = (batch * 3..batch * 3 + 3).map(sample_row).collect();
+        expected.extend(rows.clone());
+        store.append("ingest", rows, &[(0, (batch + 1) * 3)]).await.expect("append");
+    }
+    let report = store.maintain().await.expect("maintain");
+    assert!(report.files_compacted > report.files_written, "small files were compacted: {report:?}");
+    assert_rows(factory, &store, &expected).await;
+    assert_eq!(store.offsets("ingest", 1).await.expect("offsets"), HashMap::from([(0, 60)]));
+    let again = store.maintain().await.expect("maintain again");
+    assert_eq!(again.files_compacted, 0, "nothing left to compact: {again:?}");
+    let store = factory.reopen(store).await;
+    assert_rows(factory, &store, &expected).await;
+}
+
+pub async fn concurrent_appends_all_land<F: StoreFactory>(factory: &F)
+where
+    F::Store: 'static,
+{
+    let store = Arc::new(factory.create().await);
+    let tasks: Vec<_> = (0..4u32)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..5u64 {
+                    let n = u64::from(writer) * 100 + i;
+                    store.append("ingest", vec![sample_row(n)], &[(writer, i + 1)]).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    let expected: Vec<EventRow> =
+        (0..4u64).flat_map(|writer| (0..5u64).map(move |i| sample_row(writer * 100 + i))).collect();
+    assert_rows(factory, &store, &expected).await;
+    let offsets = store.offsets("ingest", 4).await.expect("offsets");
+    assert_eq!(offsets, (0..4).map(|p| (p, 5)).collect::<HashMap<_, _>>());
+}

@@ -1,0 +1,103 @@
+//! Reading rows back out of the table: for tools, tests and exports, not
+//! for insights (those plan their own DataFusion queries).
+
+use std::str::FromStr;
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use deltalake::datafusion::prelude::SessionContext;
+use uuid::Uuid;
+use warren_core::person::PersonMode;
+
+use super::DeltaStore;
+use crate::{EventRow, StoreError};
+
+impl DeltaStore {
+    /// Every row matching a SQL `WHERE` condition (all rows when `None`),
+    /// ordered by timestamp then uuid.
+    pub async fn read_rows(&self, condition: Option<&str>) -> Result<Vec<EventRow>, StoreError> {
+        let ctx = SessionContext::new();
+        self.register(&ctx, "events").await?;
+        let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+        let batches = ctx
+            .sql(&format!("SELECT * FROM events{filter} ORDER BY timestamp, uuid"))
+            .await?
+            .collect()
+            .await?;
+        let mut rows = Vec::new();
+        for batch in &batches {
+            rows.extend(rows_of(batch)?);
+        }
+        Ok(rows)
+    }
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, StoreError> {
+    batch
+        .column_by_name(name)
+        .map(|column| column.as_ref())
+        .ok_or_else(|| StoreError::Invalid(format!("the events table has no column {name}")))
+}
+
+fn malformed(what: &str, value: &str) -> StoreError {
+    StoreError::Invalid(format!("the events table holds a malformed {what}: {value:?}"))
+}
+
+fn rows_of(batch: &RecordBatch) -> Result<Vec<EventRow>, StoreError> {
+    // Delta readers may hand text back as any of Arrow's string layouts.
+    let text = |name: &str| -> Result<Vec<String>, StoreError> {
+        let array = column(batch, name)?;
+        let cast = deltalake::arrow::compute::cast(array, &deltalake::arrow::datatypes::DataType::Utf8)?;
+        Ok(cast.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_string()).collect())
+    };
+    let stamps = |name: &str| -> Result<Vec<i64>, StoreError> {
+        let array = column(batch, name)?;
+        let values = array
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| StoreError::Invalid(format!("column {name} is not a microsecond timestamp")))?;
+        Ok(values.iter().map(Option::unwrap_or_default).collect())
+    };
+    let uuids = |name: &str| -> Result<Vec<Uuid>, StoreError> {
+        text(name)?.iter().map(|v| Uuid::from_str(v).map_err(|_| malformed("uuid", v))).collect()
+    };
+    let uuid = uuids("uuid")?;
+    let (event, properties, distinct_id, elements_chain) =
+        (text("event")?, text("properties")?, text("distinct_id")?, text("elements_chain")?);
+    let (person_id, person_properties, person_mode) =
+        (uuids("person_id")?, text("person_properties")?, text("person_mode")?);
+    let (session_id, window_id) = (text("$session_id")?, text("$window_id")?);
+    let groups =
+        [text("$group_0")?, text("$group_1")?, text("$group_2")?, text("$group_3")?, text("$group_4")?];
+    let (timestamp, created_at, person_created_at) =
+        (stamps("timestamp")?, stamps("created_at")?, stamps("person_created_at")?);
+    let team_id = column(batch, "team_id")?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| StoreError::Invalid("column team_id is not a 64-bit integer".into()))?;
+    (0..batch.num_rows())
+        .map(|i| {
+            let mode = match person_mode[i].as_str() {
+                "full" => PersonMode::Full,
+                "propertyless" => PersonMode::Propertyless,
+                "force_upgrade" => PersonMode::ForceUpgrade,
+                other => return Err(malformed("person_mode", other)),
+            };
+            Ok(EventRow {
+                uuid: uuid[i],
+                event: event[i].clone(),
+                properties: properties[i].clone(),
+                timestamp_us: timestamp[i],
+                team_id: team_id.value(i),
+                distinct_id: distinct_id[i].clone(),
+                elements_chain: elements_chain[i].clone(),
+                created_at_us: created_at[i],
+                person_id: person_id[i],
+                person_properties: person_properties[i].clone(),
+                person_created_at_us: person_created_at[i],
+                person_mode: mode,
+                session_id: session_id[i].clone(),
+                window_id: window_id[i].clone(),
+                groups: groups.clone().map(|column| column[i].clone()),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,14 @@
+/// Everything that can go wrong in an event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Delta table error: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    #[error("building the Arrow batch failed: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("query failed: {0}")]
+    Query(#[from] deltalake::datafusion::error::DataFusionError),
+    #[error("unsupported event store URL {url:?}: {reason}")]
+    UnsupportedUrl { url: String, reason: String },
+    #[error("invalid event store option: {0}")]
+    Invalid(String),
+}

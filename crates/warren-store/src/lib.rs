@@ -1,0 +1,50 @@
+//! The event store: Warren's canonical, columnar table of events, persons
+//! on events.
+//!
+//! [`EventStore`] is the port that ingest writes through. [`DeltaStore`] is
+//! the embedded adapter: a standard Delta Lake table (partitioned by event
+//! date, files sorted by team, event and time) on `file://` or `s3://`,
+//! which any Delta reader can open and which [`DeltaStore::table_provider`]
+//! hands to Apache DataFusion. Each append commits its rows together with
+//! the event-log offsets they cover (Delta application transactions), so a
+//! writer that crashes and replays never stores a row twice. Upkeep —
+//! compaction of small files, checkpoints, vacuum — lives in
+//! [`DeltaStore::maintain`]. [`conformance`] is the suite every adapter
+//! passes; the schema is documented in `docs/schema/events.md`.
+//!
+//! This crate knows rows, not persons: ingest decides what a row says.
+
+pub mod conformance;
+mod delta;
+mod error;
+mod row;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+pub use delta::{DeltaStore, DeltaStoreOptions, MaintenanceReport};
+pub use error::StoreError;
+pub use row::{EventRow, GROUP_SLOTS};
+
+/// Where events are stored for queries; written only by ingest.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores `rows` and records, in the same atomic commit, that `writer`
+    /// has written everything of each listed partition before its offset
+    /// (`(partition, next offset)`). After a crash, [`EventStore::offsets`]
+    /// says exactly which log records are stored.
+    async fn append(
+        &self,
+        writer: &str,
+        rows: Vec<EventRow>,
+        offsets: &[(u32, u64)],
+    ) -> Result<(), StoreError>;
+
+    /// `partition → next offset` that `writer` has stored, for the
+    /// partitions it has written.
+    async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError>;
+
+    /// Runs whatever upkeep is due (compaction, vacuum).
+    async fn maintain(&self) -> Result<MaintenanceReport, StoreError>;
+}

@@ -1,0 +1,99 @@
+//! The EventStore conformance suite, run against the Delta adapter on a
+//! local directory and on a real S3-compatible server (Garage) started by
+//! the test kit.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use warren_core::config::EventStoreConfig;
+use warren_store::conformance::StoreFactory;
+use warren_store::{DeltaStore, DeltaStoreOptions, EventRow};
+
+struct DeltaFactory {
+    /// Holds local tables (and the data dir of S3 ones).
+    dir: tempfile::TempDir,
+    config: EventStoreConfig,
+}
+
+impl DeltaFactory {
+    fn local() -> Self {
+        Self::with_url(None, BTreeMap::new())
+    }
+
+    fn with_url(url: Option<String>, storage_options: BTreeMap<String, String>) -> Self {
+        let config = EventStoreConfig { url, storage_options, ..EventStoreConfig::default() };
+        Self { dir: tempfile::tempdir().expect("temp dir"), config }
+    }
+
+    /// A table under a fresh prefix of the shared Garage bucket.
+    fn s3() -> Option<Self> {
+        let garage = warren_testkit::services::GarageServer::shared()?;
+        let options = BTreeMap::from([
+            ("aws_endpoint".to_string(), garage.endpoint.clone()),
+            ("aws_region".to_string(), garage.region.clone()),
+            ("aws_access_key_id".to_string(), garage.access_key_id.clone()),
+            ("aws_secret_access_key".to_string(), garage.secret_access_key.clone()),
+            ("aws_allow_http".to_string(), "true".to_string()),
+            ("aws_virtual_hosted_style_request".to_string(), "false".to_string()),
+        ]);
+        let url = format!("s3://{}/{}/events", garage.bucket, uuid::Uuid::new_v4());
+        Some(Self::with_url(Some(url), options))
+    }
+
+    async fn open(&self) -> DeltaStore {
+        let options = DeltaStoreOptions::from_config(&self.config, self.dir.path()).expect("options");
+        DeltaStore::open(options).await.expect("open the events table")
+    }
+}
+
+#[async_trait]
+impl StoreFactory for DeltaFactory {
+    type Store = DeltaStore;
+
+    async fn create(&self) -> DeltaStore {
+        self.open().await
+    }
+
+    async fn reopen(&self, store: DeltaStore) -> DeltaStore {
+        drop(store);
+        self.open().await
+    }
+
+    async fn rows(&self, store: &DeltaStore) -> Vec<EventRow> {
+        store.read_rows(None).await.expect("read rows")
+    }
+}
+
+mod local {
+    use super::*;
+    warren_store::event_store_conformance!(Some(DeltaFactory::local()));
+}
+
+mod s3 {
+    use super::*;
+    warren_store::event_store_conformance!(DeltaFactory::s3());
+}
+
+#[tokio::test]
+async fn refuses_unknown_schemes_and_zero_vacuum_retention() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = EventStoreConfig { url: Some("ftp://host/events".into()), ..EventStoreConfig::default() };
+    let error = DeltaStoreOptions::from_config(&config, dir.path()).expect_err("ftp is refused");
+    assert!(error.to_string().contains("file:// or s3://"), "{error}");
+    let config = EventStoreConfig { vacuum_retention_hours: 0, ..EventStoreConfig::default() };
+    assert!(DeltaStoreOptions::from_config(&config, dir.path()).is_err());
+}
+
+#[tokio::test]
+async fn a_table_with_other_columns_is_refused() {
+    let factory = DeltaFactory::local();
+    let store = factory.open().await;
+    drop(store);
+    // Rewrite the first commit's schema as another program might have.
+    let log = factory.dir.path().join("events/_delta_log/00000000000000000000.json");
+    let text = std::fs::read_to_string(&log).expect("read commit");
+    std::fs::write(&log, text.replace("elements_chain", "elements")).expect("write commit");
+    let options = DeltaStoreOptions::from_config(&factory.config, factory.dir.path()).expect("options");
+    let error = DeltaStore::open(options).await.expect_err("foreign schema");
+    assert!(error.to_string().contains("has columns"), "{error}");
+}
