@@ -115,11 +115,18 @@ impl Ingester {
         }
         tracing::info!(?next, ?stored_next, "ingest resuming");
         self.remember_recent(&next).await?;
-        if next.iter().zip(&stored_next).any(|(next, stored)| next < stored) {
+        while next.iter().zip(&stored_next).any(|(next, stored)| next < stored) {
             // The batch whose rows were stored but whose person updates were
             // not: replay exactly its records, so persons come out as the
-            // stored rows say.
+            // stored rows say. It never held more than a batch; a longer gap
+            // (a meta store reset beside its table) is replayed a batch at a
+            // time so memory stays bounded.
             let records = self.read_ranges(&mut next, &stored_next).await?;
+            if records.is_empty() {
+                // Nothing left to read below the table's offsets.
+                next.clone_from(&stored_next);
+                break;
+            }
             self.process(records, &mut stored_next).await?;
         }
         loop {
@@ -159,12 +166,15 @@ impl Ingester {
         Ok(())
     }
 
-    /// Every record of each partition from `next` up to `until`.
+    /// The records of each partition from `next` up to `until`, at most a
+    /// batch of them, advancing `next`.
     async fn read_ranges(&self, next: &mut [u64], until: &[u64]) -> Result<Vec<LogRecord>, IngestError> {
+        let max = self.config.batch_max_events.max(1);
         let mut batch = Vec::new();
         for (partition, (from, until)) in next.iter_mut().zip(until).enumerate() {
-            while *from < *until {
-                let wanted = usize::try_from(*until - *from).unwrap_or(usize::MAX).min(10_000);
+            while *from < *until && batch.len() < max {
+                let room = max - batch.len();
+                let wanted = usize::try_from(*until - *from).unwrap_or(usize::MAX).min(room);
                 let records = self.log.read(partition as u32, *from, wanted).await?;
                 let Some(last) = records.last().map(|r| r.offset) else { break };
                 batch.extend(records.into_iter().filter(|r| r.offset < *until));
