@@ -425,6 +425,34 @@ async fn rows_carry_person_mode_groups_and_overrides() {
         .map(|(_, person)| person)
         .collect();
     assert_eq!(resolved, BTreeSet::from([user.uuid]));
+
+    // The query session: events beside persons, overrides and groups.
+    let ctx = warren_store::datafusion::prelude::SessionContext::new();
+    harness.store.register(&ctx, "events").await.expect("register events");
+    let persons = harness.persons().await;
+    warren_store::register_person_tables(&ctx, &persons, &overrides, &stored_groups).expect("register");
+    let one = |sql: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            let batches = ctx.sql(sql).await.expect("plan").collect().await.expect("run");
+            let column = batches[0].column(0);
+            warren_store::arrow::compute::cast(column, &warren_store::arrow::datatypes::DataType::Int64)
+                .expect("cast")
+                .as_any()
+                .downcast_ref::<warren_store::arrow::array::Int64Array>()
+                .expect("int64")
+                .value(0)
+        }
+    };
+    let resolved_people =
+        one("SELECT count(DISTINCT coalesce(o.override_person_id, e.person_id)) FROM events e
+         LEFT JOIN person_overrides o ON o.team_id = e.team_id AND o.old_person_id = e.person_id
+         WHERE e.person_mode = 'full'")
+        .await;
+    assert_eq!(resolved_people, 1, "through the overrides every full event is the one person");
+    assert_eq!(one("SELECT count(*) FROM persons WHERE is_identified").await, 1);
+    assert_eq!(one("SELECT count(*) FROM groups WHERE group_key = 'acme'").await, 1);
+
     let identify = rows.iter().find(|row| row.event == "$identify").expect("identify row");
     let properties: Value = serde_json::from_str(&identify.person_properties).expect("json");
     assert_eq!(properties["email"], "u@x.io", "person_properties are the person after the event");

@@ -9,8 +9,10 @@
 //! the event-log offsets they cover (Delta application transactions), so a
 //! writer that crashes and replays never stores a row twice. Upkeep —
 //! compaction of small files, checkpoints, vacuum — lives in
-//! [`DeltaStore::maintain`]. [`conformance`] is the suite every adapter
-//! passes; the schema is documented in `docs/schema/events.md`.
+//! [`DeltaStore::maintain`]. [`register_person_tables`] adds the persons,
+//! person-overrides and groups tables beside it in a DataFusion session.
+//! [`conformance`] is the suite every adapter passes; the schema is
+//! documented in `docs/schema/events.md`.
 //!
 //! This crate knows rows, not persons: ingest decides what a row says.
 
@@ -18,14 +20,19 @@ pub mod conformance;
 mod delta;
 mod error;
 mod row;
+mod session;
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 
 pub use delta::{DeltaStore, DeltaStoreOptions, MaintenanceReport};
+/// The Arrow and DataFusion this crate was built with, for callers that
+/// query the table: one version across the workspace.
+pub use deltalake::{arrow, datafusion};
 pub use error::StoreError;
 pub use row::{EventRow, GROUP_SLOTS};
+pub use session::register_person_tables;
 
 /// Where events are stored for queries; written only by ingest.
 #[async_trait]
