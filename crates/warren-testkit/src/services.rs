@@ -60,7 +60,6 @@ fn running_as_root() -> bool {
 #[derive(Debug)]
 pub struct PostgresServer {
     bin: PathBuf,
-    dir: PathBuf,
     port: u16,
 }
 
@@ -122,7 +121,7 @@ impl PostgresServer {
             .expect("start postgres");
         watchdog(&format!("kill -QUIT $(head -1 '{}/postmaster.pid')", data.display()), &dir);
         wait_for_port(port, "PostgreSQL", Duration::from_secs(30));
-        Self { bin, dir, port }
+        Self { bin, port }
     }
 
     /// A new, empty database on the shared server, as a `postgres://` URL.
@@ -134,10 +133,6 @@ impl PostgresServer {
         command.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "warren", &name]);
         run(&mut command, "createdb");
         format!("postgres://warren@127.0.0.1:{}/{name}", self.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
@@ -159,7 +154,6 @@ pub struct GarageServer {
     pub bucket: String,
     pub access_key_id: String,
     pub secret_access_key: String,
-    dir: PathBuf,
 }
 
 impl GarageServer {
@@ -246,12 +240,7 @@ api_bind_addr = "127.0.0.1:{admin}"
             bucket,
             access_key_id,
             secret_access_key,
-            dir,
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

@@ -40,13 +40,6 @@ impl Dialect {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-        }
-    }
-
     fn migrations(self) -> &'static Migrator {
         match self {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
@@ -114,10 +107,6 @@ impl SqlMeta {
             Dialect::Postgres => options.max_connections(8).connect(url).await?,
         };
         Ok(Self { pool, dialect })
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
     }
 
     pub(crate) async fn run_migrations(&self) -> Result<(), MetaError> {

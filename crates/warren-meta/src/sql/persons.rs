@@ -173,7 +173,13 @@ pub(super) async fn commit_ingest(
         .bind(&old)
         .execute(&mut *tx)
         .await?;
-        upsert_override(&mut tx, team, &old, &into).await?;
+        let moved = PersonOverride {
+            team_id: team,
+            old_person_id: merge.old,
+            override_person_id: merge.into,
+            version: 1,
+        };
+        upsert_overrides(&mut tx, dialect, std::slice::from_ref(&moved)).await?;
         sqlx::query("DELETE FROM persons WHERE team_id = $1 AND uuid = $2")
             .bind(team)
             .bind(&old)
@@ -217,27 +223,7 @@ pub(super) async fn commit_ingest(
         }
         query.execute(&mut *tx).await?;
     }
-    for chunk in chunks(dialect, &commit.overrides, 3) {
-        // One statement may not touch a row twice; a batch's overrides have
-        // distinct old ids (one per distinct id that joined a person).
-        let sql = format!(
-            "INSERT INTO person_overrides (team_id, old_person_id, override_person_id, version) VALUES {}
-             ON CONFLICT (team_id, old_person_id) DO UPDATE SET
-                 override_person_id = excluded.override_person_id, version = person_overrides.version + 1",
-            (0..chunk.len())
-                .map(|row| format!("(${}, ${}, ${}, 1)", row * 3 + 1, row * 3 + 2, row * 3 + 3))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for o in chunk {
-            query = query
-                .bind(o.team_id)
-                .bind(o.old_person_id.to_string())
-                .bind(o.override_person_id.to_string());
-        }
-        query.execute(&mut *tx).await?;
-    }
+    upsert_overrides(&mut tx, dialect, &commit.overrides).await?;
     for group_type in &commit.group_types {
         sqlx::query(
             "INSERT INTO group_types (team_id, group_type, group_type_index) VALUES ($1, $2, $3)
@@ -303,22 +289,32 @@ pub(super) async fn commit_ingest(
     Ok(())
 }
 
-async fn upsert_override(
+/// Inserts overrides, or re-points existing ones with a new version. One
+/// statement may not touch a row twice, so each old id appears once.
+async fn upsert_overrides(
     tx: &mut Transaction<'_, Any>,
-    team_id: TeamId,
-    old: &str,
-    into: &str,
+    dialect: Dialect,
+    overrides: &[PersonOverride],
 ) -> Result<(), MetaError> {
-    sqlx::query(
-        "INSERT INTO person_overrides (team_id, old_person_id, override_person_id, version) VALUES ($1, $2, $3, 1)
-         ON CONFLICT (team_id, old_person_id) DO UPDATE SET
-             override_person_id = excluded.override_person_id, version = person_overrides.version + 1",
-    )
-    .bind(team_id)
-    .bind(old)
-    .bind(into)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in chunks(dialect, overrides, 3) {
+        let rows = (0..chunk.len())
+            .map(|row| format!("(${}, ${}, ${}, 1)", row * 3 + 1, row * 3 + 2, row * 3 + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO person_overrides (team_id, old_person_id, override_person_id, version) VALUES {rows}
+             ON CONFLICT (team_id, old_person_id) DO UPDATE SET
+                 override_person_id = excluded.override_person_id, version = person_overrides.version + 1"
+        );
+        let mut query = sqlx::query(&sql);
+        for o in chunk {
+            query = query
+                .bind(o.team_id)
+                .bind(o.old_person_id.to_string())
+                .bind(o.override_person_id.to_string());
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

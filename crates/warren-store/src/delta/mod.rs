@@ -137,15 +137,6 @@ impl DeltaStore {
         Ok(Self { table: Mutex::new(table), options, last_vacuum: Mutex::new(never) })
     }
 
-    pub fn url(&self) -> &Url {
-        &self.options.url
-    }
-
-    /// The table's current version.
-    pub async fn version(&self) -> Option<u64> {
-        self.table.lock().await.version()
-    }
-
     /// A DataFusion provider for the table as it is now, commits by other
     /// processes included.
     pub async fn table_provider(&self) -> Result<Arc<dyn TableProvider>, StoreError> {
