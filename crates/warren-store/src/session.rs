@@ -92,7 +92,7 @@ pub fn register_person_tables(
             Field::new("team_id", DataType::Int64, false),
             Field::new("group_type_index", DataType::Int32, false),
             Field::new("group_key", DataType::Utf8, false),
-            Field::new("group_properties", DataType::Utf8, false),
+            Field::new("properties", DataType::Utf8, false),
             timestamp_field("created_at"),
             Field::new("version", DataType::Int64, false),
         ],

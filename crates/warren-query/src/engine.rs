@@ -1,0 +1,82 @@
+//! [`QueryEngine`]: what the API calls. It runs each query on its own
+//! Tokio runtime, so a heavy query never slows capture's workers, under a
+//! time limit, and stops the query's work when the caller goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::backend::QueryBackend;
+use crate::model::Query;
+use crate::time::ProjectContext;
+use crate::QueryError;
+
+pub struct QueryEngine {
+    backend: Arc<dyn QueryBackend>,
+    runtime: Option<tokio::runtime::Runtime>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl QueryEngine {
+    /// `threads` workers for queries alone; `timeout` per query.
+    pub fn new(
+        backend: Arc<dyn QueryBackend>,
+        threads: usize,
+        timeout: Duration,
+    ) -> Result<Self, QueryError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("warren-query")
+            .enable_all()
+            .build()
+            .map_err(|e| QueryError::Engine(format!("starting the query runtime: {e}")))?;
+        Ok(Self { backend, runtime: Some(runtime), timeout })
+    }
+
+    pub async fn run(&self, query: Query, project: ProjectContext) -> Result<Value, QueryError> {
+        let backend = self.backend.clone();
+        let timeout = self.timeout;
+        let work = async move {
+            tokio::time::timeout(timeout, crate::insights::run(&query, &project, backend.as_ref()))
+                .await
+                .map_err(|_| QueryError::Timeout(timeout))?
+        };
+        let Some(runtime) = &self.runtime else {
+            return Err(QueryError::Engine("the query runtime is stopped".into()));
+        };
+        // Dropping the guard (the caller went away) aborts the task, and
+        // with it the plan's streams and their spawned partitions.
+        let guard = AbortOnDrop(runtime.spawn(work));
+        let handle = &mut { guard };
+        match (&mut handle.0).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(QueryError::Engine("the query hit a bug".into())),
+            Err(_) => Err(QueryError::Engine("the query was cancelled".into())),
+        }
+    }
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        // A runtime may not be dropped from async code; let it wind down
+        // on its own threads.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
