@@ -32,6 +32,7 @@ pub struct WarrenConfig {
     pub capture: CaptureConfig,
     pub ingest: IngestConfig,
     pub event_store: EventStoreConfig,
+    pub query: QueryConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -49,6 +50,7 @@ impl Default for WarrenConfig {
             capture: CaptureConfig::default(),
             ingest: IngestConfig::default(),
             event_store: EventStoreConfig::default(),
+            query: QueryConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -61,6 +63,7 @@ pub enum Role {
     All,
     Capture,
     Ingest,
+    Query,
 }
 
 impl Role {
@@ -70,6 +73,10 @@ impl Role {
 
     pub fn ingests(self) -> bool {
         matches!(self, Role::All | Role::Ingest)
+    }
+
+    pub fn queries(self) -> bool {
+        matches!(self, Role::All | Role::Query)
     }
 }
 
@@ -168,6 +175,29 @@ impl Default for CaptureConfig {
     }
 }
 
+/// The query role: insights and SQL over the event store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// A query running longer is stopped and answered 504.
+    pub timeout_secs: u64,
+    /// Memory all running queries may hold together; sorts and
+    /// aggregations spill to disk first, then the query fails.
+    pub memory_limit_mb: u64,
+    /// Rows one SQL query returns at most; the answer says when more exist.
+    pub max_rows: usize,
+    /// Worker threads of the query runtime, apart from capture's.
+    pub threads: usize,
+    /// Parallel partitions of one query; 0 means one per core.
+    pub target_partitions: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self { timeout_secs: 60, memory_limit_mb: 2048, max_rows: 10_000, threads: 2, target_partitions: 0 }
+    }
+}
+
 /// The ingest role: event log → persons → event store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -241,4 +271,6 @@ pub struct BootstrapConfig {
     pub project_token: Option<String>,
     /// Personal API key of the default user; generated when unset.
     pub api_key: Option<String>,
+    /// Time zone of the default project (IANA name); UTC when unset.
+    pub timezone: Option<String>,
 }

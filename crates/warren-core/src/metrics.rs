@@ -14,6 +14,12 @@ pub const CAPTURE_EVENTS_RECEIVED: &str = "warren_capture_events_received_total"
 pub const CAPTURE_EVENTS_DROPPED: &str = "warren_capture_events_dropped_total";
 /// Capture requests answered with an error, labelled `code`.
 pub const CAPTURE_REQUESTS_REFUSED: &str = "warren_capture_requests_refused_total";
+/// REST API requests (everything but capture) answered with an error, labelled `code`.
+pub const API_REQUESTS_REFUSED: &str = "warren_api_requests_refused_total";
+/// Queries answered, labelled `kind` and `outcome` (ok or an error code).
+pub const QUERIES: &str = "warren_queries_total";
+/// Time to answer one query, seconds, labelled `kind`.
+pub const QUERY_SECONDS: &str = "warren_query_duration_seconds";
 /// Events whose `timestamp` could not be parsed (server time was used).
 pub const CAPTURE_TIMESTAMP_UNPARSEABLE: &str = "warren_capture_timestamp_unparseable_total";
 /// Request body size in bytes as received (before decompression).
@@ -86,6 +92,9 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (CAPTURE_EVENTS_RECEIVED, Kind::Counter, "Events durably accepted into the event log."),
     (CAPTURE_EVENTS_DROPPED, Kind::Counter, "Events of parsed requests not stored, by cause."),
     (CAPTURE_REQUESTS_REFUSED, Kind::Counter, "Capture requests answered with an error, by code."),
+    (API_REQUESTS_REFUSED, Kind::Counter, "REST API requests answered with an error, by code."),
+    (QUERIES, Kind::Counter, "Queries answered, by kind and outcome."),
+    (QUERY_SECONDS, Kind::Histogram, "Time to answer one query, by kind."),
     (CAPTURE_TIMESTAMP_UNPARSEABLE, Kind::Counter, "Events whose timestamp could not be parsed."),
     (CAPTURE_PAYLOAD_BYTES, Kind::Histogram, "Capture request body size as received."),
     (CAPTURE_CLOCK_SKEW_SECONDS, Kind::Histogram, "Server time minus client sent_at."),

@@ -36,7 +36,7 @@ impl Harness {
         let url = meta_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("meta.db").display()));
         let meta = Arc::new(SqlMeta::connect(&url).await.expect("meta"));
         meta.migrate().await.expect("migrate");
-        let request = BootstrapRequest { project_token: Some(TOKEN.into()), api_key: None };
+        let request = BootstrapRequest { project_token: Some(TOKEN.into()), ..BootstrapRequest::default() };
         meta.bootstrap(request).await.expect("bootstrap");
         let options =
             DeltaStoreOptions::from_config(&EventStoreConfig::default(), dir.path()).expect("options");

@@ -100,6 +100,10 @@ pub async fn bootstrap_creates_project_one_once(factory: &impl MetaFactory) {
 
     let found = store.project_by_token(&first.project.api_token).await.expect("lookup");
     assert_eq!(found, Some(first.project.clone()));
+    assert_eq!(store.project(1).await.expect("lookup"), Some(first.project.clone()));
+    assert_eq!(store.project(2).await.expect("lookup"), None);
+    assert_eq!((first.project.timezone.as_str(), first.project.week_start_day), ("UTC", 0));
+    assert_eq!(first.project.test_account_filters, "[]");
     assert_eq!(store.project_by_token("phc_unknown").await.expect("lookup"), None);
     let organization = store.organization_for_api_key(&first.api_key).await.expect("lookup");
     assert_eq!(organization, Some(first.project.organization_id));
@@ -108,15 +112,20 @@ pub async fn bootstrap_creates_project_one_once(factory: &impl MetaFactory) {
 
 pub async fn bootstrap_takes_fixed_secrets_and_validates_them(factory: &impl MetaFactory) {
     let store = factory.create().await;
-    let bad = BootstrapRequest { project_token: Some("phx_personal".into()), api_key: None };
+    let bad = BootstrapRequest { project_token: Some("phx_personal".into()), ..BootstrapRequest::default() };
     assert!(store.bootstrap(bad).await.is_err(), "a phx_ token is refused");
+    let bad_zone = BootstrapRequest { timezone: Some("Mars/Olympus".into()), ..BootstrapRequest::default() };
+    assert!(store.bootstrap(bad_zone).await.is_err(), "an unknown time zone is refused");
     let fixed = BootstrapRequest {
         project_token: Some("phc_fixed_token".into()),
         api_key: Some("phx_fixed_api_key_0123456789".into()),
+        timezone: Some("Europe/Berlin".into()),
     };
     let made = store.bootstrap(fixed).await.expect("bootstrap").expect("created");
     assert_eq!(made.project.api_token, "phc_fixed_token");
-    let later = BootstrapRequest { project_token: Some("phx_ignored_now".into()), api_key: None };
+    assert_eq!(store.project(1).await.expect("lookup").map(|p| p.timezone).as_deref(), Some("Europe/Berlin"));
+    let later =
+        BootstrapRequest { project_token: Some("phx_ignored_now".into()), ..BootstrapRequest::default() };
     assert!(store.bootstrap(later).await.expect("ignored").is_none(), "settings only matter once");
     assert!(store.organization_for_api_key("phx_fixed_api_key_0123456789").await.expect("lookup").is_some());
 }

@@ -36,6 +36,12 @@ pub struct Project {
     pub organization_id: i64,
     pub name: String,
     pub api_token: String,
+    /// IANA time zone that interval buckets are in.
+    pub timezone: String,
+    /// 0: weeks start on Sunday; 1: on Monday.
+    pub week_start_day: i32,
+    /// Property filters (JSON) that `filterTestAccounts` applies.
+    pub test_account_filters: String,
 }
 
 /// What a fresh deployment starts with. Fields left `None` are generated.
@@ -43,6 +49,8 @@ pub struct Project {
 pub struct BootstrapRequest {
     pub project_token: Option<String>,
     pub api_key: Option<String>,
+    /// The default project's time zone; UTC when unset.
+    pub timezone: Option<String>,
 }
 
 /// The result of a bootstrap that created something: the secrets, shown once.
@@ -110,6 +118,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Creates the default organization, project 1 and an API key when the
     /// store has no project yet; `None` when it already had one.
     async fn bootstrap(&self, request: BootstrapRequest) -> Result<Option<Bootstrapped>, MetaError>;
+
+    /// A project by id.
+    async fn project(&self, id: ProjectId) -> Result<Option<Project>, MetaError>;
 
     /// The project a capture token belongs to.
     async fn project_by_token(&self, token: &str) -> Result<Option<Project>, MetaError>;

@@ -7,6 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use warren_core::metrics as names;
 use warren_log::LogError;
+use warren_query::QueryError;
 
 /// Everything a capture request can be refused for. Each variant has one
 /// status and one stable machine-readable code.
@@ -46,6 +47,16 @@ pub enum ApiError {
     LogUnavailable(String),
     #[error("meta store unavailable: {0}")]
     MetaUnavailable(String),
+    #[error("authentication required: send a personal API key as `Authorization: Bearer phx_…`")]
+    NotAuthenticated,
+    #[error("invalid personal API key")]
+    InvalidApiKey,
+    #[error("not found")]
+    NotFound,
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    Query(#[from] warren_query::QueryError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,9 +80,22 @@ impl ApiError {
             | Self::MissingDistinctId
             | Self::InvalidUuid(_)
             | Self::MultipleTokens => StatusCode::BAD_REQUEST,
-            Self::MissingToken | Self::InvalidToken(_) | Self::PersonalApiKey | Self::UnknownToken => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingToken
+            | Self::InvalidToken(_)
+            | Self::PersonalApiKey
+            | Self::UnknownToken
+            | Self::NotAuthenticated
+            | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::Query(error) => match error {
+                QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
+                QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                QueryError::MemoryLimit(_) => StatusCode::SERVICE_UNAVAILABLE,
+                QueryError::Engine(_) | QueryError::Meta(_) | QueryError::Store(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded | Self::LogUnavailable(_) | Self::MetaUnavailable(_) => {
@@ -101,8 +125,25 @@ impl ApiError {
             Self::Overloaded => "overloaded",
             Self::LogUnavailable(_) => "log_unavailable",
             Self::MetaUnavailable(_) => "meta_unavailable",
+            Self::NotAuthenticated => "not_authenticated",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::NotFound => "not_found",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::Query(error) => error.code(),
             Self::Internal(_) => "internal_error",
         }
+    }
+
+    /// Errors of the REST API rather than of capture.
+    fn is_api(&self) -> bool {
+        matches!(
+            self,
+            Self::NotAuthenticated
+                | Self::InvalidApiKey
+                | Self::NotFound
+                | Self::InvalidQuery(_)
+                | Self::Query(_)
+        )
     }
 
     fn kind(&self) -> &'static str {
@@ -128,11 +169,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(code = self.code(), error = %self, "capture request failed");
+            tracing::warn!(code = self.code(), error = %self, "request failed");
         } else {
-            tracing::debug!(code = self.code(), error = %self, "capture request refused");
+            tracing::debug!(code = self.code(), error = %self, "request refused");
         }
-        metrics::counter!(names::CAPTURE_REQUESTS_REFUSED, "code" => self.code()).increment(1);
+        let counter =
+            if self.is_api() { names::API_REQUESTS_REFUSED } else { names::CAPTURE_REQUESTS_REFUSED };
+        metrics::counter!(counter, "code" => self.code()).increment(1);
         let body = ErrorBody { kind: self.kind(), code: self.code(), detail: self.to_string() };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

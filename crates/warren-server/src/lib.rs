@@ -1,11 +1,14 @@
 //! Warren's HTTP surface.
 //!
-//! Today: the PostHog-compatible capture API (`capture/`), liveness and
-//! readiness, and `/metrics`, served by [`serve`] with bounded connections. Capture only ever appends to the event log;
-//! it never reads the event store. [`ApiError`] is the one error type of
+//! The PostHog-compatible capture API (`capture/`), the REST API under
+//! `/api/` (`api/`: personal-API-key authentication, the query endpoint),
+//! liveness and readiness, and `/metrics`, served by [`serve`] with bounded
+//! connections. Capture only ever appends to the event log; it never reads
+//! the event store. [`ApiError`] is the one error type of
 //! this crate and the one place errors become HTTP answers.
 
 mod admission;
+mod api;
 mod capture;
 mod error;
 mod listener;
@@ -26,6 +29,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use warren_core::config::CaptureConfig;
 use warren_log::EventLog;
 use warren_meta::MetaStore;
+use warren_query::QueryEngine;
 
 use admission::Admission;
 pub use error::ApiError;
@@ -41,6 +45,8 @@ pub struct AppState {
     capture: Arc<CaptureConfig>,
     admission: Admission,
     metrics: PrometheusHandle,
+    /// Present when this process answers queries.
+    query: Option<Arc<QueryEngine>>,
 }
 
 impl AppState {
@@ -52,13 +58,18 @@ impl AppState {
     ) -> Self {
         let admission = Admission::new(capture.max_concurrent_requests, capture.max_inflight_bytes);
         let tokens = TokenCache::new(meta.clone());
-        Self { log, meta, tokens, capture: Arc::new(capture), admission, metrics }
+        Self { log, meta, tokens, capture: Arc::new(capture), admission, metrics, query: None }
+    }
+
+    /// Serves the query API with `engine`.
+    pub fn with_query_engine(mut self, engine: Arc<QueryEngine>) -> Self {
+        self.query = Some(engine);
+        self
     }
 }
 
-/// The whole HTTP application.
-/// The HTTP API. A process without the capture role serves only health
-/// and metrics.
+/// The HTTP API: capture when `with_capture`, the REST API (whose query
+/// routes answer when the state has a query engine), health and metrics.
 pub fn router(state: AppState, with_capture: bool) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
@@ -73,6 +84,7 @@ pub fn router(state: AppState, with_capture: bool) -> Router {
             .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }));
     }
     routes
+        .merge(api::routes())
         .route("/_liveness", get(|| async { "ok" }))
         .route("/_readiness", get(readiness))
         .route("/metrics", get(metrics::render))

@@ -12,12 +12,13 @@ use warren_core::config::{LogFormat, Role, WarrenConfig};
 use warren_core::LISTENING_LINE;
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
 use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
+use warren_query::{DataFusionBackend, QueryEngine, QueryLimits};
 use warren_server::AppState;
 use warren_store::{DeltaStore, DeltaStoreOptions, EventStore};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// What to run: all (capture and ingest), capture, or ingest.
+    /// What to run: all (capture, ingest and queries), capture, ingest or query.
     #[arg(long, value_enum)]
     role: Option<RoleArg>,
     /// Where embedded storage lives.
@@ -53,13 +54,19 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let meta = open_meta(&config).await?;
     bootstrap(meta.as_ref(), &config).await?;
     let retention = tokio::spawn(run_retention(log.clone(), config.clone()));
-    let ingest = if config.role.ingests() {
-        Some(start_ingest(&config, log.clone(), meta.clone()).await?)
-    } else {
-        None
+    let store =
+        if config.role.ingests() || config.role.queries() { Some(open_store(&config).await?) } else { None };
+    let ingest = match &store {
+        Some(store) if config.role.ingests() => {
+            Some(start_ingest(&config, log.clone(), meta.clone(), store.clone()))
+        }
+        _ => None,
     };
 
-    let state = AppState::new(log.clone(), meta, config.capture.clone(), metrics);
+    let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics);
+    if let (Some(store), true) = (&store, config.role.queries()) {
+        state = state.with_query_engine(Arc::new(query_engine(&config, store.clone(), meta)?));
+    }
     let app = warren_server::router(state, config.role.captures());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -88,6 +95,7 @@ enum RoleArg {
     All,
     Capture,
     Ingest,
+    Query,
 }
 
 fn apply_flags(config: &mut WarrenConfig, args: &ServeArgs) {
@@ -96,6 +104,7 @@ fn apply_flags(config: &mut WarrenConfig, args: &ServeArgs) {
             RoleArg::All => Role::All,
             RoleArg::Capture => Role::Capture,
             RoleArg::Ingest => Role::Ingest,
+            RoleArg::Query => Role::Query,
         };
     }
     if let Some(dir) = &args.data_dir {
@@ -138,6 +147,7 @@ async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Resul
     let request = BootstrapRequest {
         project_token: config.bootstrap.project_token.clone(),
         api_key: config.bootstrap.api_key.clone(),
+        timezone: config.bootstrap.timezone.clone(),
     };
     if let Some(made) = meta.bootstrap(request).await.context("bootstrapping the deployment")? {
         println!("Warren created a new deployment. Keep these; they are shown once.");
@@ -167,22 +177,44 @@ impl IngestRole {
     }
 }
 
-async fn start_ingest(
+async fn open_store(config: &WarrenConfig) -> anyhow::Result<Arc<DeltaStore>> {
+    let options = DeltaStoreOptions::from_config(&config.event_store, &config.data_dir)?;
+    let url = options.url.clone();
+    let store = DeltaStore::open(options).await.with_context(|| format!("opening the event store {url}"))?;
+    Ok(Arc::new(store))
+}
+
+fn query_engine(
+    config: &WarrenConfig,
+    store: Arc<DeltaStore>,
+    meta: Arc<dyn MetaStore>,
+) -> anyhow::Result<QueryEngine> {
+    let settings = &config.query;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let limits = QueryLimits {
+        max_rows: settings.max_rows.max(1),
+        memory_bytes: (settings.memory_limit_mb.max(64) as usize) << 20,
+        target_partitions: if settings.target_partitions == 0 { cores } else { settings.target_partitions },
+    };
+    let backend = DataFusionBackend::new(store, meta, limits).context("setting up the query engine")?;
+    let timeout = Duration::from_secs(settings.timeout_secs.max(1));
+    QueryEngine::new(Arc::new(backend), settings.threads, timeout).context("starting the query runtime")
+}
+
+fn start_ingest(
     config: &WarrenConfig,
     log: Arc<SegmentLog>,
     meta: Arc<dyn MetaStore>,
-) -> anyhow::Result<IngestRole> {
-    let options = DeltaStoreOptions::from_config(&config.event_store, &config.data_dir)?;
-    let url = options.url.clone();
-    let store =
-        Arc::new(DeltaStore::open(options).await.with_context(|| format!("opening the event store {url}"))?);
+    store: Arc<DeltaStore>,
+) -> IngestRole {
+    let url = config.event_store.url.clone().unwrap_or_else(|| "events/ in the data dir".into());
     let (stop, stopped) = watch::channel(false);
     let ingester = warren_ingest::Ingester::new(log, meta, store.clone(), config.ingest.clone());
     let consumer = tokio::spawn(ingester.run(stopped));
     let every = Duration::from_secs(config.event_store.maintenance_interval_secs.max(1));
     let upkeep = tokio::spawn(run_store_upkeep(store, every));
     tracing::info!(event_store = %url, "ingest started");
-    Ok(IngestRole { stop, consumer, upkeep })
+    IngestRole { stop, consumer, upkeep }
 }
 
 async fn run_store_upkeep(store: Arc<DeltaStore>, every: Duration) {

@@ -157,6 +157,10 @@ impl crate::MetaStore for SqlMeta {
         tenancy::bootstrap(&self.pool, self.dialect, request).await
     }
 
+    async fn project(&self, id: crate::ProjectId) -> Result<Option<crate::Project>, MetaError> {
+        tenancy::project(&self.pool, id).await
+    }
+
     async fn project_by_token(&self, token: &str) -> Result<Option<crate::Project>, MetaError> {
         tenancy::project_by_token(&self.pool, token).await
     }

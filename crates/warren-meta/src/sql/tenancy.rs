@@ -15,12 +15,18 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+const PROJECT_COLUMNS: &str =
+    "id, organization_id, name, api_token, timezone, week_start_day, test_account_filters";
+
 fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
         id: int(row, "id")?,
         organization_id: int(row, "organization_id")?,
         name: text(row, "name")?,
         api_token: text(row, "api_token")?,
+        timezone: text(row, "timezone")?,
+        week_start_day: int(row, "week_start_day")? as i32,
+        test_account_filters: text(row, "test_account_filters")?,
     })
 }
 
@@ -46,14 +52,22 @@ pub(super) async fn bootstrap(
     .bind(&created_at)
     .fetch_one(&mut *tx)
     .await?;
-    let row = sqlx::query(
-        "INSERT INTO projects (id, organization_id, name, api_token, created_at)
-         VALUES (1, $1, 'Default project', $2, $3)
-         RETURNING id, organization_id, name, api_token",
-    )
+    let timezone = request.timezone.unwrap_or_else(|| "UTC".into());
+    if timezone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(MetaError::Invalid {
+            what: "time zone",
+            reason: format!("{timezone:?} is not an IANA time zone"),
+        });
+    }
+    let row = sqlx::query(&format!(
+        "INSERT INTO projects (id, organization_id, name, api_token, created_at, timezone)
+         VALUES (1, $1, 'Default project', $2, $3, $4)
+         RETURNING {PROJECT_COLUMNS}"
+    ))
     .bind(organization_id)
     .bind(&token)
     .bind(&created_at)
+    .bind(&timezone)
     .fetch_one(&mut *tx)
     .await?;
     if dialect == Dialect::Postgres {
@@ -76,8 +90,16 @@ pub(super) async fn bootstrap(
 }
 
 pub(super) async fn project_by_token(pool: &AnyPool, token: &str) -> Result<Option<Project>, MetaError> {
-    let row = sqlx::query("SELECT id, organization_id, name, api_token FROM projects WHERE api_token = $1")
+    let row = sqlx::query(&format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE api_token = $1"))
         .bind(token)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(project_from_row).transpose()?)
+}
+
+pub(super) async fn project(pool: &AnyPool, id: i64) -> Result<Option<Project>, MetaError> {
+    let row = sqlx::query(&format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"))
+        .bind(id)
         .fetch_optional(pool)
         .await?;
     Ok(row.as_ref().map(project_from_row).transpose()?)

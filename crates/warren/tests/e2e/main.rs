@@ -8,6 +8,7 @@ mod expect;
 mod ingest;
 mod lifecycle;
 mod overload;
+mod query;
 mod sdk;
 
 use std::path::PathBuf;
