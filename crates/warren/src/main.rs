@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod generate;
 mod serve;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the version and on-disk format versions.
     Version,
+    /// Write a deterministic synthetic dataset, through capture or into the stores.
+    Generate(generate::GenerateArgs),
     /// Measure Warren against a load generator.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Serve(args) => run_async(serve::serve(cli.config, args)),
+        Command::Generate(args) => run_async(generate::run(cli.config, args)),
         Command::Bench(command) => run_async(bench::run(command)),
     };
     match result {

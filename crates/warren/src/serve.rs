@@ -133,7 +133,7 @@ fn init_tracing(format: LogFormat, level: &str) {
     }
 }
 
-async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> {
+pub(crate) async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> {
     let url = config
         .meta_url
         .clone()
@@ -143,7 +143,7 @@ async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> 
     Ok(Arc::new(meta))
 }
 
-async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Result<()> {
+pub(crate) async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Result<()> {
     let request = BootstrapRequest {
         project_token: config.bootstrap.project_token.clone(),
         api_key: config.bootstrap.api_key.clone(),
@@ -177,7 +177,7 @@ impl IngestRole {
     }
 }
 
-async fn open_store(config: &WarrenConfig) -> anyhow::Result<Arc<DeltaStore>> {
+pub(crate) async fn open_store(config: &WarrenConfig) -> anyhow::Result<Arc<DeltaStore>> {
     let options = DeltaStoreOptions::from_config(&config.event_store, &config.data_dir)?;
     let url = options.url.clone();
     let store = DeltaStore::open(options).await.with_context(|| format!("opening the event store {url}"))?;

@@ -325,29 +325,27 @@ async fn compute(
     };
     let time_bucket = (!total_value).then(|| bucket(Expr::col(Column::Timestamp)));
 
+    // One aggregate over the matching events, per bucket and breakdown.
+    let simple = |value: Expr, condition: Expr| {
+        with_keys(Select::from(Source::Events).column("value", value), time_bucket.clone(), breakdown.clone())
+            .filter(condition)
+    };
     let select = match math {
-        Math::Total | Math::Dau | Math::UniqueSession | Math::UniqueGroup(_) | Math::Property(_) => {
-            let value = match math {
-                Math::Total => Expr::aggregate(Aggregate::CountAll),
-                Math::Dau => Expr::aggregate(Aggregate::CountDistinct(Box::new(actor.clone()))),
-                Math::UniqueSession => {
-                    condition =
-                        condition.and(Expr::col(Column::SessionId).binary(BinaryOp::NotEq, Expr::text("")));
-                    Expr::aggregate(Aggregate::CountDistinct(Box::new(Expr::col(Column::SessionId))))
-                }
-                Math::UniqueGroup(i) => {
-                    condition =
-                        condition.and(Expr::col(Column::Group(i)).binary(BinaryOp::NotEq, Expr::text("")));
-                    Expr::aggregate(Aggregate::CountDistinct(Box::new(Expr::col(Column::Group(i)))))
-                }
-                Math::Property(p) => {
-                    let key = series.node.math_property.clone().unwrap_or_default();
-                    p.aggregate(Expr::NumericProperty { source: PropertySource::Event, key })
-                }
-                _ => unreachable_math()?,
-            };
-            with_keys(Select::from(Source::Events).column("value", value), time_bucket, breakdown.clone())
-                .filter(condition)
+        Math::Total => simple(Expr::aggregate(Aggregate::CountAll), condition),
+        Math::Dau => simple(Expr::aggregate(Aggregate::CountDistinct(Box::new(actor.clone()))), condition),
+        Math::UniqueSession => {
+            let session = Expr::col(Column::SessionId);
+            let condition = condition.and(session.clone().binary(BinaryOp::NotEq, Expr::text("")));
+            simple(Expr::aggregate(Aggregate::CountDistinct(Box::new(session))), condition)
+        }
+        Math::UniqueGroup(i) => {
+            let group = Expr::col(Column::Group(i));
+            let condition = condition.and(group.clone().binary(BinaryOp::NotEq, Expr::text("")));
+            simple(Expr::aggregate(Aggregate::CountDistinct(Box::new(group))), condition)
+        }
+        Math::Property(p) => {
+            let key = series.node.math_property.clone().unwrap_or_default();
+            simple(p.aggregate(Expr::NumericProperty { source: PropertySource::Event, key }), condition)
         }
         Math::PerActor(p) => {
             let inner = with_keys(
@@ -407,10 +405,6 @@ async fn compute(
         values.insert((key, bucket), value);
     }
     Ok(Computed { keys: keys.unwrap_or_else(|| vec![None]), values })
-}
-
-fn unreachable_math() -> Result<Expr, QueryError> {
-    Err(QueryError::Engine("math dispatch mismatch".into()))
 }
 
 /// Weekly/monthly active: distinct actors over the trailing `days` days

@@ -13,6 +13,7 @@ use rand::Rng;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod ingest;
+mod query;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Capture(CaptureBench),
     /// Measure ingest: log → persons → Delta throughput, and freshness.
     Ingest(ingest::IngestBench),
+    /// Time the benchmark insights beside DuckDB and ClickHouse on the same events.
+    Query(query::QueryBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +54,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Capture(options) => capture(options).await,
         BenchCommand::Ingest(options) => ingest::run(options).await,
+        BenchCommand::Query(options) => query::run(options).await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod crash;
+mod differential;
 mod expect;
 mod ingest;
 mod lifecycle;

@@ -21,7 +21,22 @@ async fn query(server: &TestServer, key: Option<&str>, project: &str, body: Valu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn results(server: &TestServer, query_body: Value) -> Value {
+/// Waits until SQL sees `count` events: ingest runs beside capture.
+pub(crate) async fn wait_for_events(server: &TestServer, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows =
+            results(server, json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events"})).await;
+        if rows[0][0] == json!(count) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ingest did not finish: {rows} of {count} events");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The `results` of a query that must succeed.
+pub(crate) async fn results(server: &TestServer, query_body: Value) -> Value {
     let (status, body) = query(server, Some(API_KEY), "1", json!({ "query": query_body })).await;
     assert_eq!(status, 200, "query failed: {body}");
     body["results"].clone()
@@ -48,17 +63,7 @@ async fn every_insight_kind_answers_over_sdk_events() {
     assert!(output.status.success(), "sender failed: {}", String::from_utf8_lossy(&output.stderr));
     let sent: i64 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("count");
 
-    // Ingest runs beside capture; wait until SQL sees every event.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows =
-            results(&server, json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events"})).await;
-        if rows[0][0] == json!(sent) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "events did not arrive: {rows}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_events(&server, sent).await;
     let range: Value = serde_json::from_str(RANGE).expect("range");
 
     let trends = results(

@@ -10,8 +10,10 @@ use crate::{repo_root, BIN};
 
 pub(crate) fn python() -> Option<PathBuf> {
     let python = repo_root().join(".venv/bin/python");
-    let ready =
-        Command::new(&python).args(["-c", "import posthog"]).output().is_ok_and(|out| out.status.success());
+    let ready = Command::new(&python)
+        .args(["-c", "import posthog, deltalake, duckdb"])
+        .output()
+        .is_ok_and(|out| out.status.success());
     ready.then_some(python)
 }
 
