@@ -6,17 +6,19 @@
 use std::sync::Arc;
 
 use warren_store::arrow::array::{
-    Array, ArrayRef, AsArray, ListArray, ListBuilder, StringArray, StringBuilder, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Builder, ListBuilder, StringBuilder, StructArray,
 };
 use warren_store::arrow::compute::cast;
 use warren_store::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type};
 use warren_store::datafusion::common::{exec_err, Result, ScalarValue};
 use warren_store::datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use warren_store::datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use warren_store::datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
 use warren_store::datafusion::physical_plan::expressions::Literal;
 
 use crate::funnel::{evaluate, FunnelEvent};
-use crate::plan::FunnelSpec;
+use crate::plan::{FunnelOrder, FunnelSpec};
 use crate::render::datafusion::FUNNEL_FUNCTION;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -55,15 +57,17 @@ impl AggregateUDFImpl for FunnelAggregate {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let spec =
-            args.exprs.get(3).and_then(|e| e.downcast_ref::<Literal>()).and_then(|l| match l.value() {
-                ScalarValue::Utf8(Some(text)) => serde_json::from_str::<FunnelSpec>(text.as_str()).ok(),
-                _ => None,
-            });
-        match spec {
-            Some(spec) => Ok(Box::new(FunnelAccumulator { spec: Arc::new(spec), events: Vec::new() })),
-            None => exec_err!("{FUNNEL_FUNCTION}: the fourth argument must be a literal funnel spec"),
-        }
+        Ok(Box::new(FunnelAccumulator { spec: spec_of(&args)?, events: Vec::new() }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    /// One accumulator for all groups (persons): far less overhead than a
+    /// boxed accumulator per person, which is what a funnel has most of.
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(FunnelGroups { spec: spec_of(&args)?, groups: Vec::new() }))
     }
 
     fn state_fields(&self, _args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -75,6 +79,185 @@ impl AggregateUDFImpl for FunnelAggregate {
     }
 }
 
+fn spec_of(args: &AccumulatorArgs) -> Result<Arc<FunnelSpec>> {
+    let spec = args.exprs.get(3).and_then(|e| e.downcast_ref::<Literal>()).and_then(|l| match l.value() {
+        ScalarValue::Utf8(Some(text)) => serde_json::from_str::<FunnelSpec>(text.as_str()).ok(),
+        _ => None,
+    });
+    match spec {
+        Some(spec) => Ok(Arc::new(spec)),
+        None => exec_err!("{FUNNEL_FUNCTION}: the fourth argument must be a literal funnel spec"),
+    }
+}
+
+/// `(timestamps, masks, breakdowns)` as the typed arrays events come in.
+struct EventColumns {
+    timestamps: ArrayRef,
+    masks: ArrayRef,
+    breakdowns: ArrayRef,
+}
+
+impl EventColumns {
+    fn cast(timestamps: &ArrayRef, masks: &ArrayRef, breakdowns: &ArrayRef) -> Result<Self> {
+        Ok(Self {
+            timestamps: cast(timestamps, &DataType::Int64)?,
+            masks: cast(masks, &DataType::Int64)?,
+            breakdowns: cast(breakdowns, &DataType::Utf8)?,
+        })
+    }
+
+    /// Row `row` as an event, unless the funnel has no use for it.
+    fn event(&self, row: usize, strict: bool) -> Option<FunnelEvent> {
+        let (timestamps, masks) =
+            (self.timestamps.as_primitive::<Int64Type>(), self.masks.as_primitive::<Int64Type>());
+        let breakdowns = self.breakdowns.as_string::<i32>();
+        if timestamps.is_null(row) || masks.is_null(row) || (masks.value(row) == 0 && !strict) {
+            return None;
+        }
+        Some(FunnelEvent {
+            timestamp_us: timestamps.value(row),
+            mask: masks.value(row) as u64,
+            breakdown: (!breakdowns.is_null(row)).then(|| breakdowns.value(row).to_string()),
+        })
+    }
+}
+
+fn events_size(events: &[FunnelEvent]) -> usize {
+    std::mem::size_of_val(events)
+        + events.iter().map(|e| e.breakdown.as_ref().map_or(0, String::capacity)).sum::<usize>()
+}
+
+/// The funnel of each group, as the aggregate's struct column.
+fn evaluate_groups(spec: &FunnelSpec, groups: Vec<Vec<FunnelEvent>>) -> Result<ArrayRef> {
+    let mut times = ListBuilder::new(Int64Builder::new())
+        .with_field(Arc::new(Field::new_list_field(DataType::Int64, true)));
+    let mut breakdowns = StringBuilder::new();
+    for mut events in groups {
+        match evaluate(spec, &mut events) {
+            Some(path) => {
+                times.values().append_slice(&path.times);
+                times.append(true);
+                breakdowns.append_option(path.breakdown);
+            }
+            None => {
+                times.append(false);
+                breakdowns.append_null();
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![Arc::new(times.finish()), Arc::new(breakdowns.finish())];
+    Ok(Arc::new(StructArray::try_new(result_fields(), columns, None)?))
+}
+
+/// The partial state of each group: its events as three lists.
+fn state_of(groups: &[Vec<FunnelEvent>]) -> Vec<ArrayRef> {
+    let mut timestamps = ListBuilder::new(Int64Builder::new());
+    let mut masks = ListBuilder::new(Int64Builder::new());
+    let mut breakdowns = ListBuilder::new(StringBuilder::new());
+    for events in groups {
+        for e in events {
+            timestamps.values().append_value(e.timestamp_us);
+            masks.values().append_value(e.mask as i64);
+            breakdowns.values().append_option(e.breakdown.as_deref());
+        }
+        timestamps.append(true);
+        masks.append(true);
+        breakdowns.append(true);
+    }
+    vec![Arc::new(timestamps.finish()), Arc::new(masks.finish()), Arc::new(breakdowns.finish())]
+}
+
+#[derive(Debug)]
+struct FunnelGroups {
+    spec: Arc<FunnelSpec>,
+    groups: Vec<Vec<FunnelEvent>>,
+}
+
+impl GroupsAccumulator for FunnelGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        if values.len() < 3 {
+            return exec_err!("{FUNNEL_FUNCTION} takes (timestamp, mask, breakdown, spec)");
+        }
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let columns = EventColumns::cast(&values[0], &values[1], &values[2])?;
+        let strict = self.spec.order == FunnelOrder::Strict;
+        for (row, &group) in group_indices.iter().enumerate() {
+            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+                continue;
+            }
+            if let Some(event) = columns.event(row, strict) {
+                self.groups[group].push(event);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        evaluate_groups(&self.spec, emit_to.take_needed(&mut self.groups))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(state_of(&emit_to.take_needed(&mut self.groups)))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        if values.len() < 3 {
+            return exec_err!("{FUNNEL_FUNCTION}: malformed partial state");
+        }
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let lists = (values[0].as_list::<i32>(), values[1].as_list::<i32>(), values[2].as_list::<i32>());
+        // The lists share their layout; their values are cast once.
+        let columns = EventColumns::cast(lists.0.values(), lists.1.values(), lists.2.values())?;
+        let offsets = lists.0.value_offsets();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if lists.0.is_null(row) {
+                continue;
+            }
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            self.groups[group].extend((start..end).filter_map(|i| columns.event(i, true)));
+        }
+        Ok(())
+    }
+
+    /// Each row as a group of its own, for when partial aggregation is
+    /// skipped.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        if values.len() < 3 {
+            return exec_err!("{FUNNEL_FUNCTION} takes (timestamp, mask, breakdown, spec)");
+        }
+        let columns = EventColumns::cast(&values[0], &values[1], &values[2])?;
+        let strict = self.spec.order == FunnelOrder::Strict;
+        let groups: Vec<Vec<FunnelEvent>> = (0..columns.timestamps.len())
+            .map(|row| {
+                let kept = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+                kept.then(|| columns.event(row, strict)).flatten().into_iter().collect()
+            })
+            .collect();
+        Ok(state_of(&groups))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.groups.capacity() * std::mem::size_of::<Vec<FunnelEvent>>()
+            + self.groups.iter().map(|g| events_size(g)).sum::<usize>()
+    }
+}
+
 #[derive(Debug)]
 struct FunnelAccumulator {
     spec: Arc<FunnelSpec>,
@@ -83,25 +266,9 @@ struct FunnelAccumulator {
 
 impl FunnelAccumulator {
     fn push(&mut self, timestamps: &ArrayRef, masks: &ArrayRef, breakdowns: &ArrayRef) -> Result<()> {
-        let timestamps = cast(timestamps, &DataType::Int64)?;
-        let masks = cast(masks, &DataType::Int64)?;
-        let breakdowns = cast(breakdowns, &DataType::Utf8)?;
-        let timestamps = timestamps.as_primitive::<Int64Type>();
-        let masks = masks.as_primitive::<Int64Type>();
-        let breakdowns = breakdowns.as_string::<i32>();
-        for row in 0..timestamps.len() {
-            if timestamps.is_null(row)
-                || masks.is_null(row)
-                || masks.value(row) == 0 && self.spec.order != crate::plan::FunnelOrder::Strict
-            {
-                continue;
-            }
-            self.events.push(FunnelEvent {
-                timestamp_us: timestamps.value(row),
-                mask: masks.value(row) as u64,
-                breakdown: (!breakdowns.is_null(row)).then(|| breakdowns.value(row).to_string()),
-            });
-        }
+        let columns = EventColumns::cast(timestamps, masks, breakdowns)?;
+        let strict = self.spec.order == FunnelOrder::Strict;
+        self.events.extend((0..columns.timestamps.len()).filter_map(|row| columns.event(row, strict)));
         Ok(())
     }
 }
@@ -115,41 +282,19 @@ impl Accumulator for FunnelAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let path = evaluate(&self.spec, &mut self.events);
-        let (times, breakdown): (Option<Vec<Option<i64>>>, Option<String>) = match path {
-            Some(path) => (Some(path.times.into_iter().map(Some).collect()), path.breakdown),
-            None => (None, None),
-        };
-        let times: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>([times]));
-        let breakdown: ArrayRef = Arc::new(StringArray::from(vec![breakdown]));
-        let fields = result_fields();
-        let array = StructArray::try_new(fields, vec![times, breakdown], None)?;
-        Ok(ScalarValue::Struct(Arc::new(array)))
+        let array = evaluate_groups(&self.spec, vec![std::mem::take(&mut self.events)])?;
+        ScalarValue::try_from_array(&array, 0)
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self)
-            + self.events.capacity() * std::mem::size_of::<FunnelEvent>()
-            + self.events.iter().map(|e| e.breakdown.as_ref().map_or(0, String::capacity)).sum::<usize>()
+        std::mem::size_of_val(self) + events_size(&self.events)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let timestamps = ListArray::from_iter_primitive::<Int64Type, _, _>([Some(
-            self.events.iter().map(|e| Some(e.timestamp_us)).collect::<Vec<_>>(),
-        )]);
-        let masks = ListArray::from_iter_primitive::<Int64Type, _, _>([Some(
-            self.events.iter().map(|e| Some(e.mask as i64)).collect::<Vec<_>>(),
-        )]);
-        let mut breakdowns = ListBuilder::new(StringBuilder::new());
-        for event in &self.events {
-            breakdowns.values().append_option(event.breakdown.as_deref());
-        }
-        breakdowns.append(true);
-        Ok(vec![
-            ScalarValue::List(Arc::new(timestamps)),
-            ScalarValue::List(Arc::new(masks)),
-            ScalarValue::List(Arc::new(breakdowns.finish())),
-        ])
+        state_of(std::slice::from_ref(&self.events))
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
@@ -171,7 +316,7 @@ impl Accumulator for FunnelAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warren_store::arrow::array::Int64Array;
+    use warren_store::arrow::array::{Int64Array, StringArray};
 
     #[test]
     fn state_round_trips_through_merge() {
