@@ -53,6 +53,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "capture",
     "ingest",
     "event_store",
+    "query",
     "bootstrap",
 ];
 
