@@ -28,6 +28,18 @@ pub enum Interval {
     Month,
 }
 
+impl Interval {
+    /// The lowercase name, as PostHog spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interval::Hour => "hour",
+            Interval::Day => "day",
+            Interval::Week => "week",
+            Interval::Month => "month",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DateRange {
     pub date_from: Option<String>,

@@ -7,19 +7,10 @@ use serde_json::{json, Value};
 
 use super::{actor, has_actor, scope, Series};
 use crate::backend::{Cell, QueryBackend};
-use crate::model::{Interval, StickinessQuery};
+use crate::model::StickinessQuery;
 use crate::plan::{Aggregate, Column, Expr, Select, Source};
 use crate::time::{ProjectContext, TimeRange};
 use crate::QueryError;
-
-fn unit(interval: Interval) -> &'static str {
-    match interval {
-        Interval::Hour => "hour",
-        Interval::Day => "day",
-        Interval::Week => "week",
-        Interval::Month => "month",
-    }
-}
 
 pub async fn run(
     query: &StickinessQuery,
@@ -46,7 +37,7 @@ pub async fn run(
                     data[k] += data[k + 1];
                 }
             }
-            let name = unit(range.interval);
+            let name = range.interval.name();
             let mut item = json!({
                 "action": s.action(),
                 "label": s.label,

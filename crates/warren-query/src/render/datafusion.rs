@@ -230,15 +230,6 @@ fn literal_sql(literal: &Literal, out: &mut String) {
     }
 }
 
-fn interval_unit(interval: Interval) -> &'static str {
-    match interval {
-        Interval::Hour => "hour",
-        Interval::Day => "day",
-        Interval::Week => "week",
-        Interval::Month => "month",
-    }
-}
-
 fn bucket_sql(bucketing: &Bucketing, expr: &Expr, out: &mut String) -> Result<(), QueryError> {
     let mut local = String::from("to_local_time(arrow_cast(");
     expr_sql(expr, &mut local)?;
@@ -254,7 +245,7 @@ fn bucket_sql(bucketing: &Bucketing, expr: &Expr, out: &mut String) -> Result<()
             let _ = write!(out, "(date_trunc('week', {local} + INTERVAL '1 day') - INTERVAL '1 day')");
         }
         (interval, _) => {
-            let _ = write!(out, "date_trunc('{}', {local})", interval_unit(interval));
+            let _ = write!(out, "date_trunc('{}', {local})", interval.name());
         }
     }
     Ok(())
@@ -372,7 +363,7 @@ fn expr_sql(expr: &Expr, out: &mut String) -> Result<(), QueryError> {
             out.push('(');
             expr_sql(expr, out)?;
             let sign = if *n < 0 { '-' } else { '+' };
-            let _ = write!(out, " {sign} INTERVAL '{} {}')", n.unsigned_abs(), interval_unit(*interval));
+            let _ = write!(out, " {sign} INTERVAL '{} {}')", n.unsigned_abs(), interval.name());
         }
         Expr::Coalesce(exprs) => {
             out.push_str("coalesce(");
