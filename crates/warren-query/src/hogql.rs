@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use warren_store::datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_relations, Expr, ObjectNamePart, Query, SetExpr, Statement,
+    visit_expressions, visit_relations, Expr, ObjectNamePart, Query, SetExpr, Statement, TableFactor,
+    TableWithJoins,
 };
 use warren_store::datafusion::sql::sqlparser::dialect::GenericDialect;
 use warren_store::datafusion::sql::sqlparser::parser::Parser;
@@ -119,6 +120,27 @@ impl SqlQuery {
 
 /// Nothing but SELECTs: no `SELECT … INTO`, no data-changing subqueries,
 /// no table functions.
+/// The tables of a FROM clause: no table functions, subqueries checked.
+fn check_tables(from: &[TableWithJoins]) -> Result<(), QueryError> {
+    for table in from {
+        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
+            match factor {
+                TableFactor::Table { args: Some(_), .. }
+                | TableFactor::TableFunction { .. }
+                | TableFactor::Function { .. } => {
+                    return Err(QueryError::invalid("table functions are not allowed"))
+                }
+                TableFactor::Derived { subquery, .. } => check_read_only(subquery)?,
+                TableFactor::NestedJoin { table_with_joins, .. } => {
+                    check_tables(std::slice::from_ref(table_with_joins.as_ref()))?
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_read_only(query: &Query) -> Result<(), QueryError> {
     fn body(set: &SetExpr) -> Result<(), QueryError> {
         match set {
@@ -126,23 +148,7 @@ fn check_read_only(query: &Query) -> Result<(), QueryError> {
                 if select.into.is_some() {
                     return Err(QueryError::invalid("SELECT … INTO is not allowed"));
                 }
-                for table in &select.from {
-                    for factor in
-                        std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation))
-                    {
-                        use warren_store::datafusion::sql::sqlparser::ast::TableFactor;
-                        match factor {
-                            TableFactor::Table { args: Some(_), .. }
-                            | TableFactor::TableFunction { .. }
-                            | TableFactor::Function { .. } => {
-                                return Err(QueryError::invalid("table functions are not allowed"))
-                            }
-                            TableFactor::Derived { subquery, .. } => check_read_only(subquery)?,
-                            _ => {}
-                        }
-                    }
-                }
-                Ok(())
+                check_tables(&select.from)
             }
             SetExpr::Query(inner) => check_read_only(inner),
             SetExpr::SetOperation { left, right, .. } => {
@@ -188,6 +194,7 @@ mod tests {
             "SELECT 1; SELECT 2",
             "SELECT * FROM secrets",
             "SELECT * FROM read_parquet('/etc/passwd')",
+            "SELECT * FROM (events JOIN LATERAL generate_series(1, 10) AS g ON true)",
             "CREATE TABLE x (a int)",
             "SELECT * FROM events WHERE",
             "COPY events TO '/tmp/x'",

@@ -167,15 +167,17 @@ fn parse_point(text: &str, context: &ProjectContext, edge: Edge) -> Result<Naive
         "-" => return Err(invalid()),
         _ => amount.parse().map_err(|_| invalid())?,
     };
+    // Checked arithmetic: an absurd amount is the asker's 400, not a panic.
     let shifted = match unit {
-        'h' => now + Duration::hours(amount),
-        'd' => now + Duration::days(amount),
-        'w' => now + Duration::weeks(amount),
-        'm' => add_months(now, amount).ok_or_else(invalid)?,
-        'q' => add_months(now, amount * 3).ok_or_else(invalid)?,
-        'y' => add_months(now, amount * 12).ok_or_else(invalid)?,
+        'h' => Duration::try_hours(amount).and_then(|d| now.checked_add_signed(d)),
+        'd' => Duration::try_days(amount).and_then(|d| now.checked_add_signed(d)),
+        'w' => Duration::try_weeks(amount).and_then(|d| now.checked_add_signed(d)),
+        'm' => add_months(now, amount),
+        'q' => amount.checked_mul(3).and_then(|m| add_months(now, m)),
+        'y' => amount.checked_mul(12).and_then(|m| add_months(now, m)),
         _ => return Err(invalid()),
-    };
+    }
+    .ok_or_else(invalid)?;
     let day = shifted.date().and_time(NaiveTime::MIN);
     let unit_start = match unit {
         'h' => shifted
@@ -345,7 +347,15 @@ mod tests {
     #[test]
     fn bad_input_is_refused() {
         let c = context("UTC");
-        for bad in ["yesterday", "-d", "-7x", "2024-13-01"] {
+        for bad in [
+            "yesterday",
+            "-d",
+            "-7x",
+            "2024-13-01",
+            "-99999999999d",
+            "-9999999999999999h",
+            "-999999999999999999q",
+        ] {
             let range = DateRange { date_from: Some(bad.into()), date_to: None };
             assert!(TimeRange::resolve(Some(&range), Interval::Day, &c, None).is_err(), "{bad}");
         }

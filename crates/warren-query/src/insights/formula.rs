@@ -4,6 +4,10 @@
 
 use crate::QueryError;
 
+/// Bounds the parser's recursion, so no formula can exhaust the stack.
+const MAX_FORMULA_BYTES: usize = 500;
+const MAX_DEPTH: usize = 64;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
     Number(f64),
@@ -20,8 +24,11 @@ pub(crate) struct Formula {
 
 impl Formula {
     pub fn parse(text: &str, series: usize) -> Result<Self, QueryError> {
+        if text.len() > MAX_FORMULA_BYTES {
+            return Err(QueryError::invalid(format!("formula longer than {MAX_FORMULA_BYTES} characters")));
+        }
         let tokens: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let mut parser = Parser { tokens: &tokens, at: 0, series };
+        let mut parser = Parser { tokens: &tokens, at: 0, series, depth: 0 };
         let root = parser.sum()?;
         if parser.at != tokens.len() {
             return Err(QueryError::invalid(format!("formula {text:?}: unexpected {:?}", tokens[parser.at])));
@@ -66,6 +73,7 @@ struct Parser<'a> {
     tokens: &'a [char],
     at: usize,
     series: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -92,11 +100,18 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Node, QueryError> {
-        if self.peek() == Some('-') {
-            self.at += 1;
-            return Ok(Node::Negate(Box::new(self.unary()?)));
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(QueryError::invalid(format!("formula nests deeper than {MAX_DEPTH}")));
         }
-        self.atom()
+        let node = if self.peek() == Some('-') {
+            self.at += 1;
+            Node::Negate(Box::new(self.unary()?))
+        } else {
+            self.atom()?
+        };
+        self.depth -= 1;
+        Ok(node)
     }
 
     fn atom(&mut self) -> Result<Node, QueryError> {
@@ -151,5 +166,7 @@ mod tests {
         assert!(f("A+C", &[1.0, 2.0]).is_err());
         assert!(f("A+", &[1.0]).is_err());
         assert!(f("(A", &[1.0]).is_err());
+        assert!(f(&"(".repeat(100_000), &[1.0]).is_err());
+        assert!(f(&format!("{}A", "-".repeat(200)), &[1.0]).is_err());
     }
 }

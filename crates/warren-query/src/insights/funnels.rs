@@ -31,7 +31,7 @@ fn window_us(filter: &FunnelsFilter) -> Result<i64, QueryError> {
         "month" => 30 * 86_400 * SECOND_US,
         other => return Err(QueryError::invalid(format!("unknown funnel window unit {other:?}"))),
     };
-    Ok(amount * unit)
+    amount.checked_mul(unit).ok_or_else(|| QueryError::invalid("funnel window is too long"))
 }
 
 fn spec_of(filter: &FunnelsFilter, steps: usize) -> Result<FunnelSpec, QueryError> {

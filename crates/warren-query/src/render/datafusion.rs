@@ -75,6 +75,13 @@ fn rewrite_sql_expr(expr: &SqlExpr) -> Result<Option<SqlExpr>, QueryError> {
             let path: Vec<String> = access.path.iter().map(|k| quote_text(k)).collect();
             format!("json_as_text({column}, {})", path.join(", "))
         }
+        // A call with OVER, FILTER or WITHIN GROUP keeps its own spelling:
+        // rebuilding it from the arguments alone would drop those clauses.
+        SqlExpr::Function(function)
+            if function.over.is_some() || function.filter.is_some() || !function.within_group.is_empty() =>
+        {
+            return Ok(None)
+        }
         SqlExpr::Function(function) => {
             let name = function.name.to_string();
             let args: Vec<String> = match &function.args {

@@ -43,16 +43,14 @@ pub(crate) fn cell(array: &dyn Array, row: usize) -> Cell {
         DataType::Utf8View => Cell::Text(array.as_string_view().value(row).to_string()),
         DataType::Timestamp(unit, zone) => {
             let value = match unit {
-                TimeUnit::Second => {
-                    array.as_primitive::<warren_store::arrow::datatypes::TimestampSecondType>().value(row)
-                        * 1_000_000
-                }
-                TimeUnit::Millisecond => {
-                    array
-                        .as_primitive::<warren_store::arrow::datatypes::TimestampMillisecondType>()
-                        .value(row)
-                        * 1_000
-                }
+                TimeUnit::Second => array
+                    .as_primitive::<warren_store::arrow::datatypes::TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => array
+                    .as_primitive::<warren_store::arrow::datatypes::TimestampMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1_000),
                 TimeUnit::Microsecond => array
                     .as_primitive::<warren_store::arrow::datatypes::TimestampMicrosecondType>()
                     .value(row),

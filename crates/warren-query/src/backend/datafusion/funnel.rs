@@ -85,9 +85,24 @@ fn spec_of(args: &AccumulatorArgs) -> Result<Arc<FunnelSpec>> {
         _ => None,
     });
     match spec {
-        Some(spec) => Ok(Arc::new(spec)),
+        // Users' SQL can call the function too, so its spec is checked.
+        Some(spec) if spec_is_sound(&spec) => Ok(Arc::new(spec)),
+        Some(_) => exec_err!(
+            "{FUNNEL_FUNCTION}: 1 to 31 steps, at most 31 exclusions inside them, a window of 0 or more"
+        ),
         None => exec_err!("{FUNNEL_FUNCTION}: the fourth argument must be a literal funnel spec"),
     }
+}
+
+fn spec_is_sound(spec: &FunnelSpec) -> bool {
+    (1..=31).contains(&spec.steps)
+        && spec.window_us >= 0
+        && spec.exclusions.len() <= 31
+        && spec.exclusions.iter().all(|&(from, to)| from < to && to < spec.steps)
+        && match spec.attribution {
+            crate::plan::Attribution::Step(step) => step < spec.steps,
+            _ => true,
+        }
 }
 
 /// `(timestamps, masks, breakdowns)` as the typed arrays events come in.
