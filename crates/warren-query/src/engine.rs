@@ -53,9 +53,8 @@ impl QueryEngine {
         };
         // Dropping the guard (the caller went away) aborts the task, and
         // with it the plan's streams and their spawned partitions.
-        let guard = AbortOnDrop(runtime.spawn(work));
-        let handle = &mut { guard };
-        match (&mut handle.0).await {
+        let mut guard = AbortOnDrop(runtime.spawn(work));
+        match (&mut guard.0).await {
             Ok(result) => result,
             Err(e) if e.is_panic() => Err(QueryError::Engine("the query hit a bug".into())),
             Err(_) => Err(QueryError::Engine("the query was cancelled".into())),

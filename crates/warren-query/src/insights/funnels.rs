@@ -6,14 +6,12 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::trends::null_as_sentinel;
+use super::trends::breakdown_expr;
 use super::{actor, has_actor, scope, Series, BREAKDOWN_OTHER};
 use crate::backend::{Cell, QueryBackend};
 use crate::filters;
 use crate::model::{FunnelsFilter, FunnelsQuery};
-use crate::plan::{
-    Aggregate, Attribution, Column, Expr, FunnelOrder, FunnelSpec, Literal, PropertySource, Select, Source,
-};
+use crate::plan::{Aggregate, Attribution, Column, Expr, FunnelOrder, FunnelSpec, Literal, Select, Source};
 use crate::time::{bucket_start, day_key, label, ProjectContext};
 use crate::QueryError;
 
@@ -118,7 +116,7 @@ pub async fn run(
         .reduce(|a, b| a.binary(crate::plan::BinaryOp::Add, b))
         .unwrap_or(Expr::int(0));
     let breakdown_filter = query.breakdown_filter.clone().unwrap_or_default();
-    let breakdown = breakdown_value(&breakdown_filter)?;
+    let breakdown = breakdown_expr(&breakdown_filter)?;
 
     let mut condition =
         scope(&query.common, project, range.from_us, range.to_us)?.and(has_actor(&query.common)?);
@@ -170,30 +168,6 @@ pub async fn run(
             "unknown funnelVizType {other:?} (steps, trends, time_to_convert)"
         ))),
     }
-}
-
-fn breakdown_value(filter: &crate::model::BreakdownFilter) -> Result<Option<Expr>, QueryError> {
-    let Some(breakdown) = &filter.breakdown else { return Ok(None) };
-    let key = match breakdown {
-        Value::String(key) => key.clone(),
-        Value::Array(items) if items.len() == 1 => {
-            items[0].as_str().map(String::from).unwrap_or_else(|| items[0].to_string())
-        }
-        Value::Null => return Ok(None),
-        other => {
-            return Err(QueryError::invalid(format!("breakdown must be one property name, got {other}")))
-        }
-    };
-    let source = match filter.breakdown_type.as_deref().unwrap_or("event") {
-        "event" => PropertySource::Event,
-        "person" => PropertySource::Person,
-        other => {
-            return Err(QueryError::invalid(format!(
-                "funnel breakdown_type {other:?} is not supported (event, person)"
-            )))
-        }
-    };
-    Ok(Some(null_as_sentinel(Expr::Property { source, key })))
 }
 
 fn seconds(us: f64) -> Value {

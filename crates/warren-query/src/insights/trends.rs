@@ -114,8 +114,8 @@ fn math_of(series: &Series) -> Result<Math, QueryError> {
 }
 
 /// The breakdown value of a row: the property, with missing and empty
-/// both reading as the null sentinel.
-fn breakdown_expr(filter: &BreakdownFilter) -> Result<Option<Expr>, QueryError> {
+/// both reading as the null sentinel. Funnels break down the same way.
+pub(crate) fn breakdown_expr(filter: &BreakdownFilter) -> Result<Option<Expr>, QueryError> {
     let Some(breakdown) = &filter.breakdown else { return Ok(None) };
     let key = match breakdown {
         Value::String(key) => key.clone(),
@@ -149,7 +149,7 @@ fn breakdown_expr(filter: &BreakdownFilter) -> Result<Option<Expr>, QueryError> 
     Ok(Some(null_as_sentinel(value)))
 }
 
-pub(crate) fn null_as_sentinel(value: Expr) -> Expr {
+fn null_as_sentinel(value: Expr) -> Expr {
     Expr::Case {
         branches: vec![(
             Expr::IsNull(Box::new(value.clone())).or(value.clone().eq(Expr::text(""))),

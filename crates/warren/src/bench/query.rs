@@ -268,7 +268,7 @@ fn run_duckdb(options: &QueryBench, table: &Path) -> anyhow::Result<Vec<(String,
 struct ClickHouse {
     child: Child,
     http: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for ClickHouse {
@@ -306,7 +306,7 @@ impl ClickHouse {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {binary} (Debian's clickhouse-server package)"))?;
-        let server = Self { child, http: format!("http://127.0.0.1:{http_port}/"), _dir: dir };
+        let server = Self { child, http: format!("http://127.0.0.1:{http_port}/"), dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.sql("SELECT 1", None).await.is_err() {
             if Instant::now() > deadline {
@@ -345,7 +345,7 @@ async fn run_clickhouse(options: &QueryBench, table: &Path) -> anyhow::Result<Ve
             None,
         )
         .await?;
-    let tsv = server._dir.path().join("events.tsv");
+    let tsv = server.dir.path().join("events.tsv");
     let export = Command::new(python(options))
         .arg(repo_root().join("scripts/bench/duckdb_queries.py"))
         .arg(table)

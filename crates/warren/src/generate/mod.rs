@@ -199,9 +199,8 @@ fn person_rows(person: &StoryPerson, rows: &mut Vec<EventRow>) {
     let created_at_us = person.first_seen.timestamp_micros();
     let mut properties = serde_json::Map::new();
     for event in &person.events {
-        let mut event_properties = event.properties.clone();
-        if let Some(Value::Object(set)) = event_properties.remove("$set") {
-            properties.extend(set);
+        if let Some(Value::Object(set)) = event.properties.get("$set") {
+            properties.extend(set.clone());
         }
         for key in ["$browser", "$os", "$geoip_country_code"] {
             if let Some(value) = event.properties.get(key) {

@@ -151,9 +151,11 @@ async fn every_insight_kind_answers_over_sdk_events() {
         (Some(1), &json!("1_/home"), &json!("2_/docs"), &json!(1)),
         "{paths}"
     );
-    // Five minutes apart, to the millisecond capture's clock correction keeps.
+    // Five minutes apart. The SDK sends each event in its own request and
+    // capture corrects each by that request's clock skew, so the gap moves
+    // by the difference in request latency (milliseconds, more under load).
     let between = edge["average_conversion_time"].as_f64().expect("time");
-    assert!((between - 300_000.0).abs() <= 2.0, "{paths}");
+    assert!((between - 300_000.0).abs() <= 1_000.0, "{paths}");
 
     let sql = results(&server, json!({"kind": "HogQLQuery",
         "query": "SELECT person.properties.email AS email, count() AS n FROM events WHERE person.properties.email IS NOT NULL GROUP BY email"})).await;
