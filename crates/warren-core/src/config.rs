@@ -34,6 +34,7 @@ pub struct WarrenConfig {
     pub event_store: EventStoreConfig,
     pub query: QueryConfig,
     pub bootstrap: BootstrapConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for WarrenConfig {
@@ -52,6 +53,7 @@ impl Default for WarrenConfig {
             event_store: EventStoreConfig::default(),
             query: QueryConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -273,4 +275,27 @@ pub struct BootstrapConfig {
     pub api_key: Option<String>,
     /// Time zone of the default project (IANA name); UTC when unset.
     pub timezone: Option<String>,
+    /// Email of a user made owner of the default organization, so the web
+    /// UI can be signed into at once; needs `admin_password`.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+}
+
+/// Accounts and sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether anyone reaching the server may sign up (each sign-up gets
+    /// an organization of their own). Turn off once the team has signed up.
+    pub signup: bool,
+    /// How long a login session lasts.
+    pub session_hours: u64,
+    /// Log in attempts allowed per client address and per email each minute.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { signup: true, session_hours: 14 * 24, login_attempts_per_minute: 10 }
+    }
 }

@@ -20,6 +20,10 @@ pub const API_REQUESTS_REFUSED: &str = "warren_api_requests_refused_total";
 pub const QUERIES: &str = "warren_queries_total";
 /// Time to answer one query, seconds, labelled `kind`.
 pub const QUERY_SECONDS: &str = "warren_query_duration_seconds";
+/// Audit log entries that could not be written.
+pub const AUDIT_WRITE_FAILURES: &str = "warren_audit_write_failures_total";
+/// Feature flag evaluations answered, labelled `endpoint` (flags, decide, definitions).
+pub const FLAG_REQUESTS: &str = "warren_flag_requests_total";
 /// Events whose `timestamp` could not be parsed (server time was used).
 pub const CAPTURE_TIMESTAMP_UNPARSEABLE: &str = "warren_capture_timestamp_unparseable_total";
 /// Request body size in bytes as received (before decompression).
@@ -95,6 +99,8 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (API_REQUESTS_REFUSED, Kind::Counter, "REST API requests answered with an error, by code."),
     (QUERIES, Kind::Counter, "Queries answered, by kind and outcome."),
     (QUERY_SECONDS, Kind::Histogram, "Time to answer one query, by kind."),
+    (AUDIT_WRITE_FAILURES, Kind::Counter, "Audit log entries that could not be written."),
+    (FLAG_REQUESTS, Kind::Counter, "Feature flag requests answered, by endpoint."),
     (CAPTURE_TIMESTAMP_UNPARSEABLE, Kind::Counter, "Events whose timestamp could not be parsed."),
     (CAPTURE_PAYLOAD_BYTES, Kind::Histogram, "Capture request body size as received."),
     (CAPTURE_CLOCK_SKEW_SECONDS, Kind::Histogram, "Server time minus client sent_at."),

@@ -14,6 +14,7 @@
 //! This crate never writes the event log and never serves HTTP.
 
 mod dedup;
+mod definitions;
 mod error;
 mod groups;
 mod normalize;

@@ -15,6 +15,7 @@ use warren_meta::{IngestCommit, MetaStore};
 use warren_store::{EventRow, EventStore, GROUP_SLOTS};
 
 use crate::dedup::RecentUuids;
+use crate::definitions::Definitions;
 use crate::groups::GroupBatch;
 use crate::normalize::{normalize, Event};
 use crate::persons::{PersonBatch, PersonOnEvent};
@@ -37,6 +38,7 @@ pub struct Ingester {
     recent: RecentUuids,
     /// For [`Ingester::catch_up`]: the offsets at which to stop.
     stop_at: Option<Vec<u64>>,
+    definitions: Definitions,
 }
 
 /// A log record, decoded.
@@ -58,7 +60,16 @@ impl Ingester {
         config: IngestConfig,
     ) -> Self {
         let recent = RecentUuids::new(config.dedup_window_events);
-        Self { log, meta, store, config, teams: HashMap::new(), recent, stop_at: None }
+        Self {
+            log,
+            meta,
+            store,
+            config,
+            teams: HashMap::new(),
+            recent,
+            stop_at: None,
+            definitions: Definitions::default(),
+        }
     }
 
     /// Ingests everything the log holds when called, then returns; for
@@ -322,6 +333,7 @@ impl Ingester {
         let items = self.decode(records, stored_next, &mut warnings).await?;
         let uuids: Vec<uuid::Uuid> = items.iter().map(|item| item.event.uuid).collect();
         let events: Vec<&Event> = items.iter().map(|item| &item.event).collect();
+        let definitions = self.definitions.collect(&events);
         let mut persons = PersonBatch::load(self.meta.as_ref(), &events).await?;
         let mut groups = GroupBatch::load(self.meta.as_ref(), &events).await?;
         let mut rows = Vec::with_capacity(items.len());
@@ -356,6 +368,8 @@ impl Ingester {
             consumer: CONSUMER.to_string(),
             offsets: offsets.iter().map(|(p, n)| (*p, *n)).collect(),
             warnings,
+            event_definitions: definitions.events,
+            property_definitions: definitions.properties,
             ..IngestCommit::default()
         };
         persons.into_commit(&mut commit);
@@ -364,6 +378,7 @@ impl Ingester {
             metrics::counter!(names::INGEST_WARNINGS, "kind" => warning.kind.clone()).increment(1);
         }
         self.meta.commit_ingest(&commit).await?;
+        self.definitions.committed(&commit.property_definitions);
         for uuid in uuids {
             self.recent.insert(uuid);
         }

@@ -12,7 +12,10 @@ use serde_json::json;
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, Properties};
 
-use crate::{BootstrapRequest, DistinctIdAssignment, IngestCommit, MetaStore, PersonMerge};
+use crate::accounts::{NewApiKey, NewProject, NewUser, ProjectUpdate, Role};
+use crate::audit::{AuditEntry, AuditFilter};
+use crate::entities::{EntityKind, EntityWrite, EventDefinition, PropertyDefinition, PropertyKind};
+use crate::{BootstrapRequest, DistinctIdAssignment, IngestCommit, MetaError, MetaStore, PersonMerge};
 
 /// Opens stores of one adapter on storage the factory owns.
 #[async_trait]
@@ -42,7 +45,13 @@ macro_rules! meta_store_conformance {
             ingest_offsets_are_per_consumer,
             groups_and_group_types,
             warnings_newest_first,
-            batches_larger_than_one_statement
+            batches_larger_than_one_statement,
+            users_organizations_and_sessions,
+            api_keys_are_scoped_revocable_and_hashed,
+            projects_are_created_and_updated,
+            audit_log_filters_and_pages,
+            entities_round_trip_with_unique_keys,
+            static_cohorts_and_definitions
         );
     };
     (@tests $factory:expr; $($name:ident),*) => {
@@ -105,9 +114,10 @@ pub async fn bootstrap_creates_project_one_once(factory: &impl MetaFactory) {
     assert_eq!((first.project.timezone.as_str(), first.project.week_start_day), ("UTC", 0));
     assert_eq!(first.project.test_account_filters, "[]");
     assert_eq!(store.project_by_token("phc_unknown").await.expect("lookup"), None);
-    let organization = store.organization_for_api_key(&first.api_key).await.expect("lookup");
+    let organization =
+        store.api_key_by_secret(&first.api_key).await.expect("lookup").map(|key| key.organization_id);
     assert_eq!(organization, Some(first.project.organization_id));
-    assert_eq!(store.organization_for_api_key("phx_wrong_wrong_wrong").await.expect("lookup"), None);
+    assert_eq!(store.api_key_by_secret("phx_wrong_wrong_wrong").await.expect("lookup"), None);
 }
 
 pub async fn bootstrap_takes_fixed_secrets_and_validates_them(factory: &impl MetaFactory) {
@@ -127,7 +137,7 @@ pub async fn bootstrap_takes_fixed_secrets_and_validates_them(factory: &impl Met
     let later =
         BootstrapRequest { project_token: Some("phx_ignored_now".into()), ..BootstrapRequest::default() };
     assert!(store.bootstrap(later).await.expect("ignored").is_none(), "settings only matter once");
-    assert!(store.organization_for_api_key("phx_fixed_api_key_0123456789").await.expect("lookup").is_some());
+    assert!(store.api_key_by_secret("phx_fixed_api_key_0123456789").await.expect("lookup").is_some());
 }
 
 pub async fn migrations_are_idempotent_and_data_survives_reconnect(factory: &impl MetaFactory) {
@@ -313,4 +323,278 @@ pub async fn batches_larger_than_one_statement(factory: &impl MetaFactory) {
     assert_eq!(lookup.distinct_ids.len(), count as usize);
     assert_eq!(lookup.persons.len(), count as usize);
     assert_eq!(lookup.persons[&Uuid::from_u128(77)].properties["i"], json!(76));
+}
+
+fn new_user(email: &str) -> NewUser {
+    NewUser { email: email.into(), name: "Ada".into(), password: "correct horse battery".into() }
+}
+
+pub async fn users_organizations_and_sessions(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    let ada = store.create_user(new_user(" Ada@Example.com ")).await.expect("user");
+    assert_eq!(ada.email, "ada@example.com", "emails are trimmed and lower-cased");
+    let again = store.create_user(new_user("ada@example.com")).await;
+    assert!(matches!(again, Err(MetaError::Conflict { .. })), "{again:?}");
+    for bad in [NewUser { password: "short".into(), ..new_user("b@example.com") }, new_user("not-an-email")] {
+        assert!(matches!(store.create_user(bad).await, Err(MetaError::Invalid { .. })));
+    }
+    assert_eq!(
+        store.verify_login("ADA@example.com", "correct horse battery").await.expect("login"),
+        Some(ada.clone())
+    );
+    assert_eq!(store.verify_login("ada@example.com", "wrong horse battery").await.expect("login"), None);
+    assert_eq!(store.verify_login("nobody@example.com", "correct horse battery").await.expect("login"), None);
+
+    let org = store.create_organization("Acme", ada.id).await.expect("organization");
+    assert_eq!(store.role(org.id, ada.id).await.expect("role"), Some(Role::Owner));
+    let bob = store.create_user(new_user("bob@example.com")).await.expect("user");
+    assert_eq!(store.role(org.id, bob.id).await.expect("role"), None);
+    store.set_role(org.id, bob.id, Some(Role::Member)).await.expect("add");
+    store.set_role(org.id, bob.id, Some(Role::Admin)).await.expect("promote");
+    let members = store.members(org.id).await.expect("members");
+    assert_eq!(
+        members.iter().map(|m| (m.user.email.as_str(), m.role)).collect::<Vec<_>>(),
+        [("ada@example.com", Role::Owner), ("bob@example.com", Role::Admin)]
+    );
+    assert_eq!(store.memberships(bob.id).await.expect("memberships")[0].organization, org);
+    store.set_role(org.id, bob.id, None).await.expect("remove");
+    assert!(store.memberships(bob.id).await.expect("memberships").is_empty());
+    assert_eq!(store.user_by_email("BOB@example.com").await.expect("lookup"), Some(bob.clone()));
+
+    let now = 1_800_000_000_000_000;
+    let token = store.create_login_session(ada.id, now, 3_600_000_000).await.expect("session");
+    assert_eq!(store.user_for_session(&token, now + 1).await.expect("session"), Some(ada.clone()));
+    assert_eq!(store.user_for_session(&token, now + 3_600_000_001).await.expect("session"), None, "expired");
+    assert_eq!(store.user_for_session("forged", now).await.expect("session"), None);
+    store.delete_login_session(&token).await.expect("logout");
+    assert_eq!(store.user_for_session(&token, now + 1).await.expect("session"), None, "logged out");
+}
+
+pub async fn api_keys_are_scoped_revocable_and_hashed(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    let ada = store.create_user(new_user("ada@example.com")).await.expect("user");
+    let org = store.create_organization("Acme", ada.id).await.expect("organization");
+    let made = store
+        .create_api_key(NewApiKey {
+            organization_id: org.id,
+            user_id: Some(ada.id),
+            label: "ci".into(),
+            scopes: vec!["insight:read".into(), "feature_flag:write".into()],
+            project_ids: vec![7],
+        })
+        .await
+        .expect("key");
+    assert!(made.secret.starts_with("phx_"));
+    assert!(!made.key.mask.contains(&made.secret[8..made.secret.len() - 4]), "the mask hides the middle");
+    let found = store.api_key_by_secret(&made.secret).await.expect("lookup").expect("found");
+    assert_eq!((found.scopes.len(), found.project_ids.as_slice()), (2, &[7][..]));
+    assert!(
+        found.last_used_at.is_some()
+            || store.api_key_by_secret(&made.secret).await.expect("lookup").is_some()
+    );
+    let listed = store.api_keys(org.id).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].last_used_at.is_some(), "use is recorded");
+    assert!(
+        !store.revoke_api_key(org.id + 1, made.key.id).await.expect("revoke"),
+        "another organization's key"
+    );
+    assert!(store.revoke_api_key(org.id, made.key.id).await.expect("revoke"));
+    let revoked = store.api_key_by_secret(&made.secret).await.expect("lookup").expect("still found");
+    assert!(revoked.revoked_at.is_some());
+}
+
+pub async fn projects_are_created_and_updated(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
+    let ada = store.create_user(new_user("ada@example.com")).await.expect("user");
+    let org = store.create_organization("Acme", ada.id).await.expect("organization");
+    let project = store
+        .create_project(NewProject {
+            organization_id: org.id,
+            name: "Web".into(),
+            timezone: Some("Asia/Tokyo".into()),
+        })
+        .await
+        .expect("project");
+    assert!(project.id > 1, "after the bootstrap project");
+    assert_eq!(store.project_by_token(&project.api_token).await.expect("lookup"), Some(project.clone()));
+    let bad = NewProject { organization_id: org.id, name: "x".into(), timezone: Some("Nowhere/City".into()) };
+    assert!(store.create_project(bad).await.is_err());
+    let updated = store
+        .update_project(
+            project.id,
+            ProjectUpdate {
+                week_start_day: Some(1),
+                name: Some("Web app".into()),
+                ..ProjectUpdate::default()
+            },
+        )
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(
+        (updated.name.as_str(), updated.week_start_day, updated.timezone.as_str()),
+        ("Web app", 1, "Asia/Tokyo")
+    );
+    assert!(store
+        .update_project(project.id, ProjectUpdate { week_start_day: Some(5), ..ProjectUpdate::default() })
+        .await
+        .is_err());
+    assert_eq!(store.projects(org.id).await.expect("list"), vec![updated]);
+    assert_eq!(store.update_project(9_999, ProjectUpdate::default()).await.expect("update"), None);
+}
+
+fn audit(org: Option<i64>, action: &str, at_us: i64, outcome: &str) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at_us,
+        organization_id: org,
+        project_id: None,
+        user_id: Some(1),
+        api_key_id: None,
+        actor: "ada@example.com".into(),
+        credential: "session".into(),
+        action: action.into(),
+        method: "POST".into(),
+        route: "/api/x".into(),
+        resource: None,
+        source: "127.0.0.1".into(),
+        status: 200,
+        outcome: outcome.into(),
+    }
+}
+
+pub async fn audit_log_filters_and_pages(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    for i in 0..10 {
+        let action = if i % 2 == 0 { "insight.create" } else { "insight.read" };
+        store.record_audit(&audit(Some(1), action, 1_000 + i, "ok")).await.expect("record");
+    }
+    store.record_audit(&audit(Some(2), "insight.create", 5_000, "ok")).await.expect("record");
+    store.record_audit(&audit(Some(1), "login.failed", 6_000, "invalid_credentials")).await.expect("record");
+    let all = store.audit_log(1, &AuditFilter { limit: 100, ..AuditFilter::default() }).await.expect("list");
+    assert_eq!(all.len(), 11, "other organizations' entries are not listed");
+    assert_eq!(all[0].action, "login.failed", "newest first");
+    let creates = AuditFilter { action: Some("insight.create".into()), limit: 100, ..AuditFilter::default() };
+    assert_eq!(store.audit_log(1, &creates).await.expect("list").len(), 5);
+    let window =
+        AuditFilter { since_us: Some(1_002), until_us: Some(1_005), limit: 100, ..AuditFilter::default() };
+    assert_eq!(
+        store.audit_log(1, &window).await.expect("list").iter().map(|e| e.at_us).collect::<Vec<_>>(),
+        [1_004, 1_003, 1_002]
+    );
+    let first_page =
+        store.audit_log(1, &AuditFilter { limit: 4, ..AuditFilter::default() }).await.expect("list");
+    let next = AuditFilter { before_id: first_page.last().map(|e| e.id), limit: 4, ..AuditFilter::default() };
+    let second_page = store.audit_log(1, &next).await.expect("list");
+    assert_eq!(second_page.len(), 4);
+    assert!(second_page[0].id < first_page[3].id);
+    let failed =
+        AuditFilter { outcome: Some("invalid_credentials".into()), limit: 10, ..AuditFilter::default() };
+    assert_eq!(store.audit_log(1, &failed).await.expect("list").len(), 1);
+}
+
+fn flag(project_id: i64, key: &str) -> EntityWrite {
+    EntityWrite {
+        project_id,
+        kind: EntityKind::FeatureFlag,
+        unique_key: Some(key.into()),
+        body: json!({"key": key, "filters": {"groups": [{"rollout_percentage": 50}]}}),
+        created_by: None,
+    }
+}
+
+pub async fn entities_round_trip_with_unique_keys(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
+    let beta = store.create_entity(flag(1, "beta")).await.expect("create");
+    assert_eq!(beta.body["filters"]["groups"][0]["rollout_percentage"], 50);
+    let duplicate = store.create_entity(flag(1, "beta")).await;
+    assert!(matches!(duplicate, Err(MetaError::Conflict { .. })), "{duplicate:?}");
+    let gamma = store.create_entity(flag(1, "gamma")).await.expect("create");
+    let action = EntityWrite {
+        kind: EntityKind::Action,
+        unique_key: None,
+        body: json!({"name": "signed up"}),
+        ..flag(1, "")
+    };
+    let action = store.create_entity(action.clone()).await.expect("action");
+    store.create_entity(EntityWrite { unique_key: None, ..flag(1, "x") }).await.expect("keys may be empty");
+    assert_eq!(store.entities(1, EntityKind::FeatureFlag).await.expect("list").len(), 3);
+    assert_eq!(
+        store.entity(1, EntityKind::Action, action.id).await.expect("get").map(|e| e.body),
+        Some(json!({"name": "signed up"}))
+    );
+    assert_eq!(
+        store.entity(1, EntityKind::FeatureFlag, action.id).await.expect("get"),
+        None,
+        "kinds do not mix"
+    );
+    assert_eq!(
+        store.entity(2, EntityKind::Action, action.id).await.expect("get"),
+        None,
+        "projects do not mix"
+    );
+    let renamed = store.replace_entity(gamma.id, flag(1, "beta")).await;
+    assert!(matches!(renamed, Err(MetaError::Conflict { .. })), "a replace cannot take a used key");
+    let replaced = store.replace_entity(gamma.id, flag(1, "delta")).await.expect("replace").expect("exists");
+    assert_eq!(
+        (replaced.unique_key.as_deref(), replaced.created_at.as_str()),
+        (Some("delta"), gamma.created_at.as_str())
+    );
+    assert_eq!(
+        store.replace_entity(gamma.id, flag(2, "delta")).await.expect("replace"),
+        None,
+        "other project"
+    );
+    assert!(store.delete_entity(1, EntityKind::FeatureFlag, beta.id).await.expect("delete"));
+    assert!(!store.delete_entity(1, EntityKind::FeatureFlag, beta.id).await.expect("delete"));
+    store.create_entity(flag(1, "beta")).await.expect("a deleted flag's key is free again");
+}
+
+pub async fn static_cohorts_and_definitions(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    let people: Vec<Uuid> = (0..3_000u128).map(Uuid::from_u128).collect();
+    store.set_cohort_people(1, 5, &people).await.expect("members");
+    store.set_cohort_people(1, 5, &people[..2]).await.expect("replace members");
+    assert_eq!(store.cohort_people(1, 5).await.expect("members"), people[..2].to_vec());
+    assert!(store.cohort_people(1, 6).await.expect("members").is_empty());
+
+    let event = |name: &str, first, last| EventDefinition {
+        team_id: TEAM,
+        name: name.into(),
+        first_seen_us: first,
+        last_seen_us: last,
+    };
+    let property = |name: &str, kind, kind_type: &str| PropertyDefinition {
+        team_id: TEAM,
+        kind,
+        group_type_index: -1,
+        name: name.into(),
+        property_type: Some(kind_type.into()),
+        first_seen_us: 10,
+    };
+    let first = IngestCommit {
+        event_definitions: vec![event("$pageview", 100, 200)],
+        property_definitions: vec![
+            property("$browser", PropertyKind::Event, "String"),
+            property("plan", PropertyKind::Person, "String"),
+        ],
+        ..commit()
+    };
+    store.commit_ingest(&first).await.expect("commit");
+    let second = IngestCommit {
+        event_definitions: vec![event("$pageview", 50, 150), event("signed up", 300, 300)],
+        property_definitions: vec![property("$browser", PropertyKind::Event, "Numeric")],
+        ..commit()
+    };
+    store.commit_ingest(&second).await.expect("commit");
+    assert_eq!(
+        store.event_definitions(TEAM).await.expect("events"),
+        [event("$pageview", 50, 200), event("signed up", 300, 300)]
+    );
+    let properties = store.property_definitions(TEAM).await.expect("properties");
+    assert_eq!(properties.len(), 2);
+    assert_eq!(properties[0].property_type.as_deref(), Some("String"), "the first type seen stays");
 }

@@ -11,4 +11,19 @@ pub enum MetaError {
     Invalid { what: &'static str, reason: String },
     #[error("meta store holds a malformed {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
+    #[error("{reason}")]
+    Conflict { what: &'static str, reason: String },
+}
+
+impl MetaError {
+    /// A unique-constraint violation as [`MetaError::Conflict`], anything
+    /// else as a database error.
+    pub(crate) fn conflict_or(error: sqlx::Error, what: &'static str, reason: String) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                MetaError::Conflict { what, reason }
+            }
+            _ => MetaError::Database(error),
+        }
+    }
 }

@@ -47,3 +47,50 @@ pub(crate) fn mask_api_key(key: &str) -> String {
     let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("{head}…{tail}")
 }
+
+/// Argon2id with the crate's default cost: slow on purpose, so a stolen
+/// table cannot be searched quickly.
+pub(crate) fn hash_password(password: &str) -> Result<String, MetaError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| MetaError::Invalid { what: "password", reason: e.to_string() })?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| MetaError::Invalid { what: "password", reason: e.to_string() })
+}
+
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash)
+        .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A login session's secret, as long as an API key's.
+pub(crate) fn generate_session_token() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 48)
+}
+
+pub(crate) fn validate_password(password: &str) -> Result<(), MetaError> {
+    let length = password.chars().count();
+    if !(8..=256).contains(&length) {
+        return Err(MetaError::Invalid { what: "password", reason: "must be 8 to 256 characters".into() });
+    }
+    Ok(())
+}
+
+pub(crate) fn normalize_email(email: &str) -> Result<String, MetaError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !email.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(MetaError::Invalid {
+            what: "email",
+            reason: format!("{email:?} is not an email address"),
+        });
+    }
+    Ok(email)
+}

@@ -13,7 +13,10 @@
 //! [`conformance`] is the one suite every dialect must pass. Nothing here
 //! knows about HTTP, the event log or the event store.
 
+pub mod accounts;
+pub mod audit;
 pub mod conformance;
+pub mod entities;
 mod error;
 mod keys;
 mod sql;
@@ -24,13 +27,20 @@ use async_trait::async_trait;
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, TeamId};
 
+use accounts::{
+    ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate,
+    Role, User,
+};
+use audit::{AuditEntry, AuditFilter};
+use entities::{Entity, EntityKind, EntityWrite, EventDefinition, PropertyDefinition};
+
 pub use error::MetaError;
 pub use sql::{Dialect, SqlMeta};
 
 pub type ProjectId = i64;
 
 /// A project as capture and the API see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Project {
     pub id: ProjectId,
     pub organization_id: i64,
@@ -106,6 +116,10 @@ pub struct IngestCommit {
     /// Final state of every group the batch created or changed.
     pub groups: Vec<Group>,
     pub warnings: Vec<IngestionWarning>,
+    /// Event names seen in the batch, with their first and last times.
+    pub event_definitions: Vec<EventDefinition>,
+    /// Property names seen in the batch for the first time by this ingest.
+    pub property_definitions: Vec<PropertyDefinition>,
 }
 
 /// Relational state behind one trait, so the embedded and scale-out
@@ -128,8 +142,114 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Answers when the store can serve queries; for readiness checks.
     async fn ping(&self) -> Result<(), MetaError>;
 
-    /// The organization a personal API key belongs to.
-    async fn organization_for_api_key(&self, key: &str) -> Result<Option<i64>, MetaError>;
+    // --- accounts and access ---
+
+    /// Creates a user; [`MetaError::Conflict`] when the email has one.
+    async fn create_user(&self, user: NewUser) -> Result<User, MetaError>;
+
+    /// The user whose email and password these are.
+    async fn verify_login(&self, email: &str, password: &str) -> Result<Option<User>, MetaError>;
+
+    async fn user(&self, id: i64) -> Result<Option<User>, MetaError>;
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, MetaError>;
+
+    /// Creates an organization with `owner` as its owner.
+    async fn create_organization(&self, name: &str, owner: i64) -> Result<Organization, MetaError>;
+
+    async fn organization(&self, id: i64) -> Result<Option<Organization>, MetaError>;
+
+    /// The organizations a user belongs to, with the user's role in each.
+    async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, MetaError>;
+
+    /// A user's role in an organization, if a member.
+    async fn role(&self, organization_id: i64, user_id: i64) -> Result<Option<Role>, MetaError>;
+
+    async fn members(&self, organization_id: i64) -> Result<Vec<Member>, MetaError>;
+
+    /// Adds a member or changes their role; `None` removes them.
+    async fn set_role(&self, organization_id: i64, user_id: i64, role: Option<Role>)
+        -> Result<(), MetaError>;
+
+    /// Creates a project with a new capture token.
+    async fn create_project(&self, project: NewProject) -> Result<Project, MetaError>;
+
+    async fn projects(&self, organization_id: i64) -> Result<Vec<Project>, MetaError>;
+
+    async fn update_project(
+        &self,
+        id: ProjectId,
+        update: ProjectUpdate,
+    ) -> Result<Option<Project>, MetaError>;
+
+    /// Starts a login session lasting `ttl_us`; returns its secret.
+    async fn create_login_session(&self, user_id: i64, now_us: i64, ttl_us: i64)
+        -> Result<String, MetaError>;
+
+    /// The user of an unexpired login session.
+    async fn user_for_session(&self, token: &str, now_us: i64) -> Result<Option<User>, MetaError>;
+
+    async fn delete_login_session(&self, token: &str) -> Result<(), MetaError>;
+
+    async fn create_api_key(&self, key: NewApiKey) -> Result<CreatedApiKey, MetaError>;
+
+    async fn api_keys(&self, organization_id: i64) -> Result<Vec<ApiKey>, MetaError>;
+
+    /// Revokes a key of the organization; false when it has no such key.
+    async fn revoke_api_key(&self, organization_id: i64, id: i64) -> Result<bool, MetaError>;
+
+    /// The key with this secret, revoked or not, marking it used.
+    async fn api_key_by_secret(&self, secret: &str) -> Result<Option<ApiKey>, MetaError>;
+
+    // --- audit log ---
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), MetaError>;
+
+    /// An organization's audit entries, newest first.
+    async fn audit_log(
+        &self,
+        organization_id: i64,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEntry>, MetaError>;
+
+    // --- product entities and definitions ---
+
+    /// [`MetaError::Conflict`] when its unique key is taken.
+    async fn create_entity(&self, entity: EntityWrite) -> Result<Entity, MetaError>;
+
+    async fn entity(
+        &self,
+        project_id: ProjectId,
+        kind: EntityKind,
+        id: i64,
+    ) -> Result<Option<Entity>, MetaError>;
+
+    /// A project's entities of one kind, oldest first.
+    async fn entities(&self, project_id: ProjectId, kind: EntityKind) -> Result<Vec<Entity>, MetaError>;
+
+    /// Replaces an entity's key and body; `None` when there is no such one.
+    async fn replace_entity(&self, id: i64, entity: EntityWrite) -> Result<Option<Entity>, MetaError>;
+
+    async fn delete_entity(
+        &self,
+        project_id: ProjectId,
+        kind: EntityKind,
+        id: i64,
+    ) -> Result<bool, MetaError>;
+
+    /// Replaces a static cohort's members.
+    async fn set_cohort_people(
+        &self,
+        project_id: ProjectId,
+        cohort_id: i64,
+        people: &[Uuid],
+    ) -> Result<(), MetaError>;
+
+    async fn cohort_people(&self, project_id: ProjectId, cohort_id: i64) -> Result<Vec<Uuid>, MetaError>;
+
+    async fn event_definitions(&self, team_id: TeamId) -> Result<Vec<EventDefinition>, MetaError>;
+
+    async fn property_definitions(&self, team_id: TeamId) -> Result<Vec<PropertyDefinition>, MetaError>;
 
     /// The persons of these distinct ids (ids without one are absent).
     async fn persons_by_distinct_ids(

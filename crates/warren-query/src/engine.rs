@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::backend::QueryBackend;
+use crate::backend::{Cell, QueryBackend};
 use crate::model::Query;
+use crate::plan::{Column, Expr, Select, Source};
 use crate::time::ProjectContext;
 use crate::QueryError;
 
@@ -42,11 +43,45 @@ impl QueryEngine {
 
     pub async fn run(&self, query: Query, project: ProjectContext) -> Result<Value, QueryError> {
         let backend = self.backend.clone();
+        self.spawn(async move { crate::insights::run(&query, &project, backend.as_ref()).await }).await
+    }
+
+    /// The persons (uuids after merges) in cohort `cohort_id` of the
+    /// project's catalog, at most `limit`.
+    pub async fn cohort_members(
+        &self,
+        project: ProjectContext,
+        cohort_id: i64,
+        limit: u64,
+    ) -> Result<Vec<String>, QueryError> {
+        let backend = self.backend.clone();
+        self.spawn(async move {
+            let members = crate::catalog::cohort(&project, &Value::from(cohort_id))?;
+            let select = Select::from(Source::Events)
+                .column("person_id", Expr::col(Column::PersonId))
+                .filter(Expr::col(Column::TeamId).eq(Expr::int(project.team_id)))
+                .filter(members)
+                .distinct()
+                .order_by(Expr::name("person_id"), true)
+                .limit(limit);
+            let rows = backend.run(&project, &select).await?;
+            Ok(rows
+                .rows
+                .iter()
+                .filter_map(|row| row.first().and_then(Cell::as_str).map(str::to_string))
+                .collect())
+        })
+        .await
+    }
+
+    /// Runs `work` on the query runtime under the time limit.
+    async fn spawn<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+    ) -> Result<T, QueryError> {
         let timeout = self.timeout;
         let work = async move {
-            tokio::time::timeout(timeout, crate::insights::run(&query, &project, backend.as_ref()))
-                .await
-                .map_err(|_| QueryError::Timeout(timeout))?
+            tokio::time::timeout(timeout, work).await.map_err(|_| QueryError::Timeout(timeout))?
         };
         let Some(runtime) = &self.runtime else {
             return Err(QueryError::Engine("the query runtime is stopped".into()));

@@ -5,28 +5,29 @@ use serde_json::Value;
 
 use crate::model::{GroupOperator, Properties, PropertyFilter, PropertyGroup, PropertyGroupItem};
 use crate::plan::{BinaryOp, Column, Expr, Literal, PropertySource, Select, Source};
+use crate::time::ProjectContext;
 use crate::QueryError;
 
 /// The condition a list of filters makes (all must hold).
-pub fn all_of(filters: &[PropertyFilter]) -> Result<Expr, QueryError> {
-    Ok(Expr::all(filters.iter().map(filter).collect::<Result<Vec<_>, _>>()?))
+pub fn all_of(filters: &[PropertyFilter], project: &ProjectContext) -> Result<Expr, QueryError> {
+    Ok(Expr::all(filters.iter().map(|f| filter(f, project)).collect::<Result<Vec<_>, _>>()?))
 }
 
-pub fn properties(properties: Option<&Properties>) -> Result<Expr, QueryError> {
+pub fn properties(properties: Option<&Properties>, project: &ProjectContext) -> Result<Expr, QueryError> {
     match properties {
         None => Ok(Expr::all([])),
-        Some(Properties::List(list)) => all_of(list),
-        Some(Properties::Group(group)) => property_group(group),
+        Some(Properties::List(list)) => all_of(list, project),
+        Some(Properties::Group(group)) => property_group(group, project),
     }
 }
 
-fn property_group(group: &PropertyGroup) -> Result<Expr, QueryError> {
+fn property_group(group: &PropertyGroup, project: &ProjectContext) -> Result<Expr, QueryError> {
     let parts = group
         .values
         .iter()
         .map(|item| match item {
-            PropertyGroupItem::Group(inner) => property_group(inner),
-            PropertyGroupItem::Filter(f) => filter(f),
+            PropertyGroupItem::Group(inner) => property_group(inner, project),
+            PropertyGroupItem::Filter(f) => filter(f, project),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match group.kind {
@@ -45,8 +46,15 @@ pub fn event_is(event: Option<&str>) -> Expr {
 }
 
 /// One filter as a condition on an event row.
-pub fn filter(f: &PropertyFilter) -> Result<Expr, QueryError> {
+pub fn filter(f: &PropertyFilter, project: &ProjectContext) -> Result<Expr, QueryError> {
     match f.kind.as_str() {
+        "cohort" => {
+            let within = crate::catalog::cohort(project, &f.value)?;
+            Ok(match f.operator.as_deref() {
+                Some("not_in") => Expr::Not(Box::new(within)),
+                _ => within,
+            })
+        }
         "event" => condition(Target::Property(PropertySource::Event, &f.key), f),
         "person" => condition(Target::Property(PropertySource::Person, &f.key), f),
         "group" => {
@@ -77,7 +85,7 @@ pub fn filter(f: &PropertyFilter) -> Result<Expr, QueryError> {
             condition(Target::Column(column), f)
         }
         other => Err(QueryError::invalid(format!(
-            "property filters of type {other:?} are not supported (use event, person, group or event_metadata)"
+            "property filters of type {other:?} are not supported (use event, person, group, event_metadata or cohort)"
         ))),
     }
 }

@@ -13,6 +13,7 @@
 //! writes.
 
 pub mod backend;
+pub mod catalog;
 mod engine;
 mod error;
 mod filters;

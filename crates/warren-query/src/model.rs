@@ -46,8 +46,7 @@ pub struct DateRange {
     pub date_to: Option<String>,
 }
 
-/// A series entry: an event (null = all events). Actions are not stored
-/// yet, so an `ActionsNode` is refused with a clear message.
+/// A series entry: an event (null = all events) or a saved action.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind")]
 pub enum SeriesNode {
@@ -73,9 +72,13 @@ pub struct EventsNode {
     pub properties: Vec<PropertyFilter>,
 }
 
+/// A saved action as a series; resolved through the project's catalog.
+/// Its other fields are an `EventsNode`'s (math, properties, names).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionsNode {
     pub id: Value,
+    #[serde(flatten)]
+    pub series: EventsNode,
 }
 
 /// `properties`: a flat list (all must hold) or PostHog's nested groups.

@@ -267,6 +267,11 @@ impl Select {
         self
     }
 
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     pub fn distinct(mut self) -> Self {
         self.distinct = true;
         self

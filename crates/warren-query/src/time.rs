@@ -20,13 +20,22 @@ pub struct ProjectContext {
     /// What `filterTestAccounts` removes.
     pub test_account_filters: Vec<PropertyFilter>,
     pub now: DateTime<Utc>,
+    /// The actions and cohorts queries may name.
+    pub catalog: std::sync::Arc<crate::catalog::Catalog>,
 }
 
 impl ProjectContext {
     pub fn new(team_id: i64, time_zone: &str, now: DateTime<Utc>) -> Result<Self, QueryError> {
         let time_zone: Tz =
             time_zone.parse().map_err(|_| QueryError::invalid(format!("unknown time zone {time_zone:?}")))?;
-        Ok(Self { team_id, time_zone, week_starts_monday: false, test_account_filters: Vec::new(), now })
+        Ok(Self {
+            team_id,
+            time_zone,
+            week_starts_monday: false,
+            test_account_filters: Vec::new(),
+            now,
+            catalog: Default::default(),
+        })
     }
 
     pub fn local(&self, utc_us: i64) -> NaiveDateTime {

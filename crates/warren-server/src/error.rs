@@ -9,7 +9,7 @@ use warren_core::metrics as names;
 use warren_log::LogError;
 use warren_query::QueryError;
 
-/// Everything a capture request can be refused for. Each variant has one
+/// Everything a request can be refused for. Each variant has one
 /// status and one stable machine-readable code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -51,6 +51,20 @@ pub enum ApiError {
     NotAuthenticated,
     #[error("invalid personal API key")]
     InvalidApiKey,
+    #[error("the personal API key was revoked")]
+    ApiKeyRevoked,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("this needs a signed-in user; personal API keys cannot do it")]
+    SessionRequired,
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("not found")]
     NotFound,
     #[error("invalid query: {0}")]
@@ -85,7 +99,13 @@ impl ApiError {
             | Self::PersonalApiKey
             | Self::UnknownToken
             | Self::NotAuthenticated
-            | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            | Self::InvalidApiKey
+            | Self::ApiKeyRevoked
+            | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::SessionRequired | Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::Query(error) => match error {
@@ -127,6 +147,13 @@ impl ApiError {
             Self::MetaUnavailable(_) => "meta_unavailable",
             Self::NotAuthenticated => "not_authenticated",
             Self::InvalidApiKey => "invalid_api_key",
+            Self::ApiKeyRevoked => "api_key_revoked",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::SessionRequired => "session_required",
+            Self::PermissionDenied(_) => "permission_denied",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Conflict(_) => "conflict",
             Self::NotFound => "not_found",
             Self::InvalidQuery(_) => "invalid_query",
             Self::Query(error) => error.code(),
@@ -140,6 +167,13 @@ impl ApiError {
             self,
             Self::NotAuthenticated
                 | Self::InvalidApiKey
+                | Self::ApiKeyRevoked
+                | Self::InvalidCredentials
+                | Self::SessionRequired
+                | Self::PermissionDenied(_)
+                | Self::RateLimited { .. }
+                | Self::InvalidRequest(_)
+                | Self::Conflict(_)
                 | Self::NotFound
                 | Self::InvalidQuery(_)
                 | Self::Query(_)
@@ -149,8 +183,25 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self.status() {
             StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::TOO_MANY_REQUESTS => "throttled_error",
             status if status.is_server_error() => "server_error",
             _ => "validation_error",
+        }
+    }
+}
+
+/// The code an error answer carried, left on the response for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorCode(pub &'static str);
+
+impl From<warren_meta::MetaError> for ApiError {
+    fn from(error: warren_meta::MetaError) -> Self {
+        use warren_meta::MetaError;
+        match error {
+            MetaError::Invalid { .. } => Self::InvalidRequest(error.to_string()),
+            MetaError::Conflict { reason, .. } => Self::Conflict(reason),
+            other => Self::MetaUnavailable(other.to_string()),
         }
     }
 }
@@ -177,11 +228,17 @@ impl IntoResponse for ApiError {
             if self.is_api() { names::API_REQUESTS_REFUSED } else { names::CAPTURE_REQUESTS_REFUSED };
         metrics::counter!(counter, "code" => self.code()).increment(1);
         let body = ErrorBody { kind: self.kind(), code: self.code(), detail: self.to_string() };
+        let retry_after = match &self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
         }
         response
     }

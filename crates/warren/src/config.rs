@@ -55,6 +55,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "event_store",
     "query",
     "bootstrap",
+    "auth",
 ];
 
 fn unknown_environment_keys() -> Vec<String> {

@@ -11,6 +11,8 @@ use tokio::sync::watch;
 use warren_core::config::{LogFormat, Role, WarrenConfig};
 use warren_core::LISTENING_LINE;
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
+use warren_meta::accounts::{NewUser, Role as MemberRole};
+use warren_meta::audit::AuditEntry;
 use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
 use warren_query::{DataFusionBackend, QueryEngine, QueryLimits};
 use warren_server::AppState;
@@ -63,7 +65,8 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
         _ => None,
     };
 
-    let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics);
+    let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics)
+        .with_auth(config.auth.clone());
     if let (Some(store), true) = (&store, config.role.queries()) {
         state = state.with_query_engine(Arc::new(query_engine(&config, store.clone(), meta)?));
     }
@@ -155,6 +158,45 @@ pub(crate) async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> an
         println!("  personal API key (for API):   {}", made.api_key);
         tracing::info!(project_id = made.project.id, "bootstrapped a new deployment");
     }
+    bootstrap_admin(meta, config).await.context("creating the bootstrap admin user")
+}
+
+/// Makes `bootstrap.admin_email` an owner of the default project's
+/// organization, once: an existing account is left as it is.
+async fn bootstrap_admin(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (&config.bootstrap.admin_email, &config.bootstrap.admin_password)
+    else {
+        if config.bootstrap.admin_email.is_some() {
+            anyhow::bail!("bootstrap.admin_email needs bootstrap.admin_password");
+        }
+        return Ok(());
+    };
+    if meta.user_by_email(email).await?.is_some() {
+        return Ok(());
+    }
+    let Some(project) = meta.project(1).await? else { return Ok(()) };
+    let name = email.split('@').next().unwrap_or(email).to_string();
+    let user = meta.create_user(NewUser { email: email.clone(), name, password: password.clone() }).await?;
+    meta.set_role(project.organization_id, user.id, Some(MemberRole::Owner)).await?;
+    meta.record_audit(&AuditEntry {
+        id: 0,
+        at_us: chrono::Utc::now().timestamp_micros(),
+        organization_id: Some(project.organization_id),
+        project_id: None,
+        user_id: Some(user.id),
+        api_key_id: None,
+        actor: "warren serve".into(),
+        credential: "configuration".into(),
+        action: "member.bootstrap".into(),
+        method: "-".into(),
+        route: "bootstrap.admin_email".into(),
+        resource: Some(user.id.to_string()),
+        source: "local".into(),
+        status: 201,
+        outcome: "ok".into(),
+    })
+    .await?;
+    tracing::info!(user = user.email, "created the bootstrap admin user");
     Ok(())
 }
 

@@ -3,6 +3,9 @@
 //! (numbered `$n` parameters, `ON CONFLICT … DO UPDATE`, text for uuids and
 //! JSON, 64-bit integers for times), so the two adapters cannot drift apart.
 
+mod accounts;
+mod audit;
+mod entities;
 mod persons;
 mod tenancy;
 
@@ -17,6 +20,12 @@ use sqlx::{AnyPool, Executor};
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, TeamId};
 
+use crate::accounts::{
+    ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate,
+    Role, User,
+};
+use crate::audit::{AuditEntry, AuditFilter};
+use crate::entities::{Entity, EntityKind, EntityWrite, EventDefinition, PropertyDefinition};
 use crate::MetaError;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -170,8 +179,169 @@ impl crate::MetaStore for SqlMeta {
         Ok(())
     }
 
-    async fn organization_for_api_key(&self, key: &str) -> Result<Option<i64>, MetaError> {
-        tenancy::organization_for_api_key(&self.pool, key).await
+    async fn create_user(&self, user: NewUser) -> Result<User, MetaError> {
+        accounts::create_user(&self.pool, user).await
+    }
+
+    async fn verify_login(&self, email: &str, password: &str) -> Result<Option<User>, MetaError> {
+        accounts::verify_login(&self.pool, email, password).await
+    }
+
+    async fn user(&self, id: i64) -> Result<Option<User>, MetaError> {
+        accounts::user(&self.pool, id).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, MetaError> {
+        accounts::user_by_email(&self.pool, email).await
+    }
+
+    async fn create_organization(&self, name: &str, owner: i64) -> Result<Organization, MetaError> {
+        accounts::create_organization(&self.pool, name, owner).await
+    }
+
+    async fn organization(&self, id: i64) -> Result<Option<Organization>, MetaError> {
+        accounts::organization(&self.pool, id).await
+    }
+
+    async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, MetaError> {
+        accounts::memberships(&self.pool, user_id).await
+    }
+
+    async fn role(&self, organization_id: i64, user_id: i64) -> Result<Option<Role>, MetaError> {
+        accounts::role(&self.pool, organization_id, user_id).await
+    }
+
+    async fn members(&self, organization_id: i64) -> Result<Vec<Member>, MetaError> {
+        accounts::members(&self.pool, organization_id).await
+    }
+
+    async fn set_role(
+        &self,
+        organization_id: i64,
+        user_id: i64,
+        role: Option<Role>,
+    ) -> Result<(), MetaError> {
+        accounts::set_role(&self.pool, organization_id, user_id, role).await
+    }
+
+    async fn create_project(&self, project: NewProject) -> Result<crate::Project, MetaError> {
+        accounts::create_project(&self.pool, project).await
+    }
+
+    async fn projects(&self, organization_id: i64) -> Result<Vec<crate::Project>, MetaError> {
+        accounts::projects(&self.pool, organization_id).await
+    }
+
+    async fn update_project(
+        &self,
+        id: crate::ProjectId,
+        update: ProjectUpdate,
+    ) -> Result<Option<crate::Project>, MetaError> {
+        accounts::update_project(&self.pool, id, update).await
+    }
+
+    async fn create_login_session(
+        &self,
+        user_id: i64,
+        now_us: i64,
+        ttl_us: i64,
+    ) -> Result<String, MetaError> {
+        accounts::create_login_session(&self.pool, user_id, now_us, ttl_us).await
+    }
+
+    async fn user_for_session(&self, token: &str, now_us: i64) -> Result<Option<User>, MetaError> {
+        accounts::user_for_session(&self.pool, token, now_us).await
+    }
+
+    async fn delete_login_session(&self, token: &str) -> Result<(), MetaError> {
+        accounts::delete_login_session(&self.pool, token).await
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> Result<CreatedApiKey, MetaError> {
+        accounts::create_api_key(&self.pool, key).await
+    }
+
+    async fn api_keys(&self, organization_id: i64) -> Result<Vec<ApiKey>, MetaError> {
+        accounts::api_keys(&self.pool, organization_id).await
+    }
+
+    async fn revoke_api_key(&self, organization_id: i64, id: i64) -> Result<bool, MetaError> {
+        accounts::revoke_api_key(&self.pool, organization_id, id).await
+    }
+
+    async fn api_key_by_secret(&self, secret: &str) -> Result<Option<ApiKey>, MetaError> {
+        accounts::api_key_by_secret(&self.pool, secret).await
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), MetaError> {
+        audit::record(&self.pool, entry).await
+    }
+
+    async fn audit_log(
+        &self,
+        organization_id: i64,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEntry>, MetaError> {
+        audit::list(&self.pool, organization_id, filter).await
+    }
+
+    async fn create_entity(&self, entity: EntityWrite) -> Result<Entity, MetaError> {
+        entities::create_entity(&self.pool, entity).await
+    }
+
+    async fn entity(
+        &self,
+        project_id: crate::ProjectId,
+        kind: EntityKind,
+        id: i64,
+    ) -> Result<Option<Entity>, MetaError> {
+        entities::entity(&self.pool, project_id, kind, id).await
+    }
+
+    async fn entities(
+        &self,
+        project_id: crate::ProjectId,
+        kind: EntityKind,
+    ) -> Result<Vec<Entity>, MetaError> {
+        entities::entities(&self.pool, project_id, kind).await
+    }
+
+    async fn replace_entity(&self, id: i64, entity: EntityWrite) -> Result<Option<Entity>, MetaError> {
+        entities::replace_entity(&self.pool, id, entity).await
+    }
+
+    async fn delete_entity(
+        &self,
+        project_id: crate::ProjectId,
+        kind: EntityKind,
+        id: i64,
+    ) -> Result<bool, MetaError> {
+        entities::delete_entity(&self.pool, project_id, kind, id).await
+    }
+
+    async fn set_cohort_people(
+        &self,
+        project_id: crate::ProjectId,
+        cohort_id: i64,
+        people: &[Uuid],
+    ) -> Result<(), MetaError> {
+        entities::set_cohort_people(&self.pool, self.dialect, project_id, cohort_id, people).await
+    }
+
+    async fn cohort_people(
+        &self,
+        project_id: crate::ProjectId,
+        cohort_id: i64,
+    ) -> Result<Vec<Uuid>, MetaError> {
+        entities::cohort_people(&self.pool, project_id, cohort_id).await
+    }
+
+    async fn event_definitions(&self, team_id: TeamId) -> Result<Vec<EventDefinition>, MetaError> {
+        entities::event_definitions(&self.pool, team_id).await
+    }
+
+    async fn property_definitions(&self, team_id: TeamId) -> Result<Vec<PropertyDefinition>, MetaError> {
+        entities::property_definitions(&self.pool, team_id).await
     }
 
     async fn persons_by_distinct_ids(

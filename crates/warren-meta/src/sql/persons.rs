@@ -65,7 +65,7 @@ fn json_text(value: &Properties) -> String {
 }
 
 /// Runs `build` for slices of `items` small enough for one statement.
-fn chunks<T>(dialect: Dialect, items: &[T], params_per_item: usize) -> impl Iterator<Item = &[T]> {
+pub(super) fn chunks<T>(dialect: Dialect, items: &[T], params_per_item: usize) -> impl Iterator<Item = &[T]> {
     items.chunks((dialect.max_parameters() / params_per_item.max(1)).clamp(1, 1000))
 }
 
@@ -272,6 +272,13 @@ pub(super) async fn commit_ingest(
         }
         query.execute(&mut *tx).await?;
     }
+    super::entities::record_definitions(
+        &mut tx,
+        dialect,
+        &commit.event_definitions,
+        &commit.property_definitions,
+    )
+    .await?;
     for (partition, next) in &commit.offsets {
         let next = i64::try_from(*next)
             .map_err(|_| MetaError::Invalid { what: "log offset", reason: format!("{next} exceeds i64") })?;

@@ -10,15 +10,15 @@ use crate::keys::{
 };
 use crate::{BootstrapRequest, Bootstrapped, MetaError, Project};
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     // Display-only times; RFC 3339 text in UTC sorts correctly in both dialects.
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-const PROJECT_COLUMNS: &str =
+pub(super) const PROJECT_COLUMNS: &str =
     "id, organization_id, name, api_token, timezone, week_start_day, test_account_filters";
 
-fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
+pub(super) fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
         id: int(row, "id")?,
         organization_id: int(row, "organization_id")?,
@@ -53,12 +53,7 @@ pub(super) async fn bootstrap(
     .fetch_one(&mut *tx)
     .await?;
     let timezone = request.timezone.unwrap_or_else(|| "UTC".into());
-    if timezone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(MetaError::Invalid {
-            what: "time zone",
-            reason: format!("{timezone:?} is not an IANA time zone"),
-        });
-    }
+    super::accounts::check_timezone(&timezone)?;
     let row = sqlx::query(&format!(
         "INSERT INTO projects (id, organization_id, name, api_token, created_at, timezone)
          VALUES (1, $1, 'Default project', $2, $3, $4)
@@ -103,13 +98,4 @@ pub(super) async fn project(pool: &AnyPool, id: i64) -> Result<Option<Project>, 
         .fetch_optional(pool)
         .await?;
     Ok(row.as_ref().map(project_from_row).transpose()?)
-}
-
-pub(super) async fn organization_for_api_key(pool: &AnyPool, key: &str) -> Result<Option<i64>, MetaError> {
-    let organization =
-        sqlx::query_scalar("SELECT organization_id FROM personal_api_keys WHERE secure_value = $1")
-            .bind(hash_api_key(key))
-            .fetch_optional(pool)
-            .await?;
-    Ok(organization)
 }

@@ -87,7 +87,7 @@ pub async fn run(
     project: &ProjectContext,
     backend: &dyn QueryBackend,
 ) -> Result<Value, QueryError> {
-    let series = Series::read(&query.series)?;
+    let series = Series::read(&query.series, project)?;
     if series.len() < 2 || series.len() > 31 {
         return Err(QueryError::invalid("a funnel has 2 to 31 steps"));
     }
@@ -103,7 +103,7 @@ pub async fn run(
         any_match.push(s.condition.clone());
     }
     for (j, e) in filter.exclusions.iter().enumerate() {
-        let condition = filters::event_is(e.event.as_deref()).and(filters::all_of(&e.properties)?);
+        let condition = filters::event_is(e.event.as_deref()).and(filters::all_of(&e.properties, project)?);
         mask_terms.push((condition.clone(), 1i64 << (32 + j)));
         any_match.push(condition);
     }

@@ -23,7 +23,7 @@ pub async fn run(
     if query.common.aggregation_group_type_index.is_some() {
         return Err(QueryError::invalid("lifecycle counts persons; aggregation by groups is not supported"));
     }
-    let series = Series::read(&query.series)?;
+    let series = Series::read(&query.series, project)?;
     let [series] = series.as_slice() else {
         return Err(QueryError::invalid("lifecycle takes exactly one series"));
     };

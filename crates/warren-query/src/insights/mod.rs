@@ -60,7 +60,7 @@ pub(crate) struct Series {
 }
 
 impl Series {
-    pub fn read(series: &[SeriesNode]) -> Result<Vec<Series>, QueryError> {
+    pub fn read(series: &[SeriesNode], project: &ProjectContext) -> Result<Vec<Series>, QueryError> {
         if series.is_empty() {
             return Err(QueryError::invalid("series is empty: give at least one EventsNode"));
         }
@@ -77,13 +77,19 @@ impl Series {
                         .or_else(|| event.clone())
                         .unwrap_or_else(|| "All events".into());
                     let condition =
-                        filters::event_is(event.as_deref()).and(filters::all_of(&node.properties)?);
+                        filters::event_is(event.as_deref()).and(filters::all_of(&node.properties, project)?);
                     Ok(Series { index, event, node: node.clone(), label, condition })
                 }
-                SeriesNode::ActionsNode(node) => Err(QueryError::invalid(format!(
-                    "action {} cannot be used yet: actions are not stored in this version; use an EventsNode",
-                    node.id
-                ))),
+                SeriesNode::ActionsNode(node) => {
+                    let (action, matches) = crate::catalog::action(project, &node.id)?;
+                    let label = node.series.custom_name.clone().unwrap_or_else(|| action.name.clone());
+                    let condition = matches.and(filters::all_of(&node.series.properties, project)?);
+                    // Downstream an action is a series of no single event
+                    // name, labelled with the action's.
+                    let events_node =
+                        EventsNode { event: None, name: Some(action.name.clone()), ..node.series.clone() };
+                    Ok(Series { index, event: None, node: events_node, label, condition })
+                }
             })
             .collect()
     }
@@ -119,9 +125,9 @@ pub(crate) fn scope(
 
 /// The query's property filters and, if asked, the test-account filters.
 pub(crate) fn filters_only(common: &Common, project: &ProjectContext) -> Result<Expr, QueryError> {
-    let mut condition = filters::properties(common.properties.as_ref())?;
+    let mut condition = filters::properties(common.properties.as_ref(), project)?;
     if common.filter_test_accounts == Some(true) {
-        condition = condition.and(filters::all_of(&project.test_account_filters)?);
+        condition = condition.and(filters::all_of(&project.test_account_filters, project)?);
     }
     Ok(condition)
 }

@@ -171,7 +171,7 @@ pub async fn run(
     project: &ProjectContext,
     backend: &dyn QueryBackend,
 ) -> Result<Value, QueryError> {
-    let series = Series::read(&query.series)?;
+    let series = Series::read(&query.series, project)?;
     let interval = query.common.interval.unwrap_or_default();
     let range = super::time_range(&query.common, interval, project, backend).await?;
     let display =

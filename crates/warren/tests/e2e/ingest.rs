@@ -29,13 +29,18 @@ async fn open_table(data_dir: &Path) -> DeltaStore {
 /// Rows of the table once it holds at least `count`, within a minute.
 async fn wait_for_rows(data_dir: &Path, count: usize) -> Vec<EventRow> {
     let table = open_table(data_dir).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Ingest may be slow on a loaded machine; give up only when it stops
+    // making progress.
+    let mut progress = (0, Instant::now());
     loop {
         let rows = table.read_rows(None).await.expect("read rows");
-        if rows.len() >= count || Instant::now() > deadline {
+        if rows.len() > progress.0 {
+            progress = (rows.len(), Instant::now());
+        }
+        if rows.len() >= count || progress.1.elapsed() > Duration::from_secs(60) {
             return rows;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

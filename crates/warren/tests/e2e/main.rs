@@ -2,10 +2,12 @@
 //! official SDKs and by raw HTTP, with its event log and events table read
 //! back afterwards.
 
+mod accounts;
 mod bad_input;
 mod crash;
 mod differential;
 mod expect;
+mod flags;
 mod ingest;
 mod lifecycle;
 mod overload;

@@ -1,0 +1,160 @@
+//! Feature flags through the official SDKs: posthog-python and posthog-node
+//! evaluate the same flags remotely (`POST /flags`, Warren decides) and
+//! locally (from `/flags/definitions`, the SDK's own PostHog hashing
+//! decides). Both must agree for every person and flag, which pins
+//! Warren's hashing, rollouts, variants, payloads and cohorts to PostHog's.
+
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+use warren_testkit::{require, TestServer, API_KEY, TOKEN};
+
+use crate::accounts::Client;
+use crate::sdk::python;
+use crate::{http, repo_root, BIN};
+
+const FLAGS: [&str; 6] = ["beta", "half", "split", "enterprise", "off", "germany"];
+
+async fn create_flags(api: &Client) {
+    let cohort = api
+        .ok(
+            Method::POST,
+            "/api/projects/1/cohorts/",
+            Some(json!({"name": "Enterprise", "filters": {"properties": {"type": "OR", "values": [{"type": "person", "key": "plan", "value": "enterprise"}]}}})),
+        )
+        .await;
+    let variants = json!([{"key": "control", "rollout_percentage": 34}, {"key": "test", "rollout_percentage": 33}, {"key": "other", "rollout_percentage": 33}]);
+    for flag in [
+        json!({"key": "beta", "filters": {"groups": [{"properties": [{"key": "email", "value": "@example.com", "operator": "icontains", "type": "person"}], "rollout_percentage": 100}], "payloads": {"true": "{\"color\": \"blue\"}"}}}),
+        json!({"key": "half", "filters": {"groups": [{"properties": [], "rollout_percentage": 50}]}}),
+        json!({"key": "split", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}], "multivariate": {"variants": variants}, "payloads": {"test": "{\"price\": 9}"}}}),
+        json!({"key": "enterprise", "filters": {"groups": [{"properties": [{"key": "id", "value": cohort["id"], "type": "cohort"}], "rollout_percentage": 100}]}}),
+        json!({"key": "off", "active": false, "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]}}),
+        json!({"key": "germany", "filters": {"groups": [{"properties": [{"key": "country", "value": ["DE"], "type": "person"}], "rollout_percentage": 100, "variant": "test"}, {"properties": [], "rollout_percentage": 100}], "multivariate": {"variants": variants}}}),
+    ] {
+        api.ok(Method::POST, "/api/projects/1/feature_flags/", Some(flag)).await;
+    }
+}
+
+fn people() -> (Vec<String>, Map<String, Value>) {
+    let ids: Vec<String> = (0..60).map(|i| format!("user-{i}")).collect();
+    let mut properties = Map::new();
+    for (i, id) in ids.iter().enumerate() {
+        let email = if i % 2 == 0 { format!("{id}@example.com") } else { format!("{id}@other.org") };
+        let plan = if i % 5 == 0 { "enterprise" } else { "free" };
+        let country = if i % 7 == 0 { "DE" } else { "FR" };
+        properties.insert(id.clone(), json!({"email": email, "plan": plan, "country": country}));
+    }
+    (ids, properties)
+}
+
+fn run_sdk(program: &str, script: &str, config: &Value) -> Value {
+    let output = Command::new(program)
+        .arg(repo_root().join("tests/sdk").join(script))
+        .arg(config.to_string())
+        .current_dir(repo_root().join("tests/sdk"))
+        .output()
+        .unwrap_or_else(|e| panic!("{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+}
+
+/// The SDK's answers, checked for agreement and against the definitions.
+fn check(sdk: &str, answers: &Value, ids: &[String]) {
+    assert_eq!(answers["errors"], json!([]), "{sdk} reported errors");
+    assert_eq!(answers["definitions_loaded"], json!(FLAGS.len()), "{sdk}");
+    let (mut half, mut variants) = (0, std::collections::BTreeSet::new());
+    for (i, id) in ids.iter().enumerate() {
+        for flag in FLAGS {
+            let remote = &answers["remote"][id][flag];
+            let local = &answers["local"][id][flag];
+            if flag == "off" {
+                // A disabled flag is not served remotely; locally it is false.
+                assert!(remote.is_null() || *remote == json!(false), "{sdk} {id} off: {remote}");
+                assert_eq!(*local, json!(false), "{sdk} {id} off locally");
+                continue;
+            }
+            assert_eq!(
+                remote, local,
+                "{sdk}: {id} {flag}: Warren said {remote}, the SDK's own evaluation {local}"
+            );
+            assert_eq!(
+                answers["remote_payloads"][id][flag], answers["local_payloads"][id][flag],
+                "{sdk}: {id} {flag} payload"
+            );
+        }
+        let values = &answers["remote"][id];
+        assert_eq!(values["beta"], json!(i % 2 == 0), "{sdk} {id} beta");
+        assert_eq!(values["enterprise"], json!(i % 5 == 0), "{sdk} {id} enterprise");
+        if i % 7 == 0 {
+            assert_eq!(values["germany"], json!("test"), "{sdk} {id}: the condition's variant wins");
+        }
+        if i % 2 == 0 {
+            assert_eq!(
+                answers["remote_payloads"][id]["beta"],
+                json!({"color": "blue"}),
+                "{sdk} {id} payload"
+            );
+        }
+        half += usize::from(values["half"] == json!(true));
+        variants.insert(values["split"].as_str().unwrap_or_default().to_string());
+    }
+    assert!((15..=45).contains(&half), "{sdk}: 50% rollout gave {half} of 60");
+    assert_eq!(variants.into_iter().collect::<Vec<_>>(), ["control", "other", "test"], "{sdk}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdks_evaluate_flags_remotely_as_they_do_locally() {
+    let Some(python) = python() else {
+        require(false, "posthog-python in .venv");
+        return;
+    };
+    let node_ready = repo_root().join("tests/sdk/node_modules/posthog-node").exists();
+    if !require(node_ready, "posthog-node in tests/sdk/node_modules") {
+        return;
+    }
+    let server = TestServer::start(BIN);
+    let api = Client::anonymous(&server).with_key(API_KEY);
+    create_flags(&api).await;
+    let (ids, person_properties) = people();
+    let config = json!({
+        "host": server.url, "token": TOKEN, "personal_api_key": API_KEY,
+        "distinct_ids": ids, "person_properties": person_properties, "flags": FLAGS,
+    });
+    check("posthog-python", &run_sdk(&python.to_string_lossy(), "python_flags.py", &config), &ids);
+    check("posthog-node", &run_sdk("node", "node_flags.mjs", &config), &ids);
+
+    // The legacy endpoint answers in its own shape.
+    let legacy: Value = http()
+        .post(format!("{}/decide/?v=3", server.url))
+        .json(&json!({"token": TOKEN, "distinct_id": "user-0", "person_properties": {"email": "a@example.com"}}))
+        .send()
+        .await
+        .expect("decide")
+        .json()
+        .await
+        .expect("decide body");
+    assert_eq!(legacy["featureFlags"]["beta"], json!(true), "{legacy}");
+    assert_eq!(legacy["featureFlagPayloads"]["beta"], json!("{\"color\": \"blue\"}"), "{legacy}");
+    // Unknown tokens and keys are refused.
+    let unknown = http()
+        .post(format!("{}/flags/?v=2", server.url))
+        .json(&json!({"token": "phc_unknown", "distinct_id": "x"}))
+        .send()
+        .await
+        .expect("flags");
+    assert_eq!(unknown.status().as_u16(), 401);
+    let definitions = http()
+        .get(format!("{}/flags/definitions?token={TOKEN}", server.url))
+        .bearer_auth("phx_wrong_wrong_wrong")
+        .send()
+        .await
+        .expect("definitions");
+    assert_eq!(definitions.status().as_u16(), 401);
+}
