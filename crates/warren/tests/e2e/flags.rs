@@ -14,7 +14,8 @@ use crate::accounts::Client;
 use crate::sdk::python;
 use crate::{http, repo_root, BIN};
 
-const FLAGS: [&str; 6] = ["beta", "half", "split", "enterprise", "off", "germany"];
+const FLAGS: [&str; 8] =
+    ["beta", "half", "split", "enterprise", "off", "germany", "company-beta", "company-half"];
 
 async fn create_flags(api: &Client) {
     let cohort = api
@@ -32,9 +33,25 @@ async fn create_flags(api: &Client) {
         json!({"key": "enterprise", "filters": {"groups": [{"properties": [{"key": "id", "value": cohort["id"], "type": "cohort"}], "rollout_percentage": 100}]}}),
         json!({"key": "off", "active": false, "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]}}),
         json!({"key": "germany", "filters": {"groups": [{"properties": [{"key": "country", "value": ["DE"], "type": "person"}], "rollout_percentage": 100, "variant": "test"}, {"properties": [], "rollout_percentage": 100}], "multivariate": {"variants": variants}}}),
+        // Flags of companies: properties and buckets are the group's.
+        json!({"key": "company-beta", "filters": {"aggregation_group_type_index": 0, "groups": [{"properties": [{"key": "plan", "value": "enterprise", "type": "group", "group_type_index": 0}], "rollout_percentage": 100}]}}),
+        json!({"key": "company-half", "filters": {"aggregation_group_type_index": 0, "groups": [{"properties": [], "rollout_percentage": 50}]}}),
     ] {
         api.ok(Method::POST, "/api/projects/1/feature_flags/", Some(flag)).await;
     }
+}
+
+/// Each person's company: twelve companies, the first three enterprise.
+fn companies(ids: &[String]) -> (Value, Value) {
+    let mut groups = Map::new();
+    let mut properties = Map::new();
+    for (i, id) in ids.iter().enumerate() {
+        let company = format!("company-{}", i % 12);
+        let plan = if i % 12 < 3 { "enterprise" } else { "free" };
+        properties.insert(company.clone(), json!({"plan": plan}));
+        groups.insert(id.clone(), json!({"company": company}));
+    }
+    (Value::Object(groups), json!({"company": properties}))
 }
 
 fn people() -> (Vec<String>, Map<String, Value>) {
@@ -106,6 +123,9 @@ fn check(sdk: &str, answers: &Value, ids: &[String]) {
         variants.insert(values["split"].as_str().unwrap_or_default().to_string());
     }
     assert!((15..=45).contains(&half), "{sdk}: 50% rollout gave {half} of 60");
+    let by_company: std::collections::BTreeSet<String> =
+        ids[..12].iter().map(|id| answers["remote"][id]["company-half"].to_string()).collect();
+    assert_eq!(by_company.len(), 2, "{sdk}: a 50% company rollout splits twelve companies");
     assert_eq!(variants.into_iter().collect::<Vec<_>>(), ["control", "other", "test"], "{sdk}");
 }
 
@@ -120,12 +140,29 @@ async fn sdks_evaluate_flags_remotely_as_they_do_locally() {
         return;
     }
     let server = TestServer::start(BIN);
+    // The group type exists once ingest has seen a group.
+    let group = json!({"api_key": TOKEN, "batch": [{"event": "$groupidentify", "distinct_id": "admin",
+        "properties": {"$group_type": "company", "$group_key": "company-0", "$group_set": {"plan": "enterprise"}}}]});
+    assert_eq!(
+        http()
+            .post(format!("{}/batch/", server.url))
+            .json(&group)
+            .send()
+            .await
+            .expect("batch")
+            .status()
+            .as_u16(),
+        200
+    );
+    crate::query::wait_for_events(&server, 1).await;
     let api = Client::anonymous(&server).with_key(API_KEY);
     create_flags(&api).await;
     let (ids, person_properties) = people();
+    let (groups, group_properties) = companies(&ids);
     let config = json!({
         "host": server.url, "token": TOKEN, "personal_api_key": API_KEY,
         "distinct_ids": ids, "person_properties": person_properties, "flags": FLAGS,
+        "groups": groups, "group_properties": group_properties,
     });
     check("posthog-python", &run_sdk(&python.to_string_lossy(), "python_flags.py", &config), &ids);
     check("posthog-node", &run_sdk("node", "node_flags.mjs", &config), &ids);
