@@ -10,6 +10,15 @@ use warren_meta::entities::{EventDefinition, PropertyDefinition, PropertyKind};
 
 use crate::normalize::Event;
 
+/// Longest event or property name recorded; longer ones (and names with
+/// NUL, which PostgreSQL cannot store as text) are left out, so one odd
+/// event cannot stop a batch's commit.
+const MAX_NAME_CHARS: usize = 400;
+
+fn recordable(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME_CHARS && !name.contains('\0')
+}
+
 /// Property names remembered as already stored, so each batch writes only
 /// new ones; past this many the memory is dropped and rebuilt (a few
 /// redundant, harmless upserts).
@@ -55,7 +64,7 @@ impl Definitions {
     pub fn collect(&self, events: &[&Event]) -> BatchDefinitions {
         let mut names: BTreeMap<(TeamId, &str), (i64, i64)> = BTreeMap::new();
         let mut properties: BTreeMap<PropertyId, PropertyDefinition> = BTreeMap::new();
-        for event in events {
+        for event in events.iter().filter(|event| recordable(&event.event)) {
             let seen = names
                 .entry((event.team_id, event.event.as_str()))
                 .or_insert((event.timestamp_us, event.timestamp_us));
@@ -67,7 +76,8 @@ impl Definitions {
                 .iter()
                 .filter(|(key, _)| !matches!(key.as_str(), "$set" | "$set_once" | "$unset"))
                 .map(|p| (PropertyKind::Event, p))
-                .chain(person.map(|p| (PropertyKind::Person, p)));
+                .chain(person.map(|p| (PropertyKind::Person, p)))
+                .filter(|(_, (name, _))| recordable(name));
             for (kind, (name, value)) in sources {
                 if self.known.get(&(event.team_id, kind)).is_some_and(|names| names.contains(name.as_str())) {
                     continue;
@@ -131,5 +141,13 @@ mod tests {
         assert_eq!(property_type(&Value::from("2024-01-02")), Some("DateTime"));
         assert_eq!(property_type(&Value::from("Chrome")), Some("String"));
         assert_eq!(property_type(&Value::Null), None);
+    }
+
+    #[test]
+    fn names_a_database_cannot_index_are_left_out() {
+        assert!(recordable("$pageview"));
+        assert!(!recordable("a\0b"));
+        assert!(!recordable(&"x".repeat(401)));
+        assert!(!recordable(""));
     }
 }

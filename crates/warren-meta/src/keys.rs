@@ -76,6 +76,9 @@ pub(crate) fn validate_password(password: &str) -> Result<(), MetaError> {
     if !(8..=256).contains(&length) {
         return Err(MetaError::Invalid { what: "password", reason: "must be 8 to 256 characters".into() });
     }
+    if password.contains('\0') {
+        return Err(MetaError::Invalid { what: "password", reason: "must not hold NUL".into() });
+    }
     Ok(())
 }
 
@@ -85,7 +88,7 @@ pub(crate) fn normalize_email(email: &str) -> Result<String, MetaError> {
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
         return Err(MetaError::Invalid {
             what: "email",

@@ -232,17 +232,24 @@ fn cohort_group(project: &ProjectContext, group: &CohortGroup) -> Result<Expr, Q
                     expr: Box::new(Expr::col(Column::PersonId)),
                     select: Box::new(performed),
                 };
-                Ok(if filter.negation { Expr::Not(Box::new(within)) } else { within })
+                Ok(if filter.negation { not(within) } else { within })
             }
             CohortItem::Filter(filter) => {
                 let condition = filters::filter(&filter.as_property_filter(), project)?;
-                Ok(if filter.negation { Expr::Not(Box::new(condition)) } else { condition })
+                Ok(if filter.negation { not(condition) } else { condition })
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match group.kind {
         GroupOperator::And => Expr::all(parts),
-        GroupOperator::Or if parts.is_empty() => Expr::all([]),
+        // An empty "any of" matches nobody, as in flag evaluation.
+        GroupOperator::Or if parts.is_empty() => Expr::Literal(Literal::Bool(false)),
         GroupOperator::Or => Expr::any(parts),
     })
+}
+
+/// Negation where an unknown (a missing property, SQL NULL) counts as "does
+/// not hold", so the person is in the negated set, as flags evaluate it.
+pub(crate) fn not(condition: Expr) -> Expr {
+    Expr::Not(Box::new(Expr::Coalesce(vec![condition, Expr::Literal(Literal::Bool(false))])))
 }

@@ -51,7 +51,7 @@ pub fn filter(f: &PropertyFilter, project: &ProjectContext) -> Result<Expr, Quer
         "cohort" => {
             let within = crate::catalog::cohort(project, &f.value)?;
             Ok(match f.operator.as_deref() {
-                Some("not_in") => Expr::Not(Box::new(within)),
+                Some("not_in") => crate::catalog::not(within),
                 _ => within,
             })
         }

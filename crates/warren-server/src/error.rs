@@ -201,7 +201,12 @@ impl From<warren_meta::MetaError> for ApiError {
         match error {
             MetaError::Invalid { .. } => Self::InvalidRequest(error.to_string()),
             MetaError::Conflict { reason, .. } => Self::Conflict(reason),
-            other => Self::MetaUnavailable(other.to_string()),
+            other => {
+                tracing::warn!(error = %other, "meta store request failed");
+                Self::MetaUnavailable(
+                    "the meta store could not answer; the server log has the details".into(),
+                )
+            }
         }
     }
 }

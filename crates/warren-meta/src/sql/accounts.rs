@@ -36,6 +36,9 @@ fn check_name(what: &'static str, name: &str) -> Result<String, MetaError> {
     if name.is_empty() || name.chars().count() > 200 {
         return Err(MetaError::Invalid { what, reason: "name must be 1 to 200 characters".into() });
     }
+    if name.chars().any(char::is_control) {
+        return Err(MetaError::Invalid { what, reason: "name must not hold control characters".into() });
+    }
     Ok(name.to_string())
 }
 
@@ -49,8 +52,15 @@ pub(super) fn check_timezone(timezone: &str) -> Result<(), MetaError> {
     Ok(())
 }
 
-/// Password hashing takes tens of milliseconds of CPU: off the async workers.
+/// Password hashing takes tens of milliseconds of CPU and about 19 MiB:
+/// off the async workers, and two at a time, so a flood of log ins queues
+/// instead of taking every core and gigabytes of memory.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, MetaError> {
+    static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| MetaError::Invalid { what: "password", reason: format!("hashing unavailable: {e}") })?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| MetaError::Invalid { what: "password", reason: format!("hashing failed: {e}") })

@@ -70,6 +70,11 @@ pub(crate) struct MemberRequest {
     email: String,
     /// owner, admin or member.
     role: Option<String>,
+    /// For an email without an account: the account is created with this
+    /// password, which the admin hands over. Without it such an email is
+    /// refused.
+    password: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -127,9 +132,22 @@ async fn me_json(state: &AppState, user: &User) -> Result<Value, ApiError> {
     Ok(json!({"id": user.id, "email": user.email, "name": user.name, "organizations": organizations}))
 }
 
+/// A name the store will take: checked before anything is created, so a
+/// refused sign-up leaves no half-made account behind.
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let length = name.trim().chars().count();
+    if length == 0 || length > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{what} must be 1 to 200 characters, none of them control characters"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) async fn signup(
     State(state): State<AppState>,
     Extension(facts): Extension<Arc<Mutex<AuditFacts>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if !state.auth.signup {
@@ -137,27 +155,33 @@ pub(super) async fn signup(
             "sign-up is turned off on this server; ask an admin to add you".into(),
         ));
     }
+    // Each sign-up hashes a password: limited per address as log ins are.
+    if let Err(retry_after_secs) = state.login_limiter.attempt(&[&format!("signup:{}", peer.ip())]) {
+        return Err(ApiError::RateLimited { retry_after_secs });
+    }
     let request: SignupRequest = parse(&body)?;
     let name = request
         .name
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| request.email.split('@').next().unwrap_or_default().to_string());
+    let organization_name = request.organization_name.unwrap_or_else(|| format!("{name}'s organization"));
+    let project_name = request.project_name.unwrap_or_else(|| "Default project".into());
+    check_name("name", &name)?;
+    check_name("organization_name", &organization_name)?;
+    check_name("project_name", &project_name)?;
     if let Some(timezone) = &request.timezone {
-        // Checked before anything is created, so a bad zone leaves no user.
         if timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ApiError::InvalidRequest(format!("{timezone:?} is not an IANA time zone")));
         }
     }
     let user =
         state.meta.create_user(NewUser { email: request.email, name, password: request.password }).await?;
-    let organization_name =
-        request.organization_name.unwrap_or_else(|| format!("{}'s organization", user.name));
     let organization = state.meta.create_organization(&organization_name, user.id).await?;
     let project = state
         .meta
         .create_project(NewProject {
             organization_id: organization.id,
-            name: request.project_name.unwrap_or_else(|| "Default project".into()),
+            name: project_name,
             timezone: request.timezone,
         })
         .await?;
@@ -230,7 +254,10 @@ pub(super) async fn me(State(state): State<AppState>, caller: Caller) -> Result<
     let user = match &caller.credential {
         Credential::Session(user) => user.clone(),
         Credential::ApiKey(key) => match key.user_id {
-            Some(id) => state.meta.user(id).await?.ok_or(ApiError::InvalidApiKey)?,
+            Some(id) => {
+                caller.role_in(&state, key.organization_id).await?;
+                state.meta.user(id).await?.ok_or(ApiError::InvalidApiKey)?
+            }
             None => {
                 return Ok(Json(
                     json!({"id": null, "email": null, "name": "bootstrap key", "organizations": [{"id": key.organization_id, "role": "owner"}]}),
@@ -308,9 +335,16 @@ pub(super) async fn members(
     Ok(Json(paginated(members.into_iter().map(|m| json!({"user": m.user, "level": m.role})).collect())))
 }
 
-/// The caller's role, refusing anyone below admin.
-async fn require_admin(state: &AppState, caller: &Caller, organization_id: i64) -> Result<Role, ApiError> {
-    let role = caller.organization(state, organization_id, Access::Write("organization")).await?;
+/// The caller's role, refusing anyone below admin and keys without the
+/// scope `access` or limited to some projects.
+async fn require_admin(
+    state: &AppState,
+    caller: &Caller,
+    organization_id: i64,
+    access: Access,
+) -> Result<Role, ApiError> {
+    let role = caller.organization(state, organization_id, access).await?;
+    caller.check_organization_wide()?;
     if role < Role::Admin {
         return Err(ApiError::PermissionDenied("only organization admins and owners may do this".into()));
     }
@@ -353,15 +387,25 @@ pub(super) async fn add_member(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.session_user()?;
     let organization_id = id(&organization_id)?;
-    let acting = require_admin(&state, &caller, organization_id).await?;
+    let acting = require_admin(&state, &caller, organization_id, Access::Write("organization")).await?;
     let request: MemberRequest = parse(&body)?;
     let role = parse_role(request.role.as_deref().unwrap_or("member"))?;
-    let user = state.meta.user_by_email(&request.email).await?.ok_or_else(|| {
-        ApiError::InvalidRequest(format!(
-            "no user has the email {:?}; they must sign up first",
-            request.email
-        ))
-    })?;
+    let user = match (state.meta.user_by_email(&request.email).await?, request.password) {
+        (Some(user), _) => user,
+        (None, Some(password)) => {
+            let name = request
+                .name
+                .unwrap_or_else(|| request.email.split('@').next().unwrap_or_default().to_string());
+            check_name("name", &name)?;
+            state.meta.create_user(NewUser { email: request.email.clone(), name, password }).await?
+        }
+        (None, None) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "no user has the email {:?}: give a `password` to create the account",
+                request.email
+            )))
+        }
+    };
     check_role_change(&state, organization_id, acting, user.id, Some(role)).await?;
     state.meta.set_role(organization_id, user.id, Some(role)).await?;
     caller.note_resource(user.id);
@@ -376,7 +420,7 @@ pub(super) async fn update_member(
 ) -> Result<Json<Value>, ApiError> {
     caller.session_user()?;
     let (organization_id, user_id) = (id(&organization_id)?, id(&user_id)?);
-    let acting = require_admin(&state, &caller, organization_id).await?;
+    let acting = require_admin(&state, &caller, organization_id, Access::Write("organization")).await?;
     caller.note_resource(user_id);
     let request: RoleRequest = parse(&body)?;
     let role = parse_role(&request.role)?;
@@ -398,7 +442,7 @@ pub(super) async fn remove_member(
     let acting = if me == user_id {
         caller.role_in(&state, organization_id).await?
     } else {
-        require_admin(&state, &caller, organization_id).await?
+        require_admin(&state, &caller, organization_id, Access::Write("organization")).await?
     };
     state.meta.role(organization_id, user_id).await?.ok_or(ApiError::NotFound)?;
     // Leaving oneself is allowed at any role, but not as the last owner.
@@ -430,8 +474,7 @@ pub(super) async fn create_project(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let organization_id = id(&organization_id)?;
-    require_admin(&state, &caller, organization_id).await?;
-    caller.organization(&state, organization_id, Access::Write("project")).await?;
+    require_admin(&state, &caller, organization_id, Access::Write("project")).await?;
     let request: ProjectRequest = parse(&body)?;
     let project = state
         .meta
@@ -457,7 +500,12 @@ pub(super) async fn update_project(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let project = caller.project(&state, &project_id, Access::Write("project")).await?;
-    require_admin(&state, &caller, project.organization_id).await?;
+    let role = caller.role_in(&state, project.organization_id).await?;
+    if role < Role::Admin {
+        return Err(ApiError::PermissionDenied(
+            "only organization admins and owners may change a project".into(),
+        ));
+    }
     let request: ProjectUpdateRequest = parse(&body)?;
     let test_account_filters = match request.test_account_filters {
         Some(filters) => {
@@ -603,6 +651,7 @@ pub(super) async fn audit_log(
 ) -> Result<Json<Value>, ApiError> {
     let organization_id = id(&organization_id)?;
     let role = caller.organization(&state, organization_id, Access::Read("organization")).await?;
+    caller.check_organization_wide()?;
     if role < Role::Admin {
         return Err(ApiError::PermissionDenied(
             "only organization admins and owners may read the audit log".into(),

@@ -121,7 +121,14 @@ impl Caller {
     /// The caller's role in `organization_id`; `NotFound` when not a member
     /// (or, for a key, when the key is of another organization).
     pub async fn role_in(&self, state: &AppState, organization_id: i64) -> Result<Role, ApiError> {
+        let role = self.role_unrecorded(state, organization_id).await?;
+        // Filed under the organization only once the caller belongs to it,
+        // so outsiders cannot write into another organization's log.
         self.note(|facts| facts.organization_id = Some(organization_id));
+        Ok(role)
+    }
+
+    async fn role_unrecorded(&self, state: &AppState, organization_id: i64) -> Result<Role, ApiError> {
         match &self.credential {
             Credential::Session(user) => {
                 state.meta.role(organization_id, user.id).await?.ok_or(ApiError::NotFound)
@@ -151,7 +158,6 @@ impl Caller {
     /// The project `id` names, if the caller may do `access` in it.
     pub async fn project(&self, state: &AppState, id: &str, access: Access) -> Result<Project, ApiError> {
         let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-        self.note(|facts| facts.project_id = Some(id));
         let project = state.meta.project(id).await?.ok_or(ApiError::NotFound)?;
         if let Credential::ApiKey(key) = &self.credential {
             if !key.project_ids.is_empty() && !key.project_ids.contains(&id) {
@@ -159,11 +165,23 @@ impl Caller {
             }
         }
         self.role_in(state, project.organization_id).await?;
+        self.note(|facts| facts.project_id = Some(id));
         self.check_scope(access)?;
         Ok(project)
     }
 
-    fn check_scope(&self, access: Access) -> Result<(), ApiError> {
+    /// Refuses keys limited to some projects: what spans an organization
+    /// (new projects, its audit log) is beyond them.
+    pub fn check_organization_wide(&self) -> Result<(), ApiError> {
+        match &self.credential {
+            Credential::ApiKey(key) if !key.project_ids.is_empty() => Err(ApiError::PermissionDenied(
+                "the key is limited to some projects; this concerns the whole organization".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn check_scope(&self, access: Access) -> Result<(), ApiError> {
         match &self.credential {
             Credential::Session(_) => Ok(()),
             Credential::ApiKey(key) if access.allowed_by(&key.scopes) => Ok(()),
@@ -199,6 +217,9 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let audit = parts.extensions.get::<Arc<Mutex<AuditFacts>>>().cloned().unwrap_or_default();
         let credential = authenticate(state, &parts.headers, &audit).await?;
+        if matches!(credential, Credential::Session(_)) && !parts.method.is_safe() {
+            same_origin(&parts.headers)?;
+        }
         Ok(Caller { credential, audit })
     }
 }
@@ -228,6 +249,30 @@ async fn authenticate(
         }
     }
     Err(ApiError::NotAuthenticated)
+}
+
+/// Cookies travel with requests other pages make, so a change made with a
+/// session must come from Warren's own pages: browsers say where a request
+/// comes from in `Sec-Fetch-Site` and `Origin`. (Keys are not sent by
+/// browsers on their own, so they need no such check.)
+fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(ApiError::PermissionDenied(format!(
+                "a {site} request cannot use the session cookie"
+            )));
+        }
+    }
+    if let (Some(origin), Some(host)) = (text("origin"), text("host")) {
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin_host != host {
+            return Err(ApiError::PermissionDenied(format!(
+                "requests from {origin} cannot use the session cookie"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
@@ -285,6 +330,20 @@ mod tests {
         assert!(validate_scopes(&scopes).is_ok());
         assert!(validate_scopes(&["insight:delete".to_string()]).is_err());
         assert!(validate_scopes(&[]).is_err());
+    }
+
+    #[test]
+    fn sessions_only_change_things_from_the_same_origin() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("warren.example:8000"));
+        assert!(same_origin(&headers).is_ok(), "no browser headers: a script");
+        headers.insert(header::ORIGIN, HeaderValue::from_static("http://warren.example:8000"));
+        assert!(same_origin(&headers).is_ok());
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(same_origin(&headers).is_err(), "a sibling subdomain");
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://blog.example"));
+        assert!(same_origin(&headers).is_err());
     }
 
     #[test]

@@ -321,6 +321,34 @@ async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
     let wrong = json!({"email": "owner@example.com", "password": "not the password"});
     assert_eq!(anonymous.call(Method::POST, "/api/login/", Some(wrong.clone())).await.0, 401);
 
+    // Another site cannot act with the owner's cookie.
+    let forged = http()
+        .post(format!("{}/api/organizations/{organization}/members/", server.url))
+        .header(COOKIE, owner.cookie.clone().expect("cookie"))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({"email": "evil@example.com", "password": "a long password", "role": "owner"}))
+        .send()
+        .await
+        .expect("forged request");
+    assert_eq!(forged.status().as_u16(), 403);
+    // Admins create accounts for people who have none.
+    owner
+        .ok(
+            Method::POST,
+            &format!("/api/organizations/{organization}/members/"),
+            Some(json!({"email": "new@example.com", "password": "handed over", "role": "member"})),
+        )
+        .await;
+    let (status, _) = anonymous
+        .call(
+            Method::POST,
+            "/api/login/",
+            Some(json!({"email": "new@example.com", "password": "handed over"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
     // A member may not read the log; the owner may, filtered.
     let (member, _) = sign_up(&server, "member@example.com").await;
     owner

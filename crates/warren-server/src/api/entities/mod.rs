@@ -176,6 +176,11 @@ async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let project = caller.project(&state, &project_id, Access::Write(kind.as_str())).await?;
+    if kind == EntityKind::Experiment {
+        // An experiment creates its flag when missing, which a key may
+        // only do with the right to write flags.
+        caller.check_scope(Access::Write("feature_flag"))?;
+    }
     let write = prepare(&state, &project, kind, object(&body)?, caller.user_id()).await?;
     let entity = state.meta.create_entity(write).await?;
     caller.note_resource(entity.id);
@@ -203,6 +208,9 @@ async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let project = caller.project(&state, &project_id, Access::Write(kind.as_str())).await?;
+    if kind == EntityKind::Experiment {
+        caller.check_scope(Access::Write("feature_flag"))?;
+    }
     let id = entity_id(&id)?;
     caller.note_resource(id);
     let current = state.meta.entity(project.id, kind, id).await?.ok_or(ApiError::NotFound)?;
