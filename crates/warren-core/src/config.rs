@@ -292,10 +292,17 @@ pub struct AuthConfig {
     pub session_hours: u64,
     /// Log in attempts allowed per client address and per email each minute.
     pub login_attempts_per_minute: u32,
+    /// Audit log entries older than this are deleted (checked hourly).
+    pub audit_retention_days: u64,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { signup: true, session_hours: 14 * 24, login_attempts_per_minute: 10 }
+        Self {
+            signup: true,
+            session_hours: 14 * 24,
+            login_attempts_per_minute: 10,
+            audit_retention_days: 365,
+        }
     }
 }

@@ -357,6 +357,14 @@ pub async fn users_organizations_and_sessions(factory: &impl MetaFactory) {
         [("ada@example.com", Role::Owner), ("bob@example.com", Role::Admin)]
     );
     assert_eq!(store.memberships(bob.id).await.expect("memberships")[0].organization, org);
+    let orphaning = store.set_role(org.id, ada.id, Some(Role::Member)).await;
+    assert!(matches!(orphaning, Err(MetaError::Invalid { .. })), "the last owner stays: {orphaning:?}");
+    assert!(matches!(store.set_role(org.id, ada.id, None).await, Err(MetaError::Invalid { .. })));
+    assert_eq!(
+        store.role(org.id, ada.id).await.expect("role"),
+        Some(Role::Owner),
+        "the refused change left nothing"
+    );
     store.set_role(org.id, bob.id, None).await.expect("remove");
     assert!(store.memberships(bob.id).await.expect("memberships").is_empty());
     assert_eq!(store.user_by_email("BOB@example.com").await.expect("lookup"), Some(bob.clone()));
@@ -493,6 +501,9 @@ pub async fn audit_log_filters_and_pages(factory: &impl MetaFactory) {
     let failed =
         AuditFilter { outcome: Some("invalid_credentials".into()), limit: 10, ..AuditFilter::default() };
     assert_eq!(store.audit_log(1, &failed).await.expect("list").len(), 1);
+    assert_eq!(store.prune_audit_log(1_005).await.expect("prune"), 5);
+    let left = store.audit_log(1, &AuditFilter { limit: 100, ..AuditFilter::default() }).await.expect("list");
+    assert_eq!(left.len(), 6);
 }
 
 fn flag(project_id: i64, key: &str) -> EntityWrite {
@@ -560,6 +571,8 @@ pub async fn static_cohorts_and_definitions(factory: &impl MetaFactory) {
     store.set_cohort_people(1, 5, &people[..2]).await.expect("replace members");
     assert_eq!(store.cohort_people(1, 5).await.expect("members"), people[..2].to_vec());
     assert!(store.cohort_people(1, 6).await.expect("members").is_empty());
+    assert!(store.in_static_cohort(1, 5, people[1]).await.expect("member"));
+    assert!(!store.in_static_cohort(1, 5, people[2]).await.expect("member"));
 
     let event = |name: &str, first, last| EventDefinition {
         team_id: TEAM,

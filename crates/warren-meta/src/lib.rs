@@ -167,7 +167,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn members(&self, organization_id: i64) -> Result<Vec<Member>, MetaError>;
 
-    /// Adds a member or changes their role; `None` removes them.
+    /// Adds a member or changes their role; `None` removes them. Refused
+    /// ([`MetaError::Invalid`]) when it would leave the organization
+    /// without an owner.
     async fn set_role(&self, organization_id: i64, user_id: i64, role: Option<Role>)
         -> Result<(), MetaError>;
 
@@ -246,6 +248,17 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<(), MetaError>;
 
     async fn cohort_people(&self, project_id: ProjectId, cohort_id: i64) -> Result<Vec<Uuid>, MetaError>;
+
+    /// Whether a person is in a static cohort.
+    async fn in_static_cohort(
+        &self,
+        project_id: ProjectId,
+        cohort_id: i64,
+        person: Uuid,
+    ) -> Result<bool, MetaError>;
+
+    /// Deletes audit entries older than `before_us`; returns how many.
+    async fn prune_audit_log(&self, before_us: i64) -> Result<u64, MetaError>;
 
     async fn event_definitions(&self, team_id: TeamId) -> Result<Vec<EventDefinition>, MetaError>;
 

@@ -56,6 +56,7 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let meta = open_meta(&config).await?;
     bootstrap(meta.as_ref(), &config).await?;
     let retention = tokio::spawn(run_retention(log.clone(), config.clone()));
+    let audit_retention = tokio::spawn(run_audit_retention(meta.clone(), config.auth.audit_retention_days));
     let store =
         if config.role.ingests() || config.role.queries() { Some(open_store(&config).await?) } else { None };
     let ingest = match &store {
@@ -88,6 +89,7 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     }
     tracing::info!("closing the event log");
     retention.abort();
+    audit_retention.abort();
     log.close().await.context("closing the event log")?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -299,6 +301,21 @@ async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::error!(%error, "event log retention failed"),
             Err(error) => tracing::error!(%error, "event log retention task failed"),
+        }
+    }
+}
+
+/// Deletes audit log entries past their retention, hourly.
+async fn run_audit_retention(meta: Arc<dyn MetaStore>, days: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+    loop {
+        tick.tick().await;
+        let before = chrono::Utc::now().timestamp_micros().saturating_sub(keep_us);
+        match meta.prune_audit_log(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, days, "audit log retention ran"),
+            Err(error) => tracing::error!(%error, "audit log retention failed"),
         }
     }
 }

@@ -216,6 +216,14 @@ pub(super) async fn set_role(
     user_id: i64,
     role: Option<Role>,
 ) -> Result<(), MetaError> {
+    let mut tx = pool.begin().await?;
+    // Writing the organization's row first serializes role changes of one
+    // organization (a row lock in PostgreSQL, the write lock in SQLite), so
+    // two owners demoting each other cannot both see another owner left.
+    sqlx::query("UPDATE organizations SET name = name WHERE id = $1")
+        .bind(organization_id)
+        .execute(&mut *tx)
+        .await?;
     match role {
         Some(role) => {
             sqlx::query(
@@ -226,17 +234,30 @@ pub(super) async fn set_role(
             .bind(user_id)
             .bind(role.as_str())
             .bind(now_rfc3339())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
         }
         None => {
             sqlx::query("DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2")
                 .bind(organization_id)
                 .bind(user_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
         }
     }
+    let owners: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE organization_id = $1 AND role = 'owner'")
+            .bind(organization_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if owners == 0 {
+        // Dropping the transaction rolls the change back.
+        return Err(MetaError::Invalid {
+            what: "membership",
+            reason: "an organization keeps at least one owner".into(),
+        });
+    }
+    tx.commit().await?;
     Ok(())
 }
 

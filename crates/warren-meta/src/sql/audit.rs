@@ -85,3 +85,8 @@ pub(super) async fn list(
     .await?;
     rows.iter().map(entry_from_row).collect()
 }
+
+pub(super) async fn prune(pool: &AnyPool, before_us: i64) -> Result<u64, MetaError> {
+    let done = sqlx::query("DELETE FROM audit_log WHERE at_us < $1").bind(before_us).execute(pool).await?;
+    Ok(done.rows_affected())
+}

@@ -183,6 +183,23 @@ pub(super) async fn cohort_people(
         .collect()
 }
 
+pub(super) async fn in_static_cohort(
+    pool: &AnyPool,
+    project_id: ProjectId,
+    cohort_id: i64,
+    person: Uuid,
+) -> Result<bool, MetaError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM static_cohort_people WHERE project_id = $1 AND cohort_id = $2 AND person_uuid = $3",
+    )
+    .bind(project_id)
+    .bind(cohort_id)
+    .bind(person.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Upserts definitions inside an ingest commit: an event's first sighting
 /// stays, its last moves forward; a property keeps the type it was first
 /// seen with, as PostHog does.

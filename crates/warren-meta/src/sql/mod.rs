@@ -336,6 +336,19 @@ impl crate::MetaStore for SqlMeta {
         entities::cohort_people(&self.pool, project_id, cohort_id).await
     }
 
+    async fn in_static_cohort(
+        &self,
+        project_id: crate::ProjectId,
+        cohort_id: i64,
+        person: Uuid,
+    ) -> Result<bool, MetaError> {
+        entities::in_static_cohort(&self.pool, project_id, cohort_id, person).await
+    }
+
+    async fn prune_audit_log(&self, before_us: i64) -> Result<u64, MetaError> {
+        audit::prune(&self.pool, before_us).await
+    }
+
     async fn event_definitions(&self, team_id: TeamId) -> Result<Vec<EventDefinition>, MetaError> {
         entities::event_definitions(&self.pool, team_id).await
     }

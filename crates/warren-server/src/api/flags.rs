@@ -220,7 +220,7 @@ async fn cohorts_for<'a>(
         let Some(cohort) = state.meta.entity(project.id, EntityKind::Cohort, id).await? else { continue };
         if cohort.body.get("is_static") == Some(&Value::Bool(true)) {
             let member = match person {
-                Some(uuid) => state.meta.cohort_people(project.id, id).await?.contains(&uuid),
+                Some(uuid) => state.meta.in_static_cohort(project.id, id, uuid).await?,
                 None => false,
             };
             cohorts.insert(id, Membership::Static(member));
