@@ -124,7 +124,20 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_user_signs_up_and_manages_every_entity() {
-    let server = TestServer::start(BIN);
+    signs_up_and_manages_every_entity(TestServer::start(BIN)).await;
+}
+
+/// The same on a PostgreSQL meta store: the whole API on the scale-out
+/// dialect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_signs_up_and_manages_every_entity_on_postgresql() {
+    // `shared` reports a missing PostgreSQL (and fails under CI) itself.
+    let Some(postgres) = warren_testkit::services::PostgresServer::shared() else { return };
+    let url = postgres.fresh_database();
+    signs_up_and_manages_every_entity(TestServer::start_with_env(BIN, &[("WARREN_META_URL", &url)])).await;
+}
+
+async fn signs_up_and_manages_every_entity(server: TestServer) {
     let (session, signed_up) = sign_up(&server, "ada@example.com").await;
     let token = signed_up["project"]["api_token"].as_str().expect("token");
     assert!(token.starts_with("phc_"), "{signed_up}");
