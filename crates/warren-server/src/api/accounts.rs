@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
-use warren_meta::accounts::{NewApiKey, NewProject, NewUser, ProjectUpdate, Role, User};
+use warren_meta::accounts::{NewApiKey, NewProject, NewUser, Organization, ProjectUpdate, Role, User};
 use warren_meta::audit::AuditFilter;
 use warren_meta::Project;
 
@@ -278,15 +278,21 @@ pub(super) async fn organizations(
             .memberships(user.id)
             .await?
             .into_iter()
-            .map(|m| json!({"id": m.organization.id, "name": m.organization.name, "created_at": m.organization.created_at, "membership_level": m.role}))
+            .map(|m| organization_json(&m.organization, m.role))
             .collect(),
         Credential::ApiKey(key) => {
             let role = caller.role_in(&state, key.organization_id).await?;
-            let organization = state.meta.organization(key.organization_id).await?.ok_or(ApiError::NotFound)?;
-            vec![json!({"id": organization.id, "name": organization.name, "created_at": organization.created_at, "membership_level": role})]
+            let organization =
+                state.meta.organization(key.organization_id).await?.ok_or(ApiError::NotFound)?;
+            vec![organization_json(&organization, role)]
         }
     };
     Ok(Json(paginated(organizations)))
+}
+
+/// An organization as the API shows it, with the caller's role in it.
+fn organization_json(organization: &Organization, role: Role) -> Value {
+    json!({"id": organization.id, "name": organization.name, "created_at": organization.created_at, "membership_level": role})
 }
 
 /// PostHog's list shape.
@@ -303,12 +309,7 @@ pub(super) async fn create_organization(
     let request: NameRequest = parse(&body)?;
     let organization = state.meta.create_organization(&request.name, user.id).await?;
     caller.note_resource(organization.id);
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({"id": organization.id, "name": organization.name, "created_at": organization.created_at, "membership_level": Role::Owner}),
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(organization_json(&organization, Role::Owner))))
 }
 
 pub(super) async fn organization(
@@ -319,9 +320,7 @@ pub(super) async fn organization(
     let organization_id = id(&organization_id)?;
     let role = caller.organization(&state, organization_id, Access::Read("organization")).await?;
     let organization = state.meta.organization(organization_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(
-        json!({"id": organization.id, "name": organization.name, "created_at": organization.created_at, "membership_level": role}),
-    ))
+    Ok(Json(organization_json(&organization, role)))
 }
 
 pub(super) async fn members(
