@@ -376,6 +376,16 @@ pub async fn users_organizations_and_sessions(factory: &impl MetaFactory) {
     assert_eq!(store.user_for_session("forged", now).await.expect("session"), None);
     store.delete_login_session(&token).await.expect("logout");
     assert_eq!(store.user_for_session(&token, now + 1).await.expect("session"), None, "logged out");
+
+    let token = store.create_login_session(ada.id, now, 3_600_000_000).await.expect("session");
+    assert!(store.set_password(ada.id, "short").await.is_err());
+    store.set_password(ada.id, "a brand new password").await.expect("new password");
+    assert_eq!(store.user_for_session(&token, now + 1).await.expect("session"), None, "sessions end");
+    assert_eq!(store.verify_login("ada@example.com", "correct horse battery").await.expect("login"), None);
+    assert_eq!(
+        store.verify_login("ada@example.com", "a brand new password").await.expect("login"),
+        Some(ada.clone())
+    );
 }
 
 pub async fn api_keys_are_scoped_revocable_and_hashed(factory: &impl MetaFactory) {

@@ -152,6 +152,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn user(&self, id: i64) -> Result<Option<User>, MetaError>;
 
+    /// Replaces a user's password and ends all their login sessions.
+    async fn set_password(&self, user_id: i64, password: &str) -> Result<(), MetaError>;
+
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, MetaError>;
 
     /// Creates an organization with `owner` as its owner.

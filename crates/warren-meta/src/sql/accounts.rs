@@ -119,6 +119,21 @@ pub(super) async fn user(pool: &AnyPool, id: i64) -> Result<Option<User>, MetaEr
     Ok(row.as_ref().map(user_from_row).transpose()?)
 }
 
+pub(super) async fn set_password(pool: &AnyPool, user_id: i64, password: &str) -> Result<(), MetaError> {
+    validate_password(password)?;
+    let password = password.to_string();
+    let hash = blocking(move || hash_password(&password)).await??;
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM login_sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(super) async fn user_by_email(pool: &AnyPool, email: &str) -> Result<Option<User>, MetaError> {
     let Ok(email) = normalize_email(email) else { return Ok(None) };
     let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1"))

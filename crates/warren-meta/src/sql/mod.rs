@@ -191,6 +191,10 @@ impl crate::MetaStore for SqlMeta {
         accounts::user(&self.pool, id).await
     }
 
+    async fn set_password(&self, user_id: i64, password: &str) -> Result<(), MetaError> {
+        accounts::set_password(&self.pool, user_id, password).await
+    }
+
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, MetaError> {
         accounts::user_by_email(&self.pool, email).await
     }

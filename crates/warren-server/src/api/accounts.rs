@@ -61,6 +61,12 @@ pub(crate) struct LoginRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+pub(crate) struct PasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct NameRequest {
     name: String,
 }
@@ -248,6 +254,24 @@ pub(super) async fn logout(
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie_header(None, 0));
     Ok(response)
+}
+
+/// Changes the signed-in user's password: every session ends, and this
+/// one is replaced by a new one.
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = caller.session_user()?.clone();
+    let request: PasswordRequest = parse(&body)?;
+    if state.meta.verify_login(&user.email, &request.current_password).await?.is_none() {
+        return Err(ApiError::InvalidCredentials);
+    }
+    state.meta.set_password(user.id, &request.new_password).await?;
+    let token = start_session(&state, &user).await?;
+    let body = me_json(&state, &user).await?;
+    Ok(session_response(&state, &token, body))
 }
 
 pub(super) async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {

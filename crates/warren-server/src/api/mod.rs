@@ -182,6 +182,15 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         spec(M::POST, "/api/logout", "logout", "End the session").guard(Guard::Session).to(accounts::logout),
         spec(M::GET, "/api/users/@me", "user.read", "The signed-in user and their organizations")
             .to(accounts::me),
+        spec(
+            M::POST,
+            "/api/users/@me/password",
+            "user.password",
+            "Change one's password; other sessions end",
+        )
+        .guard(Guard::Session)
+        .body("PasswordRequest")
+        .to(accounts::change_password),
         spec(M::GET, "/api/organizations", "organization.list", "The caller's organizations")
             .to(accounts::organizations),
         spec(

@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use super::accounts::{
-    ApiKeyRequest, LoginRequest, MemberRequest, NameRequest, ProjectRequest, ProjectUpdateRequest,
-    RoleRequest, SignupRequest,
+    ApiKeyRequest, LoginRequest, MemberRequest, NameRequest, PasswordRequest, ProjectRequest,
+    ProjectUpdateRequest, RoleRequest, SignupRequest,
 };
 use super::entities::{
     ActionBody, AnnotationBody, CohortBody, DashboardBody, ExperimentBody, FeatureFlagBody, InsightBody,
@@ -38,6 +38,7 @@ fn components() -> Map<String, Value> {
     add::<SignupRequest>(&mut schemas);
     add::<LoginRequest>(&mut schemas);
     add::<NameRequest>(&mut schemas);
+    add::<PasswordRequest>(&mut schemas);
     add::<MemberRequest>(&mut schemas);
     add::<RoleRequest>(&mut schemas);
     add::<ProjectRequest>(&mut schemas);

@@ -353,14 +353,24 @@ async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
             Some(json!({"email": "new@example.com", "password": "handed over", "role": "member"})),
         )
         .await;
-    let (status, _) = anonymous
-        .call(
-            Method::POST,
-            "/api/login/",
-            Some(json!({"email": "new@example.com", "password": "handed over"})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let response = http()
+        .post(format!("{}/api/login/", server.url))
+        .json(&json!({"email": "new@example.com", "password": "handed over"}))
+        .send()
+        .await
+        .expect("log in");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie =
+        response.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next());
+    let newcomer = Client { base: server.url.clone(), cookie: cookie.map(str::to_string), key: None };
+    // The newcomer replaces the handed-over password.
+    let change = |current: &str| json!({"current_password": current, "new_password": "my own secret"});
+    assert_eq!(
+        newcomer.call(Method::POST, "/api/users/@me/password/", Some(change("wrong guess"))).await.0,
+        401
+    );
+    newcomer.ok(Method::POST, "/api/users/@me/password/", Some(change("handed over"))).await;
+    assert_eq!(newcomer.call(Method::GET, "/api/users/@me/", None).await.0, 401, "old sessions end");
 
     // A member may not read the log; the owner may, filtered.
     let (member, _) = sign_up(&server, "member@example.com").await;
