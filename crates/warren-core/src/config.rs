@@ -294,6 +294,13 @@ pub struct AuthConfig {
     pub login_attempts_per_minute: u32,
     /// Audit log entries older than this are deleted (checked hourly).
     pub audit_retention_days: u64,
+    /// Behind a reverse proxy: the header it puts the client's address in
+    /// (e.g. `x-forwarded-for`); its last address is the client's. Unset:
+    /// the connection's peer address.
+    pub client_address_header: Option<String>,
+    /// Mark the session cookie `Secure` (send it over HTTPS only); turn on
+    /// when Warren is served over TLS.
+    pub secure_cookie: bool,
 }
 
 impl Default for AuthConfig {
@@ -303,6 +310,8 @@ impl Default for AuthConfig {
             session_hours: 14 * 24,
             login_attempts_per_minute: 10,
             audit_retention_days: 365,
+            client_address_header: None,
+            secure_cookie: false,
         }
     }
 }

@@ -1,10 +1,9 @@
 //! Sign-up and log in, users, organizations and their members, projects,
 //! personal API keys and the audit log.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -119,7 +118,9 @@ pub(crate) struct ApiKeyRequest {
 fn session_response(state: &AppState, token: &str, body: Value) -> Response {
     let max_age = state.auth.session_hours.saturating_mul(3600);
     let mut response = (StatusCode::OK, Json(body)).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie_header(Some(token), max_age));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie_header(Some(token), max_age, state.auth.secure_cookie));
     response
 }
 
@@ -138,6 +139,11 @@ async fn me_json(state: &AppState, user: &User) -> Result<Value, ApiError> {
     Ok(json!({"id": user.id, "email": user.email, "name": user.name, "organizations": organizations}))
 }
 
+/// The client's address, as the audit middleware found it.
+fn source_of(facts: &Mutex<AuditFacts>) -> String {
+    facts.lock().map(|facts| facts.source.clone()).unwrap_or_default()
+}
+
 /// A name the store will take: checked before anything is created, so a
 /// refused sign-up leaves no half-made account behind.
 fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
@@ -153,7 +159,6 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
 pub(super) async fn signup(
     State(state): State<AppState>,
     Extension(facts): Extension<Arc<Mutex<AuditFacts>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if !state.auth.signup {
@@ -162,7 +167,7 @@ pub(super) async fn signup(
         ));
     }
     // Each sign-up hashes a password: limited per address as log ins are.
-    if let Err(retry_after_secs) = state.login_limiter.attempt(&[&format!("signup:{}", peer.ip())]) {
+    if let Err(retry_after_secs) = state.login_limiter.attempt(&[&format!("signup:{}", source_of(&facts))]) {
         return Err(ApiError::RateLimited { retry_after_secs });
     }
     let request: SignupRequest = parse(&body)?;
@@ -205,12 +210,12 @@ pub(super) async fn signup(
 pub(super) async fn login(
     State(state): State<AppState>,
     Extension(facts): Extension<Arc<Mutex<AuditFacts>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: LoginRequest = parse(&body)?;
     let email = request.email.trim().to_lowercase();
-    let limited = state.login_limiter.attempt(&[&format!("ip:{}", peer.ip()), &format!("email:{email}")]);
+    let limited =
+        state.login_limiter.attempt(&[&format!("ip:{}", source_of(&facts)), &format!("email:{email}")]);
     // Failures name the claimed email (cut short: it is the caller's text)
     // and, when it has an account, that account's first organization, so
     // its admins see attempts on it.
@@ -252,7 +257,9 @@ pub(super) async fn logout(
         state.meta.delete_login_session(token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie_header(None, 0));
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie_header(None, 0, state.auth.secure_cookie));
     Ok(response)
 }
 

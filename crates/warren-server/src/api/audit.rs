@@ -34,6 +34,8 @@ pub(crate) struct AuditFacts {
     pub resource: Option<String>,
     /// Overrides the route's action (log in outcomes).
     pub action: Option<&'static str>,
+    /// The client's address (see [`client_address`]).
+    pub source: String,
 }
 
 impl AuditFacts {
@@ -52,20 +54,30 @@ impl AuditFacts {
     }
 }
 
+/// The client's address: the last one in the proxy's header when one is
+/// configured (the proxy appends the address it saw, so earlier entries
+/// are the client's own claims), else the connection's peer.
+fn client_address(state: &AppState, request: &Request<Body>) -> String {
+    let peer =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string());
+    let forwarded = state.auth.client_address_header.as_deref().and_then(|name| {
+        let value = request.headers().get_all(name).iter().next_back()?.to_str().ok()?;
+        let last = value.rsplit(',').next()?.trim();
+        last.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+    });
+    forwarded.or(peer).unwrap_or_default()
+}
+
 pub(crate) async fn record(
     State(state): State<AppState>,
     mut request: Request<Body>,
     next: Next,
 ) -> Response {
-    let facts = Arc::new(Mutex::new(AuditFacts::default()));
+    let source = client_address(&state, &request);
+    let facts = Arc::new(Mutex::new(AuditFacts { source: source.clone(), ..AuditFacts::default() }));
     request.extensions_mut().insert(facts.clone());
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_string());
-    let source = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string())
-        .unwrap_or_default();
     let response = next.run(request).await;
     let Some(route) = route else { return response };
     let facts = match facts.lock() {

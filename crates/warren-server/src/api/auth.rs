@@ -302,12 +302,15 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 
 /// `Set-Cookie` for a session; `None` clears it. HttpOnly keeps scripts
 /// from reading it; SameSite=Lax keeps other sites from posting with it.
-pub(crate) fn session_cookie_header(token: Option<&str>, max_age_secs: u64) -> HeaderValue {
+pub(crate) fn session_cookie_header(token: Option<&str>, max_age_secs: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     let value = match token {
         Some(token) => {
-            format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}")
+            format!(
+                "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+            )
         }
-        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
     };
     // Tokens are alphanumeric, so the value is always a valid header.
     HeaderValue::from_str(&value)

@@ -320,7 +320,13 @@ async fn every_route_refuses_missing_revoked_foreign_and_read_only_credentials()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
-    let server = TestServer::start_with_env(BIN, &[("WARREN_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "5")]);
+    let server = TestServer::start_with_env(
+        BIN,
+        &[
+            ("WARREN_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "5"),
+            ("WARREN_AUTH__CLIENT_ADDRESS_HEADER", "x-forwarded-for"),
+        ],
+    );
     let (owner, signed_up) = sign_up(&server, "owner@example.com").await;
     let project = signed_up["project"]["id"].as_i64().expect("project");
     let organization = signed_up["organizations"][0]["id"].as_i64().expect("organization");
@@ -330,6 +336,15 @@ async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
         .with_key(&key)
         .ok(Method::POST, &format!("/api/projects/{project}/feature_flags/"), Some(flag))
         .await;
+    // Behind a proxy, the address it appended is the client's.
+    let proxied = http()
+        .get(format!("{}/api/projects/{project}/feature_flags/", server.url))
+        .bearer_auth(&key)
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
+        .send()
+        .await
+        .expect("proxied request");
+    assert_eq!(proxied.status().as_u16(), 200);
     let anonymous = Client::anonymous(&server);
     let wrong = json!({"email": "owner@example.com", "password": "not the password"});
     assert_eq!(anonymous.call(Method::POST, "/api/login/", Some(wrong.clone())).await.0, 401);
@@ -401,6 +416,10 @@ async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
     assert_eq!((created["credential"].as_str(), created["status"].as_u64()), (Some("api_key"), Some(201)));
     assert_eq!(created["project_id"], project);
     assert!(created["source"].as_str().is_some_and(|s| s.starts_with("127.")), "{created}");
+    assert!(
+        entries.iter().any(|e| e["action"] == "feature_flag.list" && e["source"] == "203.0.113.7"),
+        "{log}"
+    );
     let failed = entries.iter().find(|e| e["action"] == "login.failed").expect("failed log in audited");
     assert_eq!(
         (failed["actor"].as_str(), failed["outcome"].as_str()),
