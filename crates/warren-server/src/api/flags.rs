@@ -12,10 +12,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use warren_core::flags::{self, FlagFilters, FlagGroup, FlagSubject};
 use warren_core::metrics as names;
@@ -357,24 +360,43 @@ pub(super) struct TokenQuery {
     token: Option<String>,
 }
 
+/// The definitions with an `ETag`; `304 Not Modified` when the SDK's
+/// `If-None-Match` names the same version, as SDKs poll every 30 s or so.
+fn definitions_answer(definitions: Value, headers: &HeaderMap) -> Response {
+    let body = definitions.to_string();
+    let tag = format!("\"{}\"", &hex::encode(Sha256::digest(body.as_bytes()))[..32]);
+    let unchanged = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(tag.as_str());
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
 /// `GET /flags/definitions?token=…` and `/api/feature_flag/local_evaluation?token=…`.
 pub(super) async fn definitions(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Query(query): Query<TokenQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let token = query.token.ok_or(ApiError::MissingToken)?;
     let project = state.meta.project_by_token(&token).await?.ok_or(ApiError::NotFound)?;
     let project = caller.project(&state, &project.id.to_string(), Access::Read("feature_flag")).await?;
-    Ok(Json(definitions_of(&state, &project).await?))
+    Ok(definitions_answer(definitions_of(&state, &project).await?, &headers))
 }
 
 /// `GET /api/projects/{id}/feature_flags/local_evaluation`.
 pub(super) async fn local_evaluation(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(project_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let project = caller.project(&state, &project_id, Access::Read("feature_flag")).await?;
-    Ok(Json(definitions_of(&state, &project).await?))
+    Ok(definitions_answer(definitions_of(&state, &project).await?, &headers))
 }

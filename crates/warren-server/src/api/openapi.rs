@@ -105,6 +105,10 @@ fn document() -> Value {
         if endpoint.guard == Guard::ProjectToken {
             responses.insert("401".into(), error("Unknown project token"));
         }
+        if endpoint.action == "feature_flag.definitions" {
+            responses
+                .insert("304".into(), json!({"description": "Unchanged since the `If-None-Match` version"}));
+        }
         if endpoint.action == "login" {
             responses.insert("401".into(), error("Invalid email or password"));
             responses.insert("429".into(), error("Too many attempts"));

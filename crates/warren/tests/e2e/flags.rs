@@ -179,6 +179,27 @@ async fn sdks_evaluate_flags_remotely_as_they_do_locally() {
         .expect("decide body");
     assert_eq!(legacy["featureFlags"]["beta"], json!(true), "{legacy}");
     assert_eq!(legacy["featureFlagPayloads"]["beta"], json!("{\"color\": \"blue\"}"), "{legacy}");
+    // Definitions carry a version; an SDK holding it gets 304.
+    let url = format!("{}/flags/definitions?token={TOKEN}&send_cohorts", server.url);
+    let first = http().get(&url).bearer_auth(API_KEY).send().await.expect("definitions");
+    let tag = first.headers().get("etag").expect("etag").clone();
+    let again = http()
+        .get(&url)
+        .bearer_auth(API_KEY)
+        .header("if-none-match", tag.clone())
+        .send()
+        .await
+        .expect("again");
+    assert_eq!(again.status().as_u16(), 304);
+    let flags = api.ok(Method::GET, "/api/projects/1/feature_flags/", None).await;
+    let half = flags["results"].as_array().expect("flags").iter().find(|f| f["key"] == "half").expect("half")
+        ["id"]
+        .clone();
+    api.ok(Method::PATCH, &format!("/api/projects/1/feature_flags/{half}/"), Some(json!({"active": false})))
+        .await;
+    let changed =
+        http().get(&url).bearer_auth(API_KEY).header("if-none-match", tag).send().await.expect("changed");
+    assert_eq!(changed.status().as_u16(), 200, "a changed flag is a new version");
     // Unknown tokens and keys are refused.
     let unknown = http()
         .post(format!("{}/flags/?v=2", server.url))
