@@ -37,6 +37,20 @@ impl Role {
     }
 }
 
+/// The rule for every name a person gives (users, organizations,
+/// projects, key labels): 1 to 200 characters, trimmed, no control
+/// characters (PostgreSQL cannot store NUL). Returns the trimmed name.
+pub fn validate_name(what: &'static str, name: &str) -> Result<String, MetaError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(MetaError::Invalid { what, reason: "name must be 1 to 200 characters".into() });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(MetaError::Invalid { what, reason: "name must not hold control characters".into() });
+    }
+    Ok(name.to_string())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
     pub id: i64,

@@ -4,7 +4,9 @@
 //! `Any` driver for two dialects: SQLite in WAL mode (the embedded default,
 //! `sqlite://PATH`) and PostgreSQL (`postgres://…`). The queries are shared;
 //! each dialect has its own versioned migrations under `migrations/<dialect>/`.
-//! It holds tenancy (organizations, projects, personal API keys) and what
+//! It holds accounts and access (users, organizations, memberships, login
+//! sessions, projects, personal API keys; [`accounts`]), the audit log
+//! ([`audit`]), product entities and definitions ([`entities`]), and what
 //! ingest builds: persons and their distinct ids, person-id overrides,
 //! groups and group types, ingestion warnings, and the log offsets that
 //! person updates cover (committed in the same transaction as the updates,

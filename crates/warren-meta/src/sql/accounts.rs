@@ -7,8 +7,8 @@ use sqlx::AnyPool;
 use super::tenancy::{now_rfc3339, project_from_row, PROJECT_COLUMNS};
 use super::{int, text};
 use crate::accounts::{
-    ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate,
-    Role, User,
+    validate_name, ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization,
+    ProjectUpdate, Role, User,
 };
 use crate::keys::{
     generate_api_key, generate_project_token, generate_session_token, hash_api_key, hash_password,
@@ -29,17 +29,6 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
 
 fn organization_from_row(row: &AnyRow) -> Result<Organization, sqlx::Error> {
     Ok(Organization { id: int(row, "id")?, name: text(row, "name")?, created_at: text(row, "created_at")? })
-}
-
-fn check_name(what: &'static str, name: &str) -> Result<String, MetaError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(MetaError::Invalid { what, reason: "name must be 1 to 200 characters".into() });
-    }
-    if name.chars().any(char::is_control) {
-        return Err(MetaError::Invalid { what, reason: "name must not hold control characters".into() });
-    }
-    Ok(name.to_string())
 }
 
 pub(super) fn check_timezone(timezone: &str) -> Result<(), MetaError> {
@@ -68,7 +57,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 pub(super) async fn create_user(pool: &AnyPool, user: NewUser) -> Result<User, MetaError> {
     let email = normalize_email(&user.email)?;
-    let name = check_name("user name", &user.name)?;
+    let name = validate_name("user name", &user.name)?;
     validate_password(&user.password)?;
     let hash = blocking(move || hash_password(&user.password)).await??;
     let row = sqlx::query(
@@ -148,7 +137,7 @@ pub(super) async fn create_organization(
     name: &str,
     owner: i64,
 ) -> Result<Organization, MetaError> {
-    let name = check_name("organization name", name)?;
+    let name = validate_name("organization name", name)?;
     let now = now_rfc3339();
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
@@ -277,7 +266,7 @@ pub(super) async fn set_role(
 }
 
 pub(super) async fn create_project(pool: &AnyPool, project: NewProject) -> Result<Project, MetaError> {
-    let name = check_name("project name", &project.name)?;
+    let name = validate_name("project name", &project.name)?;
     let timezone = project.timezone.unwrap_or_else(|| "UTC".into());
     check_timezone(&timezone)?;
     let row = sqlx::query(&format!(
@@ -309,7 +298,7 @@ pub(super) async fn update_project(
     id: ProjectId,
     update: ProjectUpdate,
 ) -> Result<Option<Project>, MetaError> {
-    let name = update.name.as_deref().map(|name| check_name("project name", name)).transpose()?;
+    let name = update.name.as_deref().map(|name| validate_name("project name", name)).transpose()?;
     if let Some(timezone) = &update.timezone {
         check_timezone(timezone)?;
     }
@@ -405,7 +394,7 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey, MetaError> {
 }
 
 pub(super) async fn create_api_key(pool: &AnyPool, key: NewApiKey) -> Result<CreatedApiKey, MetaError> {
-    let label = check_name("API key label", &key.label)?;
+    let label = validate_name("API key label", &key.label)?;
     let secret = generate_api_key();
     let row = sqlx::query(&format!(
         "INSERT INTO personal_api_keys (organization_id, user_id, label, secure_value, mask, scopes, project_ids, created_at)

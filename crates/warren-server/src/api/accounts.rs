@@ -11,7 +11,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
-use warren_meta::accounts::{NewApiKey, NewProject, NewUser, Organization, ProjectUpdate, Role, User};
+use warren_meta::accounts::{
+    validate_name, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate, Role, User,
+};
 use warren_meta::audit::AuditFilter;
 use warren_meta::Project;
 
@@ -144,18 +146,6 @@ fn source_of(facts: &Mutex<AuditFacts>) -> String {
     facts.lock().map(|facts| facts.source.clone()).unwrap_or_default()
 }
 
-/// A name the store will take: checked before anything is created, so a
-/// refused sign-up leaves no half-made account behind.
-fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    let length = name.trim().chars().count();
-    if length == 0 || length > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(format!(
-            "{what} must be 1 to 200 characters, none of them control characters"
-        )));
-    }
-    Ok(())
-}
-
 pub(super) async fn signup(
     State(state): State<AppState>,
     Extension(facts): Extension<Arc<Mutex<AuditFacts>>>,
@@ -177,9 +167,11 @@ pub(super) async fn signup(
         .unwrap_or_else(|| request.email.split('@').next().unwrap_or_default().to_string());
     let organization_name = request.organization_name.unwrap_or_else(|| format!("{name}'s organization"));
     let project_name = request.project_name.unwrap_or_else(|| "Default project".into());
-    check_name("name", &name)?;
-    check_name("organization_name", &organization_name)?;
-    check_name("project_name", &project_name)?;
+    // Every name is checked before anything is created, so a refused
+    // sign-up leaves no half-made account behind.
+    validate_name("name", &name)?;
+    validate_name("organization_name", &organization_name)?;
+    validate_name("project_name", &project_name)?;
     if let Some(timezone) = &request.timezone {
         if timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ApiError::InvalidRequest(format!("{timezone:?} is not an IANA time zone")));
@@ -422,7 +414,7 @@ pub(super) async fn add_member(
             let name = request
                 .name
                 .unwrap_or_else(|| request.email.split('@').next().unwrap_or_default().to_string());
-            check_name("name", &name)?;
+            validate_name("name", &name)?;
             state.meta.create_user(NewUser { email: request.email.clone(), name, password }).await?
         }
         (None, None) => {

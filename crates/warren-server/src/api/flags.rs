@@ -24,10 +24,11 @@ use warren_core::flags::{self, FlagFilters, FlagGroup, FlagSubject};
 use warren_core::metrics as names;
 use warren_meta::entities::{Entity, EntityKind};
 use warren_meta::Project;
-use warren_query::catalog::{CohortDefinition, CohortGroup, CohortItem};
+use warren_query::catalog::{CohortGroup, CohortItem};
 use warren_query::model::GroupOperator;
 
 use super::auth::{Access, Caller};
+use super::entities::StoredCohort;
 use crate::{ApiError, AppState};
 
 /// What the SDKs send. posthog-python names the token `api_key`,
@@ -221,14 +222,18 @@ async fn cohorts_for<'a>(
     let mut cohorts = HashMap::new();
     for id in ids {
         let Some(cohort) = state.meta.entity(project.id, EntityKind::Cohort, id).await? else { continue };
-        if cohort.body.get("is_static") == Some(&Value::Bool(true)) {
-            let member = match person {
-                Some(uuid) => state.meta.in_static_cohort(project.id, id, uuid).await?,
-                None => false,
-            };
-            cohorts.insert(id, Membership::Static(member));
-        } else if let Some(Ok(definition)) = cohort.body.get("filters").map(CohortDefinition::parse) {
-            cohorts.insert(id, Membership::Dynamic(definition.properties));
+        match StoredCohort::read(&cohort) {
+            StoredCohort::Static => {
+                let member = match person {
+                    Some(uuid) => state.meta.in_static_cohort(project.id, id, uuid).await?,
+                    None => false,
+                };
+                cohorts.insert(id, Membership::Static(member));
+            }
+            StoredCohort::Dynamic(definition) => {
+                cohorts.insert(id, Membership::Dynamic(definition.properties));
+            }
+            StoredCohort::Unreadable => {}
         }
     }
     Ok(cohorts)
@@ -328,12 +333,10 @@ async fn definitions_of(state: &AppState, project: &Project) -> Result<Value, Ap
     let mut cohorts = Map::new();
     for id in cohort_ids {
         let Some(cohort) = state.meta.entity(project.id, EntityKind::Cohort, id).await? else { continue };
-        let person_only = cohort.body.get("is_static") != Some(&Value::Bool(true))
-            && cohort
-                .body
-                .get("filters")
-                .map(CohortDefinition::parse)
-                .is_some_and(|d| d.is_ok_and(|d| person_only(&d.properties)));
+        let person_only = matches!(
+            StoredCohort::read(&cohort),
+            StoredCohort::Dynamic(definition) if person_only(&definition.properties)
+        );
         if person_only {
             cohorts.insert(id.to_string(), cohort.body["filters"]["properties"].clone());
         }

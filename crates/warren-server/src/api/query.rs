@@ -14,10 +14,11 @@ use serde_json::Value;
 use warren_core::metrics as names;
 use warren_meta::entities::EntityKind;
 use warren_meta::Project;
-use warren_query::catalog::{Action, Catalog, Cohort, CohortDefinition};
+use warren_query::catalog::{Action, Catalog, Cohort};
 use warren_query::{ProjectContext, Query, QueryError};
 
 use super::auth::{Access, Caller};
+use super::entities::StoredCohort;
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -52,11 +53,15 @@ pub(crate) async fn catalog(state: &AppState, project: &Project) -> Result<Arc<C
     }
     let mut cohorts = HashMap::new();
     for entity in state.meta.entities(project.id, EntityKind::Cohort).await? {
-        if entity.body.get("is_static") == Some(&Value::Bool(true)) {
-            let people = state.meta.cohort_people(project.id, entity.id).await?;
-            cohorts.insert(entity.id, Cohort::Static(people.iter().map(ToString::to_string).collect()));
-        } else if let Some(Ok(definition)) = entity.body.get("filters").map(CohortDefinition::parse) {
-            cohorts.insert(entity.id, Cohort::Dynamic(definition.properties));
+        match StoredCohort::read(&entity) {
+            StoredCohort::Static => {
+                let people = state.meta.cohort_people(project.id, entity.id).await?;
+                cohorts.insert(entity.id, Cohort::Static(people.iter().map(ToString::to_string).collect()));
+            }
+            StoredCohort::Dynamic(definition) => {
+                cohorts.insert(entity.id, Cohort::Dynamic(definition.properties));
+            }
+            StoredCohort::Unreadable => {}
         }
     }
     Ok(Arc::new(Catalog { actions, cohorts }))

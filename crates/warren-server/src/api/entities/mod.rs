@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warren_meta::entities::{Entity, EntityKind, EntityWrite};
 use warren_meta::Project;
+use warren_query::catalog::CohortDefinition;
 
 use super::accounts::{paginated, parse};
 use super::auth::{Access, Caller};
@@ -21,6 +22,27 @@ use crate::{ApiError, AppState};
 pub(crate) use kinds::{
     ActionBody, AnnotationBody, CohortBody, DashboardBody, ExperimentBody, FeatureFlagBody, InsightBody,
 };
+
+/// A stored cohort, read for use.
+pub(crate) enum StoredCohort {
+    /// Its members are listed (`static_cohort_people`).
+    Static,
+    Dynamic(CohortDefinition),
+    /// Saved by a build whose rules it no longer meets: it matches nobody.
+    Unreadable,
+}
+
+impl StoredCohort {
+    pub fn read(cohort: &Entity) -> Self {
+        if cohort.body.get("is_static") == Some(&Value::Bool(true)) {
+            return StoredCohort::Static;
+        }
+        match cohort.body.get("filters").map(CohortDefinition::parse) {
+            Some(Ok(definition)) => StoredCohort::Dynamic(definition),
+            _ => StoredCohort::Unreadable,
+        }
+    }
+}
 
 /// Fields the server owns; a client's values for them are ignored.
 const SERVER_FIELDS: [&str; 5] = ["id", "created_at", "updated_at", "created_by", "project"];
@@ -244,7 +266,7 @@ pub(crate) struct StaticCohortPersons {
     person_ids: Vec<String>,
 }
 
-async fn static_cohort(
+async fn cohort_of(
     state: &AppState,
     caller: &Caller,
     project_id: &str,
@@ -264,8 +286,8 @@ pub(super) async fn add_persons_to_static_cohort(
     Path((project_id, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (project, cohort) = static_cohort(&state, &caller, &project_id, &id, Access::Write("cohort")).await?;
-    if cohort.body.get("is_static") != Some(&Value::Bool(true)) {
+    let (project, cohort) = cohort_of(&state, &caller, &project_id, &id, Access::Write("cohort")).await?;
+    if !matches!(StoredCohort::read(&cohort), StoredCohort::Static) {
         return Err(ApiError::InvalidRequest("only static cohorts take a list of persons".into()));
     }
     let request: StaticCohortPersons = parse(&body)?;
@@ -288,8 +310,8 @@ pub(super) async fn cohort_persons(
     caller: Caller,
     Path((project_id, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (project, cohort) = static_cohort(&state, &caller, &project_id, &id, Access::Read("cohort")).await?;
-    let members: Vec<Value> = if cohort.body.get("is_static") == Some(&Value::Bool(true)) {
+    let (project, cohort) = cohort_of(&state, &caller, &project_id, &id, Access::Read("cohort")).await?;
+    let members: Vec<Value> = if matches!(StoredCohort::read(&cohort), StoredCohort::Static) {
         state
             .meta
             .cohort_people(project.id, cohort.id)
