@@ -35,6 +35,7 @@ pub struct WarrenConfig {
     pub query: QueryConfig,
     pub bootstrap: BootstrapConfig,
     pub auth: AuthConfig,
+    pub self_monitoring: SelfMonitoringConfig,
 }
 
 impl Default for WarrenConfig {
@@ -54,6 +55,7 @@ impl Default for WarrenConfig {
             query: QueryConfig::default(),
             bootstrap: BootstrapConfig::default(),
             auth: AuthConfig::default(),
+            self_monitoring: SelfMonitoringConfig::default(),
         }
     }
 }
@@ -313,5 +315,110 @@ impl Default for AuthConfig {
             client_address_header: None,
             secure_cookie: false,
         }
+    }
+}
+
+/// Warren watching itself: health samples for the dashboard's overview,
+/// and the same figures written as events into an internal project, where
+/// insights (and alerts) work on them as on product events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelfMonitoringConfig {
+    /// Write internal events at all; the overview's live figures are kept
+    /// either way.
+    pub enabled: bool,
+    /// How often the figures of the last interval become events.
+    pub interval_secs: u64,
+    /// Internal events older than this are deleted from the event store
+    /// (checked hourly); 0 keeps them forever.
+    pub retention_days: u64,
+    /// How often the overview's live figures are sampled.
+    pub sample_interval_ms: u64,
+    /// Samples the overview keeps (its short history).
+    pub history_samples: usize,
+}
+
+impl Default for SelfMonitoringConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 10,
+            retention_days: 30,
+            sample_interval_ms: 2000,
+            history_samples: 450,
+        }
+    }
+}
+
+/// What a value of a key named like this must not show.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "token", "api_key", "access_key", "credential"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// `scheme://user:password@host` with the password hidden.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let Some((credentials, host)) = authority.rsplit_once('@') else { return url.to_string() };
+    let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+    let path = path.map(|p| format!("/{p}")).unwrap_or_default();
+    format!("{scheme}://{user}:{REDACTED}@{host}{path}")
+}
+
+/// What replaces a secret in [`WarrenConfig::redacted`].
+pub const REDACTED: &str = "********";
+
+fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if is_secret_key(key) && !value.is_null() {
+                    *value = serde_json::Value::String(REDACTED.into());
+                } else {
+                    redact(value);
+                }
+            }
+        }
+        serde_json::Value::String(text) if text.contains("://") => *text = redact_url(text),
+        _ => {}
+    }
+}
+
+impl WarrenConfig {
+    /// The configuration as JSON for people to read: passwords, keys,
+    /// tokens and URL credentials replaced by [`REDACTED`].
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        redact(&mut value);
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_every_secret() {
+        let mut config = WarrenConfig::default();
+        config.meta_url = Some("postgres://warren:hunter2@db:5432/warren".into());
+        config.bootstrap.api_key = Some("phx_secret".into());
+        config.bootstrap.project_token = Some("phc_token".into());
+        config.bootstrap.admin_password = Some("pw".into());
+        config.event_store.storage_options.insert("aws_secret_access_key".into(), "s3cr3t".into());
+        config.event_store.storage_options.insert("aws_access_key_id".into(), "GK123".into());
+        config.event_store.storage_options.insert("aws_region".into(), "garage".into());
+        let shown = config.redacted();
+        let text = shown.to_string();
+        for secret in ["hunter2", "phx_secret", "phc_token", "\"pw\"", "s3cr3t", "GK123"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(shown["meta_url"], "postgres://warren:********@db:5432/warren");
+        assert_eq!(shown["event_store"]["storage_options"]["aws_region"], "garage");
+        assert_eq!(shown["bootstrap"]["admin_email"], serde_json::Value::Null);
+        assert_eq!(shown["listen"], "127.0.0.1:8000");
     }
 }

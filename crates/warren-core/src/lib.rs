@@ -4,13 +4,15 @@
 //! [`CapturedEvent`] record that capture writes to the event log and ingest
 //! reads back, persons and groups as ingest builds them, the configuration
 //! structs that the binary loads and hands to each role, the project-token
-//! rule, feature flag definitions with their PostHog-exact evaluation, and the
-//! names of every metric Warren exports. It performs no I/O and depends on no
+//! rule, feature flag definitions with their PostHog-exact evaluation, the
+//! names of every metric Warren exports, and the in-memory board where
+//! background jobs report their runs. It performs no I/O and depends on no
 //! runtime, so every other crate can depend on it.
 
 pub mod config;
 pub mod event;
 pub mod flags;
+pub mod jobs;
 pub mod metrics;
 pub mod person;
 pub mod token;

@@ -80,6 +80,17 @@ pub const INGEST_PERSONS_CREATED: &str = "warren_ingest_persons_created_total";
 pub const INGEST_PERSONS_MERGED: &str = "warren_ingest_persons_merged_total";
 /// Ingest batches that failed and were retried.
 pub const INGEST_BATCH_FAILURES: &str = "warren_ingest_batch_failures_total";
+/// Seconds from capture's acknowledgement to the store commit, for the
+/// oldest event of the last batch.
+pub const INGEST_FRESHNESS_SECONDS: &str = "warren_ingest_freshness_seconds";
+/// Bytes of the data files in the events table's current version.
+pub const STORE_BYTES: &str = "warren_store_bytes";
+/// Runs of background jobs, labelled `job` and `outcome` (ok, failed).
+pub const JOB_RUNS: &str = "warren_job_runs_total";
+/// Duration of one background job run, seconds, labelled `job`.
+pub const JOB_SECONDS: &str = "warren_job_duration_seconds";
+/// Events self-monitoring wrote about Warren into its internal project.
+pub const MONITOR_EVENTS: &str = "warren_monitor_events_total";
 
 /// What kind of metric a name is, for its `# TYPE` and `# HELP` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,4 +140,13 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (LOG_PARTITION_SEGMENTS, Kind::Gauge, "Event log segment files per partition."),
     (LOG_CONSUMER_LAG, Kind::Gauge, "Records not yet committed by a consumer group."),
     (LOG_SEGMENTS_DELETED, Kind::Counter, "Event log segments deleted by retention."),
+    (
+        INGEST_FRESHNESS_SECONDS,
+        Kind::Gauge,
+        "Capture acknowledgement to store commit, oldest event of the last batch.",
+    ),
+    (STORE_BYTES, Kind::Gauge, "Bytes of data files in the current events-table version."),
+    (JOB_RUNS, Kind::Counter, "Background job runs, by job and outcome."),
+    (JOB_SECONDS, Kind::Histogram, "Duration of one background job run, by job."),
+    (MONITOR_EVENTS, Kind::Counter, "Events self-monitoring wrote into the internal project."),
 ];

@@ -329,6 +329,7 @@ impl Ingester {
             *next = (*next).max(record.offset + 1);
         }
         let record_count = records.len();
+        let oldest_received_ms = records.iter().map(|record| record.timestamp_ms).min();
         let mut warnings = Vec::new();
         let items = self.decode(records, stored_next, &mut warnings).await?;
         let uuids: Vec<uuid::Uuid> = items.iter().map(|item| item.event.uuid).collect();
@@ -358,6 +359,11 @@ impl Ingester {
                 if let Some(slot) = stored_next.get_mut(*partition as usize) {
                     *slot = *next;
                 }
+            }
+            // Queries see the rows from this commit on.
+            if let Some(oldest) = oldest_received_ms {
+                let seconds = (warren_core::unix_millis() - oldest).max(0) as f64 / 1000.0;
+                metrics::gauge!(names::INGEST_FRESHNESS_SECONDS).set(seconds);
             }
         }
         let stored = Instant::now();

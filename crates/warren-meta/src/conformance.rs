@@ -51,7 +51,10 @@ macro_rules! meta_store_conformance {
             projects_are_created_and_updated,
             audit_log_filters_and_pages,
             entities_round_trip_with_unique_keys,
-            static_cohorts_and_definitions
+            static_cohorts_and_definitions,
+            persons_are_searched_newest_first,
+            migration_status_lists_every_migration,
+            internal_project_is_made_once
         );
     };
     (@tests $factory:expr; $($name:ident),*) => {
@@ -194,6 +197,65 @@ pub async fn persons_round_trip(factory: &impl MetaFactory) {
     let lookup = store.persons_by_distinct_ids(TEAM, &ids).await.expect("lookup");
     assert_eq!(lookup.persons.get(&alice.uuid), Some(&alice));
     assert_eq!(lookup.distinct_ids.get("bob"), Some(&alice.uuid));
+}
+
+pub async fn persons_are_searched_newest_first(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    let old = person(1, json!({"email": "Ada@Example.com"}));
+    let mid = person(2, json!({"email": "grace@example.org", "note": "100%_sure"}));
+    let new = person(3, json!({}));
+    let mut batch = commit();
+    batch.persons = vec![old.clone(), mid.clone(), new.clone()];
+    batch.distinct_ids = vec![assign("ada-1", &old), assign("device-XYZ", &new), assign("grace", &mid)];
+    store.commit_ingest(&batch).await.expect("commit");
+
+    let uuids = |persons: Vec<Person>| persons.into_iter().map(|p| p.uuid).collect::<Vec<_>>();
+    let all = store.search_persons(TEAM, None, 10, 0).await.expect("list");
+    assert_eq!(uuids(all), vec![new.uuid, mid.uuid, old.uuid], "newest first");
+    let paged = store.search_persons(TEAM, Some("  "), 1, 1).await.expect("page");
+    assert_eq!(uuids(paged), vec![mid.uuid], "blank search lists all; offset pages");
+    let by_property = store.search_persons(TEAM, Some("ada@example"), 10, 0).await.expect("search");
+    assert_eq!(uuids(by_property), vec![old.uuid], "properties match ignoring case");
+    let by_id = store.search_persons(TEAM, Some("xyz"), 10, 0).await.expect("search");
+    assert_eq!(uuids(by_id), vec![new.uuid], "distinct ids match inside, ignoring case");
+    let by_uuid = store.search_persons(TEAM, Some(&mid.uuid.to_string()), 10, 0).await.expect("search");
+    assert_eq!(uuids(by_uuid), vec![mid.uuid]);
+    let literal = store.search_persons(TEAM, Some("0%_s"), 10, 0).await.expect("search");
+    assert_eq!(uuids(literal), vec![mid.uuid], "% and _ are literal");
+    assert!(store.search_persons(TEAM, Some("a%e"), 10, 0).await.expect("search").is_empty());
+    assert!(store.search_persons(TEAM + 1, None, 10, 0).await.expect("list").is_empty());
+
+    assert_eq!(store.count_persons(TEAM).await.expect("count"), 3);
+    assert_eq!(store.count_persons(TEAM + 1).await.expect("count"), 0);
+    assert_eq!(store.person(TEAM, mid.uuid).await.expect("person"), Some(mid.clone()));
+    assert_eq!(store.person(TEAM + 1, mid.uuid).await.expect("person"), None);
+}
+
+pub async fn migration_status_lists_every_migration(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    let statuses = store.migration_status().await.expect("status");
+    assert!(statuses.len() >= 5, "every migration of this build: {statuses:?}");
+    for (i, status) in statuses.iter().enumerate() {
+        assert_eq!(status.version, i as i64 + 1, "in version order");
+        assert_eq!(status.state, crate::MigrationState::Applied, "{status:?}");
+        assert!(status.applied_at.is_some() && !status.description.is_empty(), "{status:?}");
+    }
+}
+
+pub async fn internal_project_is_made_once(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    assert!(store.ensure_internal_project("Warren").await.is_err(), "needs a bootstrapped deployment");
+    store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
+    let default = store.project(1).await.expect("project").expect("project 1");
+    assert!(!default.internal);
+    let internal = store.ensure_internal_project("Warren (internal)").await.expect("internal");
+    assert!(internal.internal);
+    assert_eq!(internal.organization_id, default.organization_id);
+    assert_eq!(internal.name, "Warren (internal)");
+    let again = store.ensure_internal_project("another name").await.expect("internal");
+    assert_eq!(again, internal, "made once");
+    let found = store.project_by_token(&internal.api_token).await.expect("by token");
+    assert_eq!(found, Some(internal));
 }
 
 pub async fn merges_move_ids_and_keep_overrides_one_hop(factory: &impl MetaFactory) {

@@ -54,6 +54,8 @@ pub struct Project {
     pub week_start_day: i32,
     /// Property filters (JSON) that `filterTestAccounts` applies.
     pub test_account_filters: String,
+    /// Warren's own project, where self-monitoring writes its events.
+    pub internal: bool,
 }
 
 /// What a fresh deployment starts with. Fields left `None` are generated.
@@ -124,6 +126,28 @@ pub struct IngestCommit {
     pub property_definitions: Vec<PropertyDefinition>,
 }
 
+/// One schema migration as this build knows it and the store applied it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MigrationStatus {
+    pub version: i64,
+    pub description: String,
+    /// When it was applied (the database's own text), `None` when pending.
+    pub applied_at: Option<String>,
+    pub execution_ms: Option<f64>,
+    /// Applied but failed (PostgreSQL keeps such rows), or pending.
+    pub state: MigrationState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationState {
+    Applied,
+    Failed,
+    Pending,
+    /// Applied by another build: this one does not know it.
+    Unknown,
+}
+
 /// Relational state behind one trait, so the embedded and scale-out
 /// deployments share every caller.
 #[async_trait]
@@ -143,6 +167,13 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Answers when the store can serve queries; for readiness checks.
     async fn ping(&self) -> Result<(), MetaError>;
+
+    /// Every migration this build has or the store applied, by version.
+    async fn migration_status(&self) -> Result<Vec<MigrationStatus>, MetaError>;
+
+    /// Warren's internal project, created (in the deployment's first
+    /// organization, named `name`) when there is none yet.
+    async fn ensure_internal_project(&self, name: &str) -> Result<Project, MetaError>;
 
     // --- accounts and access ---
 
@@ -294,6 +325,23 @@ pub trait MetaStore: Send + Sync + 'static {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Person>, MetaError>;
+
+    /// A project's persons, newest first: all of them, or those whose uuid
+    /// or a distinct id equals `search`, or whose distinct ids or
+    /// properties contain it (ignoring case).
+    async fn search_persons(
+        &self,
+        team_id: TeamId,
+        search: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Person>, MetaError>;
+
+    /// How many persons a project has.
+    async fn count_persons(&self, team_id: TeamId) -> Result<u64, MetaError>;
+
+    /// One person by uuid.
+    async fn person(&self, team_id: TeamId, uuid: Uuid) -> Result<Option<Person>, MetaError>;
 
     /// The distinct ids of one person, sorted.
     async fn distinct_ids_of(&self, team_id: TeamId, person: Uuid) -> Result<Vec<String>, MetaError>;

@@ -16,6 +16,7 @@ pub enum Query {
     LifecycleQuery(LifecycleQuery),
     PathsQuery(PathsQuery),
     HogQLQuery(HogQlQuery),
+    EventsQuery(EventsQuery),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
@@ -332,4 +333,37 @@ pub struct PathsFilter {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HogQlQuery {
     pub query: String,
+}
+
+/// A list of events, newest first: PostHog's events table query.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsQuery {
+    /// Columns of each row: `*` (the event as an object), `uuid`, `event`,
+    /// `timestamp`, `distinct_id`, `person_id`, `person` (id, distinct id
+    /// and properties), `properties`, `properties.<key>`,
+    /// `person.properties.<key>`, `elements_chain`, `person_mode`.
+    #[serde(default)]
+    pub select: Vec<String>,
+    /// Only events of this name.
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub properties: Option<Properties>,
+    /// Only the events of this person (uuid), merged persons included.
+    #[serde(default)]
+    pub person_id: Option<String>,
+    /// Events at or after this time; `-24h` when unset.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Events before this time; now when unset.
+    #[serde(default)]
+    pub before: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// `["timestamp DESC"]` (the default) or `["timestamp ASC"]`.
+    #[serde(default)]
+    pub order_by: Vec<String>,
+    #[serde(default)]
+    pub filter_test_accounts: Option<bool>,
 }

@@ -27,6 +27,10 @@ pub enum Column {
     ElementsChain,
     /// `$group_0` … `$group_4`.
     Group(u8),
+    /// The event's properties as JSON text.
+    Properties,
+    /// The person's properties stored on the event, as JSON text.
+    PersonProperties,
 }
 
 /// Whose properties a property expression reads.

@@ -134,6 +134,13 @@ pub fn end_of(date_to: Option<&str>, context: &ProjectContext) -> Result<i64, Qu
     Ok(context.utc_us(local))
 }
 
+/// The UTC instant (µs) a date names: its start (`after` of a list) or,
+/// with `end`, its exclusive end (`before`).
+pub fn instant(text: &str, context: &ProjectContext, end: bool) -> Result<i64, QueryError> {
+    let local = parse_point(text, context, if end { Edge::End } else { Edge::Start })?;
+    Ok(context.utc_us(local))
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Edge {
     Start,

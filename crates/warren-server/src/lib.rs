@@ -2,10 +2,11 @@
 //!
 //! The PostHog-compatible capture API (`capture/`), the REST API under
 //! `/api/` and the SDKs' feature-flag endpoints (`api/`: accounts,
-//! projects, keys, the audit log, product entities, queries, flags, and
-//! the OpenAPI document, all from one route table),
-//! liveness and readiness, and `/metrics`, served by [`serve`] with bounded
-//! connections. Capture only ever appends to the event log; it never reads
+//! projects, keys, the audit log, product entities, queries, persons,
+//! flags, Warren's own health and the OpenAPI document, all from one
+//! route table), the web dashboard (`ui/`: pages and their embedded
+//! assets), self-monitoring (`monitor/`), liveness and readiness, and
+//! `/metrics`, served by [`serve`] with bounded connections. Capture only ever appends to the event log; it never reads
 //! the event store. [`ApiError`] is the one error type of
 //! this crate and the one place errors become HTTP answers.
 
@@ -15,8 +16,11 @@ mod capture;
 mod error;
 mod listener;
 pub mod metrics;
+pub mod monitor;
 mod tokens;
+mod ui;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +40,24 @@ use warren_query::QueryEngine;
 use admission::Admission;
 pub use error::ApiError;
 pub use listener::serve;
+pub use monitor::Monitor;
 use tokens::TokenCache;
+
+/// What the System page tells about this process.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceInfo {
+    pub version: String,
+    /// The roles this process runs, as configured (`all`, `capture`, …).
+    pub role: String,
+    pub started_at_ms: i64,
+    /// The configuration with secrets redacted.
+    pub config: serde_json::Value,
+    pub data_dir: PathBuf,
+    /// Where the events table lives.
+    pub event_store_url: String,
+    /// Warren's own project, when self-monitoring writes into one.
+    pub internal_project: Option<i64>,
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -51,6 +72,8 @@ pub struct AppState {
     query: Option<Arc<QueryEngine>>,
     auth: Arc<AuthConfig>,
     login_limiter: api::LoginLimiter,
+    instance: Arc<InstanceInfo>,
+    monitor: Monitor,
 }
 
 impl AppState {
@@ -74,7 +97,17 @@ impl AppState {
             query: None,
             auth: Arc::new(auth),
             login_limiter,
+            instance: Arc::new(InstanceInfo::default()),
+            monitor: Monitor::new(Default::default(), Default::default(), "warren".into()),
         }
+    }
+
+    /// Describes this process to the System page, and shares the monitor
+    /// whose history the overview shows.
+    pub fn with_instance(mut self, instance: InstanceInfo, monitor: Monitor) -> Self {
+        self.instance = Arc::new(instance);
+        self.monitor = monitor;
+        self
     }
 
     /// Signs users in with `auth`'s settings.
@@ -96,12 +129,11 @@ impl AppState {
 pub fn router(state: AppState, with_capture: bool) -> Router {
     let mut routes = Router::new();
     if with_capture {
-        routes = routes
-            .merge(capture::routes().layer(sdk_cors()))
-            .route("/", get(|| async { "Warren capture: send events to /batch/ or /e/\n" }));
+        routes = routes.merge(capture::routes().layer(sdk_cors()));
     }
     routes
         .merge(api::routes(&state))
+        .merge(ui::routes())
         .route("/_liveness", get(|| async { "ok" }))
         .route("/_readiness", get(readiness))
         .route("/metrics", get(metrics::render))

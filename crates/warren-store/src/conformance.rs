@@ -4,7 +4,8 @@
 //! [`event_store_conformance!`](crate::event_store_conformance), which
 //! expands to one `#[tokio::test]` per property: every field round-trips,
 //! offsets commit with their rows, everything survives a reopen, upkeep
-//! loses nothing, and concurrent appends all land.
+//! loses nothing, concurrent appends all land, and deleting a project's
+//! old rows touches nothing else.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +42,8 @@ macro_rules! event_store_conformance {
             offsets_commit_with_their_rows,
             durable_across_reopen,
             maintenance_keeps_every_row,
-            concurrent_appends_all_land
+            concurrent_appends_all_land,
+            delete_before_removes_one_project_old_rows
         );
     };
     (@tests $factory:expr; $($name:ident),*) => {
@@ -171,4 +173,23 @@ where
     assert_rows(factory, &store, &expected).await;
     let offsets = store.offsets("ingest", 4).await.expect("offsets");
     assert_eq!(offsets, (0..4).map(|p| (p, 5)).collect::<HashMap<_, _>>());
+}
+
+pub async fn delete_before_removes_one_project_old_rows(factory: &impl StoreFactory) {
+    let store = factory.create().await;
+    let rows: Vec<EventRow> = (0..60).map(sample_row).collect();
+    store.append("ingest", rows.clone(), &[(0, 60)]).await.expect("append");
+    // Project 2's rows of the first day and the first hours of the second.
+    let cutoff = NOON_US + DAY_US + 30;
+    let gone = |row: &EventRow| row.team_id == 2 && row.timestamp_us < cutoff;
+    let expected_gone = rows.iter().filter(|row| gone(row)).count() as u64;
+    assert!(expected_gone > 0);
+    let deleted = store.delete_before(2, cutoff).await.expect("delete");
+    assert_eq!(deleted, expected_gone, "rows deleted");
+    let kept: Vec<EventRow> = rows.into_iter().filter(|row| !gone(row)).collect();
+    assert_rows(factory, &store, &kept).await;
+    assert_eq!(store.delete_before(2, cutoff).await.expect("delete again"), 0, "nothing left to delete");
+    assert_eq!(store.offsets("ingest", 1).await.expect("offsets"), HashMap::from([(0, 60)]), "offsets stay");
+    let store = factory.reopen(store).await;
+    assert_rows(factory, &store, &kept).await;
 }

@@ -9,7 +9,7 @@
 //! the event-log offsets they cover (Delta application transactions), so a
 //! writer that crashes and replays never stores a row twice. Upkeep —
 //! compaction of small files, checkpoints, vacuum — lives in
-//! [`DeltaStore::maintain`]. [`register_person_tables`] adds the persons,
+//! [`DeltaStore::maintain`] and reports each run to the job board. [`register_person_tables`] adds the persons,
 //! person-overrides and groups tables beside it in a DataFusion session.
 //! [`conformance`] is the suite every adapter passes; the schema is
 //! documented in `docs/schema/events.md`.
@@ -51,6 +51,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// `partition → next offset` that `writer` has stored, for the
     /// partitions it has written.
     async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError>;
+
+    /// Deletes one project's events older than `before_us` (µs since the
+    /// epoch); returns how many rows went, when the adapter can tell.
+    async fn delete_before(&self, team_id: i64, before_us: i64) -> Result<u64, StoreError>;
 
     /// Runs whatever upkeep is due (compaction, vacuum).
     async fn maintain(&self) -> Result<MaintenanceReport, StoreError>;

@@ -50,6 +50,8 @@ pub struct TestServer {
     extra_env: Vec<(String, String)>,
     child: Option<Child>,
     pub url: String,
+    /// What the last start printed before it listened (first-start secrets).
+    pub banner: Vec<String>,
 }
 
 impl TestServer {
@@ -66,6 +68,7 @@ impl TestServer {
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
             url: String::new(),
+            banner: Vec::new(),
         };
         server.launch();
         server
@@ -88,6 +91,9 @@ impl TestServer {
             .args(["--listen", "127.0.0.1:0"])
             .args(["--bootstrap-project-token", TOKEN, "--bootstrap-api-key", API_KEY])
             .env("WARREN_LOG_LEVEL", std::env::var("WARREN_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            // Tests count what they sent; Warren's own events would join
+            // them. The tests of self-monitoring turn it back on.
+            .env("WARREN_SELF_MONITORING__ENABLED", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in &self.extra_env {
@@ -97,16 +103,22 @@ impl TestServer {
         let stdout = child.stdout.take().expect("stdout");
         let (found, address) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut banner = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix(warren_core::LISTENING_LINE) {
-                    let _ = found.send(url.to_string());
+                match line.strip_prefix(warren_core::LISTENING_LINE) {
+                    Some(url) => {
+                        let _ = found.send((url.to_string(), std::mem::take(&mut banner)));
+                    }
+                    None => banner.push(line),
                 }
             }
         });
-        self.url = address
+        let (url, banner) = address
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("warren did not start listening; status {:?}", child.try_wait()));
+        self.url = url;
+        self.banner = banner;
         self.child = Some(child);
     }
 

@@ -56,6 +56,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "query",
     "bootstrap",
     "auth",
+    "self_monitoring",
 ];
 
 fn unknown_environment_keys() -> Vec<String> {

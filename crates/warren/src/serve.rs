@@ -4,18 +4,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::watch;
 use warren_core::config::{LogFormat, Role, WarrenConfig};
+use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::LISTENING_LINE;
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
 use warren_meta::accounts::{NewUser, Role as MemberRole};
 use warren_meta::audit::AuditEntry;
 use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
 use warren_query::{DataFusionBackend, QueryEngine, QueryLimits};
-use warren_server::AppState;
+use warren_server::{AppState, InstanceInfo, Monitor};
 use warren_store::{DeltaStore, DeltaStoreOptions, EventStore};
 
 #[derive(Debug, clap::Args)]
@@ -55,27 +56,57 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let log = Arc::new(open_log(&config, args.repair).await?);
     let meta = open_meta(&config).await?;
     bootstrap(meta.as_ref(), &config).await?;
-    let retention = tokio::spawn(run_retention(log.clone(), config.clone()));
-    let audit_retention = tokio::spawn(run_audit_retention(meta.clone(), config.auth.audit_retention_days));
-    let store =
-        if config.role.ingests() || config.role.queries() { Some(open_store(&config).await?) } else { None };
+    let jobs = JobBoard::new();
+    let internal = if config.self_monitoring.enabled {
+        let project =
+            meta.ensure_internal_project(INTERNAL_PROJECT_NAME).await.context("the internal project")?;
+        Some(project)
+    } else {
+        None
+    };
+    let retention = tokio::spawn(run_retention(log.clone(), config.clone(), jobs.clone()));
+    let audit_retention =
+        tokio::spawn(run_audit_retention(meta.clone(), config.auth.audit_retention_days, jobs.clone()));
+    let store = if config.role.ingests() || config.role.queries() {
+        Some(open_store(&config, &jobs).await?)
+    } else {
+        None
+    };
     let ingest = match &store {
         Some(store) if config.role.ingests() => {
-            Some(start_ingest(&config, log.clone(), meta.clone(), store.clone()))
+            Some(start_ingest(&config, log.clone(), meta.clone(), store.clone(), internal.as_ref()))
         }
         _ => None,
     };
 
-    let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics)
-        .with_auth(config.auth.clone());
-    if let (Some(store), true) = (&store, config.role.queries()) {
-        state = state.with_query_engine(Arc::new(query_engine(&config, store.clone(), meta)?));
-    }
-    let app = warren_server::router(state, config.role.captures());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
+    let role = format!("{:?}", config.role).to_lowercase();
+    let monitor = Monitor::new(config.self_monitoring.clone(), jobs, format!("warren-{role}@{address}"));
+    let instance = InstanceInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        role,
+        started_at_ms: warren_core::unix_millis(),
+        config: config.redacted(),
+        data_dir: std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
+        event_store_url: config
+            .event_store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", config.data_dir.join("events").display())),
+        internal_project: internal.as_ref().map(|project| project.id),
+    };
+    let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics)
+        .with_auth(config.auth.clone())
+        .with_instance(instance, monitor.clone());
+    if let (Some(store), true) = (&store, config.role.queries()) {
+        state = state.with_query_engine(Arc::new(query_engine(&config, store.clone(), meta)?));
+    }
+    let (stop_monitor, monitor_stopped) = watch::channel(false);
+    let monitoring = tokio::spawn(monitor.run(state.clone(), internal, monitor_stopped));
+    let app = warren_server::router(state, config.role.captures());
     let shutdown = shutdown_signal()?;
     // Scripts and tests read this line to find the port.
     println!("{LISTENING_LINE}http://{address}");
@@ -84,6 +115,8 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     warren_server::serve(listener, app, &config.http, shutdown).await;
 
     tracing::info!("requests drained");
+    let _ = stop_monitor.send(true);
+    let _ = monitoring.await;
     if let Some(ingest) = ingest {
         ingest.stop().await;
     }
@@ -158,9 +191,27 @@ pub(crate) async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> an
         println!("Warren created a new deployment. Keep these; they are shown once.");
         println!("  project token (for SDKs):     {}", made.project.api_token);
         println!("  personal API key (for API):   {}", made.api_key);
+        if config.bootstrap.admin_email.is_none() {
+            let password = first_admin(meta, made.project.organization_id).await?;
+            println!("  dashboard sign-in:            {FIRST_ADMIN_EMAIL} / {password}");
+            println!("  (open the address on the \"listening\" line below; change the password there)");
+        }
         tracing::info!(project_id = made.project.id, "bootstrapped a new deployment");
     }
     bootstrap_admin(meta, config).await.context("creating the bootstrap admin user")
+}
+
+/// Who signs into a new deployment's dashboard when no
+/// `bootstrap.admin_email` was configured.
+const FIRST_ADMIN_EMAIL: &str = "admin@warren.local";
+
+/// Makes [`FIRST_ADMIN_EMAIL`] the owner of the new deployment's
+/// organization with a random password, and returns the password.
+async fn first_admin(meta: &dyn MetaStore, organization_id: i64) -> anyhow::Result<String> {
+    use rand::distr::{Alphanumeric, SampleString};
+    let password = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    make_owner(meta, organization_id, FIRST_ADMIN_EMAIL, &password, "bootstrap (first start)").await?;
+    Ok(password)
 }
 
 /// Makes `bootstrap.admin_email` an owner of the default project's
@@ -177,13 +228,26 @@ async fn bootstrap_admin(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow:
         return Ok(());
     }
     let Some(project) = meta.project(1).await? else { return Ok(()) };
+    make_owner(meta, project.organization_id, email, password, "bootstrap.admin_email").await
+}
+
+/// Creates an account owning `organization_id`, and says so in the audit
+/// log; `route` names what asked for it.
+async fn make_owner(
+    meta: &dyn MetaStore,
+    organization_id: i64,
+    email: &str,
+    password: &str,
+    route: &str,
+) -> anyhow::Result<()> {
     let name = email.split('@').next().unwrap_or(email).to_string();
-    let user = meta.create_user(NewUser { email: email.clone(), name, password: password.clone() }).await?;
-    meta.set_role(project.organization_id, user.id, Some(MemberRole::Owner)).await?;
+    let user =
+        meta.create_user(NewUser { email: email.to_string(), name, password: password.to_string() }).await?;
+    meta.set_role(organization_id, user.id, Some(MemberRole::Owner)).await?;
     meta.record_audit(&AuditEntry {
         id: 0,
         at_us: chrono::Utc::now().timestamp_micros(),
-        organization_id: Some(project.organization_id),
+        organization_id: Some(organization_id),
         project_id: None,
         user_id: Some(user.id),
         api_key_id: None,
@@ -191,22 +255,26 @@ async fn bootstrap_admin(meta: &dyn MetaStore, config: &WarrenConfig) -> anyhow:
         credential: "configuration".into(),
         action: "member.bootstrap".into(),
         method: "-".into(),
-        route: "bootstrap.admin_email".into(),
+        route: route.into(),
         resource: Some(user.id.to_string()),
         source: "local".into(),
         status: 201,
         outcome: "ok".into(),
     })
     .await?;
-    tracing::info!(user = user.email, "created the bootstrap admin user");
+    tracing::info!(user = user.email, "created an owner of the deployment's organization");
     Ok(())
 }
+
+/// The name Warren's own project is created with.
+const INTERNAL_PROJECT_NAME: &str = "Warren (internal)";
 
 /// The running ingest role.
 struct IngestRole {
     stop: watch::Sender<bool>,
     consumer: tokio::task::JoinHandle<()>,
     upkeep: tokio::task::JoinHandle<()>,
+    internal_retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl IngestRole {
@@ -217,12 +285,18 @@ impl IngestRole {
             tracing::error!(%error, "the ingest task failed");
         }
         self.upkeep.abort();
+        if let Some(task) = self.internal_retention {
+            task.abort();
+        }
         tracing::info!("ingest stopped");
     }
 }
 
-pub(crate) async fn open_store(config: &WarrenConfig) -> anyhow::Result<Arc<DeltaStore>> {
-    let options = DeltaStoreOptions::from_config(&config.event_store, &config.data_dir)?;
+pub(crate) async fn open_store(config: &WarrenConfig, jobs: &JobBoard) -> anyhow::Result<Arc<DeltaStore>> {
+    let options = DeltaStoreOptions {
+        jobs: jobs.clone(),
+        ..DeltaStoreOptions::from_config(&config.event_store, &config.data_dir)?
+    };
     let url = options.url.clone();
     let store = DeltaStore::open(options).await.with_context(|| format!("opening the event store {url}"))?;
     Ok(Arc::new(store))
@@ -250,15 +324,36 @@ fn start_ingest(
     log: Arc<SegmentLog>,
     meta: Arc<dyn MetaStore>,
     store: Arc<DeltaStore>,
+    internal: Option<&warren_meta::Project>,
 ) -> IngestRole {
     let url = config.event_store.url.clone().unwrap_or_else(|| "events/ in the data dir".into());
     let (stop, stopped) = watch::channel(false);
     let ingester = warren_ingest::Ingester::new(log, meta, store.clone(), config.ingest.clone());
     let consumer = tokio::spawn(ingester.run(stopped));
     let every = Duration::from_secs(config.event_store.maintenance_interval_secs.max(1));
-    let upkeep = tokio::spawn(run_store_upkeep(store, every));
+    let upkeep = tokio::spawn(run_store_upkeep(store.clone(), every));
+    let days = config.self_monitoring.retention_days;
+    let internal_retention = internal
+        .filter(|_| days > 0)
+        .map(|project| tokio::spawn(run_internal_retention(store, project.id, days)));
     tracing::info!(event_store = %url, "ingest started");
-    IngestRole { stop, consumer, upkeep }
+    IngestRole { stop, consumer, upkeep, internal_retention }
+}
+
+/// Deletes Warren's own events past `self_monitoring.retention_days`,
+/// hourly; the store reports each run to the job board.
+async fn run_internal_retention(store: Arc<DeltaStore>, project: i64, days: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+    loop {
+        tick.tick().await;
+        let before = chrono::Utc::now().timestamp_micros().saturating_sub(keep_us);
+        match store.delete_before(project, before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, days, "internal events retention ran"),
+            Err(error) => tracing::error!(%error, "internal events retention failed"),
+        }
+    }
 }
 
 async fn run_store_upkeep(store: Arc<DeltaStore>, every: Duration) {
@@ -281,7 +376,7 @@ async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<Segment
     tokio::task::spawn_blocking(move || SegmentLog::open(options)).await?.context("opening the event log")
 }
 
-async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
+async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig, jobs: JobBoard) {
     let settings = config.event_log;
     let policy = RetentionPolicy {
         max_bytes: (settings.retention_bytes > 0).then_some(settings.retention_bytes),
@@ -294,29 +389,54 @@ async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig) {
         let log = log.clone();
         let policy = policy.clone();
         let now = warren_core::unix_millis();
-        match tokio::task::spawn_blocking(move || log.apply_retention(&policy, now)).await {
-            Ok(Ok(report)) if report.segments_deleted > 0 || report.segments_held > 0 => {
-                tracing::info!(?report, "event log retention ran");
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || log.apply_retention(&policy, now)).await;
+        let (outcome, detail) = match result {
+            Ok(Ok(report)) => {
+                if report.segments_deleted > 0 || report.segments_held > 0 {
+                    tracing::info!(?report, "event log retention ran");
+                }
+                let detail = format!(
+                    "deleted {} segments, kept {} a consumer still needs",
+                    report.segments_deleted, report.segments_held
+                );
+                (Outcome::Ok, detail)
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::error!(%error, "event log retention failed"),
-            Err(error) => tracing::error!(%error, "event log retention task failed"),
-        }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "event log retention failed");
+                (Outcome::Failed(error.to_string()), String::new())
+            }
+            Err(error) => {
+                tracing::error!(%error, "event log retention task failed");
+                (Outcome::Failed(error.to_string()), String::new())
+            }
+        };
+        jobs.record("log.retention", now, started.elapsed(), outcome, detail);
     }
 }
 
 /// Deletes audit log entries past their retention, hourly.
-async fn run_audit_retention(meta: Arc<dyn MetaStore>, days: u64) {
+async fn run_audit_retention(meta: Arc<dyn MetaStore>, days: u64, jobs: JobBoard) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
     loop {
         tick.tick().await;
+        let started_ms = warren_core::unix_millis();
+        let started = Instant::now();
         let before = chrono::Utc::now().timestamp_micros().saturating_sub(keep_us);
-        match meta.prune_audit_log(before).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, days, "audit log retention ran"),
-            Err(error) => tracing::error!(%error, "audit log retention failed"),
-        }
+        let (outcome, detail) = match meta.prune_audit_log(before).await {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::info!(deleted, days, "audit log retention ran");
+                }
+                (Outcome::Ok, format!("deleted {deleted} entries older than {days} days"))
+            }
+            Err(error) => {
+                tracing::error!(%error, "audit log retention failed");
+                (Outcome::Failed(error.to_string()), String::new())
+            }
+        };
+        jobs.record("audit.retention", started_ms, started.elapsed(), outcome, detail);
     }
 }
 

@@ -122,6 +122,54 @@ impl SqlMeta {
         self.dialect.migrations().run(&self.pool).await?;
         Ok(())
     }
+
+    /// sqlx's bookkeeping table beside the migrations this build carries.
+    async fn migration_status_rows(&self) -> Result<Vec<crate::MigrationStatus>, MetaError> {
+        use crate::{MigrationState, MigrationStatus};
+        let applied = sqlx::query(
+            "SELECT version, description, CAST(installed_on AS TEXT) AS installed_on,
+                    CASE WHEN success THEN 1 ELSE 0 END AS success, execution_time
+             FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await;
+        // A store never migrated has no bookkeeping table yet.
+        let applied = match applied {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(error) => return Err(error.into()),
+        };
+        let mut statuses = Vec::new();
+        for row in &applied {
+            let version = int(row, "version")?;
+            let known = self.dialect.migrations().iter().any(|m| m.version == version);
+            statuses.push(MigrationStatus {
+                version,
+                description: text(row, "description")?,
+                applied_at: Some(text(row, "installed_on")?),
+                // sqlx records nanoseconds.
+                execution_ms: Some(int(row, "execution_time")? as f64 / 1e6),
+                state: match (int(row, "success")? != 0, known) {
+                    (false, _) => MigrationState::Failed,
+                    (true, true) => MigrationState::Applied,
+                    (true, false) => MigrationState::Unknown,
+                },
+            });
+        }
+        for migration in self.dialect.migrations().iter() {
+            if !statuses.iter().any(|s| s.version == migration.version) {
+                statuses.push(MigrationStatus {
+                    version: migration.version,
+                    description: migration.description.to_string(),
+                    applied_at: None,
+                    execution_ms: None,
+                    state: MigrationState::Pending,
+                });
+            }
+        }
+        statuses.sort_by_key(|s| s.version);
+        Ok(statuses)
+    }
 }
 
 /// SQLite opens read-write-create only when asked in the URL.
@@ -177,6 +225,14 @@ impl crate::MetaStore for SqlMeta {
     async fn ping(&self) -> Result<(), MetaError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn migration_status(&self) -> Result<Vec<crate::MigrationStatus>, MetaError> {
+        self.migration_status_rows().await
+    }
+
+    async fn ensure_internal_project(&self, name: &str) -> Result<crate::Project, MetaError> {
+        tenancy::ensure_internal_project(&self.pool, name).await
     }
 
     async fn create_user(&self, user: NewUser) -> Result<User, MetaError> {
@@ -392,6 +448,24 @@ impl crate::MetaStore for SqlMeta {
         limit: u32,
     ) -> Result<Vec<Person>, MetaError> {
         persons::persons(&self.pool, team_id, after, limit).await
+    }
+
+    async fn search_persons(
+        &self,
+        team_id: TeamId,
+        search: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Person>, MetaError> {
+        persons::search_persons(&self.pool, team_id, search, limit, offset).await
+    }
+
+    async fn count_persons(&self, team_id: TeamId) -> Result<u64, MetaError> {
+        persons::count_persons(&self.pool, team_id).await
+    }
+
+    async fn person(&self, team_id: TeamId, uuid: Uuid) -> Result<Option<Person>, MetaError> {
+        persons::person(&self.pool, team_id, uuid).await
     }
 
     async fn distinct_ids_of(&self, team_id: TeamId, person: Uuid) -> Result<Vec<String>, MetaError> {

@@ -358,6 +358,75 @@ pub(super) async fn persons(
     rows.iter().map(person_from_row).collect()
 }
 
+pub(super) async fn search_persons(
+    pool: &AnyPool,
+    team_id: TeamId,
+    search: Option<&str>,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<Person>, MetaError> {
+    let search = search.map(str::trim).filter(|s| !s.is_empty());
+    let rows = match search {
+        None => {
+            let sql = format!(
+                "SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1
+                 ORDER BY p.created_at_us DESC, p.uuid LIMIT $2 OFFSET $3"
+            );
+            sqlx::query(&sql)
+                .bind(team_id)
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(pool)
+                .await?
+        }
+        Some(search) => {
+            let sql = format!(
+                "SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1 AND (
+                     p.uuid = $2
+                     OR lower(p.properties) LIKE $3 ESCAPE '\\'
+                     OR p.uuid IN (SELECT d.person_uuid FROM person_distinct_ids d
+                                   WHERE d.team_id = $1 AND (d.distinct_id = $2 OR lower(d.distinct_id) LIKE $3 ESCAPE '\\')))
+                 ORDER BY p.created_at_us DESC, p.uuid LIMIT $4 OFFSET $5"
+            );
+            sqlx::query(&sql)
+                .bind(team_id)
+                .bind(search)
+                .bind(format!("%{}%", like_escaped(&search.to_lowercase())))
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    rows.iter().map(person_from_row).collect()
+}
+
+/// `text` matched literally inside a LIKE pattern with `ESCAPE '\'`.
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub(super) async fn count_persons(pool: &AnyPool, team_id: TeamId) -> Result<u64, MetaError> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM persons WHERE team_id = $1")
+        .bind(team_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(count.max(0) as u64)
+}
+
+pub(super) async fn person(pool: &AnyPool, team_id: TeamId, uuid: Uuid) -> Result<Option<Person>, MetaError> {
+    let sql = format!("SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1 AND p.uuid = $2");
+    let row = sqlx::query(&sql).bind(team_id).bind(uuid.to_string()).fetch_optional(pool).await?;
+    row.as_ref().map(person_from_row).transpose()
+}
+
 pub(super) async fn distinct_ids_of(
     pool: &AnyPool,
     team_id: TeamId,

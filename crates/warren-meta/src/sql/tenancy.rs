@@ -16,7 +16,7 @@ pub(super) fn now_rfc3339() -> String {
 }
 
 pub(super) const PROJECT_COLUMNS: &str =
-    "id, organization_id, name, api_token, timezone, week_start_day, test_account_filters";
+    "id, organization_id, name, api_token, timezone, week_start_day, test_account_filters, internal";
 
 pub(super) fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
@@ -27,6 +27,7 @@ pub(super) fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         timezone: text(row, "timezone")?,
         week_start_day: int(row, "week_start_day")? as i32,
         test_account_filters: text(row, "test_account_filters")?,
+        internal: int(row, "internal")? != 0,
     })
 }
 
@@ -98,4 +99,30 @@ pub(super) async fn project(pool: &AnyPool, id: i64) -> Result<Option<Project>, 
         .fetch_optional(pool)
         .await?;
     Ok(row.as_ref().map(project_from_row).transpose()?)
+}
+
+/// The internal project, created in the deployment's first organization
+/// (the one bootstrap made) when there is none yet.
+pub(super) async fn ensure_internal_project(pool: &AnyPool, name: &str) -> Result<Project, MetaError> {
+    let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE internal = 1 ORDER BY id LIMIT 1");
+    if let Some(row) = sqlx::query(&select).fetch_optional(pool).await? {
+        return Ok(project_from_row(&row)?);
+    }
+    let organization_id: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(id) FROM organizations").fetch_one(pool).await?;
+    let organization_id = organization_id.ok_or(MetaError::Invalid {
+        what: "internal project",
+        reason: "the deployment has no organization yet; bootstrap it first".into(),
+    })?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO projects (organization_id, name, api_token, created_at, internal)
+         VALUES ($1, $2, $3, $4, 1) RETURNING {PROJECT_COLUMNS}"
+    ))
+    .bind(organization_id)
+    .bind(name)
+    .bind(generate_project_token())
+    .bind(now_rfc3339())
+    .fetch_one(pool)
+    .await?;
+    Ok(project_from_row(&row)?)
 }

@@ -1,7 +1,9 @@
 //! Insights: each kind in its own module with the same shape — read the
 //! query, build neutral plans, run them on a [`QueryBackend`], and assemble
 //! PostHog's result shape from the rows. Nothing here knows an engine.
+//! SQL (`sql`) and lists of events (`events`) answer through the same door.
 
+mod events;
 mod formula;
 mod funnels;
 mod lifecycle;
@@ -38,6 +40,7 @@ pub async fn run(
         Query::LifecycleQuery(q) => lifecycle::run(q, project, backend).await?,
         Query::PathsQuery(q) => paths::run(q, project, backend).await?,
         Query::HogQLQuery(q) => return sql::run(q, project, backend).await,
+        Query::EventsQuery(q) => return events::run(q, project, backend).await,
     };
     Ok(json!({
         "results": results,

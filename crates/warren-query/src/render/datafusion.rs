@@ -208,6 +208,8 @@ fn column_name(column: Column) -> String {
         Column::WindowId => quote_ident("$window_id"),
         Column::ElementsChain => "elements_chain".into(),
         Column::Group(i) => quote_ident(&format!("$group_{i}")),
+        Column::Properties => "properties".into(),
+        Column::PersonProperties => "person_properties".into(),
     }
 }
 

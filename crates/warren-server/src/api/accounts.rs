@@ -40,6 +40,7 @@ pub(crate) fn project_json(project: &Project) -> Value {
         "timezone": project.timezone,
         "week_start_day": project.week_start_day,
         "test_account_filters": serde_json::from_str::<Value>(&project.test_account_filters).unwrap_or(json!([])),
+        "internal": project.internal,
     })
 }
 

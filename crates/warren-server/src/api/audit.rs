@@ -87,8 +87,11 @@ pub(crate) async fn record(
     if facts.actor.is_empty() {
         return response;
     }
-    let action = facts.action.map(str::to_string).unwrap_or_else(|| super::action_of(&method, &route));
     let status = response.status().as_u16();
+    if status < 400 && super::is_polled(&method, &route) {
+        return response;
+    }
+    let action = facts.action.map(str::to_string).unwrap_or_else(|| super::action_of(&method, &route));
     let outcome = response.extensions().get::<ErrorCode>().map(|code| code.0).unwrap_or("ok");
     let entry = AuditEntry {
         id: 0,

@@ -46,7 +46,7 @@ impl Access {
 }
 
 /// Every scope a key may be given, as `<resource>:read|write`.
-pub(crate) const RESOURCES: [&str; 13] = [
+pub(crate) const RESOURCES: [&str; 14] = [
     "action",
     "annotation",
     "cohort",
@@ -55,6 +55,7 @@ pub(crate) const RESOURCES: [&str; 13] = [
     "experiment",
     "feature_flag",
     "insight",
+    "instance",
     "organization",
     "person",
     "project",
@@ -168,6 +169,24 @@ impl Caller {
         self.note(|facts| facts.project_id = Some(id));
         self.check_scope(access)?;
         Ok(project)
+    }
+
+    /// Admits the deployment's operators: admins and owners of the
+    /// organization holding Warren's internal project (the first one,
+    /// which bootstrap made). Warren's own health and configuration are
+    /// theirs to see, not every sign-up's.
+    pub async fn instance_admin(&self, state: &AppState) -> Result<(), ApiError> {
+        let project_id = state.instance.internal_project.unwrap_or(1);
+        let project = state.meta.project(project_id).await?.ok_or(ApiError::NotFound)?;
+        let role = self.role_in(state, project.organization_id).await?;
+        self.check_organization_wide()?;
+        self.check_scope(Access::Read("instance"))?;
+        if role < Role::Admin {
+            return Err(ApiError::PermissionDenied(
+                "Warren's own health is for admins of the deployment's first organization".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses keys limited to some projects: what spans an organization

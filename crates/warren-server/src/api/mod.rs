@@ -13,7 +13,9 @@ mod auth;
 mod definitions;
 mod entities;
 mod flags;
+mod instance;
 mod openapi;
+mod persons;
 mod query;
 mod rate_limit;
 
@@ -28,6 +30,7 @@ use warren_meta::entities::EntityKind;
 
 use crate::AppState;
 
+pub(crate) use auth::session_cookie;
 pub(crate) use rate_limit::LoginLimiter;
 
 /// Who may call a route, for the OpenAPI document and the sweep.
@@ -58,6 +61,9 @@ pub(crate) struct Endpoint {
     pub writes: bool,
     /// The resource a key's scope must name, for scoped routes.
     pub resource: Option<&'static str>,
+    /// A read the dashboard repeats every few seconds: its successful
+    /// answers are not audited (refusals still are).
+    pub polled: bool,
     handler: MethodRouter<AppState>,
 }
 
@@ -70,6 +76,7 @@ struct Spec {
     body: Option<&'static str>,
     resource: Option<&'static str>,
     read_only: bool,
+    polled: bool,
 }
 
 fn spec(
@@ -87,6 +94,7 @@ fn spec(
         body: None,
         resource: None,
         read_only: false,
+        polled: false,
     }
 }
 
@@ -109,6 +117,12 @@ impl Spec {
     /// A POST that only reads (a query).
     fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// A read the dashboard repeats; see [`Endpoint::polled`].
+    fn polled(mut self) -> Self {
+        self.polled = true;
         self
     }
 
@@ -137,6 +151,7 @@ impl Spec {
             body: self.body,
             writes,
             resource: self.resource,
+            polled: self.polled,
             handler: if self.guard == Guard::ProjectToken {
                 on(filter, handler).layer(crate::sdk_cors())
             } else {
@@ -298,6 +313,47 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             .to(query::run),
         spec(
             M::GET,
+            "/api/projects/{project_id}/persons",
+            "person.list",
+            "Persons, newest first; `search` finds them",
+        )
+        .resource("person")
+        .to(persons::list),
+        spec(
+            M::GET,
+            "/api/projects/{project_id}/persons/{uuid}",
+            "person.read",
+            "One person and their distinct ids",
+        )
+        .resource("person")
+        .to(persons::one),
+        spec(
+            M::GET,
+            "/api/projects/{project_id}/ingestion_warnings",
+            "ingestion_warning.list",
+            "Problems ingest found in the project's events, newest first",
+        )
+        .resource("project")
+        .to(persons::ingestion_warnings),
+        spec(
+            M::GET,
+            "/api/instance/health",
+            "instance.health",
+            "Warren's live health: recent samples and consumer lag (the deployment's admins)",
+        )
+        .resource("instance")
+        .polled()
+        .to(instance::health),
+        spec(
+            M::GET,
+            "/api/instance/system",
+            "instance.system",
+            "Version, configuration, migrations, background jobs and disk (the deployment's admins)",
+        )
+        .resource("instance")
+        .to(instance::system),
+        spec(
+            M::GET,
             "/api/projects/{project_id}/event_definitions",
             "event_definition.list",
             "Event names ingest has seen",
@@ -378,6 +434,14 @@ pub(crate) fn action_of(method: &Method, route: &str) -> String {
         .get(&(method.clone(), route.to_string()))
         .cloned()
         .unwrap_or_else(|| format!("{} {route}", method.as_str().to_lowercase()))
+}
+
+/// Whether `route` is a polled read (see [`Endpoint::polled`]).
+pub(crate) fn is_polled(method: &Method, route: &str) -> bool {
+    static POLLED: LazyLock<Vec<(Method, String)>> =
+        LazyLock::new(|| endpoints().into_iter().filter(|e| e.polled).map(|e| (e.method, e.path)).collect());
+    let route = route.trim_end_matches('/');
+    POLLED.iter().any(|(m, path)| m == method && path == route)
 }
 
 pub(crate) fn routes(state: &AppState) -> Router<AppState> {

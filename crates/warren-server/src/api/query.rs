@@ -24,7 +24,7 @@ use crate::{ApiError, AppState};
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct QueryRequest {
     /// A `TrendsQuery`, `FunnelsQuery`, `RetentionQuery`, `StickinessQuery`,
-    /// `LifecycleQuery`, `PathsQuery` or `HogQLQuery`.
+    /// `LifecycleQuery`, `PathsQuery`, `HogQLQuery` or `EventsQuery`.
     #[schema(value_type = Object)]
     query: Query,
 }
@@ -38,6 +38,7 @@ fn kind_of(query: &Query) -> &'static str {
         Query::LifecycleQuery(_) => "LifecycleQuery",
         Query::PathsQuery(_) => "PathsQuery",
         Query::HogQLQuery(_) => "HogQLQuery",
+        Query::EventsQuery(_) => "EventsQuery",
     }
 }
 

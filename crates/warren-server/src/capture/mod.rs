@@ -28,6 +28,11 @@ use self::payload::CaptureQuery;
 use self::timestamp::EventClock;
 use crate::{ApiError, AppState};
 
+/// An instant as capture writes it into log records (RFC 3339, ms, UTC).
+pub(crate) fn format_time(at: chrono::DateTime<Utc>) -> String {
+    timestamp::format(at)
+}
+
 /// What a route changes about decoding.
 #[derive(Debug, Clone, Copy)]
 struct RouteKind {

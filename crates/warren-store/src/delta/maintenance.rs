@@ -7,6 +7,7 @@ use std::num::NonZeroU64;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
+use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
 
 use super::DeltaStoreOptions;
@@ -42,12 +43,15 @@ pub(super) async fn run(
     table.update_state().await?;
     let target = options.target_file_bytes;
     if most_small_files(table, target)? >= options.compaction_min_files {
-        let started = Instant::now();
-        let (compacted, metrics) = table
+        let job = Job::start(&options.jobs, "store.compaction");
+        let compacted = table
             .clone()
             .optimize()
             .with_target_size(NonZeroU64::new(target).unwrap_or(NonZeroU64::MIN))
-            .await?;
+            .await;
+        let (compacted, metrics) = job.finish(compacted, |(_, metrics)| {
+            format!("rewrote {} small files into {}", metrics.num_files_removed, metrics.num_files_added)
+        })?;
         *table = compacted;
         report.files_compacted = metrics.num_files_removed;
         report.files_written = metrics.num_files_added;
@@ -56,21 +60,24 @@ pub(super) async fn run(
         tracing::info!(
             removed = metrics.num_files_removed,
             added = metrics.num_files_added,
-            seconds = started.elapsed().as_secs_f64(),
             "compacted the events table"
         );
     }
     if last_vacuum.elapsed() >= options.vacuum_every {
         let retention = chrono::Duration::from_std(options.vacuum_retention)
             .map_err(|e| StoreError::Invalid(format!("vacuum retention: {e}")))?;
-        let (vacuumed, metrics) = table
+        let job = Job::start(&options.jobs, "store.vacuum");
+        let vacuumed = table
             .clone()
             .vacuum()
             .with_retention_period(retention)
             // The retention is checked by the config; the table's own
             // minimum (a week) would forbid shorter settings.
             .with_enforce_retention_duration(false)
-            .await?;
+            .await;
+        let (vacuumed, metrics) = job.finish(vacuumed, |(_, metrics)| {
+            format!("deleted {} unreferenced files", metrics.files_deleted.len())
+        })?;
         *table = vacuumed;
         *last_vacuum = Instant::now();
         report.files_vacuumed = metrics.files_deleted.len() as u64;
@@ -80,4 +87,32 @@ pub(super) async fn run(
         }
     }
     Ok(report)
+}
+
+/// One run of an upkeep job, reported to the job board when it ends.
+pub(super) struct Job<'a> {
+    board: &'a JobBoard,
+    name: &'static str,
+    started_ms: i64,
+    started: Instant,
+}
+
+impl<'a> Job<'a> {
+    pub(super) fn start(board: &'a JobBoard, name: &'static str) -> Self {
+        Self { board, name, started_ms: warren_core::unix_millis(), started: Instant::now() }
+    }
+
+    /// Reports the result, described by `detail` when it succeeded.
+    pub(super) fn finish<T, E: std::fmt::Display>(
+        self,
+        result: Result<T, E>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Result<T, E> {
+        let (outcome, text) = match &result {
+            Ok(value) => (Outcome::Ok, detail(value)),
+            Err(error) => (Outcome::Failed(error.to_string()), String::new()),
+        };
+        self.board.record(self.name, self.started_ms, self.started.elapsed(), outcome, text);
+        result
+    }
 }

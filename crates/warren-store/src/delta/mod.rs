@@ -21,6 +21,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
 use tokio::sync::Mutex;
 use url::Url;
 use warren_core::config::EventStoreConfig;
+use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
 
 pub use maintenance::MaintenanceReport;
@@ -37,6 +38,8 @@ pub struct DeltaStoreOptions {
     pub checkpoint_interval: u64,
     pub vacuum_retention: Duration,
     pub vacuum_every: Duration,
+    /// Where compaction, vacuum, checkpoints and deletes report their runs.
+    pub jobs: JobBoard,
 }
 
 impl DeltaStoreOptions {
@@ -72,6 +75,7 @@ impl DeltaStoreOptions {
             checkpoint_interval: config.checkpoint_interval.max(1),
             vacuum_retention: Duration::from_secs(config.vacuum_retention_hours * 3600),
             vacuum_every: Duration::from_secs(3600),
+            jobs: JobBoard::new(),
         })
     }
 }
@@ -159,8 +163,10 @@ impl DeltaStore {
 
 fn report_table_gauges(table: &DeltaTable) {
     if let (Some(version), Ok(snapshot)) = (table.version(), table.snapshot()) {
+        let bytes: i64 = snapshot.log_data().iter().map(|file| file.size()).sum();
         metrics::gauge!(names::STORE_TABLE_VERSION).set(version as f64);
         metrics::gauge!(names::STORE_FILES).set(snapshot.log_data().num_files() as f64);
+        metrics::gauge!(names::STORE_BYTES).set(bytes as f64);
     }
 }
 
@@ -203,6 +209,13 @@ impl EventStore for DeltaStore {
         if version > 0 && version.is_multiple_of(self.options.checkpoint_interval) {
             // The commit wrote a checkpoint at this interval.
             metrics::counter!(names::STORE_CHECKPOINTS).increment(1);
+            self.options.jobs.record(
+                "store.checkpoint",
+                warren_core::unix_millis() - started.elapsed().as_millis() as i64,
+                started.elapsed(),
+                Outcome::Ok,
+                format!("checkpoint at version {version}"),
+            );
         }
         report_table_gauges(&table);
         Ok(())
@@ -224,6 +237,36 @@ impl EventStore for DeltaStore {
             }
         }
         Ok(offsets)
+    }
+
+    async fn delete_before(&self, team_id: i64, before_us: i64) -> Result<u64, StoreError> {
+        use deltalake::datafusion::prelude::{col, lit};
+        use deltalake::datafusion::scalar::ScalarValue;
+        let day = before_us.div_euclid(86_400_000_000);
+        let day = i32::try_from(day).map_err(|_| StoreError::Invalid(format!("time {before_us} µs")))?;
+        // The partition column first, so whole days of other partitions
+        // are never read.
+        let predicate = col(schema::PARTITION_COLUMN)
+            .lt_eq(lit(ScalarValue::Date32(Some(day))))
+            .and(col("team_id").eq(lit(team_id)))
+            .and(
+                col("timestamp")
+                    .lt(lit(ScalarValue::TimestampMicrosecond(Some(before_us), Some("UTC".into())))),
+            );
+        let mut table = self.table.lock().await;
+        table.update_state().await?;
+        let job = maintenance::Job::start(&self.options.jobs, "store.delete");
+        let deleted = table.clone().delete().with_predicate(predicate).await;
+        let (deleted, metrics) = job.finish(deleted, |(_, metrics)| {
+            format!(
+                "deleted {} rows of project {team_id}, rewrote {} files",
+                metrics.num_deleted_rows.unwrap_or(0),
+                metrics.num_removed_files
+            )
+        })?;
+        *table = deleted;
+        report_table_gauges(&table);
+        Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
     }
 
     async fn maintain(&self) -> Result<MaintenanceReport, StoreError> {

@@ -116,7 +116,7 @@ pub async fn run(options: IngestBench) -> anyhow::Result<()> {
     // 1. Fill the log through capture.
     let throughput_dir = dir.path().join("throughput");
     std::fs::create_dir_all(&throughput_dir)?;
-    let (capture, url) = start_server(&throughput_dir, TOKEN, &["--role", "capture"]).await?;
+    let (capture, url) = start_server(&throughput_dir, TOKEN, &["--role", "capture"], &[]).await?;
     let mut rng = rand::rng();
     let bodies: Vec<Vec<Value>> = (0..options.events.div_ceil(BATCH))
         .map(|_| stream_batch(&mut rng, options.distinct_ids, BATCH))
@@ -143,7 +143,7 @@ pub async fn run(options: IngestBench) -> anyhow::Result<()> {
 
     // 2. Drain it with ingest alone.
     let started = Instant::now();
-    let (ingest, url) = start_server(&throughput_dir, TOKEN, &["--role", "ingest"]).await?;
+    let (ingest, url) = start_server(&throughput_dir, TOKEN, &["--role", "ingest"], &[]).await?;
     let pid = ingest.id();
     loop {
         let rows = metric(&client, &url, warren_core::metrics::STORE_ROWS_WRITTEN).await?;
@@ -183,7 +183,7 @@ pub async fn run(options: IngestBench) -> anyhow::Result<()> {
     // 4. Freshness at a steady rate with every role in one process.
     let fresh_dir = dir.path().join("freshness");
     std::fs::create_dir_all(&fresh_dir)?;
-    let (server, url) = start_server(&fresh_dir, TOKEN, &[]).await?;
+    let (server, url) = start_server(&fresh_dir, TOKEN, &[], &[]).await?;
     let pid = server.id();
     let (p50, p99, max, samples) = freshness(&client, &url, &fresh_dir, &options).await?;
     let rss = pid.and_then(peak_rss_mib);

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod ingest;
 mod query;
+mod ui;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBench),
     /// Time the benchmark insights beside DuckDB and ClickHouse on the same events.
     Query(query::QueryBench),
+    /// Time what each dashboard page asks the server for, on the query benchmark's events.
+    Ui(ui::UiBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +58,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Capture(options) => capture(options).await,
         BenchCommand::Ingest(options) => ingest::run(options).await,
         BenchCommand::Query(options) => query::run(options).await,
+        BenchCommand::Ui(options) => ui::run(options).await,
     }
 }
 
@@ -67,7 +71,7 @@ struct OwnServer {
 
 async fn start_own_server(token: &str) -> anyhow::Result<OwnServer> {
     let dir = tempfile::tempdir()?;
-    let (child, url) = start_server(dir.path(), token, &[]).await?;
+    let (child, url) = start_server(dir.path(), token, &[], &[]).await?;
     Ok(OwnServer { child, url, _dir: dir })
 }
 
@@ -76,6 +80,7 @@ async fn start_server(
     dir: &std::path::Path,
     token: &str,
     args: &[&str],
+    env: &[(&str, &str)],
 ) -> anyhow::Result<(tokio::process::Child, String)> {
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
@@ -85,6 +90,7 @@ async fn start_server(
         .args(["--listen", "127.0.0.1:0", "--bootstrap-project-token", token])
         .args(args)
         .env("WARREN_LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

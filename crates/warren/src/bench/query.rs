@@ -107,11 +107,11 @@ fn queries() -> Vec<(&'static str, Value, &'static str)> {
     ]
 }
 
-fn repo_root() -> PathBuf {
+pub(super) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn median(mut times: Vec<f64>) -> f64 {
+pub(super) fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     let n = times.len();
     if n == 0 {
@@ -145,27 +145,31 @@ struct Timing {
     memory_mb: Option<f64>,
 }
 
+/// Generates the benchmark's story into `data_dir` unless its events
+/// table exists already; shared with `warren bench ui`.
+pub(super) async fn ensure_dataset(data_dir: &Path, users: usize) -> anyhow::Result<()> {
+    let config = WarrenConfig { data_dir: data_dir.to_path_buf(), ..WarrenConfig::default() };
+    if data_dir.join("events/_delta_log").exists() {
+        return Ok(());
+    }
+    eprintln!("generating {users} people over {DAYS} days into {} (once)", data_dir.display());
+    let story = crate::generate::Story {
+        seed: 1,
+        users,
+        days: DAYS,
+        start: NaiveDate::parse_from_str(START, "%Y-%m-%d")?,
+        signup_rate: 0.4,
+        purchase_rate: 0.3,
+    };
+    crate::generate::write_direct(&story, &config).await.map(drop)
+}
+
 pub async fn run(options: QueryBench) -> anyhow::Result<()> {
     let config = WarrenConfig { data_dir: options.data_dir.clone(), ..WarrenConfig::default() };
     let table = options.data_dir.join("events");
-    if !table.join("_delta_log").exists() {
-        eprintln!(
-            "generating {} people over {DAYS} days into {} (once)",
-            options.users,
-            options.data_dir.display()
-        );
-        let story = crate::generate::Story {
-            seed: 1,
-            users: options.users,
-            days: DAYS,
-            start: NaiveDate::parse_from_str(START, "%Y-%m-%d")?,
-            signup_rate: 0.4,
-            purchase_rate: 0.3,
-        };
-        crate::generate::write_direct(&story, &config).await?;
-    }
+    ensure_dataset(&options.data_dir, options.users).await?;
     let meta = crate::serve::open_meta(&config).await?;
-    let store = crate::serve::open_store(&config).await?;
+    let store = crate::serve::open_store(&config, &Default::default()).await?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let limits = QueryLimits { target_partitions: cores, ..QueryLimits::default() };
     let backend = DataFusionBackend::new(store, meta, limits)?;

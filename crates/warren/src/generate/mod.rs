@@ -155,7 +155,7 @@ pub(crate) async fn write_direct(story: &Story, config: &WarrenConfig) -> anyhow
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = crate::serve::open_meta(config).await?;
     crate::serve::bootstrap(meta.as_ref(), config).await?;
-    let store = crate::serve::open_store(config).await?;
+    let store = crate::serve::open_store(config, &Default::default()).await?;
     let mut rows = Vec::with_capacity(ROWS_PER_COMMIT);
     let mut commit = IngestCommit { consumer: "generate".into(), ..IngestCommit::default() };
     let mut written = 0;

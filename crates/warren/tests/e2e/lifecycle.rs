@@ -59,8 +59,12 @@ fn first_start_prints_the_secrets_once_and_config_comes_from_the_environment() {
     let token_line = first.iter().find(|l| l.contains("project token")).expect("token printed");
     assert!(token_line.contains("phc_"), "{token_line}");
     assert!(first.iter().any(|l| l.contains("personal API key") && l.contains("phx_")));
+    let sign_in =
+        first.iter().find(|l| l.contains("dashboard sign-in")).expect("a dashboard sign-in printed");
+    assert!(sign_in.contains("admin@warren.local / "), "{sign_in}");
     let second = first_lines(dir.path(), &[]);
     assert!(!second.iter().any(|l| l.contains("project token")), "shown once: {second:?}");
+    assert!(!second.iter().any(|l| l.contains("dashboard sign-in")), "shown once: {second:?}");
     let meta = std::fs::read_to_string(dir.path().join("log/log.json")).expect("log meta");
     let meta: serde_json::Value = serde_json::from_str(&meta).expect("json");
     assert_eq!(meta["partitions"], 3, "WARREN_EVENT_LOG__PARTITIONS applied at creation");

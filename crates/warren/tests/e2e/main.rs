@@ -1,10 +1,11 @@
 //! End-to-end tests: the real `warren` binary on loopback, driven by the
-//! official SDKs and by raw HTTP, with its event log and events table read
-//! back afterwards.
+//! official SDKs, by raw HTTP and by a real browser, with its event log and
+//! events table read back afterwards.
 
 mod accounts;
 mod bad_input;
 mod crash;
+mod dashboard;
 mod differential;
 mod expect;
 mod flags;

@@ -1,0 +1,66 @@
+// System: what this Warren is and how its housekeeping goes — version,
+// configuration (secrets redacted), meta-store migrations, background
+// jobs with their last runs, and disk usage.
+import { h, clear, notice, number, bytes, time, seconds, millis } from "./dom.js";
+
+function table(testid, headings, rows) {
+  return h("table", { class: "data", "data-testid": testid },
+    h("thead", {}, h("tr", {}, headings.map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c))))));
+}
+
+function jobs(list) {
+  if (list.length === 0) return h("p", { class: "muted", "data-testid": "jobs-none" }, "No background job has run since this process started.");
+  return table("jobs", ["Job", "Last run", "Took", "Outcome", "What it did", "Runs", "Failures"], list.map((job) => [
+    job.job, time(new Date(job.last.started_ms).toISOString()), millis(job.last.duration_ms),
+    h("span", { class: job.last.outcome === "ok" ? "ok" : "bad" }, job.last.outcome === "ok" ? "ok" : `failed: ${job.last.message}`),
+    job.last.detail || "", number(job.runs), number(job.failures),
+  ]));
+}
+
+function disk(usage) {
+  const rows = Object.entries(usage.parts || {}).map(([name, size]) => [name, bytes(size)]);
+  rows.push([h("strong", {}, "data dir"), h("strong", {}, bytes(usage.data_dir_bytes))]);
+  if (usage.filesystem) {
+    rows.push(["file system free", `${bytes(usage.filesystem.free_bytes)} of ${bytes(usage.filesystem.total_bytes)}`]);
+  }
+  return table("disk", ["Part", "Size"], rows);
+}
+
+export async function render(main, context) {
+  main.append(h("h1", {}, "System"));
+  const body = h("div");
+  main.append(body);
+  let info;
+  try {
+    info = await context.api("/api/instance/system/");
+  } catch (error) {
+    body.append(notice(error.status === 403 || error.status === 404
+      ? "The System page is for the admins of the deployment's first organization."
+      : error.message, "error"));
+    return;
+  }
+  clear(body).append(
+    h("section", { class: "card" }, h("h3", {}, "This Warren"),
+      table("about", ["", ""], [
+        ["Version", h("span", { "data-testid": "version" }, info.version)],
+        ["Roles", info.role],
+        ["Started", `${time(info.started_at)} (up ${seconds(info.uptime_seconds)})`],
+        ["Data dir", h("span", { class: "mono" }, info.data_dir)],
+        ["Event store", h("span", { class: "mono" }, info.event_store.url)],
+        ["Events table", `${number(info.event_store.files)} files, ${bytes(info.event_store.bytes)}`],
+        ["Event log", `${bytes(info.event_log.bytes)} in ${info.event_log.partitions.filter((p) => p.group === "ingest").length || "–"} partitions`],
+        ["Internal project", info.internal_project ? String(info.internal_project) : "self-monitoring is off"],
+      ])),
+    h("div", { class: "grid-2" },
+      h("section", { class: "card" }, h("h3", {}, "Meta-store migrations"),
+        table("migrations", ["Version", "Migration", "State", "Applied", "Took"], info.migrations.map((m) => [
+          String(m.version), m.description, h("span", { class: m.state === "applied" ? "ok" : "bad" }, m.state),
+          m.applied_at || "–", m.execution_ms === null ? "–" : millis(m.execution_ms),
+        ]))),
+      h("section", { class: "card" }, h("h3", {}, "Disk"), disk(info.disk))),
+    h("section", { class: "card" }, h("h3", {}, "Background jobs"), jobs(info.jobs)),
+    h("section", { class: "card" }, h("h3", {}, "Configuration"),
+      h("p", { class: "muted" }, "As loaded from defaults, warren.toml, WARREN_* variables and flags; secrets are hidden."),
+      h("pre", { class: "config", "data-testid": "config" }, JSON.stringify(info.config, null, 2))));
+}
