@@ -54,6 +54,12 @@ async function shot(name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 }
 
+/** Waits for a drawn bar (of some height) in the chart under `scope`. */
+async function waitForBars(scope) {
+  await page.waitForFunction((selector) => [...document.querySelectorAll(`${selector} [data-testid="chart"] rect`)]
+    .some((bar) => Number(bar.getAttribute("height")) > 0), scope);
+}
+
 /** The number a tile shows, from its data-value (null before the first sample). */
 async function tile(id) {
   const value = await page.getAttribute(`[data-testid="tile-${id}"]`, "data-value");
@@ -157,7 +163,7 @@ try {
   await page.selectOption('select[aria-label="Interval"]', "hour");
   await page.selectOption('select[aria-label="Chart type"]', "ActionsBar");
   await page.click('[data-testid="run-insight"]');
-  await page.waitForSelector('[data-testid="chart"] rect');
+  await waitForBars('[data-testid="insight-result"]');
   const total = await page.locator('[data-testid="series-totals"] td.num').first().textContent();
   check(Number(total.replace(/,/g, "")) === 18, `the trends total is ${total}, 18 pageviews were sent`);
   await noErrorNotice("the trends insight");
@@ -173,7 +179,7 @@ try {
   await page.click('[data-testid="dashboard-link"]');
   await page.waitForSelector('[data-testid="dashboard-name"]');
   check((await page.textContent('[data-testid="dashboard-name"]')) === "Launch dashboard", "the dashboard's name");
-  await page.waitForSelector('[data-testid="dashboard-tile"] [data-testid="chart"] rect');
+  await waitForBars('[data-testid="dashboard-tile"]');
   await shot("06-dashboard");
 
   say("the other insight kinds draw too");

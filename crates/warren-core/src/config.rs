@@ -403,8 +403,10 @@ mod tests {
 
     #[test]
     fn redaction_hides_every_secret() {
-        let mut config = WarrenConfig::default();
-        config.meta_url = Some("postgres://warren:hunter2@db:5432/warren".into());
+        let mut config = WarrenConfig {
+            meta_url: Some("postgres://warren:hunter2@db:5432/warren".into()),
+            ..WarrenConfig::default()
+        };
         config.bootstrap.api_key = Some("phx_secret".into());
         config.bootstrap.project_token = Some("phc_token".into());
         config.bootstrap.admin_password = Some("pw".into());

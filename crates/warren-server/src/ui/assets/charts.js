@@ -16,8 +16,12 @@ function ticks(low, high, count = 5) {
   const raw = (high - low) / count;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((m) => m >= raw) || raw;
+  // From the step at or below `low` to the one at or above `high`, so the
+  // axis covers every value.
+  const first = Math.floor(low / step);
+  const last = Math.ceil(high / step - 1e-9);
   const out = [];
-  for (let t = Math.floor(low / step) * step; t <= high + step * 1e-9; t += step) out.push(Number(t.toPrecision(12)));
+  for (let i = first; i <= last; i += 1) out.push(Number((i * step).toPrecision(12)));
   return out;
 }
 
