@@ -127,11 +127,15 @@ try {
       sent += 1;
     }
   }
+  // Markup in what senders control must stay text on every page.
+  const markup = '<img src=x onerror="window.__xss=1">';
+  posthog.capture({ distinctId: markup, event: "xss_probe", properties: { $current_url: "<script>window.__xss=2</script>" } });
+  sent += 1;
   await posthog.shutdown();
 
-  say(`the overview's numbers move: ${sent} more events received, 3 more persons`);
+  say(`the overview's numbers move: ${sent} more events received, 4 more persons`);
   const after = await waitForTile("events-received", (v) => v >= before + sent, "events received");
-  await waitForTile("persons", (v) => v >= personsBefore + 3, "persons");
+  await waitForTile("persons", (v) => v >= personsBefore + 4, "persons");
   await page.waitForSelector('[data-testid="chart-events"] circle');
   await noErrorNotice("the overview");
   await shot("03-overview-after");
@@ -142,7 +146,9 @@ try {
   await page.waitForSelector('[data-testid="event-row"]');
   await page.waitForFunction(() => [...document.querySelectorAll(".event-name")].some((e) => e.textContent === "signed_up"));
   const rows = await page.locator('[data-testid="event-row"]').count();
-  check(rows >= sent - people.length, `the events page shows ${rows} rows`);
+  check(rows === sent, `the events page shows ${rows} rows of the ${sent} sent`);
+  check((await page.locator('[data-testid="person-link"]', { hasText: markup }).count()) === 1, "the markup distinct id is shown as text");
+  check((await page.evaluate(() => window.__xss)) === undefined, "no markup ran");
   await page.locator('[data-testid="event-row"]').first().click();
   await page.waitForSelector('tr.details:not([hidden]) [data-testid="event-properties"]');
   await shot("04-events");

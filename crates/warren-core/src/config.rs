@@ -350,22 +350,43 @@ impl Default for SelfMonitoringConfig {
     }
 }
 
-/// What a value of a key named like this must not show.
+/// What a value of a key named like this must not show: passwords,
+/// tokens and every kind of key (API keys, AWS access keys, Azure account
+/// and SAS keys, Google service-account keys).
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["secret", "password", "token", "api_key", "access_key", "credential"]
-        .iter()
-        .any(|word| key.contains(word))
+    ["secret", "password", "token", "key", "credential", "sas"].iter().any(|word| key.contains(word))
 }
 
-/// `scheme://user:password@host` with the password hidden.
+/// A URL with the password of its user and secret query parameters hidden.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
     let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
-    let Some((credentials, host)) = authority.rsplit_once('@') else { return url.to_string() };
-    let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
-    let path = path.map(|p| format!("/{p}")).unwrap_or_default();
-    format!("{scheme}://{user}:{REDACTED}@{host}{path}")
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+            format!("{user}:{REDACTED}@{host}")
+        }
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}://{authority}");
+    if let Some(path) = path {
+        out.push('/');
+        out.push_str(path);
+    }
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_secret_key(name) => format!("{name}={REDACTED}"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// What replaces a secret in [`WarrenConfig::redacted`].
@@ -413,11 +434,31 @@ mod tests {
         config.event_store.storage_options.insert("aws_secret_access_key".into(), "s3cr3t".into());
         config.event_store.storage_options.insert("aws_access_key_id".into(), "GK123".into());
         config.event_store.storage_options.insert("aws_region".into(), "garage".into());
+        for (key, value) in [
+            ("azure_storage_account_key", "az-account"),
+            ("azure_storage_sas_key", "az-sas"),
+            ("google_service_account_key", "{\"private_key\": \"gcs-private\"}"),
+        ] {
+            config.event_store.storage_options.insert(key.into(), value.into());
+        }
+        config.event_store.url = Some("s3://bucket/events?region=eu&password=q-secret".into());
         let shown = config.redacted();
         let text = shown.to_string();
-        for secret in ["hunter2", "phx_secret", "phc_token", "\"pw\"", "s3cr3t", "GK123"] {
+        for secret in [
+            "hunter2",
+            "phx_secret",
+            "phc_token",
+            "\"pw\"",
+            "s3cr3t",
+            "GK123",
+            "az-account",
+            "az-sas",
+            "gcs-private",
+            "q-secret",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
+        assert_eq!(shown["event_store"]["url"], "s3://bucket/events?region=eu&password=********");
         assert_eq!(shown["meta_url"], "postgres://warren:********@db:5432/warren");
         assert_eq!(shown["event_store"]["storage_options"]["aws_region"], "garage");
         assert_eq!(shown["bootstrap"]["admin_email"], serde_json::Value::Null);

@@ -67,10 +67,6 @@ pub struct JobBoard {
 }
 
 impl JobBoard {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Records a finished run of `job`, started at `started_ms`.
     pub fn record(&self, job: &str, started_ms: i64, took: Duration, outcome: Outcome, detail: String) {
         let label = match outcome {
@@ -136,7 +132,7 @@ mod tests {
 
     #[test]
     fn keeps_the_last_run_and_failures_per_job() {
-        let board = JobBoard::new();
+        let board = JobBoard::default();
         board.record("store.vacuum", 1, Duration::from_millis(5), Outcome::Ok, "deleted 3 files".into());
         board.record(
             "store.vacuum",
@@ -161,7 +157,7 @@ mod tests {
 
     #[test]
     fn recent_runs_are_bounded() {
-        let board = JobBoard::new();
+        let board = JobBoard::default();
         for i in 0..(RECENT_RUNS as i64 + 10) {
             board.record("job", i, Duration::ZERO, Outcome::Ok, String::new());
         }

@@ -178,10 +178,10 @@ pub async fn persons_round_trip(factory: &impl MetaFactory) {
     let other_team = store.persons_by_distinct_ids(TEAM + 1, &ids).await.expect("lookup");
     assert!(other_team.distinct_ids.is_empty(), "projects do not see each other's persons");
 
-    assert_eq!(
-        store.distinct_ids_of(TEAM, alice.uuid).await.expect("ids"),
-        vec!["alice".to_string(), "alice@example.com".to_string()]
-    );
+    let owned = store.distinct_ids_of(TEAM, &[alice.uuid, bob.uuid, Uuid::from_u128(99)]).await.expect("ids");
+    assert_eq!(owned[&alice.uuid], vec!["alice".to_string(), "alice@example.com".to_string()]);
+    assert_eq!(owned[&bob.uuid], vec!["bob".to_string()]);
+    assert!(owned[&Uuid::from_u128(99)].is_empty(), "an unknown person has none");
     let page = store.persons(TEAM, None, 1).await.expect("page");
     assert_eq!(page, vec![alice.clone()]);
     let next = store.persons(TEAM, Some(alice.uuid), 10).await.expect("page");
@@ -248,10 +248,19 @@ pub async fn internal_project_is_made_once(factory: &impl MetaFactory) {
     store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
     let default = store.project(1).await.expect("project").expect("project 1");
     assert!(!default.internal);
-    let internal = store.ensure_internal_project("Warren (internal)").await.expect("internal");
+    // Processes starting at once all end up with the same one.
+    let name = "Warren (internal)";
+    let (a, b, c) = tokio::join!(
+        store.ensure_internal_project(name),
+        store.ensure_internal_project(name),
+        store.ensure_internal_project(name)
+    );
+    let internal = a.expect("internal");
+    assert_eq!(b.expect("internal"), internal);
+    assert_eq!(c.expect("internal"), internal);
     assert!(internal.internal);
     assert_eq!(internal.organization_id, default.organization_id);
-    assert_eq!(internal.name, "Warren (internal)");
+    assert_eq!(internal.name, name);
     let again = store.ensure_internal_project("another name").await.expect("internal");
     assert_eq!(again, internal, "made once");
     let found = store.project_by_token(&internal.api_token).await.expect("by token");

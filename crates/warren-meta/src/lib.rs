@@ -343,8 +343,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// One person by uuid.
     async fn person(&self, team_id: TeamId, uuid: Uuid) -> Result<Option<Person>, MetaError>;
 
-    /// The distinct ids of one person, sorted.
-    async fn distinct_ids_of(&self, team_id: TeamId, person: Uuid) -> Result<Vec<String>, MetaError>;
+    /// The distinct ids of each of these persons, sorted (empty for an
+    /// unknown person).
+    async fn distinct_ids_of(
+        &self,
+        team_id: TeamId,
+        persons: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<String>>, MetaError>;
 
     async fn person_overrides(&self, team_id: TeamId) -> Result<Vec<PersonOverride>, MetaError>;
 

@@ -137,6 +137,11 @@ pub fn end_of(date_to: Option<&str>, context: &ProjectContext) -> Result<i64, Qu
 /// The UTC instant (µs) a date names: its start (`after` of a list) or,
 /// with `end`, its exclusive end (`before`).
 pub fn instant(text: &str, context: &ProjectContext, end: bool) -> Result<i64, QueryError> {
+    // An instant with its offset is taken as it is: through local time it
+    // could land an hour off in the hour a clock change repeats.
+    if let Ok(at) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(at.timestamp_micros());
+    }
     let local = parse_point(text, context, if end { Edge::End } else { Edge::Start })?;
     Ok(context.utc_us(local))
 }

@@ -43,7 +43,7 @@ macro_rules! event_store_conformance {
             durable_across_reopen,
             maintenance_keeps_every_row,
             concurrent_appends_all_land,
-            delete_before_removes_one_project_old_rows
+            delete_events_removes_one_project_rows_in_range
         );
     };
     (@tests $factory:expr; $($name:ident),*) => {
@@ -175,7 +175,7 @@ where
     assert_eq!(offsets, (0..4).map(|p| (p, 5)).collect::<HashMap<_, _>>());
 }
 
-pub async fn delete_before_removes_one_project_old_rows(factory: &impl StoreFactory) {
+pub async fn delete_events_removes_one_project_rows_in_range(factory: &impl StoreFactory) {
     let store = factory.create().await;
     let rows: Vec<EventRow> = (0..60).map(sample_row).collect();
     store.append("ingest", rows.clone(), &[(0, 60)]).await.expect("append");
@@ -184,11 +184,19 @@ pub async fn delete_before_removes_one_project_old_rows(factory: &impl StoreFact
     let gone = |row: &EventRow| row.team_id == 2 && row.timestamp_us < cutoff;
     let expected_gone = rows.iter().filter(|row| gone(row)).count() as u64;
     assert!(expected_gone > 0);
-    let deleted = store.delete_before(2, cutoff).await.expect("delete");
+    let deleted = store.delete_events(2, i64::MIN..cutoff).await.expect("delete");
     assert_eq!(deleted, expected_gone, "rows deleted");
-    let kept: Vec<EventRow> = rows.into_iter().filter(|row| !gone(row)).collect();
+    let mut kept: Vec<EventRow> = rows.into_iter().filter(|row| !gone(row)).collect();
     assert_rows(factory, &store, &kept).await;
-    assert_eq!(store.delete_before(2, cutoff).await.expect("delete again"), 0, "nothing left to delete");
+    assert_eq!(store.delete_events(2, i64::MIN..cutoff).await.expect("delete again"), 0, "nothing left");
+    // A bounded range: project 2's rows of the third day only.
+    let third_day = NOON_US + 2 * DAY_US - 12 * 3_600_000_000..NOON_US + 3 * DAY_US;
+    let in_third = |row: &EventRow| row.team_id == 2 && third_day.contains(&row.timestamp_us);
+    let expected = kept.iter().filter(|row| in_third(row)).count() as u64;
+    assert!(expected > 0);
+    assert_eq!(store.delete_events(2, third_day.clone()).await.expect("delete"), expected);
+    kept.retain(|row| !in_third(row));
+    assert_rows(factory, &store, &kept).await;
     assert_eq!(store.offsets("ingest", 1).await.expect("offsets"), HashMap::from([(0, 60)]), "offsets stay");
     let store = factory.reopen(store).await;
     assert_rows(factory, &store, &kept).await;

@@ -52,9 +52,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// partitions it has written.
     async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError>;
 
-    /// Deletes one project's events older than `before_us` (µs since the
-    /// epoch); returns how many rows went, when the adapter can tell.
-    async fn delete_before(&self, team_id: i64, before_us: i64) -> Result<u64, StoreError>;
+    /// Deletes one project's events whose time (µs since the epoch) falls
+    /// in `range`; returns how many rows went. A range starting at
+    /// `i64::MIN` has no lower end.
+    async fn delete_events(&self, team_id: i64, range: std::ops::Range<i64>) -> Result<u64, StoreError>;
 
     /// Runs whatever upkeep is due (compaction, vacuum).
     async fn maintain(&self) -> Result<MaintenanceReport, StoreError>;

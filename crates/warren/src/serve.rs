@@ -56,7 +56,7 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let log = Arc::new(open_log(&config, args.repair).await?);
     let meta = open_meta(&config).await?;
     bootstrap(meta.as_ref(), &config).await?;
-    let jobs = JobBoard::new();
+    let jobs = JobBoard::default();
     let internal = if config.self_monitoring.enabled {
         let project =
             meta.ensure_internal_project(INTERNAL_PROJECT_NAME).await.context("the internal project")?;
@@ -85,17 +85,17 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let address = listener.local_addr()?;
     let role = format!("{:?}", config.role).to_lowercase();
     let monitor = Monitor::new(config.self_monitoring.clone(), jobs, format!("warren-{role}@{address}"));
+    let shown = config.redacted();
     let instance = InstanceInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         role,
         started_at_ms: warren_core::unix_millis(),
-        config: config.redacted(),
-        data_dir: std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
-        event_store_url: config
-            .event_store
-            .url
-            .clone()
+        event_store_url: shown["event_store"]["url"]
+            .as_str()
+            .map(str::to_string)
             .unwrap_or_else(|| format!("file://{}", config.data_dir.join("events").display())),
+        config: shown,
+        data_dir: std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
         internal_project: internal.as_ref().map(|project| project.id),
     };
     let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics)
@@ -341,16 +341,22 @@ fn start_ingest(
 }
 
 /// Deletes Warren's own events past `self_monitoring.retention_days`,
-/// hourly; the store reports each run to the job board.
+/// hourly, each run only what aged out since the last; the store reports
+/// each run to the job board.
 async fn run_internal_retention(store: Arc<DeltaStore>, project: i64, days: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+    let mut done_until = i64::MIN;
     loop {
         tick.tick().await;
         let before = chrono::Utc::now().timestamp_micros().saturating_sub(keep_us);
-        match store.delete_before(project, before).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, days, "internal events retention ran"),
+        match store.delete_events(project, done_until..before).await {
+            Ok(deleted) => {
+                done_until = before;
+                if deleted > 0 {
+                    tracing::info!(deleted, days, "internal events retention ran");
+                }
+            }
             Err(error) => tracing::error!(%error, "internal events retention failed"),
         }
     }

@@ -133,10 +133,15 @@ impl SqlMeta {
         )
         .fetch_all(&self.pool)
         .await;
-        // A store never migrated has no bookkeeping table yet.
+        // A store never migrated has no bookkeeping table yet (PostgreSQL's
+        // undefined_table; SQLite says so in words).
         let applied = match applied {
             Ok(rows) => rows,
-            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+            {
+                Vec::new()
+            }
             Err(error) => return Err(error.into()),
         };
         let mut statuses = Vec::new();
@@ -468,8 +473,12 @@ impl crate::MetaStore for SqlMeta {
         persons::person(&self.pool, team_id, uuid).await
     }
 
-    async fn distinct_ids_of(&self, team_id: TeamId, person: Uuid) -> Result<Vec<String>, MetaError> {
-        persons::distinct_ids_of(&self.pool, team_id, person).await
+    async fn distinct_ids_of(
+        &self,
+        team_id: TeamId,
+        persons: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<String>>, MetaError> {
+        persons::distinct_ids_of(&self.pool, self.dialect, team_id, persons).await
     }
 
     async fn person_overrides(&self, team_id: TeamId) -> Result<Vec<PersonOverride>, MetaError> {

@@ -429,17 +429,26 @@ pub(super) async fn person(pool: &AnyPool, team_id: TeamId, uuid: Uuid) -> Resul
 
 pub(super) async fn distinct_ids_of(
     pool: &AnyPool,
+    dialect: Dialect,
     team_id: TeamId,
-    person: Uuid,
-) -> Result<Vec<String>, MetaError> {
-    let ids = sqlx::query_scalar(
-        "SELECT distinct_id FROM person_distinct_ids WHERE team_id = $1 AND person_uuid = $2 ORDER BY distinct_id",
-    )
-    .bind(team_id)
-    .bind(person.to_string())
-    .fetch_all(pool)
-    .await?;
-    Ok(ids)
+    persons: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<String>>, MetaError> {
+    let mut out: HashMap<Uuid, Vec<String>> = persons.iter().map(|p| (*p, Vec::new())).collect();
+    for chunk in chunks(dialect, persons, 1) {
+        let sql = format!(
+            "SELECT person_uuid AS uuid, distinct_id FROM person_distinct_ids
+             WHERE team_id = $1 AND person_uuid IN ({}) ORDER BY distinct_id",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(team_id);
+        for person in chunk {
+            query = query.bind(person.to_string());
+        }
+        for row in query.fetch_all(pool).await? {
+            out.entry(uuid(&row, "uuid")?).or_default().push(text(&row, "distinct_id")?);
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn person_overrides(

@@ -102,9 +102,10 @@ pub(super) async fn project(pool: &AnyPool, id: i64) -> Result<Option<Project>, 
 }
 
 /// The internal project, created in the deployment's first organization
-/// (the one bootstrap made) when there is none yet.
+/// (the one bootstrap made) when there is none yet. A unique index keeps
+/// it one: processes starting together all end up with the same.
 pub(super) async fn ensure_internal_project(pool: &AnyPool, name: &str) -> Result<Project, MetaError> {
-    let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE internal = 1 ORDER BY id LIMIT 1");
+    let select = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE internal = 1");
     if let Some(row) = sqlx::query(&select).fetch_optional(pool).await? {
         return Ok(project_from_row(&row)?);
     }
@@ -114,15 +115,16 @@ pub(super) async fn ensure_internal_project(pool: &AnyPool, name: &str) -> Resul
         what: "internal project",
         reason: "the deployment has no organization yet; bootstrap it first".into(),
     })?;
-    let row = sqlx::query(&format!(
+    sqlx::query(
         "INSERT INTO projects (organization_id, name, api_token, created_at, internal)
-         VALUES ($1, $2, $3, $4, 1) RETURNING {PROJECT_COLUMNS}"
-    ))
+         VALUES ($1, $2, $3, $4, 1) ON CONFLICT DO NOTHING",
+    )
     .bind(organization_id)
     .bind(name)
     .bind(generate_project_token())
     .bind(now_rfc3339())
-    .fetch_one(pool)
+    .execute(pool)
     .await?;
+    let row = sqlx::query(&select).fetch_one(pool).await?;
     Ok(project_from_row(&row)?)
 }

@@ -15,6 +15,8 @@ use crate::QueryError;
 /// Rows one answer holds at most; the UI pages on with `before`.
 const MAX_LIMIT: u64 = 1000;
 const DEFAULT_LIMIT: u64 = 100;
+/// Columns one answer holds at most.
+const MAX_SELECT: usize = 100;
 
 /// The stored columns fetched for every row, in this order.
 const FETCHED: [(&str, Column); 9] = [
@@ -74,6 +76,9 @@ pub async fn run(
     backend: &dyn QueryBackend,
 ) -> Result<Value, QueryError> {
     let select: Vec<String> = if query.select.is_empty() { vec!["*".into()] } else { query.select.clone() };
+    if select.len() > MAX_SELECT {
+        return Err(QueryError::invalid(format!("select takes at most {MAX_SELECT} columns")));
+    }
     let items = select.iter().map(|s| Item::parse(s)).collect::<Result<Vec<_>, _>>()?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -124,7 +129,10 @@ pub async fn run(
         .rows
         .iter()
         .take(limit as usize)
-        .map(|row| Value::Array(items.iter().map(|item| value_of(item, row)).collect()))
+        .map(|row| {
+            let row = Row::read(row);
+            Value::Array(items.iter().map(|item| row.value_of(item)).collect())
+        })
         .collect();
     Ok(json!({
         "columns": select,
@@ -136,6 +144,13 @@ pub async fn run(
     }))
 }
 
+/// One fetched row, its JSON columns parsed once.
+struct Row<'a> {
+    cells: &'a [Cell],
+    properties: Value,
+    person_properties: Value,
+}
+
 fn json_object(cell: Option<&Cell>) -> Value {
     cell.and_then(Cell::as_str)
         .and_then(|text| serde_json::from_str::<Value>(text).ok())
@@ -143,33 +158,46 @@ fn json_object(cell: Option<&Cell>) -> Value {
         .unwrap_or_else(|| Value::Object(Map::new()))
 }
 
-fn stored(row: &[Cell], name: &str) -> Value {
-    FETCHED.iter().position(|(n, _)| *n == name).and_then(|i| row.get(i)).map_or(Value::Null, Cell::to_json)
-}
+impl<'a> Row<'a> {
+    fn read(cells: &'a [Cell]) -> Self {
+        let at = |name: &str| FETCHED.iter().position(|(n, _)| *n == name).and_then(|i| cells.get(i));
+        Row {
+            cells,
+            properties: json_object(at("properties")),
+            person_properties: json_object(at("person_properties")),
+        }
+    }
 
-fn value_of(item: &Item, row: &[Cell]) -> Value {
-    let properties = || json_object(row.get(5));
-    let person_properties = || json_object(row.get(6));
-    match item {
-        Item::Star => json!({
-            "uuid": stored(row, "uuid"),
-            "event": stored(row, "event"),
-            "properties": properties(),
-            "timestamp": stored(row, "timestamp"),
-            "distinct_id": stored(row, "distinct_id"),
-            "person_id": stored(row, "person_id"),
-            "elements_chain": stored(row, "elements_chain"),
-            "person_mode": stored(row, "person_mode"),
-        }),
-        Item::Stored(i) => row.get(*i).map_or(Value::Null, Cell::to_json),
-        Item::Properties => properties(),
-        Item::Person => json!({
-            "id": stored(row, "person_id"),
-            "distinct_id": stored(row, "distinct_id"),
-            "properties": person_properties(),
-        }),
-        Item::Property(key) => properties().get(key).cloned().unwrap_or(Value::Null),
-        Item::PersonProperty(key) => person_properties().get(key).cloned().unwrap_or(Value::Null),
+    fn stored(&self, name: &str) -> Value {
+        FETCHED
+            .iter()
+            .position(|(n, _)| *n == name)
+            .and_then(|i| self.cells.get(i))
+            .map_or(Value::Null, Cell::to_json)
+    }
+
+    fn value_of(&self, item: &Item) -> Value {
+        match item {
+            Item::Star => json!({
+                "uuid": self.stored("uuid"),
+                "event": self.stored("event"),
+                "properties": self.properties,
+                "timestamp": self.stored("timestamp"),
+                "distinct_id": self.stored("distinct_id"),
+                "person_id": self.stored("person_id"),
+                "elements_chain": self.stored("elements_chain"),
+                "person_mode": self.stored("person_mode"),
+            }),
+            Item::Stored(i) => self.cells.get(*i).map_or(Value::Null, Cell::to_json),
+            Item::Properties => self.properties.clone(),
+            Item::Person => json!({
+                "id": self.stored("person_id"),
+                "distinct_id": self.stored("distinct_id"),
+                "properties": self.person_properties,
+            }),
+            Item::Property(key) => self.properties.get(key).cloned().unwrap_or(Value::Null),
+            Item::PersonProperty(key) => self.person_properties.get(key).cloned().unwrap_or(Value::Null),
+        }
     }
 }
 
@@ -189,7 +217,7 @@ mod tests {
 
     #[test]
     fn rows_become_the_requested_columns() {
-        let row = vec![
+        let cells = vec![
             Cell::Text("u-1".into()),
             Cell::Text("$pageview".into()),
             Cell::Timestamp { us: 1_000_000, utc: true },
@@ -200,13 +228,14 @@ mod tests {
             Cell::Text(String::new()),
             Cell::Text("full".into()),
         ];
-        assert_eq!(value_of(&Item::Property("n".into()), &row), json!(2));
-        assert_eq!(value_of(&Item::Property("missing".into()), &row), Value::Null);
-        assert_eq!(value_of(&Item::PersonProperty("email".into()), &row), json!("a@example.com"));
-        let star = value_of(&Item::Star, &row);
+        let row = Row::read(&cells);
+        assert_eq!(row.value_of(&Item::Property("n".into())), json!(2));
+        assert_eq!(row.value_of(&Item::Property("missing".into())), Value::Null);
+        assert_eq!(row.value_of(&Item::PersonProperty("email".into())), json!("a@example.com"));
+        let star = row.value_of(&Item::Star);
         assert_eq!(star["event"], "$pageview");
         assert_eq!(star["properties"]["$browser"], "Firefox");
         assert_eq!(star["timestamp"], "1970-01-01T00:00:01.000000Z");
-        assert_eq!(value_of(&Item::Person, &row)["id"], "p-1");
+        assert_eq!(row.value_of(&Item::Person)["id"], "p-1");
     }
 }

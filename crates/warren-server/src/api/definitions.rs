@@ -8,11 +8,8 @@ use warren_meta::entities::PropertyKind;
 
 use super::accounts::paginated;
 use super::auth::{Access, Caller};
+use super::time_json;
 use crate::{ApiError, AppState};
-
-fn time(us: i64) -> Value {
-    chrono::DateTime::from_timestamp_micros(us).map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
-}
 
 pub(super) async fn events(
     State(state): State<AppState>,
@@ -24,7 +21,7 @@ pub(super) async fn events(
     Ok(Json(paginated(
         definitions
             .iter()
-            .map(|d| json!({"name": d.name, "created_at": time(d.first_seen_us), "last_seen_at": time(d.last_seen_us)}))
+            .map(|d| json!({"name": d.name, "created_at": time_json(d.first_seen_us), "last_seen_at": time_json(d.last_seen_us)}))
             .collect(),
     )))
 }
@@ -56,7 +53,7 @@ pub(super) async fn properties(
                     "group_type_index": (d.group_type_index >= 0).then_some(d.group_type_index),
                     "property_type": d.property_type,
                     "is_numerical": d.property_type.as_deref() == Some("Numeric"),
-                    "created_at": time(d.first_seen_us),
+                    "created_at": time_json(d.first_seen_us),
                 })
             })
             .collect(),

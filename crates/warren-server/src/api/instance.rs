@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
+use super::time_json;
 use crate::{ApiError, AppState};
 
 pub(super) async fn health(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -36,7 +37,7 @@ pub(super) async fn system(State(state): State<AppState>, caller: Caller) -> Res
     Ok(Json(json!({
         "version": instance.version,
         "role": instance.role,
-        "started_at": rfc3339(instance.started_at_ms),
+        "started_at": time_json(instance.started_at_ms.saturating_mul(1000)),
         "uptime_seconds": (now - instance.started_at_ms).max(0) / 1000,
         "data_dir": instance.data_dir.display().to_string(),
         "event_store": {
@@ -54,10 +55,6 @@ pub(super) async fn system(State(state): State<AppState>, caller: Caller) -> Res
         },
         "disk": disk,
     })))
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339()
 }
 
 /// Bytes under `dir`, following no links; unreadable entries count as 0.

@@ -161,6 +161,13 @@ impl Spec {
     }
 }
 
+/// An instant (µs since the epoch) as the API writes times: RFC 3339, or
+/// null when out of range.
+pub(crate) fn time_json(us: i64) -> serde_json::Value {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map_or(serde_json::Value::Null, |t| serde_json::Value::String(t.to_rfc3339()))
+}
+
 /// Collection path segment of each entity kind, as PostHog names them.
 pub(crate) fn collection(kind: EntityKind) -> &'static str {
     match kind {
@@ -424,24 +431,28 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
     all
 }
 
+/// What the audit log needs of each route: its action and whether it is
+/// polled, by method and path.
+static AUDITED: LazyLock<HashMap<(Method, String), (String, bool)>> = LazyLock::new(|| {
+    endpoints()
+        .into_iter()
+        .map(|endpoint| ((endpoint.method, endpoint.path), (endpoint.action, endpoint.polled)))
+        .collect()
+});
+
 /// The audit action of a request that reached `route`.
 pub(crate) fn action_of(method: &Method, route: &str) -> String {
-    static ACTIONS: LazyLock<HashMap<(Method, String), String>> = LazyLock::new(|| {
-        endpoints().into_iter().map(|endpoint| ((endpoint.method, endpoint.path), endpoint.action)).collect()
-    });
     let route = route.trim_end_matches('/');
-    ACTIONS
+    AUDITED
         .get(&(method.clone(), route.to_string()))
-        .cloned()
+        .map(|(action, _)| action.clone())
         .unwrap_or_else(|| format!("{} {route}", method.as_str().to_lowercase()))
 }
 
 /// Whether `route` is a polled read (see [`Endpoint::polled`]).
 pub(crate) fn is_polled(method: &Method, route: &str) -> bool {
-    static POLLED: LazyLock<Vec<(Method, String)>> =
-        LazyLock::new(|| endpoints().into_iter().filter(|e| e.polled).map(|e| (e.method, e.path)).collect());
     let route = route.trim_end_matches('/');
-    POLLED.iter().any(|(m, path)| m == method && path == route)
+    AUDITED.get(&(method.clone(), route.to_string())).is_some_and(|(_, polled)| *polled)
 }
 
 pub(crate) fn routes(state: &AppState) -> Router<AppState> {

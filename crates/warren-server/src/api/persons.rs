@@ -1,6 +1,7 @@
 //! Persons as PostHog's persons API shows them: a project's persons,
-//! newest first, searched by distinct id, uuid or property text; one
-//! person with their distinct ids; and the project's ingestion warnings.
+//! newest first, searched by distinct id, uuid or property text, or the
+//! one with a distinct id; one person with their distinct ids; and the
+//! project's ingestion warnings.
 //! A person's events come from the query API (`EventsQuery` with
 //! `personId`).
 
@@ -12,6 +13,7 @@ use uuid::Uuid;
 use warren_core::person::Person;
 
 use super::auth::{Access, Caller};
+use super::time_json;
 use crate::{ApiError, AppState};
 
 /// Persons one page holds at most.
@@ -20,26 +22,29 @@ const MAX_LIMIT: u32 = 500;
 #[derive(Deserialize)]
 pub(super) struct PersonsQuery {
     search: Option<String>,
+    /// The one person with exactly this distinct id.
+    distinct_id: Option<String>,
     limit: Option<u32>,
     offset: Option<u32>,
 }
 
-fn rfc3339(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-async fn person_json(state: &AppState, person: &Person) -> Result<Value, ApiError> {
-    let distinct_ids = state.meta.distinct_ids_of(person.team_id, person.uuid).await?;
-    Ok(json!({
-        "id": person.uuid,
-        "uuid": person.uuid,
-        "distinct_ids": distinct_ids,
-        "properties": person.properties,
-        "is_identified": person.is_identified,
-        "created_at": rfc3339(person.created_at_us),
-    }))
+/// Persons as the API shows them, each with its distinct ids.
+async fn persons_json(state: &AppState, team_id: i64, persons: &[Person]) -> Result<Vec<Value>, ApiError> {
+    let uuids: Vec<Uuid> = persons.iter().map(|p| p.uuid).collect();
+    let mut ids = state.meta.distinct_ids_of(team_id, &uuids).await?;
+    Ok(persons
+        .iter()
+        .map(|person| {
+            json!({
+                "id": person.uuid,
+                "uuid": person.uuid,
+                "distinct_ids": ids.remove(&person.uuid).unwrap_or_default(),
+                "properties": person.properties,
+                "is_identified": person.is_identified,
+                "created_at": time_json(person.created_at_us),
+            })
+        })
+        .collect())
 }
 
 pub(super) async fn list(
@@ -57,15 +62,17 @@ pub(super) async fn list(
     if query.search.as_ref().is_some_and(|s| s.len() > 400) {
         return Err(ApiError::InvalidRequest("search is at most 400 bytes".into()));
     }
+    let count = state.meta.count_persons(project.id).await?;
+    if let Some(distinct_id) = &query.distinct_id {
+        let found = warren_meta::person_by_distinct_id(state.meta.as_ref(), project.id, distinct_id).await?;
+        let results = persons_json(&state, project.id, found.as_slice()).await?;
+        return Ok(Json(json!({"results": results, "count": count, "next": null})));
+    }
     // One more than asked tells whether another page follows.
     let mut persons =
         state.meta.search_persons(project.id, query.search.as_deref(), limit + 1, offset).await?;
     let more = persons.len() > limit as usize;
     persons.truncate(limit as usize);
-    let mut results = Vec::with_capacity(persons.len());
-    for person in &persons {
-        results.push(person_json(&state, person).await?);
-    }
     let next = more.then(|| {
         let mut url =
             format!("/api/projects/{}/persons/?limit={limit}&offset={}", project.id, offset + limit);
@@ -76,8 +83,8 @@ pub(super) async fn list(
         url
     });
     Ok(Json(json!({
-        "results": results,
-        "count": state.meta.count_persons(project.id).await?,
+        "results": persons_json(&state, project.id, &persons).await?,
+        "count": count,
         "next": next,
     })))
 }
@@ -91,7 +98,8 @@ pub(super) async fn one(
     let uuid = Uuid::parse_str(&uuid).map_err(|_| ApiError::NotFound)?;
     caller.note_resource(uuid);
     let person = state.meta.person(project.id, uuid).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(person_json(&state, &person).await?))
+    let mut shown = persons_json(&state, project.id, std::slice::from_ref(&person)).await?;
+    Ok(Json(shown.pop().unwrap_or(Value::Null)))
 }
 
 #[derive(Deserialize)]
@@ -115,7 +123,7 @@ pub(super) async fn ingestion_warnings(
                 "type": w.kind,
                 "event_uuid": w.event_uuid,
                 "details": w.details,
-                "timestamp": rfc3339(w.timestamp_us),
+                "timestamp": time_json(w.timestamp_us),
             })
         })
         .collect();

@@ -5,7 +5,7 @@
 mod events;
 mod lz64;
 mod payload;
-mod timestamp;
+pub(crate) mod timestamp;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,11 +27,6 @@ use self::events::{event_token, parse_batch, validate_event, validate_token};
 use self::payload::CaptureQuery;
 use self::timestamp::EventClock;
 use crate::{ApiError, AppState};
-
-/// An instant as capture writes it into log records (RFC 3339, ms, UTC).
-pub(crate) fn format_time(at: chrono::DateTime<Utc>) -> String {
-    timestamp::format(at)
-}
 
 /// What a route changes about decoding.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +50,12 @@ const ROUTES: &[(&str, RouteKind)] = &[
     ("/capture", RouteKind { legacy: true, engage: false, batch: false }),
     ("/batch", RouteKind { legacy: false, engage: false, batch: true }),
 ];
+
+/// Whether `path` (a route pattern, without the trailing slash) is one of
+/// capture's.
+pub(crate) fn is_route(path: &str) -> bool {
+    ROUTES.iter().any(|(route, _)| *route == path)
+}
 
 /// The capture routes, each with and without a trailing slash.
 pub fn routes() -> Router<AppState> {

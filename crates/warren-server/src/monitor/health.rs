@@ -6,9 +6,6 @@ use warren_core::metrics as names;
 
 use super::scrape::{growth, Labels, Reading};
 
-/// Routes of the capture API, whose latency the overview shows.
-pub(crate) const CAPTURE_ROUTES: [&str; 6] = ["/batch", "/e", "/i/v0/e", "/capture", "/track", "/engage"];
-
 /// Requests per second by class of answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StatusRates {
@@ -57,8 +54,9 @@ fn label<'a>(labels: &'a Labels, name: &str) -> &'a str {
     labels.get(name).map_or("", String::as_str)
 }
 
+/// A series of the capture API, whose latency the overview shows.
 pub(crate) fn is_capture(labels: &Labels) -> bool {
-    CAPTURE_ROUTES.contains(&label(labels, "route"))
+    crate::capture::is_route(label(labels, "route"))
 }
 
 /// `2xx`, `4xx`… of a status label.

@@ -32,6 +32,9 @@ use scrape::Reading;
 
 use crate::AppState;
 
+/// Samples kept at most, whatever `history_samples` says (a day at 1 s).
+const MAX_HISTORY: usize = 86_400;
+
 /// The monitor's shared view: the history the overview reads.
 #[derive(Clone)]
 pub struct Monitor {
@@ -56,13 +59,12 @@ impl std::fmt::Debug for Monitor {
 impl Monitor {
     /// `instance` names this process in its events (e.g. `all@host:8000`).
     pub fn new(config: SelfMonitoringConfig, jobs: JobBoard, instance: String) -> Self {
-        let capacity = config.history_samples.max(1);
         Self {
             shared: Arc::new(Shared {
                 config,
                 jobs,
                 instance,
-                history: Mutex::new(VecDeque::with_capacity(capacity)),
+                history: Mutex::new(VecDeque::new()),
                 partitions: Mutex::new(Vec::new()),
             }),
         }
@@ -134,7 +136,7 @@ impl Monitor {
 
     fn remember(&self, point: HealthPoint, partitions: Vec<PartitionLag>) {
         if let Ok(mut history) = self.shared.history.lock() {
-            if history.len() >= self.shared.config.history_samples.max(1) {
+            while history.len() >= self.shared.config.history_samples.clamp(1, MAX_HISTORY) {
                 history.pop_front();
             }
             history.push_back(point);
@@ -152,7 +154,7 @@ impl Monitor {
         events: Vec<internal::InternalEvent>,
     ) -> Result<(), crate::ApiError> {
         let now = chrono::Utc::now();
-        let at = crate::capture::format_time(now);
+        let at = crate::capture::timestamp::format(now);
         let distinct_id = &self.shared.instance;
         let key = partition_key(&project.api_token, distinct_id).into_bytes();
         let mut records = Vec::with_capacity(events.len());

@@ -97,7 +97,11 @@ fn next_of(query: Option<&str>) -> String {
         .find(|(key, _)| key == "next")
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    // Browsers drop tabs and newlines from a Location and read `\` as
+    // `/`, so `/\t/evil` would leave the site: only plain paths pass.
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control());
     if local {
         next
     } else {
@@ -160,6 +164,9 @@ mod tests {
         assert_eq!(next_of(Some("next=https%3A%2F%2Fevil.example")), "/");
         assert_eq!(next_of(Some("next=%2F%2Fevil.example")), "/");
         assert_eq!(next_of(Some("next=%2F%5Cevil.example")), "/");
+        assert_eq!(next_of(Some("next=%2F%09%2Fevil.example")), "/", "a tab browsers drop");
+        assert_eq!(next_of(Some("next=%2F%0A%2Fevil.example")), "/", "a newline");
+        assert_eq!(next_of(Some("next=%2Fevents%3Fevent%3Dx")), "/events?event=x");
         assert_eq!(next_of(None), "/");
     }
 

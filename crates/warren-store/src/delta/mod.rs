@@ -75,7 +75,7 @@ impl DeltaStoreOptions {
             checkpoint_interval: config.checkpoint_interval.max(1),
             vacuum_retention: Duration::from_secs(config.vacuum_retention_hours * 3600),
             vacuum_every: Duration::from_secs(3600),
-            jobs: JobBoard::new(),
+            jobs: JobBoard::default(),
         })
     }
 }
@@ -239,20 +239,24 @@ impl EventStore for DeltaStore {
         Ok(offsets)
     }
 
-    async fn delete_before(&self, team_id: i64, before_us: i64) -> Result<u64, StoreError> {
-        use deltalake::datafusion::prelude::{col, lit};
+    async fn delete_events(&self, team_id: i64, range: std::ops::Range<i64>) -> Result<u64, StoreError> {
+        use deltalake::datafusion::prelude::{col, lit, Expr};
         use deltalake::datafusion::scalar::ScalarValue;
-        let day = before_us.div_euclid(86_400_000_000);
-        let day = i32::try_from(day).map_err(|_| StoreError::Invalid(format!("time {before_us} µs")))?;
-        // The partition column first, so whole days of other partitions
-        // are never read.
-        let predicate = col(schema::PARTITION_COLUMN)
-            .lt_eq(lit(ScalarValue::Date32(Some(day))))
-            .and(col("team_id").eq(lit(team_id)))
-            .and(
-                col("timestamp")
-                    .lt(lit(ScalarValue::TimestampMicrosecond(Some(before_us), Some("UTC".into())))),
-            );
+        let day = |us: i64| i32::try_from(us.div_euclid(86_400_000_000)).ok();
+        let at = |us: i64| lit(ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())));
+        let date = |day: i32| lit(ScalarValue::Date32(Some(day)));
+        // The partition column bounds the days read, so upkeep that runs
+        // often touches only the days it is about.
+        let mut predicate: Expr = col("team_id").eq(lit(team_id)).and(col("timestamp").lt(at(range.end)));
+        if let Some(last) = day(range.end) {
+            predicate = predicate.and(col(schema::PARTITION_COLUMN).lt_eq(date(last)));
+        }
+        if range.start != i64::MIN {
+            predicate = predicate.and(col("timestamp").gt_eq(at(range.start)));
+            if let Some(first) = day(range.start) {
+                predicate = predicate.and(col(schema::PARTITION_COLUMN).gt_eq(date(first)));
+            }
+        }
         let mut table = self.table.lock().await;
         table.update_state().await?;
         let job = maintenance::Job::start(&self.options.jobs, "store.delete");

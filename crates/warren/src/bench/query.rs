@@ -148,10 +148,10 @@ struct Timing {
 /// Generates the benchmark's story into `data_dir` unless its events
 /// table exists already; shared with `warren bench ui`.
 pub(super) async fn ensure_dataset(data_dir: &Path, users: usize) -> anyhow::Result<()> {
-    let config = WarrenConfig { data_dir: data_dir.to_path_buf(), ..WarrenConfig::default() };
     if data_dir.join("events/_delta_log").exists() {
         return Ok(());
     }
+    let config = WarrenConfig { data_dir: data_dir.to_path_buf(), ..WarrenConfig::default() };
     eprintln!("generating {users} people over {DAYS} days into {} (once)", data_dir.display());
     let story = crate::generate::Story {
         seed: 1,

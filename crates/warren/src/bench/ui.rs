@@ -1,7 +1,7 @@
 //! `warren bench ui`: how long the server takes to answer what each
 //! dashboard page asks for when it opens, on the query benchmark's
 //! dataset (about ten million events, 200,000 persons). It starts a Warren
-//! of its own on that data dir, signs in, and times every request of a
+//! of its own on that data dir (the query role), signs in, and times every request of a
 //! page (the page's HTML, then its API calls) over loopback; a page's
 //! figure is the sum, as if the browser made its requests one after the
 //! other. The events list and a person's events — the two pages that scan
@@ -108,8 +108,15 @@ fn events_query(extra: Value) -> Value {
 
 pub async fn run(options: UiBench) -> anyhow::Result<()> {
     ensure_dataset(&options.data_dir, options.users).await?;
-    let env = [("WARREN_BOOTSTRAP__ADMIN_EMAIL", EMAIL), ("WARREN_BOOTSTRAP__ADMIN_PASSWORD", PASSWORD)];
-    let (_server, url) = start_server(&options.data_dir, TOKEN, &[], &env).await?;
+    // The query role alone, without self-monitoring: the shared dataset
+    // stays as `warren bench query` made it (no upkeep rewrites its files,
+    // no internal project joins it).
+    let env = [
+        ("WARREN_BOOTSTRAP__ADMIN_EMAIL", EMAIL),
+        ("WARREN_BOOTSTRAP__ADMIN_PASSWORD", PASSWORD),
+        ("WARREN_SELF_MONITORING__ENABLED", "false"),
+    ];
+    let (_server, url) = start_server(&options.data_dir, TOKEN, &["--role", "query"], &env).await?;
     let session = Session::open(&url).await?;
 
     // A person with many events, found as the persons page would.
@@ -120,8 +127,8 @@ pub async fn run(options: UiBench) -> anyhow::Result<()> {
         .0;
     let distinct_id =
         busiest["results"][0][0].as_str().context("no identified person in the dataset")?.to_string();
-    let found =
-        session.call(&Call::Get(format!("/api/projects/1/persons/?search={distinct_id}&limit=5"))).await?.0;
+    let encoded: String = form_urlencoded::byte_serialize(distinct_id.as_bytes()).collect();
+    let found = session.call(&Call::Get(format!("/api/projects/1/persons/?distinct_id={encoded}"))).await?.0;
     let person = found["results"][0]["id"].as_str().context("the busiest person was not found")?.to_string();
     let count = session
         .call(&Call::Query(json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events"})))
@@ -164,10 +171,7 @@ pub async fn run(options: UiBench) -> anyhow::Result<()> {
             "persons",
             vec![Call::Get("/persons".into()), Call::Get("/api/projects/1/persons/?limit=50".into())],
         ),
-        (
-            "persons search",
-            vec![Call::Get(format!("/api/projects/1/persons/?search={distinct_id}&limit=50"))],
-        ),
+        ("persons search", vec![Call::Get(format!("/api/projects/1/persons/?search={encoded}&limit=50"))]),
         (
             "person",
             vec![

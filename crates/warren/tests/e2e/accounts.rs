@@ -25,6 +25,11 @@ impl Client {
         Self { base: server.url.clone(), cookie: None, key: None }
     }
 
+    /// Signed in with a session cookie (`warren_session=…`).
+    pub fn with_cookie(server: &TestServer, cookie: String) -> Self {
+        Self { base: server.url.clone(), cookie: Some(cookie), key: None }
+    }
+
     pub fn with_key(&self, key: &str) -> Self {
         Self { key: Some(key.to_string()), cookie: None, ..self.clone() }
     }

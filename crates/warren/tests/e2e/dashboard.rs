@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use warren_testkit::{require, TestServer, API_KEY, TOKEN};
 
-use crate::accounts::{sign_up, Client};
+use crate::accounts::{new_key, sign_up, Client};
 use crate::{http, repo_root, BIN};
 
 const ADMIN_EMAIL: &str = "admin@example.com";
@@ -36,10 +36,10 @@ fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client")
 }
 
-async fn log_in(server: &TestServer) -> String {
+async fn log_in(server: &TestServer, email: &str, password: &str) -> String {
     let response = http()
         .post(format!("{}/api/login/", server.url))
-        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .json(&json!({"email": email, "password": password}))
         .send()
         .await
         .expect("log in");
@@ -92,7 +92,7 @@ async fn pages_need_a_session_and_their_assets_are_embedded() {
     let missing = client.get(format!("{}/assets/nope.js", server.url)).send().await.expect("asset");
     assert_eq!(missing.status().as_u16(), 404);
 
-    let cookie = log_in(&server).await;
+    let cookie = log_in(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let app = client
         .get(format!("{}/persons/abc", server.url))
         .header("cookie", &cookie)
@@ -246,19 +246,30 @@ async fn warren_writes_its_health_as_events_of_its_internal_project() {
     assert!(!config.contains(API_KEY) && !config.contains(ADMIN_PASSWORD), "secrets are redacted: {config}");
     assert_eq!(system["config"]["bootstrap"]["admin_email"], ADMIN_EMAIL);
 
-    // Only the deployment's admins see Warren's own state.
+    // Only the deployment's admins see Warren's own state: outsiders get
+    // 404, members 403, and so do keys without the instance scope.
     let (stranger, _) = sign_up(&server, "stranger@example.com").await;
+    let owner = Client::with_cookie(&server, log_in(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await);
+    let member_body =
+        json!({"email": "member@example.com", "password": "a member's password", "role": "member"});
+    owner.ok(Method::POST, "/api/organizations/1/members/", Some(member_body)).await;
+    let member =
+        Client::with_cookie(&server, log_in(&server, "member@example.com", "a member's password").await);
+    let narrow = Client::anonymous(&server).with_key(&new_key(&owner, json!(["query:read"])).await);
+    let wide = Client::anonymous(&server).with_key(&new_key(&owner, json!(["instance:read"])).await);
     for path in ["/api/instance/health/", "/api/instance/system/"] {
-        assert_eq!(stranger.call(Method::GET, path, None).await.0, 404, "{path}");
+        assert_eq!(stranger.call(Method::GET, path, None).await.0, 404, "{path} for an outsider");
+        assert_eq!(member.call(Method::GET, path, None).await.0, 403, "{path} for a member");
+        assert_eq!(narrow.call(Method::GET, path, None).await.0, 403, "{path} without instance:read");
+        assert_eq!(wide.call(Method::GET, path, None).await.0, 200, "{path} with instance:read");
     }
     let audit = admin.ok(Method::GET, "/api/organizations/1/audit_log/?limit=500", None).await;
-    let polled = audit["results"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter(|e| e["action"] == "instance.health")
-        .count();
-    assert_eq!(polled, 0, "the overview's polling does not fill the audit log");
+    let entries = audit["results"].as_array().expect("entries");
+    let entry =
+        |action: &str, status: u16| entries.iter().any(|e| e["action"] == action && e["status"] == status);
+    assert!(entry("instance.system", 200), "other reads are audited");
+    assert!(!entry("instance.health", 200), "the overview's polling does not fill the audit log");
+    assert!(entry("instance.health", 403), "a refused poll is audited");
 }
 
 fn chromium() -> Option<PathBuf> {

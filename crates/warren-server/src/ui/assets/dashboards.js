@@ -6,12 +6,17 @@ async function list(main, context) {
   const path = `/api/projects/${context.project.id}/dashboards/`;
   const name = h("input", { name: "name", placeholder: "New dashboard's name", "aria-label": "Dashboard name" });
   const create = h("form", { class: "filters" }, name, h("button", { type: "submit" }, "Create dashboard"));
+  const problem = h("p", { class: "error", role: "alert" });
   create.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const made = await context.api(path, { method: "POST", body: { name: name.value.trim() || "My dashboard", tiles: [] } });
-    context.navigate(`/dashboards/${made.id}`);
+    try {
+      const made = await context.api(path, { method: "POST", body: { name: name.value.trim() || "My dashboard", tiles: [] } });
+      context.navigate(`/dashboards/${made.id}`);
+    } catch (error) {
+      problem.textContent = `Not created: ${error.message}`;
+    }
   });
-  main.append(h("h1", {}, "Dashboards"), create);
+  main.append(h("h1", {}, "Dashboards"), create, problem);
   const answer = await context.api(path);
   if (answer.results.length === 0) {
     main.append(notice("No dashboards yet. Save an insight and add it to one, or create one here."));

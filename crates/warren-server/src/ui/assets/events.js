@@ -7,6 +7,16 @@ const RANGES = [["-1h", "Last hour"], ["-24h", "Last 24 hours"], ["-7d", "Last 7
 const SELECT = ["uuid", "event", "timestamp", "distinct_id", "person_id", "properties"];
 const PAGE = 100;
 
+/** `2026-12-01T09:18:37.123456Z` one microsecond later. */
+export function microsecondAfter(iso) {
+  const match = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z$/.exec(iso);
+  if (!match) return iso;
+  const micros = BigInt(Date.parse(`${match[1]}Z`)) * 1000n + BigInt((match[2] || "").padEnd(6, "0")) + 1n;
+  const seconds = micros / 1_000_000n;
+  const rest = (micros % 1_000_000n).toString().padStart(6, "0");
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${rest}Z`;
+}
+
 export async function definitions(context) {
   const id = context.project.id;
   const [events, properties] = await Promise.all([
@@ -25,7 +35,9 @@ export function eventTable(rows, { showPerson = true } = {}) {
     const line = h("tr", { class: "clickable", "data-testid": "event-row", "data-uuid": uuid },
       h("td", { title: time(timestamp) }, ago(timestamp)),
       h("td", { class: "event-name" }, event),
-      showPerson ? h("td", {}, h("a", { href: `/persons/${personId}`, "data-testid": "person-link" }, distinctId)) : null,
+      showPerson ? h("td", {}, personId
+        ? h("a", { href: `/persons/${encodeURIComponent(personId)}`, "data-testid": "person-link" }, distinctId)
+        : distinctId) : null,
       h("td", { class: "mono ellipsis" }, text(where)),
       h("td", {}, text(properties.$lib || "")));
     const details = h("tr", { class: "details", hidden: true },
@@ -74,10 +86,12 @@ export function render(main, context) {
   async function personId() {
     const wanted = personInput.value.trim();
     if (!wanted) return null;
-    const found = await context.api(`/api/projects/${context.project.id}/persons/?search=${encodeURIComponent(wanted)}&limit=5`);
-    const exact = found.results.find((p) => p.id === wanted || p.distinct_ids.includes(wanted));
-    if (!exact) throw new Error(`no person has the distinct id or uuid ${wanted}`);
-    return exact.id;
+    const base = `/api/projects/${context.project.id}/persons/`;
+    const byId = await context.api(`${base}?distinct_id=${encodeURIComponent(wanted)}`);
+    if (byId.results.length) return byId.results[0].id;
+    const byUuid = await context.api(`${base}${encodeURIComponent(wanted)}/`).catch(() => null);
+    if (byUuid) return byUuid.id;
+    throw new Error(`no person has the distinct id or uuid ${wanted}`);
   }
 
   async function fetchRows(extra) {
@@ -113,19 +127,27 @@ export function render(main, context) {
   async function tail() {
     if (stopped || !live.checked) return;
     try {
-      const newest = rows[0]?.[2];
-      const answer = await fetchRows(newest ? { after: newest } : {});
-      const seen = new Set(rows.map((row) => row[0]));
-      const fresh = answer.results.filter((row) => !seen.has(row[0]));
+      // Oldest first from the newest shown, page after page, so a burst
+      // larger than one page is shown whole.
+      let fresh = [];
+      let from = rows[0]?.[2];
+      for (let page = 0; page < 10; page += 1) {
+        const answer = await fetchRows(from ? { after: from, orderBy: ["timestamp ASC"] } : {});
+        const seen = new Set(rows.map((row) => row[0]).concat(fresh.map((row) => row[0])));
+        const batch = answer.results.filter((row) => !seen.has(row[0]));
+        fresh = fresh.concat(from ? batch : batch.reverse());
+        if (!from || !answer.hasMore || batch.length === 0) break;
+        from = answer.results[answer.results.length - 1][2];
+      }
       if (fresh.length) {
-        rows = fresh.concat(rows).slice(0, 1000);
+        rows = fresh.reverse().concat(rows).slice(0, 1000);
         draw();
         status.textContent = `${rows.length} events · live`;
       }
     } catch (error) {
       status.textContent = `Live tail paused: ${error.message}`;
     }
-    if (!stopped && live.checked) timer = window.setTimeout(tail, 2000);
+    if (!stopped && live.checked) timer = window.setTimeout(tail, 5000);
   }
 
   form.addEventListener("submit", (event) => {
@@ -144,11 +166,17 @@ export function render(main, context) {
   more.addEventListener("click", async () => {
     const oldest = rows[rows.length - 1]?.[2];
     if (!oldest) return;
-    const answer = await fetchRows({ before: oldest });
-    const seen = new Set(rows.map((row) => row[0]));
-    rows = rows.concat(answer.results.filter((row) => !seen.has(row[0])));
-    more.hidden = !answer.hasMore;
-    draw();
+    try {
+      // Up to and including the oldest shown: others of the same
+      // microsecond may not be shown yet.
+      const answer = await fetchRows({ before: microsecondAfter(oldest) });
+      const seen = new Set(rows.map((row) => row[0]));
+      rows = rows.concat(answer.results.filter((row) => !seen.has(row[0])));
+      more.hidden = !answer.hasMore;
+      draw();
+    } catch (error) {
+      status.textContent = `Could not load older events: ${error.message}`;
+    }
   });
   search();
   return () => {

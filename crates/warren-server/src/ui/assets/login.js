@@ -4,8 +4,10 @@ import { api } from "./api.js";
 
 function destination() {
   const next = new URLSearchParams(window.location.search).get("next") || "/";
-  // Only paths of this site; the server checks the same on its side.
-  return next.startsWith("/") && !next.startsWith("//") && !next.includes("\\") ? next : "/";
+  // Only this site: the browser resolves the path as it would a link, and
+  // anything that lands elsewhere goes home instead.
+  const url = new URL(next, window.location.origin);
+  return url.origin === window.location.origin ? url.pathname + url.search + url.hash : "/";
 }
 
 document.addEventListener("DOMContentLoaded", () => {
