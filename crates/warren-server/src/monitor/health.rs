@@ -4,7 +4,7 @@
 use serde::Serialize;
 use warren_core::metrics as names;
 
-use super::scrape::{growth, Labels, Reading};
+use super::scrape::{Labels, Reading};
 
 /// Requests per second by class of answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -68,12 +68,10 @@ impl HealthPoint {
     /// The interval from `earlier` to `now`, `seconds` long, ending at `at_ms`.
     pub(crate) fn between(earlier: &Reading, now: &Reading, seconds: f64, at_ms: i64) -> Self {
         let seconds = seconds.max(1e-3);
-        let rate = |name: &str, keep: &dyn Fn(&Labels) -> bool| {
-            growth(now.sum(name, keep), earlier.sum(name, keep)) / seconds
-        };
+        let rate = |name: &str, keep: &dyn Fn(&Labels) -> bool| now.increase(earlier, name, keep) / seconds;
         let stored = |labels: &Labels| label(labels, "outcome") == "stored";
         let p99_ms = |name: &str, keep: &dyn Fn(&Labels) -> bool| {
-            now.histogram(name, keep).since(&earlier.histogram(name, keep)).quantile(0.99).map(|s| s * 1000.0)
+            now.histogram_increase(earlier, name, keep).quantile(0.99).map(|s| s * 1000.0)
         };
         HealthPoint {
             at_ms,

@@ -75,15 +75,13 @@ pub(crate) fn events(earlier: &Reading, now: &Reading, seconds: f64, runs: &[Job
 /// route's latency.
 fn http_requests(earlier: &Reading, now: &Reading, seconds: f64, out: &mut Vec<InternalEvent>) {
     for (labels, count) in now.series(names::HTTP_REQUESTS) {
-        let before = earlier.sum(names::HTTP_REQUESTS, |l| l == labels);
-        let requests = growth(count, before);
+        let requests = growth(count, earlier.sum(names::HTTP_REQUESTS, |l| l == labels));
         if requests <= 0.0 {
             continue;
         }
         let route = label(labels, "route");
-        let latency = now
-            .histogram(names::HTTP_REQUEST_SECONDS, |l| label(l, "route") == route)
-            .since(&earlier.histogram(names::HTTP_REQUEST_SECONDS, |l| label(l, "route") == route));
+        let latency =
+            now.histogram_increase(earlier, names::HTTP_REQUEST_SECONDS, |l| label(l, "route") == route);
         out.push((
             "warren_http_requests",
             object(json!({
@@ -109,9 +107,7 @@ fn queries(earlier: &Reading, now: &Reading, out: &mut Vec<InternalEvent>) {
             continue;
         }
         let kind = label(labels, "kind");
-        let latency = now
-            .histogram(names::QUERY_SECONDS, |l| label(l, "kind") == kind)
-            .since(&earlier.histogram(names::QUERY_SECONDS, |l| label(l, "kind") == kind));
+        let latency = now.histogram_increase(earlier, names::QUERY_SECONDS, |l| label(l, "kind") == kind);
         out.push((
             "warren_queries",
             object(json!({
@@ -127,8 +123,7 @@ fn queries(earlier: &Reading, now: &Reading, out: &mut Vec<InternalEvent>) {
 
 fn ingest(earlier: &Reading, now: &Reading, seconds: f64) -> Map<String, Value> {
     let grew = |name: &str, outcome: Option<&str>| {
-        let keep = |l: &Labels| outcome.is_none_or(|o| label(l, "outcome") == o);
-        growth(now.sum(name, keep), earlier.sum(name, keep))
+        now.increase(earlier, name, |l: &Labels| outcome.is_none_or(|o| label(l, "outcome") == o))
     };
     let received = grew(names::CAPTURE_EVENTS_RECEIVED, None);
     let stored = grew(names::INGEST_EVENTS, Some("stored"));
@@ -149,7 +144,7 @@ fn ingest(earlier: &Reading, now: &Reading, seconds: f64) -> Map<String, Value> 
 }
 
 fn store(earlier: &Reading, now: &Reading) -> Map<String, Value> {
-    let grew = |name: &str| growth(now.sum(name, |_| true), earlier.sum(name, |_| true));
+    let grew = |name: &str| now.increase(earlier, name, |_| true);
     object(json!({
         "files": now.gauge(names::STORE_FILES),
         "bytes": now.gauge(names::STORE_BYTES),

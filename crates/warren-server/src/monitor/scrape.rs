@@ -124,6 +124,23 @@ impl Reading {
         self.series(name).map(|(_, v)| v).next()
     }
 
+    /// How much the series of `name` whose labels pass `keep` grew since
+    /// `earlier` (counters).
+    pub fn increase(&self, earlier: &Reading, name: &str, keep: impl Fn(&Labels) -> bool + Copy) -> f64 {
+        growth(self.sum(name, keep), earlier.sum(name, keep))
+    }
+
+    /// What the histograms of `name` whose labels pass `keep` observed
+    /// since `earlier`.
+    pub fn histogram_increase(
+        &self,
+        earlier: &Reading,
+        name: &str,
+        keep: impl Fn(&Labels) -> bool + Copy,
+    ) -> Buckets {
+        self.histogram(name, keep).since(&earlier.histogram(name, keep))
+    }
+
     /// The buckets of the series of `name` whose labels pass `keep`, added.
     pub fn histogram(&self, name: &str, keep: impl Fn(&Labels) -> bool) -> Buckets {
         let mut total = Buckets::default();
