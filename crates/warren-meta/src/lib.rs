@@ -327,8 +327,11 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Vec<Person>, MetaError>;
 
     /// A project's persons, newest first: all of them, or those whose uuid
-    /// or a distinct id equals `search`, or whose distinct ids or
-    /// properties contain it (ignoring case).
+    /// is `search`, or one of whose distinct ids starts with it, or whose
+    /// `email` or `name` property starts with it ignoring case (ASCII case
+    /// only on SQLite). Each test is a range over an index. `key=value`
+    /// also finds the persons whose property `key` is `value` as text (a
+    /// string, or a number as written), which reads every person.
     async fn search_persons(
         &self,
         team_id: TeamId,

@@ -281,6 +281,18 @@ impl Select {
         self
     }
 
+    /// Whether this reads a bounded list of events, row by row: no
+    /// grouping, no aggregate, a limit. Such a plan keeps few of the rows
+    /// it filters, so an engine does better testing the filter before it
+    /// decodes the wide columns (the properties) than after.
+    pub fn lists_events(&self) -> bool {
+        matches!(self.from, Source::Events)
+            && self.limit.is_some()
+            && self.group_by.is_empty()
+            && !self.distinct
+            && !self.columns.iter().any(|(_, expr)| matches!(expr, Expr::Aggregate(_)))
+    }
+
     pub fn into_source(self, alias: &str) -> Source {
         Source::Subquery { select: Box::new(self), alias: alias.to_string() }
     }

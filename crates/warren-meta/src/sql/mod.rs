@@ -462,7 +462,7 @@ impl crate::MetaStore for SqlMeta {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<Person>, MetaError> {
-        persons::search_persons(&self.pool, team_id, search, limit, offset).await
+        persons::search_persons(&self.pool, self.dialect, team_id, search, limit, offset).await
     }
 
     async fn count_persons(&self, team_id: TeamId) -> Result<u64, MetaError> {

@@ -360,58 +360,101 @@ pub(super) async fn persons(
 
 pub(super) async fn search_persons(
     pool: &AnyPool,
+    dialect: Dialect,
     team_id: TeamId,
     search: Option<&str>,
     limit: u32,
     offset: u32,
 ) -> Result<Vec<Person>, MetaError> {
     let search = search.map(str::trim).filter(|s| !s.is_empty());
-    let rows = match search {
-        None => {
-            let sql = format!(
-                "SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1
-                 ORDER BY p.created_at_us DESC, p.uuid LIMIT $2 OFFSET $3"
-            );
-            sqlx::query(&sql)
-                .bind(team_id)
-                .bind(i64::from(limit))
-                .bind(i64::from(offset))
-                .fetch_all(pool)
-                .await?
+    let Some(search) = search else {
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1
+             ORDER BY p.created_at_us DESC, p.uuid LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(team_id)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(pool)
+            .await?;
+        return rows.iter().map(person_from_row).collect();
+    };
+    // Every test is a range over an index: a prefix `s` is
+    // `s <= value < s + U+10FFFF` in byte order.
+    let (distinct_id, email, name, lowered) = match dialect {
+        Dialect::Sqlite => (
+            "d.distinct_id",
+            "lower(json_extract(q.properties, '$.email'))",
+            "lower(json_extract(q.properties, '$.name'))",
+            // SQLite's lower() knows ASCII letters only.
+            search.to_ascii_lowercase(),
+        ),
+        Dialect::Postgres => (
+            "d.distinct_id COLLATE \"C\"",
+            "(lower(q.properties::json ->> 'email')) COLLATE \"C\"",
+            "(lower(q.properties::json ->> 'name')) COLLATE \"C\"",
+            search.to_lowercase(),
+        ),
+    };
+    // `key=value` also asks for one property's exact value. No index can
+    // serve any key, so this one test reads every person of the project.
+    let property = property_search(search);
+    let by_property = match (property, dialect) {
+        (None, _) => "",
+        (Some(_), Dialect::Sqlite) => {
+            "UNION SELECT q.uuid FROM persons q
+                   WHERE q.team_id = $1 AND CAST(json_extract(q.properties, $9) AS TEXT) = $10"
         }
-        Some(search) => {
-            let sql = format!(
-                "SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1 AND (
-                     p.uuid = $2
-                     OR lower(p.properties) LIKE $3 ESCAPE '\\'
-                     OR p.uuid IN (SELECT d.person_uuid FROM person_distinct_ids d
-                                   WHERE d.team_id = $1 AND (d.distinct_id = $2 OR lower(d.distinct_id) LIKE $3 ESCAPE '\\')))
-                 ORDER BY p.created_at_us DESC, p.uuid LIMIT $4 OFFSET $5"
-            );
-            sqlx::query(&sql)
-                .bind(team_id)
-                .bind(search)
-                .bind(format!("%{}%", like_escaped(&search.to_lowercase())))
-                .bind(i64::from(limit))
-                .bind(i64::from(offset))
-                .fetch_all(pool)
-                .await?
+        (Some(_), Dialect::Postgres) => {
+            "UNION SELECT q.uuid FROM persons q WHERE q.team_id = $1 AND (q.properties::json ->> $9) = $10"
         }
     };
+    // The matches first, then their rows by primary key: asked as `IN`,
+    // SQLite would walk every person in creation order instead.
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM (
+             SELECT CAST($2 AS TEXT) AS uuid
+             UNION SELECT d.person_uuid FROM person_distinct_ids d
+                   WHERE d.team_id = $1 AND {distinct_id} >= $3 AND {distinct_id} < $4
+             UNION SELECT q.uuid FROM persons q WHERE q.team_id = $1 AND {email} >= $5 AND {email} < $6
+             UNION SELECT q.uuid FROM persons q WHERE q.team_id = $1 AND {name} >= $5 AND {name} < $6
+             {by_property}) m
+         JOIN persons p ON p.team_id = $1 AND p.uuid = m.uuid
+         ORDER BY p.created_at_us DESC, p.uuid LIMIT $7 OFFSET $8"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(team_id)
+        .bind(search)
+        .bind(search)
+        .bind(format!("{search}{PREFIX_END}"))
+        .bind(&lowered)
+        .bind(format!("{lowered}{PREFIX_END}"))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset));
+    if let Some((key, value)) = property {
+        let key = match dialect {
+            // A quoted member of a JSON path: any key but one with a quote,
+            // which `property_search` refuses.
+            Dialect::Sqlite => format!("$.\"{key}\""),
+            Dialect::Postgres => key.to_string(),
+        };
+        query = query.bind(key).bind(value.to_string());
+    }
+    let rows = query.fetch_all(pool).await?;
     rows.iter().map(person_from_row).collect()
 }
 
-/// `text` matched literally inside a LIKE pattern with `ESCAPE '\'`.
-fn like_escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+/// `key=value` as a property and its value, both trimmed; `None` for any
+/// other text (no `=`, an empty key, or a key with a double quote).
+fn property_search(search: &str) -> Option<(&str, &str)> {
+    let (key, value) = search.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.contains('"')).then_some((key, value.trim()))
 }
+
+/// Sorts after every text that starts the same way, in byte order.
+const PREFIX_END: char = char::MAX;
 
 pub(super) async fn count_persons(pool: &AnyPool, team_id: TeamId) -> Result<u64, MetaError> {
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM persons WHERE team_id = $1")
@@ -435,9 +478,11 @@ pub(super) async fn distinct_ids_of(
 ) -> Result<HashMap<Uuid, Vec<String>>, MetaError> {
     let mut out: HashMap<Uuid, Vec<String>> = persons.iter().map(|p| (*p, Vec::new())).collect();
     for chunk in chunks(dialect, persons, 1) {
+        // Sorted here: an ORDER BY distinct_id would lead SQLite to walk
+        // the whole primary key instead of the person index.
         let sql = format!(
             "SELECT person_uuid AS uuid, distinct_id FROM person_distinct_ids
-             WHERE team_id = $1 AND person_uuid IN ({}) ORDER BY distinct_id",
+             WHERE team_id = $1 AND person_uuid IN ({})",
             placeholders(2, chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(team_id);
@@ -447,6 +492,9 @@ pub(super) async fn distinct_ids_of(
         for row in query.fetch_all(pool).await? {
             out.entry(uuid(&row, "uuid")?).or_default().push(text(&row, "distinct_id")?);
         }
+    }
+    for ids in out.values_mut() {
+        ids.sort();
     }
     Ok(out)
 }

@@ -64,6 +64,14 @@ pub struct DataFusionBackend {
     limits: QueryLimits,
 }
 
+/// What a query does with the rows it reads, as far as tuning it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlanShape {
+    /// A bounded list of events (see [`Select::lists_events`]).
+    EventList,
+    Other,
+}
+
 impl std::fmt::Debug for DataFusionBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataFusionBackend").field("limits", &self.limits).finish_non_exhaustive()
@@ -88,11 +96,17 @@ impl DataFusionBackend {
         &self,
         project: &ProjectContext,
         with_persons: bool,
+        shape: PlanShape,
     ) -> Result<SessionContext, QueryError> {
         let config = SessionConfig::new()
             .with_target_partitions(self.limits.target_partitions.max(1))
             .with_information_schema(false)
-            .set_str("datafusion.sql_parser.enable_ident_normalization", "false");
+            .set_str("datafusion.sql_parser.enable_ident_normalization", "false")
+            // Filtering inside the Parquet reader skips decoding the other
+            // columns of rows that fail it: a large win where few rows are
+            // kept, a small cost where most are (the aggregates).
+            .set_bool("datafusion.execution.parquet.pushdown_filters", shape == PlanShape::EventList)
+            .set_bool("datafusion.execution.parquet.reorder_filters", shape == PlanShape::EventList);
         let mut ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         datafusion_functions_json::register_all(&mut ctx).map_err(engine)?;
         ctx.register_udaf(AggregateUDF::from(funnel::FunnelAggregate::new()));
@@ -231,7 +245,8 @@ impl QueryBackend for DataFusionBackend {
     async fn run(&self, project: &ProjectContext, select: &Select) -> Result<Rows, QueryError> {
         let sql = DataFusionDialect.render(select)?;
         tracing::debug!(team_id = project.team_id, %sql, "running plan");
-        let ctx = self.session(project, false).await?;
+        let shape = if select.lists_events() { PlanShape::EventList } else { PlanShape::Other };
+        let ctx = self.session(project, false, shape).await?;
         let frame = ctx.sql(&sql).await.map_err(|e| QueryError::Engine(format!("{e} in {sql}")))?;
         let stream = frame.execute_stream().await.map_err(engine)?;
         // Plans bound their own size; the cap only guards against a bug.
@@ -242,7 +257,7 @@ impl QueryBackend for DataFusionBackend {
         let sql = query.render(&DataFusionDialect)?;
         // A second check by DataFusion's own parser: one read-only statement.
         DFParser::parse_sql(&sql).map_err(|e| QueryError::invalid(e.to_string()))?;
-        let ctx = self.session(project, query.reads_persons()).await?;
+        let ctx = self.session(project, query.reads_persons(), PlanShape::Other).await?;
         let options = warren_store::datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

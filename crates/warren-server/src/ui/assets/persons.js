@@ -1,4 +1,4 @@
-// Persons: search by distinct id, uuid or property text; one person's
+// Persons: search by distinct id, uuid, email, name or key=value; one person's
 // properties, distinct ids and events.
 import { h, clear, notice, time, number, propertyTable } from "./dom.js";
 import { eventTable } from "./events.js";
@@ -11,7 +11,7 @@ function displayName(person) {
 }
 
 function list(main, context) {
-  const search = h("input", { type: "search", name: "search", placeholder: "distinct id, email, any property…",
+  const search = h("input", { type: "search", name: "search", placeholder: "distinct id, email, name, or key=value",
     value: context.params.get("search") || "", "aria-label": "Search persons" });
   const form = h("form", { class: "filters" }, search, h("button", { type: "submit" }, "Search"));
   const status = h("p", { class: "muted" });
