@@ -32,6 +32,7 @@ pub struct WarrenConfig {
     pub capture: CaptureConfig,
     pub ingest: IngestConfig,
     pub event_store: EventStoreConfig,
+    pub clickhouse: ClickHouseConfig,
     pub query: QueryConfig,
     pub bootstrap: BootstrapConfig,
     pub auth: AuthConfig,
@@ -52,6 +53,7 @@ impl Default for WarrenConfig {
             capture: CaptureConfig::default(),
             ingest: IngestConfig::default(),
             event_store: EventStoreConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
             query: QueryConfig::default(),
             bootstrap: BootstrapConfig::default(),
             auth: AuthConfig::default(),
@@ -264,6 +266,31 @@ impl Default for EventStoreConfig {
             checkpoint_interval: 100,
             vacuum_retention_hours: 168,
         }
+    }
+}
+
+/// The scale-out event store: a ClickHouse cluster that ingest writes
+/// beside the canonical Delta table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// Every server of the cluster, one URL:
+    /// `clickhouse://[user:password@]host:port,host:port/database?cluster=name`
+    /// (HTTP ports; `clickhouses://` for HTTPS). Unset: no ClickHouse.
+    pub url: Option<String>,
+    /// How long one statement may take before it is given up on.
+    pub statement_timeout_secs: u64,
+    /// How long a mutation (a delete) may take to finish on every replica.
+    pub mutation_timeout_secs: u64,
+    /// A partition is merged by upkeep once one shard holds this many of
+    /// its parts (ClickHouse merges on its own; this catches it falling
+    /// behind).
+    pub merge_min_parts: usize,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self { url: None, statement_timeout_secs: 300, mutation_timeout_secs: 600, merge_min_parts: 16 }
     }
 }
 

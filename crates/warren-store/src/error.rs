@@ -11,4 +11,10 @@ pub enum StoreError {
     UnsupportedUrl { url: String, reason: String },
     #[error("invalid event store option: {0}")]
     Invalid(String),
+    #[error("ClickHouse: {0}")]
+    ClickHouse(String),
+    #[error("ClickHouse server {host} does not answer: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("meta store: {0}")]
+    Meta(#[from] warren_meta::MetaError),
 }

@@ -11,28 +11,37 @@
 //! compaction of small files, checkpoints, vacuum — lives in
 //! [`DeltaStore::maintain`] and reports each run to the job board. [`register_person_tables`] adds the persons,
 //! person-overrides and groups tables beside it in a DataFusion session.
+//! [`ClickHouseStore`] is the scale-out adapter: the same rows on a
+//! sharded, replicated ClickHouse cluster, which [`MirroredStore`] writes
+//! beside the canonical table so queries can be served from either.
 //! [`conformance`] is the suite every adapter passes; the schema is
 //! documented in `docs/schema/events.md`.
 //!
 //! This crate knows rows, not persons: ingest decides what a row says.
 
+mod clickhouse;
 pub mod conformance;
 mod delta;
 mod error;
+mod mirror;
 mod row;
 mod session;
+mod upkeep;
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-pub use delta::{DeltaStore, DeltaStoreOptions, MaintenanceReport};
+pub use clickhouse::{ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl};
+pub use delta::{DeltaStore, DeltaStoreOptions};
 /// The Arrow and DataFusion this crate was built with, for callers that
 /// query the table: one version across the workspace.
 pub use deltalake::{arrow, datafusion};
 pub use error::StoreError;
+pub use mirror::MirroredStore;
 pub use row::{EventRow, GROUP_SLOTS};
 pub use session::register_person_tables;
+pub use upkeep::MaintenanceReport;
 
 /// Where events are stored for queries; written only by ingest.
 #[async_trait]

@@ -97,3 +97,18 @@ async fn a_table_with_other_columns_is_refused() {
     let error = DeltaStore::open(options).await.expect_err("foreign schema");
     assert!(error.to_string().contains("has columns"), "{error}");
 }
+
+#[tokio::test]
+async fn small_files_are_compacted() {
+    use warren_store::EventStore;
+    let factory = DeltaFactory::local();
+    let store = factory.open().await;
+    for batch in 0..20u64 {
+        let rows: Vec<EventRow> =
+            (batch * 3..batch * 3 + 3).map(warren_store::conformance::sample_row).collect();
+        store.append("ingest", rows, &[(0, (batch + 1) * 3)]).await.expect("append");
+    }
+    let report = store.maintain().await.expect("maintain");
+    assert!(report.files_compacted > report.files_written, "small files were compacted: {report:?}");
+    assert_eq!(factory.rows(&store).await.len(), 60);
+}

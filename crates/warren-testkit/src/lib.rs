@@ -5,8 +5,9 @@
 //! server is stopped; [`require`] decides what a missing peer means: a
 //! failure under `CI=true` or `scripts/test`, a loud skip elsewhere.
 //! [`services`] starts the real PostgreSQL and S3 (Garage) servers that
-//! adapter suites run against.
+//! adapter suites run against; [`clickhouse`] a real ClickHouse cluster.
 
+pub mod clickhouse;
 pub mod services;
 
 use std::io::{BufRead, BufReader};

@@ -1,4 +1,5 @@
-//! Real services for tests: PostgreSQL and Garage (S3), started on free
+//! Real services for tests: PostgreSQL and Garage (S3) — ClickHouse has its
+//! own module — started on free
 //! loopback ports in throwaway directories, one per test binary, and stopped
 //! by a watchdog when the test process exits (statics are never dropped).
 
@@ -15,7 +16,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-fn run(command: &mut Command, what: &str) -> String {
+pub(crate) fn run(command: &mut Command, what: &str) -> String {
     let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         output.status.success(),
@@ -29,7 +30,7 @@ fn run(command: &mut Command, what: &str) -> String {
 /// Kills a service and removes `dir` once this test process is gone, so no
 /// service outlives the tests that started it.
 #[expect(clippy::zombie_processes, reason = "the watchdog must outlive this process; init reaps it")]
-fn watchdog(kill_command: &str, dir: &Path) {
+pub(crate) fn watchdog(kill_command: &str, dir: &Path) {
     let script = format!(
         "while kill -0 {parent} 2>/dev/null; do sleep 1; done; {kill_command}; sleep 1; rm -rf '{dir}'",
         parent = std::process::id(),
@@ -44,7 +45,7 @@ fn watchdog(kill_command: &str, dir: &Path) {
         .expect("spawn watchdog");
 }
 
-fn wait_for_port(port: u16, what: &str, limit: Duration) {
+pub(crate) fn wait_for_port(port: u16, what: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start listening on {port} within {limit:?}");

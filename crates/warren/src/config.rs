@@ -38,26 +38,18 @@ fn is_setting(key: &str) -> bool {
     // figment hands the filter `section.key`; the raw name has `section__key`.
     let section = key.split("__").next().and_then(|k| k.split('.').next()).unwrap_or_default();
     let section = section.to_ascii_lowercase();
-    TOP_LEVEL_KEYS.contains(&section.as_str())
+    top_level_keys().contains(&section)
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "role",
-    "listen",
-    "data_dir",
-    "meta_url",
-    "log_format",
-    "log_level",
-    "http",
-    "event_log",
-    "capture",
-    "ingest",
-    "event_store",
-    "query",
-    "bootstrap",
-    "auth",
-    "self_monitoring",
-];
+/// The sections and top-level settings, read off the config struct itself
+/// so a new section needs no second list.
+fn top_level_keys() -> &'static [String] {
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| match serde_json::to_value(WarrenConfig::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    })
+}
 
 fn unknown_environment_keys() -> Vec<String> {
     std::env::vars_os()

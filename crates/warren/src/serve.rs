@@ -17,7 +17,9 @@ use warren_meta::audit::AuditEntry;
 use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
 use warren_query::{DataFusionBackend, QueryEngine, QueryLimits};
 use warren_server::{AppState, InstanceInfo, Monitor};
-use warren_store::{DeltaStore, DeltaStoreOptions, EventStore};
+use warren_store::{
+    ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventStore, MirroredStore,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -74,7 +76,8 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     };
     let ingest = match &store {
         Some(store) if config.role.ingests() => {
-            Some(start_ingest(&config, log.clone(), meta.clone(), store.clone(), internal.as_ref()))
+            let writes = with_replica(&config, store.clone(), meta.clone(), &jobs).await?;
+            Some(start_ingest(&config, log.clone(), meta.clone(), writes, internal.as_ref()))
         }
         _ => None,
     };
@@ -302,6 +305,25 @@ pub(crate) async fn open_store(config: &WarrenConfig, jobs: &JobBoard) -> anyhow
     Ok(Arc::new(store))
 }
 
+/// What ingest writes: the canonical store, and beside it the ClickHouse
+/// cluster when `[clickhouse] url` names one.
+async fn with_replica(
+    config: &WarrenConfig,
+    canonical: Arc<DeltaStore>,
+    meta: Arc<dyn MetaStore>,
+    jobs: &JobBoard,
+) -> anyhow::Result<Arc<dyn EventStore>> {
+    let Some(options) = ClickHouseStoreOptions::from_config(&config.clickhouse)? else {
+        return Ok(canonical);
+    };
+    let options = ClickHouseStoreOptions { jobs: jobs.clone(), ..options };
+    let cluster = format!("{} on {}", options.url.database, options.url.cluster);
+    let replica = ClickHouseStore::open(options, meta)
+        .await
+        .with_context(|| format!("opening the ClickHouse store {cluster}"))?;
+    Ok(Arc::new(MirroredStore::new(canonical, Arc::new(replica))))
+}
+
 fn query_engine(
     config: &WarrenConfig,
     store: Arc<DeltaStore>,
@@ -323,7 +345,7 @@ fn start_ingest(
     config: &WarrenConfig,
     log: Arc<SegmentLog>,
     meta: Arc<dyn MetaStore>,
-    store: Arc<DeltaStore>,
+    store: Arc<dyn EventStore>,
     internal: Option<&warren_meta::Project>,
 ) -> IngestRole {
     let url = config.event_store.url.clone().unwrap_or_else(|| "events/ in the data dir".into());
@@ -336,14 +358,14 @@ fn start_ingest(
     let internal_retention = internal
         .filter(|_| days > 0)
         .map(|project| tokio::spawn(run_internal_retention(store, project.id, days)));
-    tracing::info!(event_store = %url, "ingest started");
+    tracing::info!(event_store = %url, clickhouse = config.clickhouse.url.is_some(), "ingest started");
     IngestRole { stop, consumer, upkeep, internal_retention }
 }
 
 /// Deletes Warren's own events past `self_monitoring.retention_days`,
 /// hourly, each run only what aged out since the last; the store reports
 /// each run to the job board.
-async fn run_internal_retention(store: Arc<DeltaStore>, project: i64, days: u64) {
+async fn run_internal_retention(store: Arc<dyn EventStore>, project: i64, days: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
     let mut done_until = i64::MIN;
@@ -362,7 +384,7 @@ async fn run_internal_retention(store: Arc<DeltaStore>, project: i64, days: u64)
     }
 }
 
-async fn run_store_upkeep(store: Arc<DeltaStore>, every: Duration) {
+async fn run_store_upkeep(store: Arc<dyn EventStore>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {

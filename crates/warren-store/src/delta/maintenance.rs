@@ -7,19 +7,11 @@ use std::num::NonZeroU64;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
-use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
 
 use super::DeltaStoreOptions;
+use crate::upkeep::{Job, MaintenanceReport};
 use crate::StoreError;
-
-/// What one round of upkeep did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MaintenanceReport {
-    pub files_compacted: u64,
-    pub files_written: u64,
-    pub files_vacuumed: u64,
-}
 
 /// Small files in the fullest date partition.
 fn most_small_files(table: &DeltaTable, target: u64) -> Result<usize, StoreError> {
@@ -87,32 +79,4 @@ pub(super) async fn run(
         }
     }
     Ok(report)
-}
-
-/// One run of an upkeep job, reported to the job board when it ends.
-pub(super) struct Job<'a> {
-    board: &'a JobBoard,
-    name: &'static str,
-    started_ms: i64,
-    started: Instant,
-}
-
-impl<'a> Job<'a> {
-    pub(super) fn start(board: &'a JobBoard, name: &'static str) -> Self {
-        Self { board, name, started_ms: warren_core::unix_millis(), started: Instant::now() }
-    }
-
-    /// Reports the result, described by `detail` when it succeeded.
-    pub(super) fn finish<T, E: std::fmt::Display>(
-        self,
-        result: Result<T, E>,
-        detail: impl FnOnce(&T) -> String,
-    ) -> Result<T, E> {
-        let (outcome, text) = match &result {
-            Ok(value) => (Outcome::Ok, detail(value)),
-            Err(error) => (Outcome::Failed(error.to_string()), String::new()),
-        };
-        self.board.record(self.name, self.started_ms, self.started.elapsed(), outcome, text);
-        result
-    }
 }

@@ -24,8 +24,7 @@ use warren_core::config::EventStoreConfig;
 use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
 
-pub use maintenance::MaintenanceReport;
-
+use crate::upkeep::MaintenanceReport;
 use crate::{EventRow, EventStore, StoreError};
 
 /// Where the table lives and how it is kept.
@@ -259,7 +258,7 @@ impl EventStore for DeltaStore {
         }
         let mut table = self.table.lock().await;
         table.update_state().await?;
-        let job = maintenance::Job::start(&self.options.jobs, "store.delete");
+        let job = crate::upkeep::Job::start(&self.options.jobs, "store.delete");
         let deleted = table.clone().delete().with_predicate(predicate).await;
         let (deleted, metrics) = job.finish(deleted, |(_, metrics)| {
             format!(

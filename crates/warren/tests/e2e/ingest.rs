@@ -27,7 +27,7 @@ async fn open_table(data_dir: &Path) -> DeltaStore {
 }
 
 /// Rows of the table once it holds at least `count`, within a minute.
-async fn wait_for_rows(data_dir: &Path, count: usize) -> Vec<EventRow> {
+pub(crate) async fn wait_for_rows(data_dir: &Path, count: usize) -> Vec<EventRow> {
     let table = open_table(data_dir).await;
     // Ingest may be slow on a loaded machine; give up only when it stops
     // making progress.

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod bad_input;
+mod clickhouse;
 mod crash;
 mod dashboard;
 mod differential;

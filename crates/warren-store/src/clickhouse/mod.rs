@@ -1,0 +1,251 @@
+//! [`ClickHouseStore`]: the events on a ClickHouse cluster, sharded and
+//! replicated, beside the canonical Delta table.
+//!
+//! Exactly once, without transactions: an append inserts its rows through
+//! `writable_events` and waits until every shard holds them, then records
+//! the offsets in the meta store. A crash between the two replays those
+//! rows; the replacing engine keeps one row per uuid (uuid is in the sort
+//! key, and one uuid's events land on one shard), and reads ask for
+//! `FINAL`. A replica that is down misses nothing: the other replica of
+//! its shard takes the insert and replication brings it up to date.
+
+mod client;
+mod rows;
+mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use warren_core::config::ClickHouseConfig;
+use warren_core::jobs::JobBoard;
+use warren_meta::{IngestCommit, MetaStore};
+
+pub use client::ClickHouseUrl;
+use client::{quote, Client};
+
+use crate::upkeep::{Job, MaintenanceReport};
+use crate::{EventRow, EventStore, StoreError};
+
+/// Where the cluster is and how long its work may take.
+#[derive(Debug, Clone)]
+pub struct ClickHouseStoreOptions {
+    pub url: ClickHouseUrl,
+    pub statement_timeout: Duration,
+    pub mutation_timeout: Duration,
+    pub merge_min_parts: usize,
+    pub jobs: JobBoard,
+}
+
+impl ClickHouseStoreOptions {
+    /// The options of `[clickhouse]`; `None` when it names no cluster.
+    pub fn from_config(config: &ClickHouseConfig) -> Result<Option<Self>, StoreError> {
+        let Some(url) = &config.url else { return Ok(None) };
+        Ok(Some(Self {
+            url: ClickHouseUrl::parse(url)?,
+            statement_timeout: Duration::from_secs(config.statement_timeout_secs.max(1)),
+            mutation_timeout: Duration::from_secs(config.mutation_timeout_secs.max(1)),
+            merge_min_parts: config.merge_min_parts.max(2),
+            jobs: JobBoard::default(),
+        }))
+    }
+}
+
+/// The events of every project on one ClickHouse cluster.
+pub struct ClickHouseStore {
+    client: Client,
+    meta: Arc<dyn MetaStore>,
+    options: ClickHouseStoreOptions,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl ClickHouseStore {
+    /// Connects and makes the schema on every server that answers.
+    pub async fn open(options: ClickHouseStoreOptions, meta: Arc<dyn MetaStore>) -> Result<Self, StoreError> {
+        let client = Client::new(options.url.clone(), options.statement_timeout)?;
+        let hosts = schema::ensure(&client).await?;
+        tracing::info!(
+            database = %options.url.database,
+            cluster = %options.url.cluster,
+            servers = hosts.len(),
+            "ClickHouse event store open"
+        );
+        Ok(Self { client, meta, options })
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.options.url.database)
+    }
+
+    /// Where the meta store keeps this cluster's offsets for `writer`: a
+    /// database of its own starts from nothing.
+    fn consumer(&self, writer: &str) -> String {
+        format!("clickhouse/{}/{writer}", self.options.url.database)
+    }
+
+    /// Every stored row of `team_id` (of every project when `None`), one
+    /// per uuid.
+    pub async fn read_rows(&self, team_id: Option<i64>) -> Result<Vec<EventRow>, StoreError> {
+        let filter = team_id.map(|team| format!("WHERE team_id = {team}")).unwrap_or_default();
+        let sql = format!(
+            "SELECT {} FROM {} FINAL {filter} FORMAT JSONEachRow",
+            rows::SELECTED,
+            self.table("events")
+        );
+        let text = self.client.execute(&sql, None).await?;
+        text.lines().filter(|line| !line.trim().is_empty()).map(rows::decode).collect()
+    }
+
+    async fn count(&self, condition: &str) -> Result<u64, StoreError> {
+        let sql = format!("SELECT count() FROM {} FINAL WHERE {condition} FORMAT TSV", self.table("events"));
+        let text = self.client.execute(&sql, None).await?;
+        text.trim()
+            .parse()
+            .map_err(|_| StoreError::ClickHouse(format!("a count that is no number: {text:?}")))
+    }
+
+    /// Waits until no mutation of `sharded_events` is pending on any
+    /// server that answers.
+    async fn await_mutations(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.options.mutation_timeout;
+        let sql = format!(
+            "SELECT count() FROM system.mutations WHERE database = {} AND table = 'sharded_events' AND is_done = 0 \
+             FORMAT TSV",
+            quote(&self.options.url.database)
+        );
+        for host in self.client.answering_hosts().await? {
+            loop {
+                let pending = self.client.execute_on(&host.url, &sql, None).await?;
+                if pending.trim() == "0" {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(StoreError::ClickHouse(format!(
+                        "mutations still pending on {} after {:?}",
+                        host.url, self.options.mutation_timeout
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Active parts per partition of `sharded_events` on one server.
+    async fn parts(&self, host: &str) -> Result<HashMap<String, u64>, StoreError> {
+        let sql = format!(
+            "SELECT partition_id, count() FROM system.parts \
+             WHERE database = {} AND table = 'sharded_events' AND active GROUP BY partition_id FORMAT TSV",
+            quote(&self.options.url.database)
+        );
+        let text = self.client.execute_on(host, &sql, None).await?;
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let (partition, count) = line.split_once('\t')?;
+                Some((partition.to_string(), count.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    async fn merge(&self) -> Result<MaintenanceReport, StoreError> {
+        let mut report = MaintenanceReport::default();
+        for host in self.client.one_host_per_shard().await? {
+            let before = self.parts(&host.url).await?;
+            let due: Vec<&String> = before
+                .iter()
+                .filter(|(_, &parts)| parts as usize >= self.options.merge_min_parts)
+                .map(|(partition, _)| partition)
+                .collect();
+            for partition in &due {
+                let sql = format!(
+                    "OPTIMIZE TABLE {} PARTITION ID {} FINAL",
+                    self.table("sharded_events"),
+                    quote(partition)
+                );
+                self.client.execute_on(&host.url, &sql, None).await?;
+            }
+            if due.is_empty() {
+                continue;
+            }
+            let after = self.parts(&host.url).await?;
+            for partition in due {
+                report.files_compacted += before.get(partition).copied().unwrap_or(0);
+                report.files_written += after.get(partition).copied().unwrap_or(0);
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl EventStore for ClickHouseStore {
+    async fn append(
+        &self,
+        writer: &str,
+        rows: Vec<EventRow>,
+        offsets: &[(u32, u64)],
+    ) -> Result<(), StoreError> {
+        if !rows.is_empty() {
+            let inserted_at_us = warren_core::unix_millis().max(0) as u64 * 1000;
+            let mut body = String::with_capacity(rows.len() * 512);
+            for row in &rows {
+                rows::encode(row, inserted_at_us, &mut body);
+            }
+            let sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.table("writable_events"));
+            self.client.execute(&sql, Some(body)).await?;
+        }
+        if !offsets.is_empty() {
+            let commit = IngestCommit {
+                consumer: self.consumer(writer),
+                offsets: offsets.to_vec(),
+                ..IngestCommit::default()
+            };
+            self.meta.commit_ingest(&commit).await?;
+        }
+        Ok(())
+    }
+
+    async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError> {
+        let mut offsets = self.meta.ingest_offsets(&self.consumer(writer)).await?;
+        offsets.retain(|partition, _| *partition < partitions);
+        Ok(offsets)
+    }
+
+    async fn delete_events(&self, team_id: i64, range: std::ops::Range<i64>) -> Result<u64, StoreError> {
+        let job = Job::start(&self.options.jobs, "store.delete");
+        let result = async {
+            let mut condition = format!("team_id = {team_id} AND timestamp_us < {}", range.end);
+            if range.start != i64::MIN {
+                condition.push_str(&format!(" AND timestamp_us >= {}", range.start));
+            }
+            let deleted = self.count(&condition).await?;
+            if deleted == 0 {
+                return Ok(0);
+            }
+            // Submitted on one replica per shard; replication carries it.
+            for host in self.client.one_host_per_shard().await? {
+                let sql = format!("ALTER TABLE {} DELETE WHERE {condition}", self.table("sharded_events"));
+                self.client.execute_on(&host.url, &sql, None).await?;
+            }
+            self.await_mutations().await?;
+            Ok(deleted)
+        }
+        .await;
+        job.finish(result, |deleted| format!("{deleted} events of project {team_id} deleted"))
+    }
+
+    async fn maintain(&self) -> Result<MaintenanceReport, StoreError> {
+        let job = Job::start(&self.options.jobs, "store.merge");
+        let result = self.merge().await;
+        job.finish(result, |report| {
+            format!("{} parts merged into {}", report.files_compacted, report.files_written)
+        })
+    }
+}

@@ -1,0 +1,265 @@
+//! A real ClickHouse cluster for tests: one ZooKeeper and four
+//! `clickhouse-server` processes from Debian's packages, two shards of two
+//! replicas each, every process on its own loopback ports with its own
+//! data path and config file. Tests that stop a replica start a cluster of
+//! their own; the rest share one per test binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::require;
+use crate::services::{free_port, wait_for_port, watchdog};
+
+/// The name of the cluster in every server's `remote_servers`.
+pub const CLUSTER: &str = "warren";
+const SHARDS: usize = 2;
+const REPLICAS: usize = 2;
+/// Where Debian puts it.
+const SERVER: &str = "/usr/sbin/clickhouse-server";
+const ZOOKEEPER: &str = "/usr/share/zookeeper/bin/zkServer.sh";
+
+/// One `clickhouse-server` of the cluster.
+#[derive(Debug)]
+pub struct ClickHouseNode {
+    pub shard: usize,
+    pub replica: usize,
+    pub http_port: u16,
+    config: PathBuf,
+    process: Mutex<Option<Child>>,
+}
+
+impl ClickHouseNode {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+}
+
+/// Two shards × two replicas on one ZooKeeper; stopped when dropped (or,
+/// for the shared one, when the test process exits).
+#[derive(Debug)]
+pub struct ClickHouseCluster {
+    pub nodes: Vec<ClickHouseNode>,
+    dir: PathBuf,
+    zookeeper: Mutex<Option<Child>>,
+}
+
+impl ClickHouseCluster {
+    /// The cluster this test binary shares, started on first use; `None`
+    /// (after a loud message) when ClickHouse or ZooKeeper is missing.
+    pub fn shared() -> Option<&'static ClickHouseCluster> {
+        static CLUSTER: OnceLock<Option<ClickHouseCluster>> = OnceLock::new();
+        CLUSTER.get_or_init(Self::start).as_ref()
+    }
+
+    /// A cluster of the caller's own, for tests that stop its servers.
+    pub fn start() -> Option<ClickHouseCluster> {
+        let installed = Path::new(SERVER).is_file() && Path::new(ZOOKEEPER).is_file();
+        require(installed, "ClickHouse with ZooKeeper (Debian packages clickhouse-server, zookeeper)")
+            .then_some(())?;
+        let dir = tempfile::Builder::new().prefix("warren-clickhouse-").tempdir().expect("temp dir").keep();
+        // Each process leaves its pid in `<dir>/<process>/*.pid`.
+        watchdog(&format!("kill -9 $(cat '{}'/*/*.pid 2>/dev/null) 2>/dev/null", dir.display()), &dir);
+        let zookeeper_port = free_port();
+        let zookeeper = start_zookeeper(&dir, zookeeper_port);
+        wait_for_port(zookeeper_port, "ZooKeeper", Duration::from_secs(60));
+
+        let ports: Vec<(u16, u16, u16)> =
+            (0..SHARDS * REPLICAS).map(|_| (free_port(), free_port(), free_port())).collect();
+        let mut remote = String::new();
+        for shard in 0..SHARDS {
+            remote.push_str("<shard><internal_replication>true</internal_replication>");
+            for replica in 0..REPLICAS {
+                let (_, tcp, _) = ports[shard * REPLICAS + replica];
+                remote.push_str(&format!("<replica><host>127.0.0.1</host><port>{tcp}</port></replica>"));
+            }
+            remote.push_str("</shard>");
+        }
+        let users = dir.join("users.xml");
+        std::fs::write(&users, USERS).expect("write users.xml");
+        let mut nodes = Vec::new();
+        for shard in 0..SHARDS {
+            for replica in 0..REPLICAS {
+                let (http, tcp, interserver) = ports[shard * REPLICAS + replica];
+                let node_dir = dir.join(format!("s{}r{}", shard + 1, replica + 1));
+                std::fs::create_dir_all(&node_dir).expect("node dir");
+                let config = node_dir.join("config.xml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        r#"<yandex>
+  <logger><level>information</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog><console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{http}</http_port><tcp_port>{tcp}</tcp_port><interserver_http_port>{interserver}</interserver_http_port>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path>
+  <user_files_path>{d}/user_files/</user_files_path><format_schema_path>{d}/format_schemas/</format_schema_path>
+  <users_config>{users}</users_config>
+  <default_profile>default</default_profile><default_database>default</default_database>
+  <mark_cache_size>134217728</mark_cache_size>
+  <max_concurrent_queries>100</max_concurrent_queries>
+  <remote_servers><{CLUSTER}>{remote}</{CLUSTER}></remote_servers>
+  <zookeeper><node><host>127.0.0.1</host><port>{zookeeper_port}</port></node><session_timeout_ms>6000</session_timeout_ms></zookeeper>
+  <macros><shard>{s}</shard><replica>s{s}r{r}</replica></macros>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+</yandex>
+"#,
+                        d = node_dir.display(),
+                        users = users.display(),
+                        s = shard + 1,
+                        r = replica + 1,
+                    ),
+                )
+                .expect("write config.xml");
+                nodes.push(ClickHouseNode {
+                    shard: shard + 1,
+                    replica: replica + 1,
+                    http_port: http,
+                    config,
+                    process: Mutex::new(None),
+                });
+            }
+        }
+        let cluster = ClickHouseCluster { nodes, dir, zookeeper: Mutex::new(Some(zookeeper)) };
+        for node in 0..cluster.nodes.len() {
+            cluster.start_node(node);
+        }
+        Some(cluster)
+    }
+
+    /// Every server's HTTP address.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(ClickHouseNode::url).collect()
+    }
+
+    /// The `clickhouse://` URL of the whole cluster for `database`.
+    pub fn url(&self, database: &str) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.http_port)).collect();
+        format!("clickhouse://{}/{database}?cluster={CLUSTER}", hosts.join(","))
+    }
+
+    /// Kills one server outright, as a crashed machine would go.
+    pub fn kill_node(&self, node: usize) {
+        // A panic while starting may have poisoned the lock; the process
+        // must go all the same.
+        let mut process = self.nodes[node].process.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mut child) = process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts one server (again) and waits until it answers queries.
+    pub fn start_node(&self, node: usize) {
+        let node = &self.nodes[node];
+        let mut process = node.process.lock().expect("node lock");
+        assert!(process.is_none(), "node s{}r{} is running", node.shard, node.replica);
+        let log = std::fs::File::create(node.config.with_file_name("stdout.log")).expect("node log");
+        let child = Command::new(SERVER)
+            .arg(format!("--config-file={}", node.config.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start clickhouse-server");
+        std::fs::write(node.config.with_file_name("server.pid"), format!("{}\n", child.id()))
+            .expect("pid file");
+        *process = Some(child);
+        drop(process);
+        wait_until_answering(node);
+    }
+}
+
+impl Drop for ClickHouseCluster {
+    fn drop(&mut self) {
+        for node in 0..self.nodes.len() {
+            self.kill_node(node);
+        }
+        if let Some(mut child) =
+            self.zookeeper.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_zookeeper(dir: &Path, port: u16) -> Child {
+    let zk = dir.join("zookeeper");
+    std::fs::create_dir_all(zk.join("data")).expect("zookeeper dir");
+    let config = zk.join("zoo.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             admin.enableServer=false\nmaxClientCnxns=0\n",
+            zk.join("data").display()
+        ),
+    )
+    .expect("write zoo.cfg");
+    let log = std::fs::File::create(zk.join("zookeeper.log")).expect("zookeeper log");
+    let child = Command::new(ZOOKEEPER)
+        .arg("start-foreground")
+        .arg(&config)
+        .env("ZOO_LOG_DIR", &zk)
+        .env("JVMFLAGS", "-Xmx256m")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start zookeeper");
+    // `start-foreground` execs java, so this pid is ZooKeeper's own.
+    std::fs::write(zk.join("zookeeper.pid"), format!("{}\n", child.id())).expect("pid file");
+    child
+}
+
+/// Until `SELECT 1` answers over HTTP: the port opens before the server
+/// has loaded its tables.
+fn wait_until_answering(node: &ClickHouseNode) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if http_select_one(node.http_port) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(node.config.with_file_name("error.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "clickhouse-server s{}r{} did not answer within 60 s; its error log ends:\n{}",
+                node.shard,
+                node.replica,
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn http_select_one(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /?query=SELECT%201 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+}
+
+const USERS: &str = r#"<yandex>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile><quota>default</quota>
+    </default>
+  </users>
+  <quotas><default></default></quotas>
+</yandex>
+"#;
