@@ -13,12 +13,14 @@
 //! person-overrides and groups tables beside it in a DataFusion session.
 //! [`ClickHouseStore`] is the scale-out adapter: the same rows on a
 //! sharded, replicated ClickHouse cluster, which [`MirroredStore`] writes
-//! beside the canonical table so queries can be served from either.
+//! beside the canonical table so queries can be served from either, and
+//! [`backfill`] loads an existing table into it.
 //! [`conformance`] is the suite every adapter passes; the schema is
 //! documented in `docs/schema/events.md`.
 //!
 //! This crate knows rows, not persons: ingest decides what a row says.
 
+pub mod backfill;
 mod clickhouse;
 pub mod conformance;
 mod delta;

@@ -3,6 +3,7 @@
 //! crate only decides what runs and with which settings.
 
 mod bench;
+mod clickhouse;
 mod config;
 mod generate;
 mod serve;
@@ -39,6 +40,9 @@ enum Command {
     /// Measure Warren against a load generator.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Chores of the ClickHouse cluster of `[clickhouse] url`.
+    #[command(subcommand)]
+    Clickhouse(clickhouse::ClickHouseCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run_async(serve::serve(cli.config, args)),
         Command::Generate(args) => run_async(generate::run(cli.config, args)),
         Command::Bench(command) => run_async(bench::run(command)),
+        Command::Clickhouse(command) => run_async(clickhouse::run(cli.config, command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

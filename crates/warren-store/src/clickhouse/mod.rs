@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use warren_core::config::ClickHouseConfig;
 use warren_core::jobs::JobBoard;
 use warren_meta::{IngestCommit, MetaStore};
@@ -100,6 +101,33 @@ impl ClickHouseStore {
         );
         let text = self.client.execute(&sql, None).await?;
         text.lines().filter(|line| !line.trim().is_empty()).map(rows::decode).collect()
+    }
+
+    /// Rows (one per uuid) per UTC day, of every project.
+    pub async fn rows_per_day(&self) -> Result<HashMap<NaiveDate, u64>, StoreError> {
+        let sql = format!(
+            // Not `toDate`: 18.16 refuses a FINAL read grouped by an
+            // expression of its sort key.
+            "SELECT toYYYYMMDD(timestamp) AS day, count() FROM {} FINAL GROUP BY day FORMAT TSV",
+            self.table("events")
+        );
+        let text = self.client.execute(&sql, None).await?;
+        text.lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let parsed = line.split_once('\t').and_then(|(day, count)| {
+                    Some((NaiveDate::parse_from_str(day, "%Y%m%d").ok()?, count.trim().parse().ok()?))
+                });
+                parsed.ok_or_else(|| {
+                    StoreError::ClickHouse(format!("a day's count that does not read: {line:?}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Rows (one per uuid) of one UTC day.
+    pub async fn rows_of_day(&self, day: NaiveDate) -> Result<u64, StoreError> {
+        self.count(&format!("toYYYYMMDD(timestamp) = {}", day.format("%Y%m%d"))).await
     }
 
     async fn count(&self, condition: &str) -> Result<u64, StoreError> {

@@ -11,7 +11,9 @@
 //!   `visitParamExtract*`, which reads compact JSON only;
 //! - no `LowCardinality` without an experimental setting: plain `String`;
 //! - no `mutations_sync`: a delete waits on `system.mutations` itself;
-//! - `cityHash64` takes no `UUID`: the sort key hashes the uuid's text.
+//! - `cityHash64` takes no `UUID`: the sort key hashes the uuid's text;
+//! - a `FINAL` read grouped by an expression of the sort key fails
+//!   ("column already exists"): days are grouped by `toYYYYMMDD`.
 //!
 //! Every statement says `IF NOT EXISTS` and is sent to each server in
 //! turn (the `{shard}` and `{replica}` macros are the server's own), so

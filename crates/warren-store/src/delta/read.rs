@@ -3,8 +3,9 @@
 
 use std::str::FromStr;
 
+use chrono::NaiveDate;
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use deltalake::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use deltalake::datafusion::prelude::SessionContext;
 use uuid::Uuid;
 use warren_core::person::PersonMode;
@@ -29,6 +30,30 @@ impl DeltaStore {
             rows.extend(rows_of(batch)?);
         }
         Ok(rows)
+    }
+
+    /// Rows per UTC day (the table's partitions), oldest first.
+    pub async fn rows_per_day(&self) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
+        let ctx = SessionContext::new();
+        self.register(&ctx, "events").await?;
+        let batches = ctx
+            .sql("SELECT CAST(event_date AS VARCHAR) AS day, count(*) AS n FROM events GROUP BY event_date ORDER BY day")
+            .await?
+            .collect()
+            .await?;
+        let mut days = Vec::new();
+        for batch in &batches {
+            let day = deltalake::arrow::compute::cast(column(batch, "day")?, &DataType::Utf8)?;
+            let count = deltalake::arrow::compute::cast(column(batch, "n")?, &DataType::Int64)?;
+            let count = count.as_primitive::<Int64Type>();
+            for (i, day) in day.as_string::<i32>().iter().enumerate() {
+                let day = day.unwrap_or_default();
+                let day =
+                    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| malformed("event_date", day))?;
+                days.push((day, count.value(i).max(0) as u64));
+            }
+        }
+        Ok(days)
     }
 }
 

@@ -81,3 +81,65 @@ async fn sdk_events_reach_the_cluster_as_they_reach_delta() {
     let clickhouse = cluster_rows(&reader, first + second).await;
     assert_eq!(sorted(clickhouse), sorted(delta), "after a restart, still row for row");
 }
+
+/// `warren clickhouse backfill`, killed after its first day and run again,
+/// leaves the cluster holding the Delta table row for row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backfill_finishes_when_run_again() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let data = tempfile::tempdir().expect("data dir");
+    let generated = Command::new(BIN)
+        .args(["generate", "--users", "300", "--days", "6", "--start", "2024-03-01", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("run warren generate");
+    assert!(generated.status.success(), "generate: {}", String::from_utf8_lossy(&generated.stderr));
+    let url = cluster.url(&format!("warren_backfill_{}", std::process::id()));
+    let backfill = || {
+        let mut command = Command::new(BIN);
+        command
+            .args(["clickhouse", "backfill", "--data-dir"])
+            .arg(data.path())
+            .env("WARREN_CLICKHOUSE__URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+
+    // The first run is killed once it reports its first day.
+    let mut first = backfill().spawn().expect("start the backfill");
+    let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
+    let first_day = loop {
+        let line = lines.next().expect("the backfill reports a day before it ends").expect("read");
+        if line.starts_with("1/") {
+            break line;
+        }
+    };
+    first.kill().expect("kill the backfill");
+    let _ = first.wait();
+    assert!(first_day.contains("loaded"), "{first_day}");
+
+    let second = backfill().output().expect("run the backfill again");
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{said}\n{}", String::from_utf8_lossy(&second.stderr));
+    assert!(said.lines().any(|l| l.starts_with("1/") && l.ends_with("already there")), "{said}");
+    let total =
+        first_day.split_once('/').and_then(|(_, rest)| rest.split_once(' ')).map(|(n, _)| n.to_string());
+    let total = total.expect("1/N names the days");
+    assert!(said.contains(&format!("done: {total} days")), "{said}");
+
+    let delta = crate::ingest::open_table(data.path()).await.read_rows(None).await.expect("read Delta");
+    assert!(delta.len() > 1000, "a dataset worth loading: {}", delta.len());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta =
+        SqlMeta::connect(&format!("sqlite://{}", dir.path().join("meta.db").display())).await.expect("meta");
+    meta.migrate().await.expect("migrate");
+    let config = ClickHouseConfig { url: Some(url.clone()), ..ClickHouseConfig::default() };
+    let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("url");
+    let reader = ClickHouseStore::open(options, Arc::new(meta)).await.expect("open the cluster");
+    let loaded = reader.read_rows(None).await.expect("read the cluster");
+    assert_eq!(sorted(loaded), sorted(delta), "the cluster holds the Delta table row for row");
+}

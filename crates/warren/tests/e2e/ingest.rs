@@ -21,7 +21,7 @@ use warren_testkit::{require, TestServer, TOKEN};
 use crate::sdk::python;
 use crate::{http, repo_root, BIN};
 
-async fn open_table(data_dir: &Path) -> DeltaStore {
+pub(crate) async fn open_table(data_dir: &Path) -> DeltaStore {
     let options = DeltaStoreOptions::from_config(&EventStoreConfig::default(), data_dir).expect("options");
     DeltaStore::open(options).await.expect("open the events table")
 }

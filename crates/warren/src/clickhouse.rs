@@ -1,0 +1,59 @@
+//! `warren clickhouse …`: chores of the ClickHouse cluster named by
+//! `[clickhouse] url`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use warren_core::jobs::JobBoard;
+use warren_store::backfill::backfill;
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions};
+
+use crate::{config, serve};
+
+#[derive(Debug, Subcommand)]
+pub enum ClickHouseCommand {
+    /// Load the Delta table into the cluster, one day at a time; run it
+    /// again to finish a run that was stopped.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The data dir whose stores to read (the configuration's when unset).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> anyhow::Result<()> {
+    let ClickHouseCommand::Backfill(args) = command;
+    let mut config = config::load(config_path.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let options = ClickHouseStoreOptions::from_config(&config.clickhouse)?
+        .context("no cluster to load: set [clickhouse] url (or WARREN_CLICKHOUSE__URL)")?;
+    let cluster = format!("{} on cluster {}", options.url.database, options.url.cluster);
+    let meta = serve::open_meta(&config).await?;
+    let delta = serve::open_store(&config, &JobBoard::default()).await?;
+    let clickhouse =
+        ClickHouseStore::open(options, meta).await.with_context(|| format!("opening {cluster}"))?;
+    println!("loading the Delta table into {cluster}");
+    let started = Instant::now();
+    let days = backfill(&delta, &clickhouse, |day, index, total| {
+        let what = if day.loaded { "loaded" } else { "already there" };
+        println!("{index}/{total} {}: {} rows {what}", day.day, day.rows);
+    })
+    .await
+    .context("backfill stopped; run it again to go on")?;
+    let loaded: Vec<_> = days.iter().filter(|d| d.loaded).collect();
+    println!(
+        "done: {} days, {} loaded ({} rows) in {:.1} s",
+        days.len(),
+        loaded.len(),
+        loaded.iter().map(|d| d.rows).sum::<u64>(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
