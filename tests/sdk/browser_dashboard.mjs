@@ -225,7 +225,7 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="person-events"] [data-testid="event-row"]').length === 8);
   await shot("11-person");
 
-  say("the System page shows version, migrations, jobs and a redacted configuration");
+  say("the System page shows version, migrations, jobs, the ClickHouse cluster and a redacted configuration");
   await page.click('[data-nav="System"]');
   await page.waitForSelector('[data-testid="migrations"]');
   const states = await page.locator('[data-testid="migrations"] tbody tr td:nth-child(3)').allTextContents();
@@ -234,6 +234,10 @@ try {
   check(!config.includes(password), "the password is not shown");
   check(config.includes("********"), "secrets are marked as hidden");
   check((await page.textContent('[data-testid="version"]')).length > 0, "a version");
+  const servers = await page.locator('[data-testid="clickhouse-hosts"] tbody tr').count();
+  check(servers === 4, `the ClickHouse cluster's four servers, not ${servers}`);
+  const readonly = await page.locator('[data-testid="clickhouse-replicas"] tbody tr td:nth-child(3)').allTextContents();
+  check(readonly.length >= 4 && readonly.every((r) => r === "no"), `replicas writable: ${readonly}`);
   await shot("12-system");
 
   say("sign out");

@@ -74,6 +74,8 @@ pub struct AppState {
     login_limiter: api::LoginLimiter,
     instance: Arc<InstanceInfo>,
     monitor: Monitor,
+    /// The ClickHouse cluster ingest writes, for the System page.
+    clickhouse: Option<Arc<warren_store::ClickHouseStore>>,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             login_limiter,
             instance: Arc::new(InstanceInfo::default()),
             monitor: Monitor::new(Default::default(), Default::default(), "warren".into()),
+            clickhouse: None,
         }
     }
 
@@ -107,6 +110,12 @@ impl AppState {
     pub fn with_instance(mut self, instance: InstanceInfo, monitor: Monitor) -> Self {
         self.instance = Arc::new(instance);
         self.monitor = monitor;
+        self
+    }
+
+    /// Shows `cluster`'s health on the System page.
+    pub fn with_clickhouse(mut self, cluster: Arc<warren_store::ClickHouseStore>) -> Self {
+        self.clickhouse = Some(cluster);
         self
     }
 

@@ -74,9 +74,17 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     } else {
         None
     };
+    let clickhouse = match &store {
+        Some(_) => open_clickhouse(&config, meta.clone(), &jobs).await?,
+        None => None,
+    };
     let ingest = match &store {
         Some(store) if config.role.ingests() => {
-            let writes = with_replica(&config, store.clone(), meta.clone(), &jobs).await?;
+            // The cluster is written beside the canonical table.
+            let writes: Arc<dyn EventStore> = match &clickhouse {
+                Some(replica) => Arc::new(MirroredStore::new(store.clone(), replica.clone())),
+                None => store.clone(),
+            };
             Some(start_ingest(&config, log.clone(), meta.clone(), writes, internal.as_ref()))
         }
         _ => None,
@@ -104,6 +112,9 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics)
         .with_auth(config.auth.clone())
         .with_instance(instance, monitor.clone());
+    if let Some(clickhouse) = clickhouse {
+        state = state.with_clickhouse(clickhouse);
+    }
     if let (Some(store), true) = (&store, config.role.queries()) {
         state = state.with_query_engine(Arc::new(query_engine(&config, store.clone(), meta)?));
     }
@@ -305,23 +316,21 @@ pub(crate) async fn open_store(config: &WarrenConfig, jobs: &JobBoard) -> anyhow
     Ok(Arc::new(store))
 }
 
-/// What ingest writes: the canonical store, and beside it the ClickHouse
-/// cluster when `[clickhouse] url` names one.
-async fn with_replica(
+/// The ClickHouse cluster of `[clickhouse] url`, when it names one.
+async fn open_clickhouse(
     config: &WarrenConfig,
-    canonical: Arc<DeltaStore>,
     meta: Arc<dyn MetaStore>,
     jobs: &JobBoard,
-) -> anyhow::Result<Arc<dyn EventStore>> {
+) -> anyhow::Result<Option<Arc<ClickHouseStore>>> {
     let Some(options) = ClickHouseStoreOptions::from_config(&config.clickhouse)? else {
-        return Ok(canonical);
+        return Ok(None);
     };
     let options = ClickHouseStoreOptions { jobs: jobs.clone(), ..options };
     let cluster = format!("{} on {}", options.url.database, options.url.cluster);
-    let replica = ClickHouseStore::open(options, meta)
+    let store = ClickHouseStore::open(options, meta)
         .await
         .with_context(|| format!("opening the ClickHouse store {cluster}"))?;
-    Ok(Arc::new(MirroredStore::new(canonical, Arc::new(replica))))
+    Ok(Some(Arc::new(store)))
 }
 
 fn query_engine(

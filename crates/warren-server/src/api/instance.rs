@@ -32,6 +32,10 @@ pub(super) async fn system(State(state): State<AppState>, caller: Caller) -> Res
     let disk = tokio::task::spawn_blocking(move || disk_usage(&data_dir))
         .await
         .map_err(|e| ApiError::Internal(format!("measuring the disk: {e}")))?;
+    let clickhouse = match &state.clickhouse {
+        Some(cluster) => cluster.status().await,
+        None => Value::Null,
+    };
     let now = warren_core::unix_millis();
     let latest = state.monitor.history().pop();
     Ok(Json(json!({
@@ -54,6 +58,7 @@ pub(super) async fn system(State(state): State<AppState>, caller: Caller) -> Res
             "partitions": state.monitor.partitions(),
         },
         "disk": disk,
+        "clickhouse": clickhouse,
     })))
 }
 

@@ -103,6 +103,71 @@ impl ClickHouseStore {
         text.lines().filter(|line| !line.trim().is_empty()).map(rows::decode).collect()
     }
 
+    /// What the System page shows of the cluster, per server named in the
+    /// URL: its replicas' health (readonly, session expired, queue, delay),
+    /// unfinished mutations, running merges, parts per partition and
+    /// bytes on disk. A server that does not answer says why instead.
+    pub async fn status(&self) -> serde_json::Value {
+        let database = quote(&self.options.url.database);
+        let queries = [
+            ("macros", "SELECT macro, substitution FROM system.macros FORMAT JSONEachRow".to_string()),
+            (
+                "replicas",
+                format!(
+                    "SELECT table, is_leader, is_readonly, is_session_expired, queue_size, inserts_in_queue,                      merges_in_queue, absolute_delay, total_replicas, active_replicas                      FROM system.replicas WHERE database = {database} FORMAT JSONEachRow"
+                ),
+            ),
+            (
+                "mutations",
+                format!(
+                    "SELECT table, mutation_id, command, toString(create_time) AS created, parts_to_do, is_done                      FROM system.mutations WHERE database = {database}                      ORDER BY is_done, create_time DESC LIMIT 20 FORMAT JSONEachRow"
+                ),
+            ),
+            (
+                "merges",
+                format!(
+                    "SELECT table, elapsed, progress, num_parts, result_part_name, total_size_bytes_compressed                      FROM system.merges WHERE database = {database} FORMAT JSONEachRow"
+                ),
+            ),
+            (
+                "parts",
+                format!(
+                    "SELECT table, partition, count() AS parts, sum(rows) AS rows, sum(bytes_on_disk) AS bytes                      FROM system.parts WHERE database = {database} AND active                      GROUP BY table, partition ORDER BY table, partition FORMAT JSONEachRow"
+                ),
+            ),
+            (
+                "disk",
+                "SELECT sum(bytes_on_disk) AS bytes, count() AS active_parts FROM system.parts WHERE active                  FORMAT JSONEachRow"
+                    .to_string(),
+            ),
+        ];
+        let mut hosts = Vec::new();
+        for url in &self.options.url.hosts {
+            let mut host = serde_json::Map::new();
+            host.insert("url".into(), url.clone().into());
+            for (name, sql) in &queries {
+                match self.client.execute_on(url, sql, None).await {
+                    Ok(text) => {
+                        let rows: Vec<serde_json::Value> =
+                            text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+                        host.insert((*name).into(), rows.into());
+                    }
+                    Err(error) => {
+                        host.insert("error".into(), error.to_string().into());
+                        break;
+                    }
+                }
+            }
+            host.insert("reachable".into(), (!host.contains_key("error")).into());
+            hosts.push(serde_json::Value::Object(host));
+        }
+        serde_json::json!({
+            "database": self.options.url.database,
+            "cluster": self.options.url.cluster,
+            "hosts": hosts,
+        })
+    }
+
     /// Rows (one per uuid) per UTC day, of every project.
     pub async fn rows_per_day(&self) -> Result<HashMap<NaiveDate, u64>, StoreError> {
         let sql = format!(
@@ -247,7 +312,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn delete_events(&self, team_id: i64, range: std::ops::Range<i64>) -> Result<u64, StoreError> {
-        let job = Job::start(&self.options.jobs, "store.delete");
+        let job = Job::start(&self.options.jobs, "clickhouse.delete");
         let result = async {
             let mut condition = format!("team_id = {team_id} AND timestamp_us < {}", range.end);
             if range.start != i64::MIN {
@@ -270,7 +335,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn maintain(&self) -> Result<MaintenanceReport, StoreError> {
-        let job = Job::start(&self.options.jobs, "store.merge");
+        let job = Job::start(&self.options.jobs, "clickhouse.merge");
         let result = self.merge().await;
         job.finish(result, |report| {
             format!("{} parts merged into {}", report.files_compacted, report.files_written)

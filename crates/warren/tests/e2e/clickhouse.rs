@@ -143,3 +143,53 @@ async fn a_killed_backfill_finishes_when_run_again() {
     let loaded = reader.read_rows(None).await.expect("read the cluster");
     assert_eq!(sorted(loaded), sorted(delta), "the cluster holds the Delta table row for row");
 }
+
+/// The System page's facts include the cluster: every server with its
+/// shard and replica, and healthy replicas of the events table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_page_shows_the_cluster() {
+    use crate::accounts::Client;
+    use crate::dashboard::{log_in, monitored, ADMIN_EMAIL, ADMIN_PASSWORD};
+
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let url = cluster.url(&format!("warren_system_{}", std::process::id()));
+    let server = monitored(&[("WARREN_CLICKHOUSE__URL", &url)]);
+    let admin = Client::with_cookie(&server, log_in(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await);
+    let system = admin.ok(reqwest::Method::GET, "/api/instance/system/", None).await;
+    let status = &system["clickhouse"];
+    assert_eq!(status["cluster"], "warren", "{status}");
+    let hosts = status["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 4, "{status}");
+    let mut places: Vec<String> = hosts
+        .iter()
+        .map(|host| {
+            assert_eq!(host["reachable"], true, "{host}");
+            let replica = host["replicas"]
+                .as_array()
+                .expect("replicas")
+                .iter()
+                .find(|r| r["table"] == "sharded_events");
+            let replica = replica.unwrap_or_else(|| panic!("no events replica on {host}"));
+            assert_eq!(replica["is_readonly"], 0, "{replica}");
+            assert_eq!(replica["total_replicas"], 2, "{replica}");
+            let macro_value = |name: &str| {
+                host["macros"]
+                    .as_array()
+                    .and_then(|m| m.iter().find(|m| m["macro"] == name))
+                    .map(|m| m["substitution"].clone())
+            };
+            format!(
+                "{}/{}",
+                macro_value("shard").unwrap_or_default(),
+                macro_value("replica").unwrap_or_default()
+            )
+        })
+        .collect();
+    places.sort();
+    assert_eq!(places, vec!["\"1\"/\"s1r1\"", "\"1\"/\"s1r2\"", "\"2\"/\"s2r1\"", "\"2\"/\"s2r2\""]);
+    // The configuration shown has the cluster's URL, its password hidden.
+    assert!(
+        system["config"]["clickhouse"]["url"].as_str().is_some_and(|u| u.contains("cluster=warren")),
+        "{system}"
+    );
+}

@@ -16,11 +16,11 @@ use warren_testkit::{require, TestServer, API_KEY, TOKEN};
 use crate::accounts::{new_key, sign_up, Client};
 use crate::{http, repo_root, BIN};
 
-const ADMIN_EMAIL: &str = "admin@example.com";
-const ADMIN_PASSWORD: &str = "correct horse battery staple";
+pub(crate) const ADMIN_EMAIL: &str = "admin@example.com";
+pub(crate) const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
-fn monitored(extra: &[(&'static str, &'static str)]) -> TestServer {
-    let mut env = vec![
+pub(crate) fn monitored(extra: &[(&str, &str)]) -> TestServer {
+    let mut env: Vec<(&str, &str)> = vec![
         ("WARREN_SELF_MONITORING__ENABLED", "true"),
         ("WARREN_SELF_MONITORING__INTERVAL_SECS", "1"),
         ("WARREN_SELF_MONITORING__SAMPLE_INTERVAL_MS", "250"),
@@ -36,7 +36,7 @@ fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client")
 }
 
-async fn log_in(server: &TestServer, email: &str, password: &str) -> String {
+pub(crate) async fn log_in(server: &TestServer, email: &str, password: &str) -> String {
     let response = http()
         .post(format!("{}/api/login/", server.url))
         .json(&json!({"email": email, "password": password}))
@@ -293,7 +293,10 @@ fn the_dashboard_works_in_a_real_browser() {
         require(false, "Debian's chromium and playwright-core in tests/sdk/node_modules");
         return;
     };
-    let server = monitored(&[]);
+    // With a ClickHouse cluster, so the System page shows one.
+    let Some(cluster) = warren_testkit::clickhouse::ClickHouseCluster::shared() else { return };
+    let url = cluster.url(&format!("warren_browser_{}", std::process::id()));
+    let server = monitored(&[("WARREN_CLICKHOUSE__URL", &url)]);
     let shots = artifacts();
     let _ = std::fs::remove_dir_all(&shots);
     let output = Command::new("node")

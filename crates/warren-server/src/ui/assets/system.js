@@ -1,6 +1,7 @@
 // System: what this Warren is and how its housekeeping goes — version,
 // configuration (secrets redacted), meta-store migrations, background
-// jobs with their last runs, and disk usage.
+// jobs with their last runs, disk usage, and the ClickHouse cluster when
+// one is configured.
 import { h, clear, notice, number, bytes, time, seconds, millis } from "./dom.js";
 
 function table(testid, headings, rows) {
@@ -25,6 +26,56 @@ function disk(usage) {
     rows.push(["file system free", `${bytes(usage.filesystem.free_bytes)} of ${bytes(usage.filesystem.total_bytes)}`]);
   }
   return table("disk", ["Part", "Size"], rows);
+}
+
+function macro(host, name) {
+  const found = (host.macros || []).find((m) => m.macro === name);
+  return found ? found.substitution : "?";
+}
+
+function yes(flag, bad) {
+  return h("span", { class: flag ? (bad ? "bad" : "ok") : (bad ? "ok" : "") }, flag ? "yes" : "no");
+}
+
+// One card for the cluster: every server with its replicas' health, then
+// unfinished mutations, running merges and parts per partition.
+function cluster(info) {
+  const hosts = info.hosts;
+  const replicas = [];
+  const mutations = [];
+  const merges = [];
+  const parts = [];
+  for (const host of hosts) {
+    const where = `${macro(host, "shard")}/${macro(host, "replica")}`;
+    for (const r of host.replicas || []) {
+      replicas.push([where, r.table, yes(r.is_readonly, true), yes(r.is_session_expired, true), number(r.queue_size),
+        seconds(r.absolute_delay), `${r.active_replicas} of ${r.total_replicas}`]);
+    }
+    for (const m of host.mutations || []) {
+      if (!m.is_done) mutations.push([where, m.table, m.mutation_id, m.command, m.created, number(m.parts_to_do)]);
+    }
+    for (const m of host.merges || []) {
+      merges.push([where, m.table, seconds(Math.round(m.elapsed)), `${Math.round(m.progress * 100)}%`, number(m.num_parts)]);
+    }
+    for (const p of host.parts || []) parts.push([where, p.table, p.partition, number(p.parts), number(p.rows), bytes(p.bytes)]);
+  }
+  const servers = table("clickhouse-hosts", ["Server", "Shard", "Replica", "Answers", "Data on disk", "Active parts"],
+    hosts.map((host) => [h("span", { class: "mono" }, host.url), macro(host, "shard"), macro(host, "replica"),
+      host.reachable ? h("span", { class: "ok" }, "yes") : h("span", { class: "bad" }, `no: ${host.error}`),
+      host.disk && host.disk[0] ? bytes(host.disk[0].bytes) : "–",
+      host.disk && host.disk[0] ? number(host.disk[0].active_parts) : "–"]));
+  const or = (rows, none) => rows.length ? rows : [[h("span", { class: "muted" }, none)]];
+  return h("section", { class: "card", "data-testid": "clickhouse" },
+    h("h3", {}, `ClickHouse: ${info.database} on cluster ${info.cluster}`), servers,
+    h("h4", {}, "Replicas"),
+    table("clickhouse-replicas", ["Server", "Table", "Read-only", "Session expired", "Queue", "Delay", "Active"],
+      or(replicas, "No replicated tables answer.")),
+    h("h4", {}, "Mutations not done"),
+    table("clickhouse-mutations", ["Server", "Table", "Mutation", "Command", "Created", "Parts to do"], or(mutations, "None.")),
+    h("h4", {}, "Merges running"),
+    table("clickhouse-merges", ["Server", "Table", "Elapsed", "Progress", "Parts"], or(merges, "None.")),
+    h("h4", {}, "Parts per partition"),
+    table("clickhouse-parts", ["Server", "Table", "Partition", "Parts", "Rows", "Bytes"], or(parts, "No data yet.")));
 }
 
 export async function render(main, context) {
@@ -60,6 +111,7 @@ export async function render(main, context) {
         ]))),
       h("section", { class: "card" }, h("h3", {}, "Disk"), disk(info.disk))),
     h("section", { class: "card" }, h("h3", {}, "Background jobs"), jobs(info.jobs)),
+    info.clickhouse ? cluster(info.clickhouse) : "",
     h("section", { class: "card" }, h("h3", {}, "Configuration"),
       h("p", { class: "muted" }, "As loaded from defaults, warren.toml, WARREN_* variables and flags; secrets are hidden."),
       h("pre", { class: "config", "data-testid": "config" }, JSON.stringify(info.config, null, 2))));
