@@ -185,6 +185,9 @@ impl Default for CaptureConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
+    /// Which store answers: the canonical Delta table, or the ClickHouse
+    /// cluster of `[clickhouse] url` (which must then be set).
+    pub backend: QueryBackendKind,
     /// A query running longer is stopped and answered 504.
     pub timeout_secs: u64,
     /// Memory all running queries may hold together; sorts and
@@ -200,8 +203,25 @@ pub struct QueryConfig {
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        Self { timeout_secs: 60, memory_limit_mb: 2048, max_rows: 10_000, threads: 2, target_partitions: 0 }
+        Self {
+            backend: QueryBackendKind::Delta,
+            timeout_secs: 60,
+            memory_limit_mb: 2048,
+            max_rows: 10_000,
+            threads: 2,
+            target_partitions: 0,
+        }
     }
+}
+
+/// The store insights and SQL are answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryBackendKind {
+    /// DataFusion over the Delta events table.
+    Delta,
+    /// The ClickHouse cluster, in its own SQL.
+    ClickHouse,
 }
 
 /// The ingest role: event log → persons → event store.

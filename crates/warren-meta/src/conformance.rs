@@ -54,7 +54,8 @@ macro_rules! meta_store_conformance {
             static_cohorts_and_definitions,
             persons_are_searched_newest_first,
             migration_status_lists_every_migration,
-            internal_project_is_made_once
+            internal_project_is_made_once,
+            store_migrations_keep_their_operations_and_one_lock_holder
         );
     };
     (@tests $factory:expr; $($name:ident),*) => {
@@ -246,7 +247,7 @@ pub async fn persons_are_searched_newest_first(factory: &impl MetaFactory) {
 pub async fn migration_status_lists_every_migration(factory: &impl MetaFactory) {
     let store = factory.create().await;
     let statuses = store.migration_status().await.expect("status");
-    assert!(statuses.len() >= 6, "every migration of this build: {statuses:?}");
+    assert!(statuses.len() >= 7, "every migration of this build: {statuses:?}");
     for (i, status) in statuses.iter().enumerate() {
         assert_eq!(status.version, i as i64 + 1, "in version order");
         assert_eq!(status.state, crate::MigrationState::Applied, "{status:?}");
@@ -703,4 +704,43 @@ pub async fn static_cohorts_and_definitions(factory: &impl MetaFactory) {
     let properties = store.property_definitions(TEAM).await.expect("properties");
     assert_eq!(properties.len(), 2);
     assert_eq!(properties[0].property_type.as_deref(), Some("String"), "the first type seen stays");
+}
+
+pub async fn store_migrations_keep_their_operations_and_one_lock_holder(factory: &impl MetaFactory) {
+    use crate::OperationState::{Completed, Errored, Running};
+    let store = factory.create().await;
+    assert!(store.migration_operations("clickhouse/a").await.expect("read").is_empty());
+    store.record_operation("clickhouse/a", 1, 0, Running, None).await.expect("record");
+    store.record_operation("clickhouse/a", 1, 0, Completed, None).await.expect("record");
+    store.record_operation("clickhouse/a", 2, 1, Errored, Some("it broke")).await.expect("record");
+    store.record_operation("clickhouse/a", 1, 1, Running, None).await.expect("record");
+    store.record_operation("clickhouse/b", 1, 0, Running, None).await.expect("record");
+    let a = store.migration_operations("clickhouse/a").await.expect("read");
+    let seen: Vec<_> = a.iter().map(|o| (o.version, o.operation, o.state, o.error.as_deref())).collect();
+    assert_eq!(seen, vec![(1, 0, Completed, None), (1, 1, Running, None), (2, 1, Errored, Some("it broke"))]);
+
+    // One holder at a time; the holder renews; a lapsed lease is taken over.
+    store.acquire_lock("migrate", "runner-1", 60_000).await.expect("lock").expect("free lock");
+    let refused = store.acquire_lock("migrate", "runner-2", 60_000).await.expect("lock");
+    assert!(refused.as_ref().is_err_and(|who| who.contains("runner-1")), "{refused:?}");
+    store.acquire_lock("migrate", "runner-1", 60_000).await.expect("lock").expect("renewed");
+    store.release_lock("migrate", "runner-2").await.expect("release");
+    assert!(
+        store.acquire_lock("migrate", "runner-2", 60_000).await.expect("lock").is_err(),
+        "not runner-2's to release"
+    );
+    store.release_lock("migrate", "runner-1").await.expect("release");
+    store.acquire_lock("migrate", "runner-2", 1).await.expect("lock").expect("free again");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store
+        .acquire_lock("migrate", "runner-3", 60_000)
+        .await
+        .expect("lock")
+        .expect("a lapsed lease is taken over");
+    let (first, second) = tokio::join!(
+        store.acquire_lock("other", "racer-1", 60_000),
+        store.acquire_lock("other", "racer-2", 60_000)
+    );
+    let winners = [first.expect("lock"), second.expect("lock")].iter().filter(|won| won.is_ok()).count();
+    assert_eq!(winners, 1, "exactly one racer holds the lock");
 }

@@ -148,6 +148,47 @@ pub enum MigrationState {
     Unknown,
 }
 
+/// Where one operation of another store's migration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    NotStarted,
+    Running,
+    Completed,
+    Errored,
+    RolledBack,
+}
+
+impl OperationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::NotStarted => "not_started",
+            OperationState::Running => "running",
+            OperationState::Completed => "completed",
+            OperationState::Errored => "errored",
+            OperationState::RolledBack => "rolled_back",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        [Self::NotStarted, Self::Running, Self::Completed, Self::Errored, Self::RolledBack]
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+}
+
+/// One recorded operation: `(version, operation)` of a migration of
+/// `scope` (e.g. `clickhouse/warren`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperationRecord {
+    pub version: u32,
+    pub operation: u32,
+    pub state: OperationState,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub updated_at_ms: i64,
+}
+
 /// Relational state behind one trait, so the embedded and scale-out
 /// deployments share every caller.
 #[async_trait]
@@ -317,6 +358,32 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// `partition → next offset` that `consumer` has applied.
     async fn ingest_offsets(&self, consumer: &str) -> Result<HashMap<u32, u64>, MetaError>;
+
+    /// Every recorded operation of `scope`'s migrations, in order.
+    async fn migration_operations(&self, scope: &str) -> Result<Vec<OperationRecord>, MetaError>;
+
+    /// Records where one operation stands (replacing what was recorded).
+    async fn record_operation(
+        &self,
+        scope: &str,
+        version: u32,
+        operation: u32,
+        state: OperationState,
+        error: Option<&str>,
+    ) -> Result<(), MetaError>;
+
+    /// Takes the lock `name` for `holder` until `lease_ms` from now: when
+    /// it is free, expired, or already `holder`'s (which renews it).
+    /// Answers whether `holder` has it, and who else does when not.
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Result<(), String>, MetaError>;
+
+    /// Gives up `holder`'s lock `name`; another holder's stays.
+    async fn release_lock(&self, name: &str, holder: &str) -> Result<(), MetaError>;
 
     /// A project's persons, in uuid order, `limit` at a time after `after`.
     async fn persons(

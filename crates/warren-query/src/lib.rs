@@ -25,6 +25,7 @@ pub mod plan;
 pub mod render;
 pub mod time;
 
+pub use backend::clickhouse::ClickHouseBackend;
 pub use backend::datafusion::{DataFusionBackend, QueryLimits};
 pub use backend::{Cell, QueryBackend, Rows};
 pub use engine::QueryEngine;

@@ -3,7 +3,7 @@
 //! is wanted — an event property as text, the start of a day in the
 //! project's time zone, a person's id after merges, a funnel over a
 //! person's events — and never *how* an engine spells it. A renderer per
-//! dialect (`render::datafusion`, later ClickHouse) turns it into SQL.
+//! dialect (`render::datafusion`, `render::clickhouse`) turns it into SQL.
 
 use serde::Serialize;
 

@@ -7,6 +7,9 @@
 //! arrays compare element by element and length — so a case states only
 //! what it is about. `expect_error` instead names a substring of the 400
 //! message.
+//!
+//! The same cases run on the ClickHouse cluster the test kit starts, where
+//! each answer must also equal DataFusion's in full.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,11 +18,16 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
-use warren_core::config::EventStoreConfig;
+use warren_core::config::{ClickHouseConfig, EventStoreConfig};
 use warren_core::person::{Group, PersonMode, PersonOverride};
 use warren_meta::{IngestCommit, MetaStore, SqlMeta};
-use warren_query::{DataFusionBackend, ProjectContext, Query, QueryError, QueryLimits};
-use warren_store::{DeltaStore, DeltaStoreOptions, EventRow, EventStore};
+use warren_query::{
+    ClickHouseBackend, DataFusionBackend, ProjectContext, Query, QueryBackend, QueryError, QueryLimits,
+};
+use warren_store::{
+    ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventRow, EventStore,
+};
+use warren_testkit::clickhouse::ClickHouseCluster;
 
 #[derive(Deserialize)]
 struct GoldenFile {
@@ -94,12 +102,17 @@ fn micros(text: &str) -> i64 {
 }
 
 struct Loaded {
-    backend: DataFusionBackend,
+    datafusion: DataFusionBackend,
+    /// The same data on the cluster, when the test asks for it.
+    clickhouse: Option<ClickHouseBackend>,
     project: ProjectContext,
     _dir: tempfile::TempDir,
 }
 
-async fn load(file: &GoldenFile) -> Loaded {
+/// Each file loads into a database of its own on the shared cluster.
+static DATABASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+async fn load(file: &GoldenFile, cluster: Option<&ClickHouseCluster>) -> Loaded {
     let dir = tempfile::tempdir().expect("temp dir");
     let meta =
         SqlMeta::connect(&format!("sqlite://{}", dir.path().join("meta.db").display())).await.expect("meta");
@@ -144,7 +157,8 @@ async fn load(file: &GoldenFile) -> Loaded {
             }
         })
         .collect();
-    store.append("golden", rows, &[(0, file.events.len() as u64)]).await.expect("append");
+    let offsets = [(0, file.events.len() as u64)];
+    store.append("golden", rows.clone(), &offsets).await.expect("append");
     let commit = IngestCommit {
         consumer: "golden".into(),
         offsets: vec![(0, file.events.len() as u64)],
@@ -176,8 +190,24 @@ async fn load(file: &GoldenFile) -> Loaded {
     let now =
         chrono::DateTime::parse_from_rfc3339(&file.project.now).expect("now").with_timezone(&chrono::Utc);
     let project = ProjectContext::new(TEAM, &file.project.timezone, now).expect("project");
-    let backend = DataFusionBackend::new(store, Arc::new(meta), QueryLimits::default()).expect("backend");
-    Loaded { backend, project, _dir: dir }
+    let meta: Arc<dyn MetaStore> = Arc::new(meta);
+    let clickhouse = match cluster {
+        Some(cluster) => {
+            let n = DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = cluster.url(&format!("golden_{}_{n}", std::process::id()));
+            let config = ClickHouseConfig { url: Some(url), ..ClickHouseConfig::default() };
+            let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("a cluster");
+            let store = ClickHouseStore::open(options, meta.clone()).await.expect("open the cluster's store");
+            let count = rows.len();
+            store.append("golden", rows, &offsets).await.expect("append to the cluster");
+            let stored = store.read_rows(Some(TEAM)).await.expect("read the cluster");
+            assert_eq!(stored.len(), count, "the cluster holds every golden event");
+            Some(ClickHouseBackend::new(Arc::new(store), meta.clone(), QueryLimits::default()))
+        }
+        None => None,
+    };
+    let datafusion = DataFusionBackend::new(store, meta, QueryLimits::default()).expect("backend");
+    Loaded { datafusion, clickhouse, project, _dir: dir }
 }
 
 /// Where `actual` differs from `expected` read as a subset, if anywhere.
@@ -201,40 +231,59 @@ fn mismatch(expected: &Value, actual: &Value, path: &str) -> Option<String> {
     }
 }
 
-async fn run_file(path: &Path) -> Vec<String> {
+async fn run_file(path: &Path, cluster: Option<&ClickHouseCluster>) -> Vec<String> {
     let text = std::fs::read_to_string(path).expect("read golden file");
     let file: GoldenFile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let loaded = load(&file).await;
+    let loaded = load(&file, cluster).await;
     let mut failures = Vec::new();
     for case in &file.cases {
         let label = format!("{} / {}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?"), case.name);
-        let result = match serde_json::from_value::<Query>(case.query.clone()) {
-            Ok(query) => warren_query::run(&query, &loaded.project, &loaded.backend).await,
-            Err(e) => Err(QueryError::Invalid(e.to_string())),
-        };
-        match (result, &case.expect, &case.expect_error) {
-            (Ok(actual), Some(expected), _) => {
-                if let Some(problem) = mismatch(expected, &actual["results"], "results") {
-                    failures.push(format!("{label}: {problem}"));
+        let datafusion = ask(&case.query, &loaded.project, &loaded.datafusion).await;
+        match &loaded.clickhouse {
+            None => failures.extend(verdict(&label, datafusion, case)),
+            Some(clickhouse) => {
+                let label = format!("{label} (ClickHouse)");
+                let answer = ask(&case.query, &loaded.project, clickhouse).await;
+                if let (Ok(theirs), Ok(ours)) = (&datafusion, &answer) {
+                    if let Some(problem) = mismatch(&theirs["results"], &ours["results"], "results") {
+                        failures.push(format!("{label}: differs from DataFusion: {problem}"));
+                    }
                 }
+                failures.extend(verdict(&label, answer, case));
             }
-            (Err(QueryError::Invalid(message)), _, Some(wanted)) => {
-                if !message.contains(wanted.as_str()) {
-                    failures.push(format!("{label}: error {message:?} does not mention {wanted:?}"));
-                }
-            }
-            (Ok(actual), None, Some(wanted)) => {
-                failures.push(format!("{label}: expected an error about {wanted:?}, got {actual}"))
-            }
-            (Err(e), _, _) => failures.push(format!("{label}: {e}")),
-            (Ok(_), None, None) => failures.push(format!("{label}: case states no expectation")),
         }
     }
     failures
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn golden_cases_hold_on_datafusion() {
+async fn ask(
+    query: &Value,
+    project: &ProjectContext,
+    backend: &dyn QueryBackend,
+) -> Result<Value, QueryError> {
+    match serde_json::from_value::<Query>(query.clone()) {
+        Ok(query) => warren_query::run(&query, project, backend).await,
+        Err(e) => Err(QueryError::Invalid(e.to_string())),
+    }
+}
+
+/// What is wrong with a backend's answer to `case`, if anything.
+fn verdict(label: &str, result: Result<Value, QueryError>, case: &Case) -> Option<String> {
+    match (result, &case.expect, &case.expect_error) {
+        (Ok(actual), Some(expected), _) => {
+            mismatch(expected, &actual["results"], "results").map(|problem| format!("{label}: {problem}"))
+        }
+        (Err(QueryError::Invalid(message)), _, Some(wanted)) => (!message.contains(wanted.as_str()))
+            .then(|| format!("{label}: error {message:?} does not mention {wanted:?}")),
+        (Ok(actual), None, Some(wanted)) => {
+            Some(format!("{label}: expected an error about {wanted:?}, got {actual}"))
+        }
+        (Err(e), _, _) => Some(format!("{label}: {e}")),
+        (Ok(_), None, None) => Some(format!("{label}: case states no expectation")),
+    }
+}
+
+async fn run_all(cluster: Option<&ClickHouseCluster>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("golden dir")
@@ -245,7 +294,18 @@ async fn golden_cases_hold_on_datafusion() {
     assert!(!files.is_empty(), "no golden files in {}", dir.display());
     let mut failures = Vec::new();
     for file in &files {
-        failures.extend(run_file(file).await);
+        failures.extend(run_file(file, cluster).await);
     }
     assert!(failures.is_empty(), "{} golden case(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_cases_hold_on_datafusion() {
+    run_all(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_cases_hold_on_clickhouse_as_on_datafusion() {
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    run_all(Some(cluster)).await;
 }

@@ -138,3 +138,122 @@ async fn a_lost_replica_loses_nothing_and_catches_up() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Migrations a test can stop halfway: a replicated table, rows, and a
+/// mutation over them.
+fn test_migrations(db: &str) -> Vec<warren_store::migrations::Migration> {
+    use warren_store::migrations::{Hosts, Migration, Operation};
+    let op =
+        |description: &str, on: Hosts, forward: String, rollback: Option<String>, awaits_mutations: bool| {
+            Operation { description: description.into(), on, forward, rollback, awaits_mutations }
+        };
+    vec![
+        Migration {
+            version: 1,
+            name: "a table",
+            operations: vec![
+                op(
+                    "database",
+                    Hosts::Every,
+                    format!("CREATE DATABASE IF NOT EXISTS {db}"),
+                    Some(format!("DROP DATABASE IF EXISTS {db}")),
+                    false,
+                ),
+                op(
+                    "table",
+                    Hosts::Every,
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {db}.t (n UInt64, s String) \
+                         ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{db}.t', '{{replica}}') ORDER BY n"
+                    ),
+                    Some(format!("DROP TABLE IF EXISTS {db}.t")),
+                    false,
+                ),
+            ],
+        },
+        Migration {
+            version: 2,
+            name: "rows, then a mutation",
+            operations: vec![
+                // The same block again is deduplicated by the replicated table.
+                op(
+                    "rows",
+                    Hosts::OnePerShard,
+                    format!("INSERT INTO {db}.t SELECT number, '' FROM system.numbers LIMIT 1000"),
+                    None,
+                    false,
+                ),
+                op(
+                    "mark them",
+                    Hosts::OnePerShard,
+                    format!("ALTER TABLE {db}.t UPDATE s = 'done' WHERE s = ''"),
+                    Some(format!("ALTER TABLE {db}.t UPDATE s = '' WHERE s = 'done'")),
+                    true,
+                ),
+            ],
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_resume_where_they_stopped_and_roll_back() {
+    use std::ops::ControlFlow;
+    use warren_meta::OperationState::{Completed, NotStarted, RolledBack, Running};
+
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let db = format!("warren_migrations_{}", std::process::id());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta = sqlite_meta(&dir).await;
+    let mut opts = options(cluster.url(&db));
+    opts.mutation_timeout = std::time::Duration::from_secs(5);
+    let store = ClickHouseStore::connect(opts, meta.clone()).expect("connect");
+    let runner = store.migrator_of(test_migrations(&db));
+    let states =
+        || async { runner.status().await.expect("status").iter().map(|op| op.state).collect::<Vec<_>>() };
+    let ask = |sql: String| {
+        let url = cluster.nodes[0].url();
+        async move {
+            let answer = reqwest::Client::new().post(url).body(sql).send().await.expect("ask");
+            answer.text().await.expect("answer").trim().to_string()
+        }
+    };
+    assert_eq!(states().await, vec![NotStarted; 4]);
+
+    // Stopped after its second operation: the next run starts at the third.
+    let mut seen = 0;
+    let done = runner.up(|_| {
+        seen += 1;
+        if seen == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    assert_eq!(done.await.expect("up"), 2);
+    assert_eq!(states().await, vec![Completed, Completed, NotStarted, NotStarted]);
+
+    // Killed while inserting: the operation is still marked running.
+    meta.record_operation(&format!("clickhouse/{db}"), 2, 0, Running, None).await.expect("record");
+    // Another runner's lock is waited for, then given up on.
+    let lock = format!("migrate:clickhouse/{db}");
+    meta.acquire_lock(&lock, "someone-else", 60_000).await.expect("lock").expect("free");
+    let refused = runner.up(|_| ControlFlow::Continue(())).await.expect_err("locked");
+    assert!(refused.to_string().contains("someone-else"), "{refused}");
+    meta.release_lock(&lock, "someone-else").await.expect("release");
+
+    assert_eq!(runner.up(|_| ControlFlow::Continue(())).await.expect("resume"), 2);
+    assert_eq!(states().await, vec![Completed; 4]);
+    let rows = format!("SELECT count(), countIf(s = 'done') FROM cluster('warren', {db}, t) FORMAT TSV");
+    assert_eq!(ask(rows.clone()).await, "2000\t2000", "1000 rows per shard, inserted once, all marked");
+    assert_eq!(runner.up(|_| ControlFlow::Continue(())).await.expect("again"), 0, "nothing left to do");
+
+    // Down to version 1 undoes the mutation (the rows have no rollback).
+    assert_eq!(runner.down(1, |_| ControlFlow::Continue(())).await.expect("down"), 2);
+    assert_eq!(states().await, vec![Completed, Completed, RolledBack, RolledBack]);
+    assert_eq!(ask(rows.clone()).await, "2000\t0");
+    // Down to nothing drops it all; up makes it again.
+    assert_eq!(runner.down(0, |_| ControlFlow::Continue(())).await.expect("down"), 2);
+    assert_eq!(ask(format!("EXISTS TABLE {db}.t")).await, "0");
+    assert_eq!(runner.up(|_| ControlFlow::Continue(())).await.expect("up"), 4);
+    assert_eq!(states().await, vec![Completed; 4]);
+}

@@ -140,6 +140,12 @@ impl TestServer {
         }
     }
 
+    /// Sets a `WARREN_*` variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
     /// Starts the server again on the same data dir (a new port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the server first");

@@ -6,6 +6,7 @@ mod bench;
 mod clickhouse;
 mod config;
 mod generate;
+mod migrate;
 mod serve;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Command {
     /// Measure Warren against a load generator.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Show or change the schema of every store: status, up, down.
+    Migrate(migrate::MigrateArgs),
     /// Chores of the ClickHouse cluster of `[clickhouse] url`.
     #[command(subcommand)]
     Clickhouse(clickhouse::ClickHouseCommand),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run_async(serve::serve(cli.config, args)),
         Command::Generate(args) => run_async(generate::run(cli.config, args)),
         Command::Bench(command) => run_async(bench::run(command)),
+        Command::Migrate(args) => run_async(migrate::run(cli.config, args)),
         Command::Clickhouse(command) => run_async(clickhouse::run(cli.config, command)),
     };
     match result {

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::watch;
-use warren_core::config::{LogFormat, Role, WarrenConfig};
+use warren_core::config::{LogFormat, QueryBackendKind, Role, WarrenConfig};
 use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::LISTENING_LINE;
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
 use warren_meta::accounts::{NewUser, Role as MemberRole};
 use warren_meta::audit::AuditEntry;
 use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
-use warren_query::{DataFusionBackend, QueryEngine, QueryLimits};
+use warren_query::{ClickHouseBackend, DataFusionBackend, QueryBackend, QueryEngine, QueryLimits};
 use warren_server::{AppState, InstanceInfo, Monitor};
 use warren_store::{
     ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventStore, MirroredStore,
@@ -112,11 +112,12 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics)
         .with_auth(config.auth.clone())
         .with_instance(instance, monitor.clone());
+    if let (Some(store), true) = (&store, config.role.queries()) {
+        let engine = query_engine(&config, store.clone(), clickhouse.clone(), meta)?;
+        state = state.with_query_engine(Arc::new(engine));
+    }
     if let Some(clickhouse) = clickhouse {
         state = state.with_clickhouse(clickhouse);
-    }
-    if let (Some(store), true) = (&store, config.role.queries()) {
-        state = state.with_query_engine(Arc::new(query_engine(&config, store.clone(), meta)?));
     }
     let (stop_monitor, monitor_stopped) = watch::channel(false);
     let monitoring = tokio::spawn(monitor.run(state.clone(), internal, monitor_stopped));
@@ -185,13 +186,20 @@ fn init_tracing(format: LogFormat, level: &str) {
     }
 }
 
+/// The meta store, its schema brought up to date.
 pub(crate) async fn open_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let meta = connect_meta(config).await?;
+    meta.migrate().await?;
+    Ok(meta)
+}
+
+/// The meta store as it is, its schema untouched.
+pub(crate) async fn connect_meta(config: &WarrenConfig) -> anyhow::Result<Arc<dyn MetaStore>> {
     let url = config
         .meta_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("meta.db").display()));
     let meta = SqlMeta::connect(&url).await.with_context(|| format!("opening meta store {url}"))?;
-    meta.migrate().await?;
     Ok(Arc::new(meta))
 }
 
@@ -336,6 +344,7 @@ async fn open_clickhouse(
 fn query_engine(
     config: &WarrenConfig,
     store: Arc<DeltaStore>,
+    clickhouse: Option<Arc<ClickHouseStore>>,
     meta: Arc<dyn MetaStore>,
 ) -> anyhow::Result<QueryEngine> {
     let settings = &config.query;
@@ -345,9 +354,20 @@ fn query_engine(
         memory_bytes: (settings.memory_limit_mb.max(64) as usize) << 20,
         target_partitions: if settings.target_partitions == 0 { cores } else { settings.target_partitions },
     };
-    let backend = DataFusionBackend::new(store, meta, limits).context("setting up the query engine")?;
+    let backend: Arc<dyn QueryBackend> = match (settings.backend, clickhouse) {
+        (QueryBackendKind::Delta, _) => {
+            Arc::new(DataFusionBackend::new(store, meta, limits).context("setting up the query engine")?)
+        }
+        (QueryBackendKind::ClickHouse, Some(cluster)) => {
+            Arc::new(ClickHouseBackend::new(cluster, meta, limits))
+        }
+        (QueryBackendKind::ClickHouse, None) => {
+            anyhow::bail!("[query] backend = \"clickhouse\" needs a cluster: set [clickhouse] url")
+        }
+    };
+    tracing::info!(backend = ?settings.backend, "queries answered");
     let timeout = Duration::from_secs(settings.timeout_secs.max(1));
-    QueryEngine::new(Arc::new(backend), settings.threads, timeout).context("starting the query runtime")
+    QueryEngine::new(backend, settings.threads, timeout).context("starting the query runtime")
 }
 
 fn start_ingest(

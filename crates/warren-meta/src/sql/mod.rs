@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod entities;
+mod locks;
 mod persons;
 mod tenancy;
 
@@ -234,6 +235,34 @@ impl crate::MetaStore for SqlMeta {
 
     async fn migration_status(&self) -> Result<Vec<crate::MigrationStatus>, MetaError> {
         self.migration_status_rows().await
+    }
+
+    async fn migration_operations(&self, scope: &str) -> Result<Vec<crate::OperationRecord>, MetaError> {
+        locks::operations(&self.pool, scope).await
+    }
+
+    async fn record_operation(
+        &self,
+        scope: &str,
+        version: u32,
+        operation: u32,
+        state: crate::OperationState,
+        error: Option<&str>,
+    ) -> Result<(), MetaError> {
+        locks::record_operation(&self.pool, scope, version, operation, state, error).await
+    }
+
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Result<(), String>, MetaError> {
+        locks::acquire(&self.pool, name, holder, lease_ms).await
+    }
+
+    async fn release_lock(&self, name: &str, holder: &str) -> Result<(), MetaError> {
+        locks::release(&self.pool, name, holder).await
     }
 
     async fn ensure_internal_project(&self, name: &str) -> Result<crate::Project, MetaError> {

@@ -1,12 +1,15 @@
 //! Where plans run. [`QueryBackend`] is the port: it takes a plan (or a
 //! checked SQL query) for one project and answers rows of [`Cell`]s, so
 //! the insights above it never see an engine's types. `datafusion/` runs
-//! over the Delta events table; a ClickHouse backend renders the same plans
-//! in its own dialect.
+//! over the Delta events table; `clickhouse` renders the same plans in
+//! ClickHouse SQL and runs them on the cluster.
 
+pub mod clickhouse;
 pub mod datafusion;
 
 use async_trait::async_trait;
+use warren_core::person::Person;
+use warren_meta::MetaStore;
 
 use crate::hogql::SqlQuery;
 use crate::plan::Select;
@@ -105,4 +108,25 @@ pub trait QueryBackend: Send + Sync + 'static {
 
     /// Runs a checked SQL query over one project's data.
     async fn run_sql(&self, project: &ProjectContext, query: &SqlQuery) -> Result<Rows, QueryError>;
+}
+
+/// The persons of a project, page by page from the meta store, stopping
+/// once more than `at_most` are read.
+pub(crate) async fn project_persons(
+    meta: &dyn MetaStore,
+    team_id: i64,
+    at_most: usize,
+) -> Result<Vec<Person>, QueryError> {
+    const PAGE: u32 = 10_000;
+    let mut persons = Vec::new();
+    let mut after = None;
+    loop {
+        let page = meta.persons(team_id, after, PAGE).await?;
+        let done = page.len() < PAGE as usize;
+        after = page.last().map(|p| p.uuid);
+        persons.extend(page);
+        if done || persons.len() > at_most {
+            return Ok(persons);
+        }
+    }
 }

@@ -9,20 +9,15 @@
 
 use std::fmt::Write as _;
 
-use std::ops::ControlFlow;
+use warren_store::datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 
-use warren_store::datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, Expr as SqlExpr, FunctionArguments,
+use super::{
+    binary_operator, call_parts, one_argument, parse_rewrite, properties_column, quote_ident, quote_text,
+    rewrite_expressions, Dialect,
 };
-use warren_store::datafusion::sql::sqlparser::dialect::GenericDialect;
-use warren_store::datafusion::sql::sqlparser::parser::Parser;
-
-use super::{quote_ident, quote_text, Dialect};
 use crate::hogql::{PropertyAccess, SqlQuery};
 use crate::model::Interval;
-use crate::plan::{
-    Aggregate, BinaryOp, Bucketing, Column, Expr, JoinKind, Literal, PropertySource, Select, Source,
-};
+use crate::plan::{Aggregate, Bucketing, Column, Expr, JoinKind, Literal, Select, Source};
 use crate::QueryError;
 
 /// The names the backend registers for this renderer's output.
@@ -41,23 +36,7 @@ impl Dialect for DataFusionDialect {
     }
 
     fn render_sql(&self, query: &SqlQuery) -> Result<String, QueryError> {
-        let mut query = query.query().clone();
-        let mut problem = None;
-        let _ = visit_expressions_mut(&mut query, |expr| {
-            match rewrite_sql_expr(expr) {
-                Ok(Some(replacement)) => *expr = replacement,
-                Ok(None) => {}
-                Err(e) => {
-                    problem = Some(e);
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        });
-        match problem {
-            Some(problem) => Err(problem),
-            None => Ok(query.to_string()),
-        }
+        Ok(rewrite_expressions(query, rewrite_sql_expr)?.to_string())
     }
 }
 
@@ -75,26 +54,9 @@ fn rewrite_sql_expr(expr: &SqlExpr) -> Result<Option<SqlExpr>, QueryError> {
             let path: Vec<String> = access.path.iter().map(|k| quote_text(k)).collect();
             format!("json_as_text({column}, {})", path.join(", "))
         }
-        // A call with OVER, FILTER or WITHIN GROUP keeps its own spelling:
-        // rebuilding it from the arguments alone would drop those clauses.
-        SqlExpr::Function(function)
-            if function.over.is_some() || function.filter.is_some() || !function.within_group.is_empty() =>
-        {
-            return Ok(None)
-        }
         SqlExpr::Function(function) => {
-            let name = function.name.to_string();
-            let args: Vec<String> = match &function.args {
-                FunctionArguments::List(list) => list.args.iter().map(|a| a.to_string()).collect(),
-                FunctionArguments::None => Vec::new(),
-                FunctionArguments::Subquery(_) => return Ok(None),
-            };
-            let one = |template: &str| -> Result<String, QueryError> {
-                match args.as_slice() {
-                    [arg] => Ok(template.replace("{}", arg)),
-                    _ => Err(QueryError::invalid(format!("{name}() takes one argument"))),
-                }
-            };
+            let Some((name, args)) = call_parts(function) else { return Ok(None) };
+            let one = |template: &str| one_argument(&name, &args, template);
             match name.as_str() {
                 "count" if args.is_empty() => "count(*)".to_string(),
                 "uniq" | "uniqExact" => one("count(DISTINCT {})")?,
@@ -112,11 +74,7 @@ fn rewrite_sql_expr(expr: &SqlExpr) -> Result<Option<SqlExpr>, QueryError> {
         }
         _ => return Ok(None),
     };
-    Parser::new(&GenericDialect {})
-        .try_with_sql(&text)
-        .and_then(|mut parser| parser.parse_expr())
-        .map(Some)
-        .map_err(|e| QueryError::invalid(format!("cannot rewrite {expr}: {e}")))
+    parse_rewrite(&text, expr).map(Some)
 }
 
 fn select_sql(select: &Select, out: &mut String) -> Result<(), QueryError> {
@@ -213,13 +171,6 @@ fn column_name(column: Column) -> String {
     }
 }
 
-fn properties_column(source: PropertySource) -> &'static str {
-    match source {
-        PropertySource::Event | PropertySource::Group => "properties",
-        PropertySource::Person => "person_properties",
-    }
-}
-
 fn literal_sql(literal: &Literal, out: &mut String) {
     match literal {
         Literal::Null => out.push_str("NULL"),
@@ -258,23 +209,6 @@ fn bucket_sql(bucketing: &Bucketing, expr: &Expr, out: &mut String) -> Result<()
         }
     }
     Ok(())
-}
-
-fn binary_operator(op: BinaryOp) -> &'static str {
-    match op {
-        BinaryOp::Eq => "=",
-        BinaryOp::NotEq => "<>",
-        BinaryOp::Lt => "<",
-        BinaryOp::LtEq => "<=",
-        BinaryOp::Gt => ">",
-        BinaryOp::GtEq => ">=",
-        BinaryOp::And => "AND",
-        BinaryOp::Or => "OR",
-        BinaryOp::Add => "+",
-        BinaryOp::Sub => "-",
-        BinaryOp::Mul => "*",
-        BinaryOp::Div => "/",
-    }
 }
 
 /// `%` and `_` are LIKE's wildcards; a needle means them literally.
@@ -437,6 +371,7 @@ fn aggregate_sql(aggregate: &Aggregate, out: &mut String) -> Result<(), QueryErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::PropertySource;
 
     #[test]
     fn text_is_quoted_and_like_wildcards_are_literal() {

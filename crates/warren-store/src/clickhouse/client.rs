@@ -145,12 +145,22 @@ impl Client {
 
     /// Runs `sql` on any server that answers, with `body` as its data.
     pub async fn execute(&self, sql: &str, body: Option<String>) -> Result<String, StoreError> {
+        self.execute_with(sql, body, &[]).await
+    }
+
+    /// [`Client::execute`] with `settings` beside the ones every statement has.
+    pub async fn execute_with(
+        &self,
+        sql: &str,
+        body: Option<String>,
+        settings: &[(&str, String)],
+    ) -> Result<String, StoreError> {
         let hosts = &self.url.hosts;
         let first = self.preferred.load(Ordering::Relaxed) % hosts.len();
         let mut last = None;
         for step in 0..hosts.len() {
             let index = (first + step) % hosts.len();
-            match self.execute_on(&hosts[index], sql, body.clone()).await {
+            match self.send(&hosts[index], sql, body.clone(), settings).await {
                 Err(StoreError::Unreachable { host, reason }) => {
                     tracing::warn!(%host, %reason, "ClickHouse server did not answer; trying the next");
                     last = Some(StoreError::Unreachable { host, reason });
@@ -171,11 +181,22 @@ impl Client {
         sql: &str,
         body: Option<String>,
     ) -> Result<String, StoreError> {
+        self.send(host, sql, body, &[]).await
+    }
+
+    async fn send(
+        &self,
+        host: &str,
+        sql: &str,
+        body: Option<String>,
+        settings: &[(&str, String)],
+    ) -> Result<String, StoreError> {
         let mut request = self
             .http
             .post(format!("{host}/"))
             .basic_auth(&self.url.user, Some(&self.url.password))
-            .query(SETTINGS);
+            .query(SETTINGS)
+            .query(settings);
         request = match body {
             // The statement goes in the URL when the body carries data.
             Some(body) => request.query(&[("query", sql)]).body(body),
@@ -207,6 +228,17 @@ impl Client {
                 }
                 Err(other) => return Err(other),
             }
+        }
+        self.covers_every_shard(&hosts).await?;
+        Ok(hosts)
+    }
+
+    /// Every server named in the URL, each of which must answer: for
+    /// statements no server may miss (a schema change).
+    pub async fn every_host(&self) -> Result<Vec<Host>, StoreError> {
+        let mut hosts = Vec::new();
+        for url in &self.url.hosts {
+            hosts.push(self.host(url).await?);
         }
         self.covers_every_shard(&hosts).await?;
         Ok(hosts)

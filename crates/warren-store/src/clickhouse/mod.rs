@@ -10,12 +10,14 @@
 //! its shard takes the insert and replication brings it up to date.
 
 mod client;
+pub mod migrations;
 mod rows;
 mod schema;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -25,6 +27,7 @@ use warren_meta::{IngestCommit, MetaStore};
 
 pub use client::ClickHouseUrl;
 use client::{quote, Client};
+use migrations::Migrator;
 
 use crate::upkeep::{Job, MaintenanceReport};
 use crate::{EventRow, EventStore, StoreError};
@@ -67,17 +70,40 @@ impl std::fmt::Debug for ClickHouseStore {
 }
 
 impl ClickHouseStore {
-    /// Connects and makes the schema on every server that answers.
+    /// Connects and brings the schema up to date (waiting while another
+    /// process migrates it).
     pub async fn open(options: ClickHouseStoreOptions, meta: Arc<dyn MetaStore>) -> Result<Self, StoreError> {
-        let client = Client::new(options.url.clone(), options.statement_timeout)?;
-        let hosts = schema::ensure(&client).await?;
+        let store = Self::connect(options, meta)?;
+        let applied = store.migrator().up(|_| ControlFlow::Continue(())).await?;
         tracing::info!(
-            database = %options.url.database,
-            cluster = %options.url.cluster,
-            servers = hosts.len(),
+            database = %store.options.url.database,
+            cluster = %store.options.url.cluster,
+            migration_operations = applied,
             "ClickHouse event store open"
         );
+        Ok(store)
+    }
+
+    /// Connects without touching the schema (for `warren migrate`).
+    pub fn connect(options: ClickHouseStoreOptions, meta: Arc<dyn MetaStore>) -> Result<Self, StoreError> {
+        let client = Client::new(options.url.clone(), options.statement_timeout)?;
         Ok(Self { client, meta, options })
+    }
+
+    /// The cluster this store writes.
+    pub fn url(&self) -> &ClickHouseUrl {
+        &self.options.url
+    }
+
+    /// The runner of this database's schema migrations.
+    pub fn migrator(&self) -> Migrator<'_> {
+        let url = &self.options.url;
+        self.migrator_of(schema::migrations(&url.database, &url.cluster))
+    }
+
+    /// A runner of `migrations` on this store's cluster and meta store.
+    pub fn migrator_of(&self, migrations: Vec<migrations::Migration>) -> Migrator<'_> {
+        Migrator::new(&self.client, self.meta.as_ref(), migrations, self.options.mutation_timeout)
     }
 
     fn table(&self, name: &str) -> String {
@@ -88,6 +114,20 @@ impl ClickHouseStore {
     /// database of its own starts from nothing.
     fn consumer(&self, writer: &str) -> String {
         format!("clickhouse/{}/{writer}", self.options.url.database)
+    }
+
+    /// The table queries read: the Distributed `events`, `FINAL` for one
+    /// row per uuid.
+    pub fn events_table(&self) -> String {
+        self.table("events")
+    }
+
+    /// Runs a query (no writes: `readonly` is set) with `settings`
+    /// besides the defaults, on any server that answers; its output text.
+    pub async fn query(&self, sql: &str, settings: &[(&str, String)]) -> Result<String, StoreError> {
+        let mut all = vec![("readonly", "2".to_string())];
+        all.extend(settings.iter().cloned());
+        self.client.execute_with(sql, None, &all).await
     }
 
     /// Every stored row of `team_id` (of every project when `None`), one
@@ -203,33 +243,6 @@ impl ClickHouseStore {
             .map_err(|_| StoreError::ClickHouse(format!("a count that is no number: {text:?}")))
     }
 
-    /// Waits until no mutation of `sharded_events` is pending on any
-    /// server that answers.
-    async fn await_mutations(&self) -> Result<(), StoreError> {
-        let deadline = Instant::now() + self.options.mutation_timeout;
-        let sql = format!(
-            "SELECT count() FROM system.mutations WHERE database = {} AND table = 'sharded_events' AND is_done = 0 \
-             FORMAT TSV",
-            quote(&self.options.url.database)
-        );
-        for host in self.client.answering_hosts().await? {
-            loop {
-                let pending = self.client.execute_on(&host.url, &sql, None).await?;
-                if pending.trim() == "0" {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(StoreError::ClickHouse(format!(
-                        "mutations still pending on {} after {:?}",
-                        host.url, self.options.mutation_timeout
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(())
-    }
-
     /// Active parts per partition of `sharded_events` on one server.
     async fn parts(&self, host: &str) -> Result<HashMap<String, u64>, StoreError> {
         let sql = format!(
@@ -327,7 +340,12 @@ impl EventStore for ClickHouseStore {
                 let sql = format!("ALTER TABLE {} DELETE WHERE {condition}", self.table("sharded_events"));
                 self.client.execute_on(&host.url, &sql, None).await?;
             }
-            self.await_mutations().await?;
+            migrations::await_mutations(
+                &self.client,
+                &self.options.url.database,
+                self.options.mutation_timeout,
+            )
+            .await?;
             Ok(deleted)
         }
         .await;

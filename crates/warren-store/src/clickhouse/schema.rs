@@ -15,12 +15,11 @@
 //! - a `FINAL` read grouped by an expression of the sort key fails
 //!   ("column already exists"): days are grouped by `toYYYYMMDD`.
 //!
-//! Every statement says `IF NOT EXISTS` and is sent to each server in
-//! turn (the `{shard}` and `{replica}` macros are the server's own), so
-//! running it again, or on a server added later, is harmless.
+//! The schema is made and changed only by the migrations below, which
+//! [`super::migrations`] runs. Every statement says `IF [NOT] EXISTS`, so
+//! running one again after a killed run is harmless.
 
-use super::client::{Client, Host};
-use crate::StoreError;
+use super::migrations::{Hosts, Migration, Operation};
 
 /// The columns, in insert order. `inserted_at_us` is the version the
 /// replacing engine keeps the newest row of a uuid by.
@@ -47,38 +46,51 @@ const COLUMNS: &str = "
     `$group_4` String,
     inserted_at_us UInt64";
 
-/// The statements that make the schema on one server, in order.
-fn statements(database: &str, cluster: &str) -> Vec<String> {
-    vec![
-        format!("CREATE DATABASE IF NOT EXISTS {database}"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {database}.sharded_events ({COLUMNS})
-             ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}.sharded_events',
-                                                   '{{replica}}', inserted_at_us)
-             PARTITION BY toYYYYMM(timestamp)
-             ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(toString(uuid)))
-             SAMPLE BY cityHash64(distinct_id)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {database}.events AS {database}.sharded_events
-             ENGINE = Distributed({cluster}, {database}, sharded_events, sipHash64(distinct_id))"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {database}.writable_events AS {database}.sharded_events
-             ENGINE = Distributed({cluster}, {database}, sharded_events, sipHash64(distinct_id))"
-        ),
-    ]
-}
-
-/// Makes the schema on every server that answers.
-pub async fn ensure(client: &Client) -> Result<Vec<Host>, StoreError> {
-    let hosts = client.answering_hosts().await?;
-    let url = client.url();
-    for host in &hosts {
-        for statement in statements(&url.database, &url.cluster) {
-            client.execute_on(&host.url, &statement, None).await?;
-        }
-        tracing::debug!(host = %host.url, shard = %host.shard, replica = %host.replica, "events schema present");
-    }
-    Ok(hosts)
+/// Every migration of the events schema, in order. Each statement runs
+/// on every server: the per-shard tables get their replica's macros there,
+/// and Distributed tables exist on each server that reads or writes.
+pub fn migrations(database: &str, cluster: &str) -> Vec<Migration> {
+    let every = |description: &str, forward: String, rollback: String| Operation {
+        description: description.to_string(),
+        on: Hosts::Every,
+        forward,
+        rollback: Some(rollback),
+        awaits_mutations: false,
+    };
+    // The Distributed tables in front of sharded_events.
+    let distributed = |table: &str, purpose: &str| {
+        every(
+            &format!("{table}, the Distributed table {purpose} go through"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {database}.{table} AS {database}.sharded_events
+                 ENGINE = Distributed({cluster}, {database}, sharded_events, sipHash64(distinct_id))"
+            ),
+            format!("DROP TABLE IF EXISTS {database}.{table}"),
+        )
+    };
+    vec![Migration {
+        version: 1,
+        name: "events tables",
+        operations: vec![
+            every(
+                "the database",
+                format!("CREATE DATABASE IF NOT EXISTS {database}"),
+                format!("DROP DATABASE IF EXISTS {database}"),
+            ),
+            every(
+                "sharded_events, replicated per shard",
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {database}.sharded_events ({COLUMNS})
+                     ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}.sharded_events',
+                                                           '{{replica}}', inserted_at_us)
+                     PARTITION BY toYYYYMM(timestamp)
+                     ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(toString(uuid)))
+                     SAMPLE BY cityHash64(distinct_id)"
+                ),
+                format!("DROP TABLE IF EXISTS {database}.sharded_events"),
+            ),
+            distributed("events", "reads"),
+            distributed("writable_events", "writes"),
+        ],
+    }]
 }

@@ -4,7 +4,8 @@
 //! `$identify`, about 30 properties per event.
 //!
 //! Throughput: a capture-only Warren fills the log, then an ingest-only
-//! Warren drains it. The reference, measured in the same run on the same
+//! Warren drains it (and, with `--clickhouse-url`, drains a copy of it
+//! again writing the cluster beside Delta, for the cluster's insert rate). The reference, measured in the same run on the same
 //! log, is the floor of any ingest: reading the log back and decoding each
 //! record's JSON, with no persons and no writes.
 
@@ -39,6 +40,69 @@ pub struct IngestBench {
     /// Keep the data directory (printed) instead of deleting it.
     #[arg(long)]
     keep: bool,
+    /// A ClickHouse cluster (as `[clickhouse] url`): the same log is
+    /// drained a second time with the cluster written beside Delta, and
+    /// that rate reported too. `cargo run -p warren-testkit --bin
+    /// clickhouse-cluster` starts one.
+    #[arg(long)]
+    clickhouse_url: Option<String>,
+}
+
+/// What draining a log with an ingest-only server measured.
+struct Drained {
+    rate: f64,
+    seconds: f64,
+    rss_mib: Option<f64>,
+    persons_s: f64,
+    store_s: f64,
+    meta_s: f64,
+}
+
+/// Drains the log in `dir` with an ingest-only server (with `env`).
+async fn drain(
+    client: &reqwest::Client,
+    dir: &Path,
+    events: usize,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Drained> {
+    let started = Instant::now();
+    let (ingest, url) = start_server(dir, TOKEN, &["--role", "ingest"], env).await?;
+    let pid = ingest.id();
+    loop {
+        let rows = metric(client, &url, warren_core::metrics::STORE_ROWS_WRITTEN).await?;
+        if rows as usize >= events {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("ingest did not finish within 30 minutes ({rows} rows)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rss_mib = pid.and_then(peak_rss_mib);
+    let stage = |stage: &str| {
+        let (client, url) = (client.clone(), url.clone());
+        let name = format!("{}_sum{{stage=\"{stage}\"}}", warren_core::metrics::INGEST_STAGE_SECONDS);
+        async move { metric(&client, &url, &name).await.unwrap_or(0.0) }
+    };
+    let (persons_s, store_s, meta_s) = (stage("persons").await, stage("store").await, stage("meta").await);
+    stop(ingest).await?;
+    Ok(Drained { rate: events as f64 / seconds, seconds, rss_mib, persons_s, store_s, meta_s })
+}
+
+/// Copies a data dir (a stopped server's) file by file.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 const TOKEN: &str = "phc_bench_ingest";
@@ -141,38 +205,38 @@ pub async fn run(options: IngestBench) -> anyhow::Result<()> {
     stop(capture).await?;
     let events = options.events.div_ceil(BATCH) * BATCH;
 
-    // 2. Drain it with ingest alone.
-    let started = Instant::now();
-    let (ingest, url) = start_server(&throughput_dir, TOKEN, &["--role", "ingest"], &[]).await?;
-    let pid = ingest.id();
-    loop {
-        let rows = metric(&client, &url, warren_core::metrics::STORE_ROWS_WRITTEN).await?;
-        if rows as usize >= events {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("ingest did not finish within 30 minutes ({rows} rows)");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // The second drain, with the cluster, starts from the same log.
+    let cluster_dir = dir.path().join("throughput-clickhouse");
+    if options.clickhouse_url.is_some() {
+        copy_dir(&throughput_dir, &cluster_dir)?;
     }
-    let elapsed = started.elapsed();
-    let rss = pid.and_then(peak_rss_mib);
-    let stage = |stage: &str| {
-        let (client, url) = (client.clone(), url.clone());
-        let name = format!("{}_sum{{stage=\"{stage}\"}}", warren_core::metrics::INGEST_STAGE_SECONDS);
-        async move { metric(&client, &url, &name).await.unwrap_or(0.0) }
-    };
-    let (persons, store, meta) = (stage("persons").await, stage("store").await, stage("meta").await);
-    stop(ingest).await?;
-    let ingest_rate = events as f64 / elapsed.as_secs_f64();
+
+    // 2. Drain it with ingest alone.
+    let delta = drain(&client, &throughput_dir, events, &[]).await?;
     println!(
-        "warren     {ingest_rate:>10.0} events/s  ({events} events in {:.1} s, process start included; \
-         stages: persons {persons:.1} s, Delta {store:.1} s, meta {meta:.1} s)",
-        elapsed.as_secs_f64()
+        "warren     {:>10.0} events/s  ({events} events in {:.1} s, process start included; \
+         stages: persons {:.1} s, Delta {:.1} s, meta {:.1} s)",
+        delta.rate, delta.seconds, delta.persons_s, delta.store_s, delta.meta_s
     );
-    match rss {
+    match delta.rss_mib {
         Some(rss) => println!("peak RSS   {rss:.0} MiB (ingest server)"),
         None => println!("peak RSS   unknown"),
+    }
+    let ingest_rate = delta.rate;
+    if let Some(url) = &options.clickhouse_url {
+        // Fresh uuids each run, and offsets in the copied meta store: the
+        // cluster's database may hold earlier runs.
+        let cluster = drain(&client, &cluster_dir, events, &[("WARREN_CLICKHOUSE__URL", url)]).await?;
+        println!(
+            "+cluster   {:>10.0} events/s  (the same log, written to Delta and the ClickHouse cluster: \
+             Delta + cluster {:.1} s, of which the cluster's inserts are the difference from above)",
+            cluster.rate, cluster.store_s
+        );
+        println!(
+            "cluster    {:>10.0} rows/s inserted into ClickHouse ({events} rows in {:.1} s more store time than Delta alone)",
+            events as f64 / (cluster.store_s - delta.store_s).max(0.001),
+            (cluster.store_s - delta.store_s).max(0.0)
+        );
     }
 
     // 3. The reference: read and decode the same log.

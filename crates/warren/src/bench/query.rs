@@ -4,18 +4,24 @@
 //! (equivalent SQL over the Delta table's Parquet files) and in a
 //! ClickHouse server (the events loaded into a MergeTree table, queried as
 //! a PostHog-style deployment would: windowFunnel, uniqExact, JSON
-//! property extraction). Every engine gets one warm-up run, then the
-//! median of `--runs`.
+//! property extraction). With `--backend delta,clickhouse` Warren's own
+//! queries also run on a ClickHouse cluster (`--clickhouse-url`), loaded
+//! from the Delta table by the backfill. Every engine gets one warm-up
+//! run, then the median of `--runs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 use warren_core::config::WarrenConfig;
-use warren_query::{DataFusionBackend, ProjectContext, Query, QueryLimits};
+use warren_meta::MetaStore;
+use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, Query, QueryBackend, QueryLimits};
+use warren_store::backfill::backfill;
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore};
 
 #[derive(Debug, clap::Args)]
 pub struct QueryBench {
@@ -38,6 +44,21 @@ pub struct QueryBench {
     skip_duckdb: bool,
     #[arg(long)]
     skip_clickhouse: bool,
+    /// Warren's backends to time, beside each other in the same run:
+    /// `delta` (DataFusion over the Delta table) and `clickhouse` (the
+    /// cluster of `--clickhouse-url`, backfilled from the Delta table first).
+    #[arg(long, value_delimiter = ',', default_value = "delta")]
+    backend: Vec<BenchBackend>,
+    /// The cluster for `--backend clickhouse`, as `[clickhouse] url`;
+    /// `cargo run -p warren-testkit --bin clickhouse-cluster` starts one.
+    #[arg(long, env = "WARREN_CLICKHOUSE__URL")]
+    clickhouse_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBackend {
+    Delta,
+    Clickhouse,
 }
 
 const DAYS: u32 = 60;
@@ -172,40 +193,59 @@ pub async fn run(options: QueryBench) -> anyhow::Result<()> {
     let store = crate::serve::open_store(&config, &Default::default()).await?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let limits = QueryLimits { target_partitions: cores, ..QueryLimits::default() };
-    let backend = DataFusionBackend::new(store, meta, limits)?;
     let project = ProjectContext::new(1, "UTC", chrono::Utc::now())?;
-
+    let mut backends: Vec<(&str, Box<dyn QueryBackend>)> = Vec::new();
+    if options.backend.contains(&BenchBackend::Delta) {
+        backends.push((
+            "DataFusion",
+            Box::new(DataFusionBackend::new(store.clone(), meta.clone(), limits.clone())?),
+        ));
+    }
+    if options.backend.contains(&BenchBackend::Clickhouse) {
+        let url = options.clickhouse_url.clone().context("--backend clickhouse needs --clickhouse-url")?;
+        let cluster = load_cluster(&url, &store, meta.clone()).await?;
+        backends
+            .push(("ClickHouse cluster", Box::new(ClickHouseBackend::new(cluster, meta.clone(), limits))));
+    }
+    let Some((_, first)) = backends.first() else { bail!("no --backend to time") };
     let count = warren_query::run(
         &serde_json::from_value(json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events"}))?,
         &project,
-        &backend,
+        first.as_ref(),
     )
     .await?;
     println!("dataset: {} events, {} people, {} cores", count["results"][0][0], options.users, cores);
 
-    let mut rows = Vec::new();
-    for (name, query, _) in queries() {
-        let query: Query = serde_json::from_value(query)?;
-        let mut times = Vec::new();
-        reset_peak_rss();
-        let mut answer = Value::Null;
-        for run in 0..=options.runs {
-            let started = Instant::now();
-            answer = warren_query::run(&query, &project, &backend)
-                .await
-                .with_context(|| format!("{name} in Warren"))?;
-            if run > 0 {
-                times.push(started.elapsed().as_secs_f64());
+    // Per backend, the timing of each query.
+    let mut warren: Vec<Vec<(&str, Timing)>> = Vec::new();
+    for (label, backend) in &backends {
+        let mut rows = Vec::new();
+        for (name, query, _) in queries() {
+            let query: Query = serde_json::from_value(query)?;
+            let mut times = Vec::new();
+            reset_peak_rss();
+            let mut answer = Value::Null;
+            for run in 0..=options.runs {
+                let started = Instant::now();
+                answer = warren_query::run(&query, &project, backend.as_ref())
+                    .await
+                    .with_context(|| format!("{name} in Warren on {label}"))?;
+                if run > 0 {
+                    times.push(started.elapsed().as_secs_f64());
+                }
             }
+            if name == "funnel_3_steps_14d" {
+                let counts: Vec<&Value> = answer["results"]
+                    .as_array()
+                    .map(|s| s.iter().map(|s| &s["count"]).collect())
+                    .unwrap_or_default();
+                println!("  Warren on {label} funnel steps: {counts:?}");
+            }
+            // The process's memory says nothing of a query run elsewhere.
+            let memory = (*label == "DataFusion").then(peak_rss_mb);
+            rows.push((name, Timing { median_s: Some(median(times)), memory_mb: memory }));
         }
-        if name == "funnel_3_steps_14d" {
-            let counts: Vec<&Value> = answer["results"]
-                .as_array()
-                .map(|s| s.iter().map(|s| &s["count"]).collect())
-                .unwrap_or_default();
-            println!("  Warren funnel steps: {counts:?}");
-        }
-        rows.push((name, Timing { median_s: Some(median(times)), memory_mb: Some(peak_rss_mb()) }));
+        warren.push(rows);
     }
 
     let duckdb = if options.skip_duckdb { None } else { Some(run_duckdb(&options, &table)?) };
@@ -213,33 +253,64 @@ pub async fn run(options: QueryBench) -> anyhow::Result<()> {
         if options.skip_clickhouse { None } else { Some(run_clickhouse(&options, &table).await?) };
 
     println!();
-    println!("| query | Warren (DataFusion) | DuckDB | ClickHouse | Warren ÷ faster peer |");
-    println!("|---|---|---|---|---|");
-    for (name, warren) in &rows {
-        let peer = |timings: &Option<Vec<(String, Timing)>>| {
-            timings
-                .as_ref()
-                .and_then(|t| t.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()))
-                .unwrap_or_default()
-        };
-        let (d, c) = (peer(&duckdb), peer(&clickhouse));
-        let cell = |t: &Timing| match (t.median_s, t.memory_mb) {
-            (Some(s), Some(m)) => format!("{s:.3} s, {m:.0} MiB"),
-            (Some(s), None) => format!("{s:.3} s"),
-            _ => "–".into(),
-        };
+    let labels: Vec<String> = backends.iter().map(|(label, _)| format!("Warren ({label})")).collect();
+    let ratios: Vec<String> = backends.iter().map(|(label, _)| format!("{label} ÷ faster peer")).collect();
+    println!("| query | {} | DuckDB | ClickHouse | {} |", labels.join(" | "), ratios.join(" | "));
+    println!("|---|{}---|---|{}", "---|".repeat(labels.len()), "---|".repeat(ratios.len()));
+    let peer = |timings: &Option<Vec<(String, Timing)>>, name: &str| {
+        timings
+            .as_ref()
+            .and_then(|t| t.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()))
+            .unwrap_or_default()
+    };
+    let cell = |t: &Timing| match (t.median_s, t.memory_mb) {
+        (Some(s), Some(m)) => format!("{s:.3} s, {m:.0} MiB"),
+        (Some(s), None) => format!("{s:.3} s"),
+        _ => "–".into(),
+    };
+    for (i, (name, _, _)) in queries().iter().enumerate() {
+        let (d, c) = (peer(&duckdb, name), peer(&clickhouse, name));
         let fastest = [d.median_s, c.median_s].into_iter().flatten().fold(f64::INFINITY, f64::min);
-        let ratio = match warren.median_s {
-            Some(w) if fastest.is_finite() => format!("{:.2}", w / fastest),
-            _ => "–".into(),
-        };
-        println!("| {name} | {} | {} | {} | {ratio} |", cell(warren), cell(&d), cell(&c));
+        let ours: Vec<&Timing> = warren.iter().map(|rows| &rows[i].1).collect();
+        let ratios: Vec<String> = ours
+            .iter()
+            .map(|t| match t.median_s {
+                Some(w) if fastest.is_finite() => format!("{:.2}", w / fastest),
+                _ => "–".into(),
+            })
+            .collect();
+        let cells: Vec<String> = ours.iter().map(|t| cell(t)).collect();
+        println!("| {name} | {} | {} | {} | {} |", cells.join(" | "), cell(&d), cell(&c), ratios.join(" | "));
     }
     println!(
         "\nWarren memory: peak RSS of the bench process during the query's runs (dataset metadata included)."
     );
     println!("DuckDB memory: peak RSS of its process over all queries. ClickHouse memory: the query's peak from system.query_log.");
     Ok(())
+}
+
+/// The cluster at `url`, holding the Delta table: what is missing is
+/// backfilled first, and the insert rate printed.
+async fn load_cluster(
+    url: &str,
+    store: &DeltaStore,
+    meta: Arc<dyn MetaStore>,
+) -> anyhow::Result<Arc<ClickHouseStore>> {
+    let config = warren_core::config::ClickHouseConfig { url: Some(url.to_string()), ..Default::default() };
+    let options = ClickHouseStoreOptions::from_config(&config)?.context("a cluster URL")?;
+    let cluster = ClickHouseStore::open(options, meta).await.context("opening the cluster")?;
+    eprintln!("backfilling the cluster from the Delta table (days already there are skipped)");
+    let started = Instant::now();
+    let days = backfill(store, &cluster, |_, _, _| {}).await.context("backfilling the cluster")?;
+    let loaded: u64 = days.iter().filter(|d| d.loaded).map(|d| d.rows).sum();
+    if loaded > 0 {
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "ClickHouse cluster insert: {loaded} rows in {seconds:.1} s = {:.0} rows/s",
+            loaded as f64 / seconds
+        );
+    }
+    Ok(Arc::new(cluster))
 }
 
 fn python(options: &QueryBench) -> PathBuf {

@@ -1,11 +1,12 @@
 //! `warren serve` with a ClickHouse cluster: what an SDK sends reaches the
 //! canonical Delta table and, row for row, the 2-shard × 2-replica cluster
-//! the test kit starts — across a restart of the server too.
+//! the test kit starts — across a restart of the server too — and every
+//! insight kind answers from the cluster as it does from Delta.
 
 use std::process::Command;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use warren_core::config::ClickHouseConfig;
 use warren_meta::{MetaStore, SqlMeta};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventRow};
@@ -13,6 +14,7 @@ use warren_testkit::clickhouse::ClickHouseCluster;
 use warren_testkit::{require, TestServer, TOKEN};
 
 use crate::ingest::wait_for_rows;
+use crate::query::{results, send_insight_events, wait_for_events};
 use crate::sdk::python;
 use crate::{repo_root, BIN};
 
@@ -80,6 +82,67 @@ async fn sdk_events_reach_the_cluster_as_they_reach_delta() {
     assert_eq!(delta.len(), first + second);
     let clickhouse = cluster_rows(&reader, first + second).await;
     assert_eq!(sorted(clickhouse), sorted(delta), "after a restart, still row for row");
+}
+
+/// One query of every kind over the events of `tests/sdk/python_insights.py`.
+fn insight_queries() -> Vec<Value> {
+    let range = json!({"date_from": "2024-03-01", "date_to": "2024-03-03"});
+    let pageviews = json!([{"kind": "EventsNode", "event": "$pageview"}]);
+    vec![
+        json!({"kind": "TrendsQuery", "dateRange": range, "series": [
+            {"kind": "EventsNode", "event": "$pageview"},
+            {"kind": "EventsNode", "event": "$pageview", "math": "dau"},
+            {"kind": "EventsNode", "event": "$pageview", "math": "weekly_active"}]}),
+        json!({"kind": "TrendsQuery", "dateRange": range, "interval": "hour", "series": pageviews,
+               "breakdownFilter": {"breakdown": "$browser"}}),
+        json!({"kind": "FunnelsQuery", "dateRange": range, "series": [
+            {"kind": "EventsNode", "event": "$pageview"}, {"kind": "EventsNode", "event": "signup"}]}),
+        json!({"kind": "FunnelsQuery", "dateRange": range, "funnelsFilter": {"funnelVizType": "trends"},
+               "series": [{"kind": "EventsNode", "event": "$pageview"}, {"kind": "EventsNode", "event": "signup"}]}),
+        json!({"kind": "RetentionQuery", "dateRange": {"date_to": "2024-03-03"},
+               "retentionFilter": {"period": "Day", "totalIntervals": 3,
+                                   "targetEntity": {"id": "$pageview", "type": "events"},
+                                   "returningEntity": {"id": "$pageview", "type": "events"}}}),
+        json!({"kind": "StickinessQuery", "dateRange": range, "series": pageviews}),
+        json!({"kind": "LifecycleQuery", "dateRange": range, "series": pageviews}),
+        json!({"kind": "PathsQuery", "dateRange": range}),
+        json!({"kind": "EventsQuery", "after": "2024-03-01", "before": "2024-03-04",
+               "select": ["uuid", "event", "timestamp", "distinct_id", "person_id", "properties.$browser"]}),
+        json!({"kind": "HogQLQuery", "query": "SELECT person.properties.email AS email, count() AS n FROM events \
+               WHERE person.properties.email IS NOT NULL GROUP BY email ORDER BY email"}),
+    ]
+}
+
+/// `[query] backend = "clickhouse"`: the server answers from the cluster,
+/// and each answer equals the one the same server gives from Delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
+    let Some(python) = python() else {
+        require(false, "posthog-python in .venv");
+        return;
+    };
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let url = cluster.url(&format!("warren_insights_{}", std::process::id()));
+    let mut server = TestServer::start_with_env(
+        BIN,
+        &[("WARREN_CLICKHOUSE__URL", &url), ("WARREN_QUERY__BACKEND", "clickhouse")],
+    );
+    let sent = send_insight_events(&python, &server);
+    // Counted by the cluster itself.
+    wait_for_events(&server, sent).await;
+    let mut from_cluster = Vec::new();
+    for query in insight_queries() {
+        from_cluster.push(results(&server, query).await);
+    }
+
+    server.stop();
+    server.set_env("WARREN_QUERY__BACKEND", "delta");
+    server.restart();
+    wait_for_events(&server, sent).await;
+    for (query, clickhouse) in insight_queries().into_iter().zip(from_cluster) {
+        let delta = results(&server, query.clone()).await;
+        assert_eq!(clickhouse, delta, "{} answers from the cluster as from Delta", query["kind"]);
+    }
 }
 
 /// `warren clickhouse backfill`, killed after its first day and run again,
@@ -192,4 +255,55 @@ async fn the_system_page_shows_the_cluster() {
         system["config"]["clickhouse"]["url"].as_str().is_some_and(|u| u.contains("cluster=warren")),
         "{system}"
     );
+}
+
+/// `warren migrate` shows, applies and rolls back the cluster's schema,
+/// operation by operation, beside the meta store's migrations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warren_migrate_drives_the_cluster_schema() {
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let data = tempfile::tempdir().expect("data dir");
+    let database = format!("warren_migrate_{}", std::process::id());
+    let url = cluster.url(&database);
+    let migrate = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .arg("migrate")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("WARREN_CLICKHOUSE__URL", &url)
+            .output()
+            .expect("run warren migrate");
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "migrate {args:?}: {said}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        said
+    };
+    let ops = |said: &str, state: &str| said.lines().filter(|l| l.ends_with(&format!(": {state}"))).count();
+
+    let before = migrate(&["status"]);
+    assert!(before.contains("store migrations: Pending"), "the meta store's own: {before}");
+    assert!(before.contains("`warren migrate up` first"), "{before}");
+
+    let up = migrate(&["up"]);
+    assert!(up.contains("clickhouse: 4 operations applied"), "{up}");
+    let after = migrate(&["status"]);
+    assert_eq!(ops(&after, "completed"), 4, "{after}");
+    assert!(!after.contains("Pending"), "{after}");
+    assert!(migrate(&["up"]).contains("clickhouse: 0 operations applied"), "nothing left");
+
+    let exists = || {
+        let url = format!("{}/?query=EXISTS%20TABLE%20{database}.sharded_events", cluster.nodes[3].url());
+        async move { reqwest::get(url).await.expect("ask").text().await.expect("answer").trim().to_string() }
+    };
+    assert_eq!(exists().await, "1");
+    let down = migrate(&["down", "--to", "0"]);
+    assert!(down.contains("clickhouse: 4 operations rolled back"), "{down}");
+    assert_eq!(exists().await, "0", "rolled back on every server");
+    assert_eq!(ops(&migrate(&["status"]), "rolled_back"), 4);
+    assert!(migrate(&["up"]).contains("clickhouse: 4 operations applied"));
+    assert_eq!(exists().await, "1");
 }

@@ -237,7 +237,7 @@ async fn warren_writes_its_health_as_events_of_its_internal_project() {
     assert_eq!(system["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(system["internal_project"], internal_id);
     let migrations = system["migrations"].as_array().expect("migrations");
-    assert!(migrations.len() >= 6 && migrations.iter().all(|m| m["state"] == "applied"), "{migrations:?}");
+    assert!(migrations.len() >= 7 && migrations.iter().all(|m| m["state"] == "applied"), "{migrations:?}");
     let jobs: Vec<&str> =
         system["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["job"].as_str()).collect();
     assert!(jobs.contains(&"log.retention") && jobs.contains(&"audit.retention"), "{jobs:?}");

@@ -35,6 +35,17 @@ pub(crate) async fn wait_for_events(server: &TestServer, count: i64) {
     }
 }
 
+/// Sends the events of `tests/sdk/python_insights.py`; how many it sent.
+pub(crate) fn send_insight_events(python: &std::path::Path, server: &TestServer) -> i64 {
+    let output = Command::new(python)
+        .arg(repo_root().join("tests/sdk/python_insights.py"))
+        .args([&server.url, TOKEN])
+        .output()
+        .expect("running the sender");
+    assert!(output.status.success(), "sender failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().expect("count")
+}
+
 /// The `results` of a query that must succeed.
 pub(crate) async fn results(server: &TestServer, query_body: Value) -> Value {
     let (status, body) = query(server, Some(API_KEY), "1", json!({ "query": query_body })).await;
@@ -55,13 +66,7 @@ async fn every_insight_kind_answers_over_sdk_events() {
         return;
     };
     let server = TestServer::start(BIN);
-    let output = Command::new(&python)
-        .arg(repo_root().join("tests/sdk/python_insights.py"))
-        .args([&server.url, TOKEN])
-        .output()
-        .expect("running the sender");
-    assert!(output.status.success(), "sender failed: {}", String::from_utf8_lossy(&output.stderr));
-    let sent: i64 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("count");
+    let sent = send_insight_events(&python, &server);
 
     wait_for_events(&server, sent).await;
     let range: Value = serde_json::from_str(RANGE).expect("range");

@@ -27,7 +27,7 @@ use warren_store::datafusion::prelude::{col, lit, SessionConfig, SessionContext}
 use warren_store::datafusion::sql::parser::DFParser;
 use warren_store::{register_person_tables, DeltaStore};
 
-use super::{QueryBackend, Rows};
+use super::{project_persons, QueryBackend, Rows};
 use crate::hogql::SqlQuery;
 use crate::plan::Select;
 use crate::render::datafusion::{DataFusionDialect, EVENTS_TABLE};
@@ -155,23 +155,13 @@ impl DataFusionBackend {
         ctx.register_table(EVENTS_TABLE, events.into_view()).map_err(engine)?;
 
         let groups = self.meta.groups(project.team_id).await?;
-        let persons = if with_persons { self.all_persons(project.team_id).await? } else { Vec::new() };
+        let persons = if with_persons {
+            project_persons(self.meta.as_ref(), project.team_id, usize::MAX).await?
+        } else {
+            Vec::new()
+        };
         register_person_tables(&ctx, &persons, &[], &groups)?;
         Ok(ctx)
-    }
-
-    async fn all_persons(&self, team_id: i64) -> Result<Vec<warren_core::person::Person>, QueryError> {
-        let mut persons = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.meta.persons(team_id, after, 10_000).await?;
-            let done = page.len() < 10_000;
-            after = page.last().map(|p| p.uuid);
-            persons.extend(page);
-            if done {
-                return Ok(persons);
-            }
-        }
     }
 
     async fn collect(&self, stream: SendableRecordBatchStream, max_rows: usize) -> Result<Rows, QueryError> {
