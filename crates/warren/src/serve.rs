@@ -354,19 +354,19 @@ fn query_engine(
         memory_bytes: (settings.memory_limit_mb.max(64) as usize) << 20,
         target_partitions: if settings.target_partitions == 0 { cores } else { settings.target_partitions },
     };
+    let timeout = Duration::from_secs(settings.timeout_secs.max(1));
     let backend: Arc<dyn QueryBackend> = match (settings.backend, clickhouse) {
         (QueryBackendKind::Delta, _) => {
             Arc::new(DataFusionBackend::new(store, meta, limits).context("setting up the query engine")?)
         }
         (QueryBackendKind::ClickHouse, Some(cluster)) => {
-            Arc::new(ClickHouseBackend::new(cluster, meta, limits))
+            Arc::new(ClickHouseBackend::new(cluster, meta, limits).with_time_limit(timeout))
         }
         (QueryBackendKind::ClickHouse, None) => {
             anyhow::bail!("[query] backend = \"clickhouse\" needs a cluster: set [clickhouse] url")
         }
     };
     tracing::info!(backend = ?settings.backend, "queries answered");
-    let timeout = Duration::from_secs(settings.timeout_secs.max(1));
     QueryEngine::new(backend, settings.threads, timeout).context("starting the query runtime")
 }
 

@@ -30,6 +30,9 @@ pub struct ClickHouseBackend {
     store: Arc<ClickHouseStore>,
     meta: Arc<dyn MetaStore>,
     limits: QueryLimits,
+    /// How long the server may work on one statement: a query the engine
+    /// gave up on must not run on there.
+    time_limit: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for ClickHouseBackend {
@@ -65,7 +68,12 @@ struct ColumnMeta {
 
 impl ClickHouseBackend {
     pub fn new(store: Arc<ClickHouseStore>, meta: Arc<dyn MetaStore>, limits: QueryLimits) -> Self {
-        Self { store, meta, limits }
+        Self { store, meta, limits, time_limit: None }
+    }
+
+    /// Has the server stop a statement after `limit` (`max_execution_time`).
+    pub fn with_time_limit(self, limit: std::time::Duration) -> Self {
+        Self { time_limit: Some(limit), ..self }
     }
 
     /// The dialect that sees `project` only.
@@ -104,7 +112,12 @@ impl ClickHouseBackend {
             ("join_use_nulls", "1".to_string()),
             ("join_default_strictness", "ALL".to_string()),
             ("max_memory_usage", self.limits.memory_bytes.to_string()),
+            // Overrides, groups and persons are inlined into statements.
+            ("max_query_size", (128u64 << 20).to_string()),
         ];
+        if let Some(limit) = self.time_limit {
+            settings.push(("max_execution_time", limit.as_secs().max(1).to_string()));
+        }
         if let Some(rows) = max_rows {
             settings.push(("max_result_rows", (rows + 1).to_string()));
             settings.push(("result_overflow_mode", "break".to_string()));
