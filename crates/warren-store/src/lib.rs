@@ -34,7 +34,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-pub use clickhouse::{migrations, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl};
+pub use clickhouse::{
+    migrations, quote as clickhouse_literal, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl,
+};
 pub use delta::{DeltaStore, DeltaStoreOptions};
 /// The Arrow and DataFusion this crate was built with, for callers that
 /// query the table: one version across the workspace.

@@ -27,6 +27,7 @@ use std::fmt::Write as _;
 use std::ops::ControlFlow;
 
 use warren_core::person::{Group, Person};
+use warren_store::clickhouse_literal as quote_text;
 use warren_store::datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor, VisitMut, VisitorMut,
 };
@@ -799,11 +800,6 @@ fn literal_sql(literal: &Literal, out: &mut String) {
             let _ = write!(out, "toInt64({us})");
         }
     }
-}
-
-/// A ClickHouse string literal: backslash is its escape character.
-fn quote_text(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// A ClickHouse identifier in double quotes.

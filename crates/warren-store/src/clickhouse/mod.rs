@@ -25,8 +25,8 @@ use warren_core::config::ClickHouseConfig;
 use warren_core::jobs::JobBoard;
 use warren_meta::{IngestCommit, MetaStore};
 
-pub use client::ClickHouseUrl;
-use client::{quote, Client};
+use client::Client;
+pub use client::{quote, ClickHouseUrl};
 use migrations::Migrator;
 
 use crate::upkeep::{Job, MaintenanceReport};
