@@ -263,6 +263,11 @@ impl ClickHouseStore {
     async fn merge(&self) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
         for host in self.client.one_host_per_shard().await? {
+            // Parts still to be fetched from the other replicas would land
+            // after the merge and be counted as due again: the replica
+            // catches up first.
+            let sync = format!("SYSTEM SYNC REPLICA {}", self.table("sharded_events"));
+            self.client.execute_on(&host.url, &sync, None).await?;
             let before = self.parts(&host.url).await?;
             let due: Vec<&String> = before
                 .iter()
