@@ -46,6 +46,10 @@ pub(super) async fn bootstrap(
     validate_project_token(&token)?;
     let api_key = request.api_key.unwrap_or_else(generate_api_key);
     validate_api_key(&api_key)?;
+    // Every check before the first write: a transaction dropped after a
+    // write keeps SQLite's write lock until its connection is next used.
+    let timezone = request.timezone.unwrap_or_else(|| "UTC".into());
+    super::accounts::check_timezone(&timezone)?;
     let created_at = now_rfc3339();
     let organization_id: i64 = sqlx::query_scalar(
         "INSERT INTO organizations (name, created_at) VALUES ('Default organization', $1) RETURNING id",
@@ -53,8 +57,6 @@ pub(super) async fn bootstrap(
     .bind(&created_at)
     .fetch_one(&mut *tx)
     .await?;
-    let timezone = request.timezone.unwrap_or_else(|| "UTC".into());
-    super::accounts::check_timezone(&timezone)?;
     let row = sqlx::query(&format!(
         "INSERT INTO projects (id, organization_id, name, api_token, created_at, timezone)
          VALUES (1, $1, 'Default project', $2, $3, $4)
