@@ -3,8 +3,10 @@ three people over three days, browsing, signing up, buying, one of them
 anonymous until they identify. The query end-to-end test asks Warren for
 every insight kind over it.
 
-Usage: python_insights.py URL TOKEN. Prints the number of events sent and
-exits non-zero if the SDK reported a delivery error.
+Usage: python_insights.py URL TOKEN [--with-merge]. With --with-merge, a
+fourth person browses anonymously and as a known user before identifying,
+which merges the two persons. Prints the number of events sent and exits
+non-zero if the SDK reported a delivery error.
 """
 
 import sys
@@ -44,6 +46,12 @@ capture("$pageview", "u2", at(3, 13), **{"$browser": "Firefox", "$current_url": 
 capture("$pageview", "anon-3", at(2, 9), **{"$browser": "Safari", "$current_url": "/home"})
 capture("$identify", "u3", at(2, 9, 1), **{"$anon_distinct_id": "anon-3", "$set": {"email": "three@example.com"}})
 capture("signup", "u3", at(2, 9, 2))
+
+if "--with-merge" in sys.argv[3:]:
+    capture("$pageview", "anon-4", at(1, 15), **{"$browser": "Safari", "$current_url": "/home"})
+    capture("$pageview", "u4", at(2, 15), **{"$browser": "Chrome", "$current_url": "/home"})
+    capture("$identify", "u4", at(2, 15, 1), **{"$anon_distinct_id": "anon-4", "$set": {"email": "four@example.com"}})
+    capture("$pageview", "u4", at(3, 15), **{"$browser": "Chrome", "$current_url": "/docs"})
 
 client.flush()
 client.shutdown()

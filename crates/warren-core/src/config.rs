@@ -296,7 +296,7 @@ impl Default for EventStoreConfig {
 pub struct ClickHouseConfig {
     /// Every server of the cluster, one URL:
     /// `clickhouse://[user:password@]host:port,host:port/database?cluster=name`
-    /// (HTTP ports; `clickhouses://` for HTTPS). Unset: no ClickHouse.
+    /// (HTTP ports; HTTPS is not built in). Unset: no ClickHouse.
     pub url: Option<String>,
     /// How long one statement may take before it is given up on.
     pub statement_timeout_secs: u64,
@@ -306,11 +306,21 @@ pub struct ClickHouseConfig {
     /// its parts (ClickHouse merges on its own; this catches it falling
     /// behind).
     pub merge_min_parts: usize,
+    /// How long the lock of a schema migration outlives a runner that
+    /// stopped renewing it (a killed `warren migrate`); a live runner
+    /// renews it three times as often.
+    pub migration_lease_secs: u64,
 }
 
 impl Default for ClickHouseConfig {
     fn default() -> Self {
-        Self { url: None, statement_timeout_secs: 300, mutation_timeout_secs: 600, merge_min_parts: 16 }
+        Self {
+            url: None,
+            statement_timeout_secs: 300,
+            mutation_timeout_secs: 600,
+            merge_min_parts: 16,
+            migration_lease_secs: 30,
+        }
     }
 }
 

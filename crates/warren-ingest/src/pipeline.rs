@@ -347,12 +347,27 @@ impl Ingester {
         }
         let resolved = Instant::now();
 
+        let created = persons.created;
+        let merged = persons.merges();
+        let mut commit = IngestCommit {
+            consumer: CONSUMER.to_string(),
+            offsets: offsets.iter().map(|(p, n)| (*p, *n)).collect(),
+            warnings,
+            event_definitions: definitions.events,
+            property_definitions: definitions.properties,
+            ..IngestCommit::default()
+        };
+        persons.into_commit(&mut commit);
+        groups.into_commit(&mut commit);
+
         let to_store: Vec<(u32, u64)> = offsets
             .iter()
             .filter(|(partition, next)| **next > stored_next.get(**partition as usize).copied().unwrap_or(0))
             .map(|(partition, next)| (*partition, *next))
             .collect();
         let row_count = rows.len();
+        // Before the rows: a query that sees them must see their persons.
+        self.store.write_persons(&commit).await?;
         if !to_store.is_empty() {
             self.store.append(CONSUMER, rows, &to_store).await?;
             for (partition, next) in &to_store {
@@ -368,18 +383,6 @@ impl Ingester {
         }
         let stored = Instant::now();
 
-        let created = persons.created;
-        let merged = persons.merges();
-        let mut commit = IngestCommit {
-            consumer: CONSUMER.to_string(),
-            offsets: offsets.iter().map(|(p, n)| (*p, *n)).collect(),
-            warnings,
-            event_definitions: definitions.events,
-            property_definitions: definitions.properties,
-            ..IngestCommit::default()
-        };
-        persons.into_commit(&mut commit);
-        groups.into_commit(&mut commit);
         for warning in &commit.warnings {
             metrics::counter!(names::INGEST_WARNINGS, "kind" => warning.kind.clone()).increment(1);
         }

@@ -199,6 +199,7 @@ async fn load(file: &GoldenFile, cluster: Option<&ClickHouseCluster>) -> Loaded 
             let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("a cluster");
             let store = ClickHouseStore::open(options, meta.clone()).await.expect("open the cluster's store");
             let count = rows.len();
+            store.write_persons(&commit).await.expect("persons to the cluster");
             store.append("golden", rows, &offsets).await.expect("append to the cluster");
             let stored = store.read_rows(Some(TEAM)).await.expect("read the cluster");
             assert_eq!(stored.len(), count, "the cluster holds every golden event");

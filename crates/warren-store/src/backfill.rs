@@ -1,5 +1,6 @@
 //! Loading the canonical Delta table into a ClickHouse cluster, one UTC day
-//! (one Delta partition) at a time, so ClickHouse can be added to a running
+//! (one Delta partition) at a time, and the meta store's persons beside it
+//! ([`backfill_persons`]), so ClickHouse can be added to a running
 //! deployment or rebuilt from nothing.
 //!
 //! It keeps no state of its own: a day is done when the cluster holds at
@@ -59,6 +60,24 @@ pub async fn backfill(
         let report = BackfilledDay { day, rows, loaded };
         progress(&report, index + 1, days.len());
         done.push(report);
+    }
+    Ok(done)
+}
+
+/// Loads the persons, distinct ids and overrides of every project with
+/// events in the Delta table from the meta store, a page at a time; calls
+/// `progress(team, persons loaded so far)`. Returns `(team, persons)` per
+/// project. Running it again writes the same rows again, which changes
+/// nothing; ingest writing persons meanwhile wins over what it loads.
+pub async fn backfill_persons(
+    delta: &DeltaStore,
+    clickhouse: &ClickHouseStore,
+    mut progress: impl FnMut(i64, u64),
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    let mut done = Vec::new();
+    for team in delta.team_ids().await? {
+        let loaded = clickhouse.backfill_persons(team, |n| progress(team, n)).await?;
+        done.push((team, loaded));
     }
     Ok(done)
 }

@@ -33,6 +33,7 @@ mod upkeep;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use warren_meta::IngestCommit;
 
 pub use clickhouse::{
     migrations, quote as clickhouse_literal, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl,
@@ -60,6 +61,14 @@ pub trait EventStore: Send + Sync + 'static {
         rows: Vec<EventRow>,
         offsets: &[(u32, u64)],
     ) -> Result<(), StoreError>;
+
+    /// Keeps what `commit` changes of persons — persons, their distinct
+    /// ids, overrides — where this store's queries read them. Ingest calls
+    /// it before the meta store takes `commit` (which so still holds the
+    /// state before it) and before the batch's rows are appended; a crash
+    /// in between calls it again with the same commit, so doing it twice
+    /// must change nothing.
+    async fn write_persons(&self, commit: &IngestCommit) -> Result<(), StoreError>;
 
     /// `partition → next offset` that `writer` has stored, for the
     /// partitions it has written.

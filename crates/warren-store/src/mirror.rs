@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use warren_meta::IngestCommit;
 
 use crate::{EventRow, EventStore, MaintenanceReport, StoreError};
 
@@ -36,6 +37,11 @@ impl EventStore for MirroredStore {
     ) -> Result<(), StoreError> {
         self.replica.append(writer, rows.clone(), offsets).await?;
         self.canonical.append(writer, rows, offsets).await
+    }
+
+    async fn write_persons(&self, commit: &IngestCommit) -> Result<(), StoreError> {
+        self.replica.write_persons(commit).await?;
+        self.canonical.write_persons(commit).await
     }
 
     async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError> {

@@ -257,3 +257,104 @@ async fn migrations_resume_where_they_stopped_and_roll_back() {
     assert_eq!(runner.up(|_| ControlFlow::Continue(())).await.expect("up"), 4);
     assert_eq!(states().await, vec![Completed; 4]);
 }
+
+/// Persons follow ingest onto the cluster: a merge deletes the person
+/// merged away, moves its distinct ids to the survivor and points the
+/// overrides that named it at the survivor; a batch written twice (a
+/// replay) changes nothing; the backfill loads the same state from the
+/// meta store into an empty database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persons_follow_merges_and_the_backfill_loads_the_same() {
+    use uuid::Uuid;
+    use warren_core::person::{Person, PersonOverride};
+    use warren_meta::{DistinctIdAssignment, IngestCommit, PersonMerge};
+
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta = sqlite_meta(&dir).await;
+    let db = format!("warren_persons_{}", std::process::id());
+    let store = ClickHouseStore::open(options(cluster.url(&db)), meta.clone()).await.expect("open");
+    let team = 1;
+    let id = |n: u128| Uuid::from_u128(n);
+    let person = |n: u128, version: i64| Person {
+        uuid: id(n),
+        team_id: team,
+        properties: serde_json::json!({"n": n as u64}).as_object().cloned().unwrap_or_default(),
+        created_at_us: n as i64,
+        is_identified: false,
+        version,
+        created_by_event: None,
+    };
+    let assign = |distinct_id: &str, n: u128| DistinctIdAssignment {
+        team_id: team,
+        distinct_id: distinct_id.into(),
+        person_uuid: id(n),
+    };
+    // Person 1 (ids a1, a2) with a personless id's events (person 9)
+    // joined to it; person 2 (id b).
+    let first = IngestCommit {
+        consumer: "ingest".into(),
+        persons: vec![person(1, 1), person(2, 1)],
+        distinct_ids: vec![assign("a1", 1), assign("a2", 1), assign("b", 2)],
+        overrides: vec![PersonOverride {
+            team_id: team,
+            old_person_id: id(9),
+            override_person_id: id(1),
+            version: 1,
+        }],
+        ..IngestCommit::default()
+    };
+    store.write_persons(&first).await.expect("first batch");
+    meta.commit_ingest(&first).await.expect("commit the first batch");
+    // Person 1 merges into person 2; the batch is written twice.
+    let second = IngestCommit {
+        consumer: "ingest".into(),
+        merges: vec![PersonMerge { team_id: team, old: id(1), into: id(2) }],
+        persons: vec![person(2, 2)],
+        ..IngestCommit::default()
+    };
+    store.write_persons(&second).await.expect("second batch");
+    store.write_persons(&second).await.expect("second batch, replayed");
+    meta.commit_ingest(&second).await.expect("commit the second batch");
+
+    let (p1, p2, p9) = (id(1), id(2), id(9));
+    let expected = vec![
+        format!("{p2}\t2\n"),
+        format!("a1\t{p2}\na2\t{p2}\nb\t{p2}\n"),
+        format!("{p1}\t{p2}\n{p9}\t{p2}\n"),
+    ];
+    assert_eq!(person_tables(&store, team).await, expected);
+    assert_eq!(store.persons_count(team).await.expect("count"), 1);
+
+    let fresh = ClickHouseStore::open(options(cluster.url(&format!("{db}_backfilled"))), meta.clone())
+        .await
+        .expect("open");
+    assert_eq!(fresh.backfill_persons(team, |_| {}).await.expect("backfill"), 1);
+    assert_eq!(person_tables(&fresh, team).await, expected, "the backfill loads what ingest wrote");
+}
+
+/// The newest state of each person table: live persons with their
+/// versions, distinct ids with their persons, overrides.
+async fn person_tables(store: &ClickHouseStore, team: i64) -> Vec<String> {
+    let database = store.database();
+    let queries = [
+        format!(
+            "SELECT toString(id), max(version) FROM {database}.persons WHERE team_id = {team} \
+             GROUP BY id HAVING argMax(is_deleted, version) = 0 ORDER BY id FORMAT TSV"
+        ),
+        format!(
+            "SELECT distinct_id, toString(argMax(person_id, version)) FROM {database}.person_distinct_id \
+             WHERE team_id = {team} GROUP BY distinct_id ORDER BY distinct_id FORMAT TSV"
+        ),
+        format!(
+            "SELECT toString(old_person_id), toString(argMax(override_person_id, version)) \
+             FROM {database}.person_overrides WHERE team_id = {team} \
+             GROUP BY old_person_id ORDER BY old_person_id FORMAT TSV"
+        ),
+    ];
+    let mut answers = Vec::new();
+    for sql in queries {
+        answers.push(store.query(&sql, &[]).await.expect("read the person tables"));
+    }
+    answers
+}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use warren_core::jobs::JobBoard;
-use warren_store::backfill::backfill;
+use warren_store::backfill::{backfill, backfill_persons};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions};
 
 use crate::{config, serve};
@@ -49,10 +49,29 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     .context("backfill stopped; run it again to go on")?;
     let loaded: Vec<_> = days.iter().filter(|d| d.loaded).collect();
     println!(
-        "done: {} days, {} loaded ({} rows) in {:.1} s",
+        "events done: {} days, {} loaded ({} rows) in {:.1} s",
         days.len(),
         loaded.len(),
         loaded.iter().map(|d| d.rows).sum::<u64>(),
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let mut reported = Instant::now();
+    let projects = backfill_persons(&delta, &clickhouse, |team, persons| {
+        if reported.elapsed().as_secs() >= 5 {
+            println!("project {team}: {persons} persons so far");
+            reported = Instant::now();
+        }
+    })
+    .await
+    .context("loading persons stopped; run it again to go on")?;
+    for (team, persons) in &projects {
+        println!("project {team}: {persons} persons loaded");
+    }
+    println!(
+        "persons done: {} projects, {} persons in {:.1} s",
+        projects.len(),
+        projects.iter().map(|(_, n)| n).sum::<u64>(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

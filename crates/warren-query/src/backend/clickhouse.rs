@@ -17,11 +17,11 @@ use warren_meta::MetaStore;
 use warren_store::{ClickHouseStore, StoreError};
 
 use super::datafusion::QueryLimits;
-use super::{project_persons, Cell, QueryBackend, Rows};
+use super::{Cell, QueryBackend, Rows};
 use crate::funnel::{evaluate, FunnelEvent};
 use crate::hogql::SqlQuery;
 use crate::plan::{Aggregate, Column, Expr, FunnelSpec, Literal, Select, Source};
-use crate::render::clickhouse::{ClickHouseDialect, MAX_INLINED_PERSONS};
+use crate::render::clickhouse::ClickHouseDialect;
 use crate::render::Dialect;
 use crate::time::ProjectContext;
 use crate::QueryError;
@@ -77,31 +77,12 @@ impl ClickHouseBackend {
     }
 
     /// The dialect that sees `project` only.
-    async fn dialect(
-        &self,
-        project: &ProjectContext,
-        with_persons: bool,
-    ) -> Result<ClickHouseDialect, QueryError> {
-        let overrides = self
-            .meta
-            .person_overrides(project.team_id)
-            .await?
-            .into_iter()
-            .map(|o| (o.old_person_id.to_string(), o.override_person_id.to_string()))
-            .collect();
+    async fn dialect(&self, project: &ProjectContext) -> Result<ClickHouseDialect, QueryError> {
         let groups = self.meta.groups(project.team_id).await?;
-        // One more than the most, so the dialect can refuse.
-        let persons = if with_persons {
-            project_persons(self.meta.as_ref(), project.team_id, MAX_INLINED_PERSONS).await?
-        } else {
-            Vec::new()
-        };
         Ok(ClickHouseDialect {
-            events_table: self.store.events_table(),
+            database: self.store.database().to_string(),
             team_id: project.team_id,
-            overrides,
             groups,
-            persons,
         })
     }
 
@@ -112,7 +93,7 @@ impl ClickHouseBackend {
             ("join_use_nulls", "1".to_string()),
             ("join_default_strictness", "ALL".to_string()),
             ("max_memory_usage", self.limits.memory_bytes.to_string()),
-            // Overrides, groups and persons are inlined into statements.
+            // Groups are inlined into statements.
             ("max_query_size", (128u64 << 20).to_string()),
         ];
         if let Some(limit) = self.time_limit {
@@ -134,7 +115,7 @@ impl ClickHouseBackend {
 #[async_trait]
 impl QueryBackend for ClickHouseBackend {
     async fn run(&self, project: &ProjectContext, select: &Select) -> Result<Rows, QueryError> {
-        let sql = self.dialect(project, false).await?.render(select)?;
+        let sql = self.dialect(project).await?.render(select)?;
         tracing::debug!(team_id = project.team_id, %sql, "running plan on ClickHouse");
         let answer =
             self.answer(&sql, None).await.map_err(|e| QueryError::Engine(format!("{e} in {sql}")))?;
@@ -157,8 +138,7 @@ impl QueryBackend for ClickHouseBackend {
     }
 
     async fn run_sql(&self, project: &ProjectContext, query: &SqlQuery) -> Result<Rows, QueryError> {
-        let reads_persons = query.tables().iter().any(|t| t == "persons");
-        let sql = query.render(&self.dialect(project, reads_persons).await?)?;
+        let sql = query.render(&self.dialect(project).await?)?;
         // What the server refuses in a user's SQL is theirs to fix.
         let answer = self.answer(&sql, Some(self.limits.max_rows)).await.map_err(|e| match e {
             StoreError::ClickHouse(message) => QueryError::Invalid(message),

@@ -8,8 +8,6 @@ pub mod clickhouse;
 pub mod datafusion;
 
 use async_trait::async_trait;
-use warren_core::person::Person;
-use warren_meta::MetaStore;
 
 use crate::hogql::SqlQuery;
 use crate::plan::Select;
@@ -108,25 +106,4 @@ pub trait QueryBackend: Send + Sync + 'static {
 
     /// Runs a checked SQL query over one project's data.
     async fn run_sql(&self, project: &ProjectContext, query: &SqlQuery) -> Result<Rows, QueryError>;
-}
-
-/// The persons of a project, page by page from the meta store, stopping
-/// once more than `at_most` are read.
-pub(crate) async fn project_persons(
-    meta: &dyn MetaStore,
-    team_id: i64,
-    at_most: usize,
-) -> Result<Vec<Person>, QueryError> {
-    const PAGE: u32 = 10_000;
-    let mut persons = Vec::new();
-    let mut after = None;
-    loop {
-        let page = meta.persons(team_id, after, PAGE).await?;
-        let done = page.len() < PAGE as usize;
-        after = page.last().map(|p| p.uuid);
-        persons.extend(page);
-        if done || persons.len() > at_most {
-            return Ok(persons);
-        }
-    }
 }

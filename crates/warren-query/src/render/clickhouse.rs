@@ -11,8 +11,11 @@
 //!   any depth, so a nested object holding the same key before the
 //!   top-level one is read instead of it;
 //! - the events table is read `FINAL`, so a uuid written twice counts once,
-//!   scoped to the project, with `person_id` resolved through the overrides
-//!   inlined as a `transform`;
+//!   scoped to the project, with `person_id` resolved through the cluster's
+//!   `person_overrides` by a `GLOBAL ANY LEFT JOIN`: the overrides are read
+//!   once, on the server the query went to (where ingest writes them), and
+//!   sent to the shards. The backend's `join_use_nulls = 1` leaves NULL
+//!   where a person has no override;
 //! - every select names its outputs `<scope>__<name>`: ClickHouse lets an
 //!   output alias shadow a column of the same name anywhere in the query,
 //!   so no output may be named like a column;
@@ -26,7 +29,7 @@
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
 
-use warren_core::person::{Group, Person};
+use warren_core::person::Group;
 use warren_store::clickhouse_literal as quote_text;
 use warren_store::datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor, VisitMut, VisitorMut,
@@ -44,23 +47,16 @@ use crate::QueryError;
 /// result's columns after the plan again.
 pub(crate) const OUTPUT_SCOPE: &str = "o";
 
-/// Most persons user SQL may read: they are inlined from the meta store
-/// into the statement until the cluster holds a persons table.
-pub const MAX_INLINED_PERSONS: usize = 100_000;
-
 const US_PER_DAY: i64 = 86_400_000_000;
 
 /// What one query may see: one project of one database.
 #[derive(Debug, Clone)]
 pub struct ClickHouseDialect {
-    /// `database.events`, the Distributed table reads go through.
-    pub events_table: String,
+    /// The database of the Distributed `events` table and of the person
+    /// tables.
+    pub database: String,
     pub team_id: i64,
-    /// Stored person id → the person it was merged into.
-    pub overrides: Vec<(String, String)>,
     pub groups: Vec<Group>,
-    /// The project's persons, for user SQL that reads `persons`.
-    pub persons: Vec<Person>,
 }
 
 impl Dialect for ClickHouseDialect {
@@ -245,7 +241,7 @@ impl ClickHouseDialect {
     ) -> Result<Inputs, QueryError> {
         match source {
             Source::Events => {
-                let _ = write!(out, "{} FINAL", self.events_table);
+                out.push_str(&self.events_sql());
                 Ok(Inputs { columns: Vec::new(), events: true })
             }
             Source::Groups => {
@@ -397,9 +393,9 @@ impl ClickHouseDialect {
                  toDateTime(intDiv(created_at_us, 1000000), 'UTC') AS created_at, {person} AS person_id, \
                  person_properties, toDateTime(intDiv(person_created_at_us, 1000000), 'UTC') AS person_created_at, \
                  person_mode, `$session_id`, `$window_id`, `$group_0`, `$group_1`, `$group_2`, `$group_3`, `$group_4` \
-                 FROM (SELECT * FROM {table} FINAL WHERE team_id = {team})",
+                 FROM (SELECT * FROM {events} WHERE team_id = {team})",
                 person = self.person_id_sql(),
-                table = self.events_table,
+                events = self.events_sql(),
                 team = self.team_id
             )),
             "groups" => {
@@ -407,59 +403,40 @@ impl ClickHouseDialect {
                 self.groups_sql(&mut out);
                 Ok(out)
             }
-            "persons" => {
-                if self.persons.len() > MAX_INLINED_PERSONS {
-                    return Err(QueryError::invalid(format!(
-                        "SQL on ClickHouse reads `persons` for projects of at most {MAX_INLINED_PERSONS} persons"
-                    )));
-                }
-                if self.persons.is_empty() {
-                    return Ok("SELECT '' AS id, toInt64(0) AS team_id, '' AS properties, \
-                               toDateTime(0, 'UTC') AS created_at, toUInt8(0) AS is_identified, toInt64(0) AS version \
-                               FROM system.one WHERE 0"
-                        .into());
-                }
-                let mut out = String::from(
-                    "SELECT tupleElement(p, 1) AS id, toInt64(tupleElement(p, 2)) AS team_id, tupleElement(p, 3) AS properties, \
-                     toDateTime(intDiv(toInt64(tupleElement(p, 4)), 1000000), 'UTC') AS created_at, \
-                     toUInt8(tupleElement(p, 5)) AS is_identified, toInt64(tupleElement(p, 6)) AS version \
-                     FROM (SELECT arrayJoin([",
-                );
-                for (i, person) in self.persons.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    let properties = serde_json::Value::Object(person.properties.clone()).to_string();
-                    let _ = write!(
-                        out,
-                        "tuple({}, {}, {}, {}, {}, {})",
-                        quote_text(&person.uuid.to_string()),
-                        person.team_id,
-                        quote_text(&properties),
-                        person.created_at_us,
-                        u8::from(person.is_identified),
-                        person.version
-                    );
-                }
-                out.push_str("]) AS p)");
-                Ok(out)
-            }
+            // The newest row of each person, merged-away ones left out;
+            // the inner names differ from the columns, which an alias of
+            // the same name would shadow inside the aggregates.
+            "persons" => Ok(format!(
+                "SELECT toString(pid) AS id, team AS team_id, p_properties AS properties, \
+                 toDateTime(intDiv(p_created_at_us, 1000000), 'UTC') AS created_at, \
+                 p_is_identified AS is_identified, toInt64(p_version) AS version \
+                 FROM (SELECT id AS pid, team_id AS team, argMax(properties, version) AS p_properties, \
+                 argMax(created_at_us, version) AS p_created_at_us, \
+                 argMax(is_identified, version) AS p_is_identified, max(version) AS p_version \
+                 FROM {database}.persons WHERE team_id = {team} GROUP BY pid, team \
+                 HAVING argMax(is_deleted, version) = 0)",
+                database = self.database,
+                team = self.team_id
+            )),
             other => Err(QueryError::invalid(format!("unknown table {other}"))),
         }
     }
 
+    /// The events table, one row per uuid, beside the person each row's
+    /// stored person was merged into (`warren_override`), if any.
+    fn events_sql(&self) -> String {
+        format!(
+            "{database}.events FINAL GLOBAL ANY LEFT JOIN (SELECT old_person_id AS person_id, \
+             toString(argMax(override_person_id, version)) AS warren_override \
+             FROM {database}.person_overrides WHERE team_id = {team} GROUP BY old_person_id) USING person_id",
+            database = self.database,
+            team = self.team_id
+        )
+    }
+
     /// The stored person id, or the one it was merged into.
     fn person_id_sql(&self) -> String {
-        if self.overrides.is_empty() {
-            return "toString(person_id)".into();
-        }
-        let (from, to): (Vec<String>, Vec<String>) =
-            self.overrides.iter().map(|(old, new)| (quote_text(old), quote_text(new))).unzip();
-        format!(
-            "transform(toString(person_id), [{}], [{}], toString(person_id))",
-            from.join(", "),
-            to.join(", ")
-        )
+        "ifNull(warren_override, toString(person_id))".into()
     }
 
     fn column_sql(&self, column: Column) -> String {
@@ -813,13 +790,7 @@ mod tests {
     use crate::plan::PropertySource;
 
     fn dialect() -> ClickHouseDialect {
-        ClickHouseDialect {
-            events_table: "warren.events".into(),
-            team_id: 7,
-            overrides: vec![("a".into(), "b".into())],
-            groups: Vec::new(),
-            persons: Vec::new(),
-        }
+        ClickHouseDialect { database: "warren".into(), team_id: 7, groups: Vec::new() }
     }
 
     #[test]
@@ -828,13 +799,10 @@ mod tests {
             .column("person", Expr::col(Column::PersonId))
             .filter(Expr::col(Column::Timestamp).binary(BinaryOp::Lt, Expr::timestamp(2_000_000)));
         let sql = dialect().render(&select).unwrap_or_default();
-        assert!(sql.contains("FROM warren.events FINAL WHERE team_id = 7"), "{sql}");
-        assert!(
-            sql.contains(
-                "transform(toString(person_id), ['a'], ['b'], toString(person_id)) AS \"o__person\""
-            ),
-            "{sql}"
-        );
+        assert!(sql.contains("FROM warren.events FINAL GLOBAL ANY LEFT JOIN"), "{sql}");
+        assert!(sql.contains("FROM warren.person_overrides WHERE team_id = 7"), "{sql}");
+        assert!(sql.contains("USING person_id WHERE team_id = 7"), "{sql}");
+        assert!(sql.contains("ifNull(warren_override, toString(person_id)) AS \"o__person\""), "{sql}");
         assert!(
             sql.contains("timestamp_us < toInt64(2000000) AND timestamp <= toDateTime(1, 'UTC')"),
             "{sql}"

@@ -56,17 +56,15 @@ pub struct OperationStatus {
     pub error: Option<String>,
 }
 
-/// How long a runner holds the lock without renewing it; it renews before
-/// every operation, so only a mutation longer than this lets a second
-/// runner in — and that one then waits on the same mutation.
-const LEASE_MS: i64 = 10 * 60 * 1000;
-
 /// Runs `migrations` on one database of a cluster.
 pub struct Migrator<'a> {
     client: &'a Client,
     meta: &'a dyn MetaStore,
     migrations: Vec<Migration>,
     mutation_timeout: Duration,
+    /// How long the lock outlives a runner that stops renewing it (one
+    /// that was killed); renewed three times as often while running.
+    lease: Duration,
     holder: String,
 }
 
@@ -76,10 +74,15 @@ impl<'a> Migrator<'a> {
         meta: &'a dyn MetaStore,
         migrations: Vec<Migration>,
         mutation_timeout: Duration,
+        lease: Duration,
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "warren".into());
         let holder = format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        Self { client, meta, migrations, mutation_timeout, holder }
+        Self { client, meta, migrations, mutation_timeout, lease, holder }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// The meta store's name for this database's migrations.
@@ -218,20 +221,32 @@ impl<'a> Migrator<'a> {
     }
 
     async fn renew(&self) -> Result<(), StoreError> {
-        self.meta.acquire_lock(&self.lock_name(), &self.holder, LEASE_MS).await?.map_err(|holder| {
+        self.meta.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await?.map_err(|holder| {
             StoreError::ClickHouse(format!("the migration lock was taken over by {holder}"))
         })
     }
 
+    /// Renews the lock every third of its lease until it cannot.
+    async fn keep_renewing(&self) -> StoreError {
+        loop {
+            tokio::time::sleep(self.lease / 3).await;
+            if let Err(error) = self.renew().await {
+                return error;
+            }
+        }
+    }
+
     /// Runs `work` holding the lock, waiting for it as long as a mutation
-    /// may take when another runner has it.
+    /// may take when another runner has it. The lock is renewed while
+    /// `work` runs, so it lapses soon after a runner is killed; `work`
+    /// stops when the lock is lost.
     async fn locked<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let deadline = Instant::now() + self.mutation_timeout;
         loop {
-            match self.meta.acquire_lock(&self.lock_name(), &self.holder, LEASE_MS).await? {
+            match self.meta.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await? {
                 Ok(()) => break,
                 Err(holder) if Instant::now() > deadline => {
                     return Err(StoreError::ClickHouse(format!(
@@ -244,7 +259,10 @@ impl<'a> Migrator<'a> {
                 }
             }
         }
-        let result = work.await;
+        let result = tokio::select! {
+            result = work => result,
+            lost = self.keep_renewing() => Err(lost),
+        };
         self.meta.release_lock(&self.lock_name(), &self.holder).await?;
         result
     }

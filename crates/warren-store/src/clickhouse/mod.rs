@@ -8,9 +8,17 @@
 //! key, and one uuid's events land on one shard), and reads ask for
 //! `FINAL`. A replica that is down misses nothing: the other replica of
 //! its shard takes the insert and replication brings it up to date.
+//!
+//! Persons, their distinct ids and the overrides of merged persons are
+//! written beside the events ([`persons`]) into tables every server holds
+//! whole, so each shard resolves a stored person id on its own. They are
+//! written to the server reads go to first, and queries resolve overrides
+//! there (a `GLOBAL` join), so a query sees the persons of every batch
+//! ingested before it.
 
 mod client;
 pub mod migrations;
+mod persons;
 mod rows;
 mod schema;
 
@@ -38,6 +46,7 @@ pub struct ClickHouseStoreOptions {
     pub url: ClickHouseUrl,
     pub statement_timeout: Duration,
     pub mutation_timeout: Duration,
+    pub migration_lease: Duration,
     pub merge_min_parts: usize,
     pub jobs: JobBoard,
 }
@@ -50,6 +59,7 @@ impl ClickHouseStoreOptions {
             url: ClickHouseUrl::parse(url)?,
             statement_timeout: Duration::from_secs(config.statement_timeout_secs.max(1)),
             mutation_timeout: Duration::from_secs(config.mutation_timeout_secs.max(1)),
+            migration_lease: Duration::from_secs(config.migration_lease_secs.max(1)),
             merge_min_parts: config.merge_min_parts.max(2),
             jobs: JobBoard::default(),
         }))
@@ -103,7 +113,13 @@ impl ClickHouseStore {
 
     /// A runner of `migrations` on this store's cluster and meta store.
     pub fn migrator_of(&self, migrations: Vec<migrations::Migration>) -> Migrator<'_> {
-        Migrator::new(&self.client, self.meta.as_ref(), migrations, self.options.mutation_timeout)
+        Migrator::new(
+            &self.client,
+            self.meta.as_ref(),
+            migrations,
+            self.options.mutation_timeout,
+            self.options.migration_lease,
+        )
     }
 
     fn table(&self, name: &str) -> String {
@@ -116,10 +132,60 @@ impl ClickHouseStore {
         format!("clickhouse/{}/{writer}", self.options.url.database)
     }
 
-    /// The table queries read: the Distributed `events`, `FINAL` for one
-    /// row per uuid.
-    pub fn events_table(&self) -> String {
-        self.table("events")
+    /// The database queries read: the Distributed `events` (`FINAL` for
+    /// one row per uuid) and the person tables.
+    pub fn database(&self) -> &str {
+        &self.options.url.database
+    }
+
+    async fn insert_persons(&self, rows: &persons::PersonRows) -> Result<(), StoreError> {
+        for (table, body) in rows.inserts() {
+            let sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.table(table));
+            self.client.execute(&sql, Some(body.to_string())).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads one project's persons, distinct ids and overrides from the
+    /// meta store, a page at a time, and checks that the cluster then
+    /// holds as many live persons; calls `progress` with the persons
+    /// loaded so far. Running it again loads the same rows again, which
+    /// changes nothing.
+    pub async fn backfill_persons(
+        &self,
+        team_id: i64,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, StoreError> {
+        let mut after = None;
+        let mut loaded = 0u64;
+        loop {
+            let page = self.meta.persons(team_id, after, persons::PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.uuid);
+            self.insert_persons(&persons::rows_of_persons(self.meta.as_ref(), team_id, &page).await?).await?;
+            loaded += page.len() as u64;
+            progress(loaded);
+        }
+        self.insert_persons(&persons::rows_of_overrides(self.meta.as_ref(), team_id).await?).await?;
+        let held = self.persons_count(team_id).await?;
+        if held < loaded {
+            return Err(StoreError::ClickHouse(format!(
+                "project {team_id}: the cluster holds {held} persons after loading the meta store's {loaded}"
+            )));
+        }
+        Ok(loaded)
+    }
+
+    /// How many persons of `team_id` the cluster holds, merged-away ones
+    /// not counted.
+    pub async fn persons_count(&self, team_id: i64) -> Result<u64, StoreError> {
+        let sql = format!(
+            "SELECT count() FROM (SELECT id FROM {} WHERE team_id = {team_id} GROUP BY id \
+             HAVING argMax(is_deleted, version) = 0) FORMAT TSV",
+            self.table(persons::PERSONS)
+        );
+        let text = self.client.execute(&sql, None).await?;
+        parse_count(&text)
     }
 
     /// Runs a query (no writes: `readonly` is set) with `settings`
@@ -238,9 +304,7 @@ impl ClickHouseStore {
     async fn count(&self, condition: &str) -> Result<u64, StoreError> {
         let sql = format!("SELECT count() FROM {} FINAL WHERE {condition} FORMAT TSV", self.table("events"));
         let text = self.client.execute(&sql, None).await?;
-        text.trim()
-            .parse()
-            .map_err(|_| StoreError::ClickHouse(format!("a count that is no number: {text:?}")))
+        parse_count(&text)
     }
 
     /// Active parts per partition of `sharded_events` on one server.
@@ -295,6 +359,10 @@ impl ClickHouseStore {
     }
 }
 
+fn parse_count(text: &str) -> Result<u64, StoreError> {
+    text.trim().parse().map_err(|_| StoreError::ClickHouse(format!("a count that is no number: {text:?}")))
+}
+
 #[async_trait]
 impl EventStore for ClickHouseStore {
     async fn append(
@@ -321,6 +389,12 @@ impl EventStore for ClickHouseStore {
             self.meta.commit_ingest(&commit).await?;
         }
         Ok(())
+    }
+
+    async fn write_persons(&self, commit: &IngestCommit) -> Result<(), StoreError> {
+        let version = warren_core::unix_millis().max(0) as u64 * 1000;
+        let rows = persons::rows_of_commit(commit, self.meta.as_ref(), version).await?;
+        self.insert_persons(&rows).await
     }
 
     async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError> {

@@ -1,7 +1,11 @@
-//! The events tables on the cluster, after PostHog's layout: a replicated
+//! The tables on the cluster, after PostHog's layout: a replicated
 //! table per shard (`sharded_events`) and two Distributed tables over it,
 //! `events` for reads and `writable_events` for writes, sharded by
-//! distinct id so one person's events meet on one shard.
+//! distinct id so one person's events meet on one shard; and the person
+//! tables (`persons`, `person_distinct_id`, `person_overrides`), whole on
+//! every server (one replicated table over all of them, not sharded), since
+//! any shard's events may need any person. Each keeps every version of a
+//! row; readers take the newest with `argMax(…, version)`.
 //!
 //! Choices forced by the oldest server Warren supports (Debian's 18.16),
 //! kept here so a newer target can be chosen deliberately:
@@ -13,7 +17,8 @@
 //! - no `mutations_sync`: a delete waits on `system.mutations` itself;
 //! - `cityHash64` takes no `UUID`: the sort key hashes the uuid's text;
 //! - a `FINAL` read grouped by an expression of the sort key fails
-//!   ("column already exists"): days are grouped by `toYYYYMMDD`.
+//!   ("column already exists"): days are grouped by `toYYYYMMDD`;
+//! - a replacing engine's version must be unsigned: versions are `UInt64`.
 //!
 //! The schema is made and changed only by the migrations below, which
 //! [`super::migrations`] runs. Every statement says `IF [NOT] EXISTS`, so
@@ -46,6 +51,27 @@ const COLUMNS: &str = "
     `$group_4` String,
     inserted_at_us UInt64";
 
+/// The person tables: name, columns, sort key. `version` grows with every
+/// change of a row's key; `is_deleted` marks a person merged away.
+const PERSON_TABLES: [(&str, &str, &str); 3] = [
+    (
+        "persons",
+        "id UUID, team_id Int64, properties String, created_at_us Int64, is_identified UInt8, \
+         is_deleted UInt8, version UInt64",
+        "team_id, id",
+    ),
+    (
+        "person_distinct_id",
+        "team_id Int64, distinct_id String, person_id UUID, is_deleted UInt8, version UInt64",
+        "team_id, distinct_id",
+    ),
+    (
+        "person_overrides",
+        "team_id Int64, old_person_id UUID, override_person_id UUID, version UInt64",
+        "team_id, old_person_id",
+    ),
+];
+
 /// Every migration of the events schema, in order. Each statement runs
 /// on every server: the per-shard tables get their replica's macros there,
 /// and Distributed tables exist on each server that reads or writes.
@@ -68,7 +94,19 @@ pub fn migrations(database: &str, cluster: &str) -> Vec<Migration> {
             format!("DROP TABLE IF EXISTS {database}.{table}"),
         )
     };
-    vec![Migration {
+    let person_table = |(table, columns, key): (&str, &str, &str)| {
+        every(
+            &format!("{table}, replicated to every server"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {database}.{table} ({columns})
+                 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/noshard/{database}.{table}',
+                                                       '{{shard}}-{{replica}}', version)
+                 ORDER BY ({key})"
+            ),
+            format!("DROP TABLE IF EXISTS {database}.{table}"),
+        )
+    };
+    let events = Migration {
         version: 1,
         name: "events tables",
         operations: vec![
@@ -92,5 +130,11 @@ pub fn migrations(database: &str, cluster: &str) -> Vec<Migration> {
             distributed("events", "reads"),
             distributed("writable_events", "writes"),
         ],
-    }]
+    };
+    let persons = Migration {
+        version: 2,
+        name: "person tables",
+        operations: PERSON_TABLES.into_iter().map(person_table).collect(),
+    };
+    vec![events, persons]
 }

@@ -32,6 +32,20 @@ impl DeltaStore {
         Ok(rows)
     }
 
+    /// The projects the table holds events of, in order.
+    pub async fn team_ids(&self) -> Result<Vec<i64>, StoreError> {
+        let ctx = SessionContext::new();
+        self.register(&ctx, "events").await?;
+        let batches =
+            ctx.sql("SELECT DISTINCT team_id FROM events ORDER BY team_id").await?.collect().await?;
+        let mut teams = Vec::new();
+        for batch in &batches {
+            let team = deltalake::arrow::compute::cast(column(batch, "team_id")?, &DataType::Int64)?;
+            teams.extend(team.as_primitive::<Int64Type>().iter().flatten());
+        }
+        Ok(teams)
+    }
+
     /// Rows per UTC day (the table's partitions), oldest first.
     pub async fn rows_per_day(&self) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
         let ctx = SessionContext::new();

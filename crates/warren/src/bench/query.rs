@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use warren_core::config::WarrenConfig;
 use warren_meta::MetaStore;
 use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, Query, QueryBackend, QueryLimits};
-use warren_store::backfill::backfill;
+use warren_store::backfill::{backfill, backfill_persons};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore};
 
 #[derive(Debug, clap::Args)]
@@ -289,8 +289,8 @@ pub async fn run(options: QueryBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cluster at `url`, holding the Delta table: what is missing is
-/// backfilled first, and the insert rate printed.
+/// The cluster at `url`, holding the Delta table and the persons: what is
+/// missing is backfilled first, and the events' insert rate printed.
 async fn load_cluster(
     url: &str,
     store: &DeltaStore,
@@ -310,6 +310,7 @@ async fn load_cluster(
             loaded as f64 / seconds
         );
     }
+    backfill_persons(store, &cluster, |_, _| {}).await.context("loading persons into the cluster")?;
     Ok(Arc::new(cluster))
 }
 

@@ -84,7 +84,8 @@ async fn sdk_events_reach_the_cluster_as_they_reach_delta() {
     assert_eq!(sorted(clickhouse), sorted(delta), "after a restart, still row for row");
 }
 
-/// One query of every kind over the events of `tests/sdk/python_insights.py`.
+/// One query of every kind over the events of `tests/sdk/python_insights.py`
+/// with its merge, and SQL over the persons the merge leaves.
 fn insight_queries() -> Vec<Value> {
     let range = json!({"date_from": "2024-03-01", "date_to": "2024-03-03"});
     let pageviews = json!([{"kind": "EventsNode", "event": "$pageview"}]);
@@ -110,11 +111,18 @@ fn insight_queries() -> Vec<Value> {
                "select": ["uuid", "event", "timestamp", "distinct_id", "person_id", "properties.$browser"]}),
         json!({"kind": "HogQLQuery", "query": "SELECT person.properties.email AS email, count() AS n FROM events \
                WHERE person.properties.email IS NOT NULL GROUP BY email ORDER BY email"}),
+        json!({"kind": "HogQLQuery", "query": MERGED_PERSONS}),
+        json!({"kind": "HogQLQuery", "query": "SELECT id, properties FROM persons ORDER BY id"}),
     ]
 }
 
+/// The persons of the merged distinct ids' events.
+const MERGED_PERSONS: &str = "SELECT count(DISTINCT person_id) AS persons, count() AS events FROM events \
+                              WHERE distinct_id IN ('anon-4', 'u4')";
+
 /// `[query] backend = "clickhouse"`: the server answers from the cluster,
-/// and each answer equals the one the same server gives from Delta.
+/// and each answer equals the one the same server gives from Delta — with
+/// a merge among the events, so the cluster resolves merged persons too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
     let Some(python) = python() else {
@@ -127,7 +135,7 @@ async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
         BIN,
         &[("WARREN_CLICKHOUSE__URL", &url), ("WARREN_QUERY__BACKEND", "clickhouse")],
     );
-    let sent = send_insight_events(&python, &server);
+    let sent = send_insight_events(&python, &server, true);
     // Counted by the cluster itself.
     wait_for_events(&server, sent).await;
     let mut from_cluster = Vec::new();
@@ -141,12 +149,15 @@ async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
     wait_for_events(&server, sent).await;
     for (query, clickhouse) in insight_queries().into_iter().zip(from_cluster) {
         let delta = results(&server, query.clone()).await;
-        assert_eq!(clickhouse, delta, "{} answers from the cluster as from Delta", query["kind"]);
+        assert_eq!(clickhouse, delta, "{query} answers from the cluster as from Delta");
     }
+    let merged = results(&server, json!({"kind": "HogQLQuery", "query": MERGED_PERSONS})).await;
+    assert_eq!(merged, json!([[1, 4]]), "the merge joined anon-4's events to u4's person");
 }
 
 /// `warren clickhouse backfill`, killed after its first day and run again,
-/// leaves the cluster holding the Delta table row for row.
+/// leaves the cluster holding the Delta table row for row, and the meta
+/// store's persons.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backfill_finishes_when_run_again() {
     use std::io::{BufRead, BufReader};
@@ -205,6 +216,14 @@ async fn a_killed_backfill_finishes_when_run_again() {
     let reader = ClickHouseStore::open(options, Arc::new(meta)).await.expect("open the cluster");
     let loaded = reader.read_rows(None).await.expect("read the cluster");
     assert_eq!(sorted(loaded), sorted(delta), "the cluster holds the Delta table row for row");
+
+    // The persons came with them.
+    let persons: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("project 1: ")?.strip_suffix(" persons loaded")?.parse().ok())
+        .unwrap_or_else(|| panic!("no persons reported: {said}"));
+    assert!(persons >= 300, "one person per generated user at least: {said}");
+    assert_eq!(reader.persons_count(1).await.expect("count the cluster's persons"), persons);
 }
 
 /// The System page's facts include the cluster: every server with its
@@ -289,9 +308,9 @@ async fn warren_migrate_drives_the_cluster_schema() {
     assert!(before.contains("`warren migrate up` first"), "{before}");
 
     let up = migrate(&["up"]);
-    assert!(up.contains("clickhouse: 4 operations applied"), "{up}");
+    assert!(up.contains("clickhouse: 7 operations applied"), "{up}");
     let after = migrate(&["status"]);
-    assert_eq!(ops(&after, "completed"), 4, "{after}");
+    assert_eq!(ops(&after, "completed"), 7, "{after}");
     assert!(!after.contains("Pending"), "{after}");
     assert!(migrate(&["up"]).contains("clickhouse: 0 operations applied"), "nothing left");
 
@@ -301,9 +320,80 @@ async fn warren_migrate_drives_the_cluster_schema() {
     };
     assert_eq!(exists().await, "1");
     let down = migrate(&["down", "--to", "0"]);
-    assert!(down.contains("clickhouse: 4 operations rolled back"), "{down}");
+    assert!(down.contains("clickhouse: 7 operations rolled back"), "{down}");
     assert_eq!(exists().await, "0", "rolled back on every server");
-    assert_eq!(ops(&migrate(&["status"]), "rolled_back"), 4);
-    assert!(migrate(&["up"]).contains("clickhouse: 4 operations applied"));
+    assert_eq!(ops(&migrate(&["status"]), "rolled_back"), 7);
+    assert!(migrate(&["up"]).contains("clickhouse: 7 operations applied"));
     assert_eq!(exists().await, "1");
+}
+
+/// `warren migrate up`, SIGKILLed as soon as it reports its first
+/// operation done (the next one under way), leaves its lock behind; run
+/// again once the lock's lease has run out, it finishes every operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_migration_finishes_when_run_again() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let data = tempfile::tempdir().expect("data dir");
+    let database = format!("warren_migrate_killed_{}", std::process::id());
+    let url = cluster.url(&database);
+    let migrate = |action: &str| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["migrate", action, "--data-dir"])
+            .arg(data.path())
+            .env("WARREN_CLICKHOUSE__URL", &url)
+            .env("WARREN_CLICKHOUSE__MIGRATION_LEASE_SECS", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let states = || {
+        let status = migrate("status").output().expect("warren migrate status");
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        let said = String::from_utf8_lossy(&status.stdout).to_string();
+        let after_cluster = said.split_once("clickhouse (").map(|(_, rest)| rest.to_string());
+        let lines = after_cluster.unwrap_or_else(|| panic!("no cluster in {said}"));
+        lines
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.rsplit_once(": ").map(|(_, s)| s.to_string()))
+            .collect::<Vec<_>>()
+    };
+
+    let mut first = migrate("up").spawn().expect("start warren migrate up");
+    let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
+    loop {
+        let line = lines.next().expect("an operation is reported before the run ends").expect("read");
+        if line.ends_with(": completed") {
+            break;
+        }
+    }
+    first.kill().expect("SIGKILL warren migrate");
+    let _ = first.wait();
+    let killed = states();
+    assert!(killed.len() >= 6, "every operation is listed: {killed:?}");
+    assert_eq!(killed[0], "completed", "{killed:?}");
+    assert!(killed.iter().any(|s| s != "completed"), "killed before the end: {killed:?}");
+
+    let second = migrate("up").output().expect("run warren migrate up again");
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{said}\n{}", String::from_utf8_lossy(&second.stderr));
+    let after = states();
+    assert!(after.iter().all(|s| s == "completed"), "{after:?}\n{said}");
+    for table in
+        ["sharded_events", "events", "writable_events", "persons", "person_distinct_id", "person_overrides"]
+    {
+        for node in &cluster.nodes {
+            let answer = reqwest::Client::new()
+                .post(node.url())
+                .body(format!("EXISTS TABLE {database}.{table}"))
+                .send()
+                .await
+                .expect("ask");
+            assert_eq!(answer.text().await.expect("answer").trim(), "1", "{table} on {}", node.url());
+        }
+    }
 }

@@ -35,11 +35,13 @@ pub(crate) async fn wait_for_events(server: &TestServer, count: i64) {
     }
 }
 
-/// Sends the events of `tests/sdk/python_insights.py`; how many it sent.
-pub(crate) fn send_insight_events(python: &std::path::Path, server: &TestServer) -> i64 {
+/// Sends the events of `tests/sdk/python_insights.py` (with its merge of
+/// two persons when `merge`); how many it sent.
+pub(crate) fn send_insight_events(python: &std::path::Path, server: &TestServer, merge: bool) -> i64 {
     let output = Command::new(python)
         .arg(repo_root().join("tests/sdk/python_insights.py"))
         .args([&server.url, TOKEN])
+        .args(merge.then_some("--with-merge"))
         .output()
         .expect("running the sender");
     assert!(output.status.success(), "sender failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -66,7 +68,7 @@ async fn every_insight_kind_answers_over_sdk_events() {
         return;
     };
     let server = TestServer::start(BIN);
-    let sent = send_insight_events(&python, &server);
+    let sent = send_insight_events(&python, &server, false);
 
     wait_for_events(&server, sent).await;
     let range: Value = serde_json::from_str(RANGE).expect("range");

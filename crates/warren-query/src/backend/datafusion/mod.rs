@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use warren_core::person::Person;
 use warren_meta::MetaStore;
 use warren_store::arrow::array::{ArrayRef, StringArray};
 use warren_store::arrow::datatypes::DataType;
@@ -27,7 +28,7 @@ use warren_store::datafusion::prelude::{col, lit, SessionConfig, SessionContext}
 use warren_store::datafusion::sql::parser::DFParser;
 use warren_store::{register_person_tables, DeltaStore};
 
-use super::{project_persons, QueryBackend, Rows};
+use super::{QueryBackend, Rows};
 use crate::hogql::SqlQuery;
 use crate::plan::Select;
 use crate::render::datafusion::{DataFusionDialect, EVENTS_TABLE};
@@ -156,7 +157,7 @@ impl DataFusionBackend {
 
         let groups = self.meta.groups(project.team_id).await?;
         let persons = if with_persons {
-            project_persons(self.meta.as_ref(), project.team_id, usize::MAX).await?
+            project_persons(self.meta.as_ref(), project.team_id).await?
         } else {
             Vec::new()
         };
@@ -265,5 +266,21 @@ impl QueryBackend for DataFusionBackend {
 impl SqlQuery {
     fn reads_persons(&self) -> bool {
         self.tables().iter().any(|t| t == "persons")
+    }
+}
+
+/// Every person of a project, page by page from the meta store.
+async fn project_persons(meta: &dyn MetaStore, team_id: i64) -> Result<Vec<Person>, QueryError> {
+    const PAGE: u32 = 10_000;
+    let mut persons = Vec::new();
+    let mut after = None;
+    loop {
+        let page = meta.persons(team_id, after, PAGE).await?;
+        let done = page.len() < PAGE as usize;
+        after = page.last().map(|p| p.uuid);
+        persons.extend(page);
+        if done {
+            return Ok(persons);
+        }
     }
 }

@@ -1,0 +1,236 @@
+//! The person tables on the cluster — `persons`, `person_distinct_id`,
+//! `person_overrides` — as rows of `JSONEachRow`, made from what one ingest
+//! batch changed or from the meta store's whole state of a project (the
+//! backfill).
+//!
+//! Every change is a new row with a higher `version`; nothing is updated
+//! in place. A person keeps the meta store's version, and one merged away
+//! gets a deleted row one above the version of the person it joined (which
+//! took the higher of the two). Distinct ids and overrides have no version
+//! in the meta store: theirs is the time the batch was written, so ingest,
+//! which writes persons one batch after another, always writes a higher
+//! one; the backfill writes them at version 0, below anything ingest
+//! writes, so a batch ingested while it runs is never undone by it.
+//!
+//! The meta store keeps overrides one hop deep (an override never points
+//! at a person merged away): when a person is merged away, whatever
+//! pointed at it points at the survivor from then on. The cluster does the
+//! same, with new rows, so a query resolves a stored person id with one
+//! lookup.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use uuid::Uuid;
+use warren_core::person::{Person, TeamId};
+use warren_meta::{IngestCommit, MetaStore};
+
+use crate::StoreError;
+
+/// The tables, as the insert statements name them.
+pub(super) const PERSONS: &str = "persons";
+pub(super) const DISTINCT_IDS: &str = "person_distinct_id";
+pub(super) const OVERRIDES: &str = "person_overrides";
+
+/// Rows for each person table, one JSON object a line.
+#[derive(Debug, Default)]
+pub(super) struct PersonRows {
+    pub persons: String,
+    pub distinct_ids: String,
+    pub overrides: String,
+}
+
+impl PersonRows {
+    /// `(table, rows)` for each table with rows to insert.
+    pub fn inserts(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [(PERSONS, &self.persons), (DISTINCT_IDS, &self.distinct_ids), (OVERRIDES, &self.overrides)]
+            .into_iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(table, rows)| (table, rows.as_str()))
+    }
+
+    fn person(&mut self, person: &Person) {
+        let properties = serde_json::Value::Object(person.properties.clone()).to_string();
+        push_line(
+            &mut self.persons,
+            &PersonLine {
+                id: person.uuid,
+                team_id: person.team_id,
+                properties: &properties,
+                created_at_us: person.created_at_us,
+                is_identified: u8::from(person.is_identified),
+                is_deleted: 0,
+                version: person.version.max(0) as u64,
+            },
+        );
+    }
+
+    fn deleted_person(&mut self, team_id: TeamId, id: Uuid, version: u64) {
+        push_line(
+            &mut self.persons,
+            &PersonLine {
+                id,
+                team_id,
+                properties: "{}",
+                created_at_us: 0,
+                is_identified: 0,
+                is_deleted: 1,
+                version,
+            },
+        );
+    }
+
+    fn distinct_id(&mut self, team_id: TeamId, distinct_id: &str, person_id: Uuid, version: u64) {
+        push_line(
+            &mut self.distinct_ids,
+            &DistinctIdLine { team_id, distinct_id, person_id, is_deleted: 0, version },
+        );
+    }
+
+    fn override_(&mut self, team_id: TeamId, old_person_id: Uuid, override_person_id: Uuid, version: u64) {
+        push_line(&mut self.overrides, &OverrideLine { team_id, old_person_id, override_person_id, version });
+    }
+}
+
+#[derive(Serialize)]
+struct PersonLine<'a> {
+    id: Uuid,
+    team_id: TeamId,
+    properties: &'a str,
+    created_at_us: i64,
+    is_identified: u8,
+    is_deleted: u8,
+    version: u64,
+}
+
+#[derive(Serialize)]
+struct DistinctIdLine<'a> {
+    team_id: TeamId,
+    distinct_id: &'a str,
+    person_id: Uuid,
+    is_deleted: u8,
+    version: u64,
+}
+
+#[derive(Serialize)]
+struct OverrideLine {
+    team_id: TeamId,
+    old_person_id: Uuid,
+    override_person_id: Uuid,
+    version: u64,
+}
+
+fn push_line(out: &mut String, line: &impl Serialize) {
+    // Serialising plain strings and numbers into a String cannot fail.
+    if let Ok(text) = serde_json::to_string(line) {
+        out.push_str(&text);
+        out.push('\n');
+    }
+}
+
+/// The rows that take the cluster from the state the meta store holds to
+/// the one `commit` leaves there; `version` is the batch's (see the module
+/// text). Reads the meta store, so it must run before the commit does.
+pub(super) async fn rows_of_commit(
+    commit: &IngestCommit,
+    meta: &dyn MetaStore,
+    version: u64,
+) -> Result<PersonRows, StoreError> {
+    let merged: HashMap<Uuid, Uuid> = commit.merges.iter().map(|m| (m.old, m.into)).collect();
+    let resolve = |mut uuid: Uuid| {
+        // A merge chain is no longer than the batch's merges.
+        for _ in 0..=merged.len() {
+            match merged.get(&uuid) {
+                Some(next) => uuid = *next,
+                None => break,
+            }
+        }
+        uuid
+    };
+    let final_version: HashMap<Uuid, i64> = commit.persons.iter().map(|p| (p.uuid, p.version)).collect();
+
+    let mut rows = PersonRows::default();
+    for person in &commit.persons {
+        rows.person(person);
+    }
+    let mut olds_per_team: BTreeMap<TeamId, Vec<Uuid>> = BTreeMap::new();
+    for merge in &commit.merges {
+        let survivor_version = final_version.get(&resolve(merge.old)).map(|v| v.max(&0) + 1);
+        // The survivor is always among the batch's persons; were it not,
+        // the deletion must still win over every row of the person.
+        rows.deleted_person(merge.team_id, merge.old, survivor_version.map_or(version, |v| v as u64));
+        olds_per_team.entry(merge.team_id).or_default().push(merge.old);
+    }
+
+    // Distinct ids: those the merged-away persons had before the batch
+    // move to their survivor; the batch's own say last.
+    let mut distinct_ids: BTreeMap<(TeamId, String), Uuid> = BTreeMap::new();
+    let mut overrides: BTreeMap<(TeamId, Uuid), Uuid> = BTreeMap::new();
+    for (team_id, olds) in &olds_per_team {
+        for (old, ids) in meta.distinct_ids_of(*team_id, olds).await? {
+            for id in ids {
+                distinct_ids.insert((*team_id, id), resolve(old));
+            }
+        }
+        for old in olds {
+            overrides.insert((*team_id, *old), resolve(*old));
+        }
+        for o in meta.person_overrides(*team_id).await? {
+            if merged.contains_key(&o.override_person_id) {
+                overrides.insert((*team_id, o.old_person_id), resolve(o.override_person_id));
+            }
+        }
+    }
+    for assignment in &commit.distinct_ids {
+        distinct_ids.insert((assignment.team_id, assignment.distinct_id.clone()), assignment.person_uuid);
+    }
+    for o in &commit.overrides {
+        overrides.insert((o.team_id, o.old_person_id), o.override_person_id);
+    }
+    for ((team_id, distinct_id), person) in &distinct_ids {
+        rows.distinct_id(*team_id, distinct_id, *person, version);
+    }
+    for ((team_id, old), new) in overrides {
+        if old != new {
+            rows.override_(team_id, old, new, version);
+        }
+    }
+    Ok(rows)
+}
+
+/// Persons read from the meta store at a time, for the backfill.
+pub(super) const PAGE: u32 = 5_000;
+
+/// The rows of one page of a project's persons as the meta store holds
+/// them, with their distinct ids; at version 0 where the meta store keeps
+/// none (see the module text).
+pub(super) async fn rows_of_persons(
+    meta: &dyn MetaStore,
+    team_id: TeamId,
+    persons: &[Person],
+) -> Result<PersonRows, StoreError> {
+    let mut rows = PersonRows::default();
+    for person in persons {
+        rows.person(person);
+    }
+    let uuids: Vec<Uuid> = persons.iter().map(|p| p.uuid).collect();
+    let ids: BTreeMap<Uuid, Vec<String>> = meta.distinct_ids_of(team_id, &uuids).await?.into_iter().collect();
+    for (person, ids) in ids {
+        for id in ids {
+            rows.distinct_id(team_id, &id, person, 0);
+        }
+    }
+    Ok(rows)
+}
+
+/// A project's overrides as the meta store holds them, at version 0.
+pub(super) async fn rows_of_overrides(
+    meta: &dyn MetaStore,
+    team_id: TeamId,
+) -> Result<PersonRows, StoreError> {
+    let mut rows = PersonRows::default();
+    for o in meta.person_overrides(team_id).await? {
+        rows.override_(team_id, o.old_person_id, o.override_person_id, 0);
+    }
+    Ok(rows)
+}
