@@ -310,6 +310,10 @@ pub async fn merges_move_ids_and_keep_overrides_one_hop(factory: &impl MetaFacto
     assert!(overrides.iter().all(|o| o.version >= 1));
     let a_override = overrides.iter().find(|o| o.old_person_id == a.uuid).expect("a's override");
     assert!(a_override.version >= 2, "a re-pointed override gets a new version");
+    let into_c = store.overrides_into(TEAM, &[c.uuid, Uuid::from_u128(99)]).await.expect("into c");
+    assert_eq!(into_c, overrides, "both overrides point at c");
+    assert!(store.overrides_into(TEAM, &[a.uuid]).await.expect("into a").is_empty());
+    assert!(store.overrides_into(TEAM + 1, &[c.uuid]).await.expect("other team").is_empty());
 }
 
 pub async fn ingest_commit_is_all_or_nothing(factory: &impl MetaFactory) {

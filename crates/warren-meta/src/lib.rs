@@ -423,6 +423,13 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn person_overrides(&self, team_id: TeamId) -> Result<Vec<PersonOverride>, MetaError>;
 
+    /// The overrides that point at one of these persons, by old person id.
+    async fn overrides_into(
+        &self,
+        team_id: TeamId,
+        persons: &[Uuid],
+    ) -> Result<Vec<PersonOverride>, MetaError>;
+
     async fn groups(&self, team_id: TeamId) -> Result<Vec<Group>, MetaError>;
 
     /// A project's ingestion warnings, newest first.

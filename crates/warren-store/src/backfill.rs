@@ -10,6 +10,8 @@
 //! row per uuid. Live ingest writing both stores at the same time only
 //! adds rows to both.
 
+use std::time::{Duration, Instant};
+
 use chrono::NaiveDate;
 
 use crate::{ClickHouseStore, DeltaStore, EventStore, StoreError};
@@ -26,6 +28,10 @@ pub struct BackfilledDay {
     pub rows: u64,
     /// Whether this run loaded it (false: the cluster had it already).
     pub loaded: bool,
+    /// Time spent reading the day from Delta and inserting it into the
+    /// cluster (zero when it was there already).
+    pub read: Duration,
+    pub insert: Duration,
 }
 
 /// Loads every day the cluster lacks; calls `progress` after each day,
@@ -41,15 +47,19 @@ pub async fn backfill(
     for (index, &(day, rows)) in days.iter().enumerate() {
         let there = present.get(&day).copied().unwrap_or(0);
         let loaded = there < rows;
+        let (mut read, mut insert) = (Duration::ZERO, Duration::ZERO);
         if loaded {
+            let started = Instant::now();
             let condition = format!("event_date = DATE '{}'", day.format("%Y-%m-%d"));
-            let read = delta.read_rows(Some(&condition)).await?;
-            let expected = read.len() as u64;
-            let mut rest = read;
+            let mut rest = delta.read_rows(Some(&condition)).await?;
+            let expected = rest.len() as u64;
+            read = started.elapsed();
+            let started = Instant::now();
             while !rest.is_empty() {
                 let chunk: Vec<_> = rest.drain(..rest.len().min(CHUNK_ROWS)).collect();
                 clickhouse.append("backfill", chunk, &[]).await?;
             }
+            insert = started.elapsed();
             let now = clickhouse.rows_of_day(day).await?;
             if now < expected {
                 return Err(StoreError::ClickHouse(format!(
@@ -57,7 +67,7 @@ pub async fn backfill(
                 )));
             }
         }
-        let report = BackfilledDay { day, rows, loaded };
+        let report = BackfilledDay { day, rows, loaded, read, insert };
         progress(&report, index + 1, days.len());
         done.push(report);
     }

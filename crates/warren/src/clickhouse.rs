@@ -42,7 +42,11 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     println!("loading the Delta table into {cluster}");
     let started = Instant::now();
     let days = backfill(&delta, &clickhouse, |day, index, total| {
-        let what = if day.loaded { "loaded" } else { "already there" };
+        let what = if day.loaded {
+            format!("loaded (read {:.1} s, insert {:.1} s)", day.read.as_secs_f64(), day.insert.as_secs_f64())
+        } else {
+            "already there".to_string()
+        };
         println!("{index}/{total} {}: {} rows {what}", day.day, day.rows);
     })
     .await

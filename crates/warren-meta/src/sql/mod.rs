@@ -514,6 +514,14 @@ impl crate::MetaStore for SqlMeta {
         persons::person_overrides(&self.pool, team_id).await
     }
 
+    async fn overrides_into(
+        &self,
+        team_id: TeamId,
+        persons: &[Uuid],
+    ) -> Result<Vec<PersonOverride>, MetaError> {
+        persons::overrides_into(&self.pool, self.dialect, team_id, persons).await
+    }
+
     async fn groups(&self, team_id: TeamId) -> Result<Vec<Group>, MetaError> {
         persons::groups(&self.pool, team_id).await
     }

@@ -510,16 +510,41 @@ pub(super) async fn person_overrides(
     .bind(team_id)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(PersonOverride {
-                team_id: int(row, "team_id")?,
-                old_person_id: uuid(row, "old_person_id")?,
-                override_person_id: uuid(row, "override_person_id")?,
-                version: int(row, "version")?,
-            })
-        })
-        .collect()
+    rows.iter().map(override_of).collect()
+}
+
+pub(super) async fn overrides_into(
+    pool: &AnyPool,
+    dialect: Dialect,
+    team_id: TeamId,
+    persons: &[Uuid],
+) -> Result<Vec<PersonOverride>, MetaError> {
+    let mut out = Vec::new();
+    for chunk in chunks(dialect, persons, 1) {
+        let sql = format!(
+            "SELECT team_id, old_person_id, override_person_id, version FROM person_overrides
+             WHERE team_id = $1 AND override_person_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(team_id);
+        for person in chunk {
+            query = query.bind(person.to_string());
+        }
+        for row in query.fetch_all(pool).await? {
+            out.push(override_of(&row)?);
+        }
+    }
+    out.sort_by_key(|o| o.old_person_id);
+    Ok(out)
+}
+
+fn override_of(row: &AnyRow) -> Result<PersonOverride, MetaError> {
+    Ok(PersonOverride {
+        team_id: int(row, "team_id")?,
+        old_person_id: uuid(row, "old_person_id")?,
+        override_person_id: uuid(row, "override_person_id")?,
+        version: int(row, "version")?,
+    })
 }
 
 pub(super) async fn groups(pool: &AnyPool, team_id: TeamId) -> Result<Vec<Group>, MetaError> {

@@ -175,10 +175,8 @@ pub(super) async fn rows_of_commit(
         for old in olds {
             overrides.insert((*team_id, *old), resolve(*old));
         }
-        for o in meta.person_overrides(*team_id).await? {
-            if merged.contains_key(&o.override_person_id) {
-                overrides.insert((*team_id, o.old_person_id), resolve(o.override_person_id));
-            }
+        for o in meta.overrides_into(*team_id, olds).await? {
+            overrides.insert((*team_id, o.old_person_id), resolve(o.override_person_id));
         }
     }
     for assignment in &commit.distinct_ids {
