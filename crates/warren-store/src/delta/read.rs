@@ -135,7 +135,7 @@ fn rows_of(batch: &RecordBatch) -> Result<Vec<EventRow>, StoreError> {
                 person_mode: mode,
                 session_id: session_id[i].clone(),
                 window_id: window_id[i].clone(),
-                groups: groups.clone().map(|column| column[i].clone()),
+                groups: std::array::from_fn(|slot| groups[slot][i].clone()),
             })
         })
         .collect()
