@@ -358,3 +358,26 @@ async fn person_tables(store: &ClickHouseStore, team: i64) -> Vec<String> {
     }
     answers
 }
+
+/// `clickhouses://`: the cluster over HTTPS, its certificate trusted
+/// through `ca=`; without it, the system's authorities refuse the
+/// certificate, and the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_reaches_the_cluster_with_its_authority_and_not_without() {
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta = sqlite_meta(&dir).await;
+    let url = cluster.https_url(&format!("warren_https_{}", std::process::id()));
+    let store = ClickHouseStore::open(options(url.clone()), meta.clone()).await.expect("open over HTTPS");
+    let mut rows: Vec<EventRow> = (0..50).map(sample_row).collect();
+    store.append("ingest", rows.clone(), &[(0, 50)]).await.expect("append over HTTPS");
+    let mut stored = store.read_rows(None).await.expect("read over HTTPS");
+    stored.sort_by_key(|row| row.uuid);
+    rows.sort_by_key(|row| row.uuid);
+    assert_eq!(stored, rows);
+
+    let untrusted = url.split("&ca=").next().expect("the URL").to_string();
+    let store = ClickHouseStore::connect(options(untrusted), meta).expect("connect");
+    let error = store.query("SELECT 1", &[]).await.expect_err("an authority the system does not know");
+    assert!(error.to_string().to_lowercase().contains("certificate"), "{error}");
+}

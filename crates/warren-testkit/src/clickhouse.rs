@@ -1,7 +1,8 @@
 //! A real ClickHouse cluster for tests: one ZooKeeper and four
 //! `clickhouse-server` processes from Debian's packages, two shards of two
-//! replicas each, every process on its own loopback ports with its own
-//! data path and config file. Tests that stop a replica start a cluster of
+//! replicas each, every process on its own loopback ports (HTTP, and HTTPS
+//! with a certificate of the cluster's own authority) with its own data
+//! path and config file. Tests that stop a replica start a cluster of
 //! their own; the rest share one per test binary.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct ClickHouseNode {
     pub shard: usize,
     pub replica: usize,
     pub http_port: u16,
+    /// HTTPS, with a certificate of the cluster's own authority.
+    pub https_port: u16,
     config: PathBuf,
     process: Mutex<Option<Child>>,
 }
@@ -55,9 +58,13 @@ impl ClickHouseCluster {
 
     /// A cluster of the caller's own, for tests that stop its servers.
     pub fn start() -> Option<ClickHouseCluster> {
-        let installed = Path::new(SERVER).is_file() && Path::new(ZOOKEEPER).is_file();
-        require(installed, "ClickHouse with ZooKeeper (Debian packages clickhouse-server, zookeeper)")
-            .then_some(())?;
+        let openssl = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+        let installed = Path::new(SERVER).is_file() && Path::new(ZOOKEEPER).is_file() && openssl;
+        require(
+            installed,
+            "ClickHouse with ZooKeeper and openssl (Debian packages clickhouse-server, zookeeper, openssl)",
+        )
+        .then_some(())?;
         let dir = tempfile::Builder::new().prefix("warren-clickhouse-").tempdir().expect("temp dir").keep();
         // Each process leaves its pid in `<dir>/<process>/*.pid`.
         watchdog(&format!("kill -9 $(cat '{}'/*/*.pid 2>/dev/null) 2>/dev/null", dir.display()), &dir);
@@ -67,6 +74,7 @@ impl ClickHouseCluster {
 
         let ports: Vec<(u16, u16, u16)> =
             (0..SHARDS * REPLICAS).map(|_| (free_port(), free_port(), free_port())).collect();
+        let tls = make_certificates(&dir);
         let mut remote = String::new();
         for shard in 0..SHARDS {
             remote.push_str("<shard><internal_replication>true</internal_replication>");
@@ -82,6 +90,7 @@ impl ClickHouseCluster {
         for shard in 0..SHARDS {
             for replica in 0..REPLICAS {
                 let (http, tcp, interserver) = ports[shard * REPLICAS + replica];
+                let https = free_port();
                 let node_dir = dir.join(format!("s{}r{}", shard + 1, replica + 1));
                 std::fs::create_dir_all(&node_dir).expect("node dir");
                 let config = node_dir.join("config.xml");
@@ -92,6 +101,10 @@ impl ClickHouseCluster {
   <logger><level>information</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog><console>0</console></logger>
   <listen_host>127.0.0.1</listen_host>
   <http_port>{http}</http_port><tcp_port>{tcp}</tcp_port><interserver_http_port>{interserver}</interserver_http_port>
+  <https_port>{https}</https_port>
+  <openSSL><server><certificateFile>{cert}</certificateFile><privateKeyFile>{key}</privateKeyFile>
+    <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+    <disableProtocols>sslv2,sslv3</disableProtocols></server></openSSL>
   <interserver_http_host>127.0.0.1</interserver_http_host>
   <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path>
   <user_files_path>{d}/user_files/</user_files_path><format_schema_path>{d}/format_schemas/</format_schema_path>
@@ -107,6 +120,8 @@ impl ClickHouseCluster {
 "#,
                         d = node_dir.display(),
                         users = users.display(),
+                        cert = tls.join("server.crt").display(),
+                        key = tls.join("server.key").display(),
                         s = shard + 1,
                         r = replica + 1,
                     ),
@@ -116,6 +131,7 @@ impl ClickHouseCluster {
                     shard: shard + 1,
                     replica: replica + 1,
                     http_port: http,
+                    https_port: https,
                     config,
                     process: Mutex::new(None),
                 });
@@ -137,6 +153,14 @@ impl ClickHouseCluster {
     pub fn url(&self, database: &str) -> String {
         let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.http_port)).collect();
         format!("clickhouse://{}/{database}?cluster={CLUSTER}", hosts.join(","))
+    }
+
+    /// The `clickhouses://` (HTTPS) URL of the whole cluster for
+    /// `database`, trusting the cluster's own certificate authority.
+    pub fn https_url(&self, database: &str) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.https_port)).collect();
+        let ca = self.dir.join("tls/ca.pem");
+        format!("clickhouses://{}/{database}?cluster={CLUSTER}&ca={}", hosts.join(","), ca.display())
     }
 
     /// Kills one server outright, as a crashed machine would go.
@@ -184,6 +208,75 @@ impl Drop for ClickHouseCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A certificate authority (`tls/ca.pem`) and a server certificate it
+/// signed for 127.0.0.1 (`tls/server.crt`, `tls/server.key`), made with
+/// the `openssl` command.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).expect("tls dir");
+    std::fs::write(
+        tls.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n\
+         keyUsage=digitalSignature,keyEncipherment\n",
+    )
+    .expect("write server.ext");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "7",
+            "-subj",
+            "/CN=warren-test-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "7",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let output = Command::new("openssl").args(args).current_dir(&tls).output().expect("run openssl");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    tls
 }
 
 fn start_zookeeper(dir: &Path, port: u16) -> Child {

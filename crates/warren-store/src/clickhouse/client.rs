@@ -7,16 +7,21 @@ use std::time::Duration;
 
 use crate::StoreError;
 
-/// `clickhouse://[user:password@]host:port,host:port/database?cluster=name`.
+/// `clickhouse://[user:password@]host:port,host:port/database?cluster=name`,
+/// or `clickhouses://…` for HTTPS, with `&ca=/path/ca.pem` to trust a CA
+/// besides the system's.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClickHouseUrl {
-    /// `http://host:port` of every server named.
+    /// `http://host:port` (`https://` for `clickhouses://`) of every server named.
     pub hosts: Vec<String>,
     pub database: String,
     /// The cluster's name in the servers' `remote_servers`.
     pub cluster: String,
     pub user: String,
     pub password: String,
+    /// A PEM file of certificate authorities to trust for HTTPS, besides
+    /// the system's.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ClickHouseUrl {
@@ -26,6 +31,7 @@ impl std::fmt::Debug for ClickHouseUrl {
             .field("database", &self.database)
             .field("cluster", &self.cluster)
             .field("user", &self.user)
+            .field("ca", &self.ca)
             .finish_non_exhaustive()
     }
 }
@@ -34,11 +40,9 @@ impl ClickHouseUrl {
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         let bad =
             |reason: &str| StoreError::UnsupportedUrl { url: redacted(url), reason: reason.to_string() };
-        let rest = match url.split_once("://") {
-            Some(("clickhouse", rest)) => rest,
-            Some(("clickhouses", _)) => {
-                return Err(bad("HTTPS to ClickHouse is not built in; use clickhouse://"))
-            }
+        let (rest, scheme, default_port) = match url.split_once("://") {
+            Some(("clickhouse", rest)) => (rest, "http", 8123),
+            Some(("clickhouses", rest)) => (rest, "https", 8443),
             _ => return Err(bad("expected clickhouse://host:port,host:port/database?cluster=name")),
         };
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -56,7 +60,13 @@ impl ClickHouseUrl {
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .map(|h| if h.contains(':') { format!("http://{h}") } else { format!("http://{h}:8123") })
+            .map(|h| {
+                if h.contains(':') {
+                    format!("{scheme}://{h}")
+                } else {
+                    format!("{scheme}://{h}:{default_port}")
+                }
+            })
             .collect();
         if hosts.is_empty() {
             return Err(bad("no servers named"));
@@ -66,17 +76,33 @@ impl ClickHouseUrl {
             return Err(bad("the path must name the database (letters, digits, _)"));
         }
         let mut cluster = None;
+        let mut ca = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("cluster", name)) => cluster = Some(decode(name)),
-                _ => return Err(bad(&format!("unknown option {pair:?}; the one option is cluster="))),
+                Some(("ca", path)) if scheme == "https" => ca = Some(std::path::PathBuf::from(decode(path))),
+                Some(("ca", _)) => return Err(bad("ca= is for HTTPS: use clickhouses://")),
+                _ => return Err(bad(&format!("unknown option {pair:?}; the options are cluster= and ca="))),
             }
         }
         let cluster = cluster
             .filter(|name| is_identifier(name))
             .ok_or_else(|| bad("cluster= must name the cluster of remote_servers (letters, digits, _)"))?;
-        Ok(Self { hosts, database: database.to_string(), cluster, user, password })
+        Ok(Self { hosts, database: database.to_string(), cluster, user, password, ca })
     }
+}
+
+/// An error and what caused it: a refused certificate says so only in
+/// the causes of reqwest's error.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// Names spliced into statements as they are: database and cluster.
@@ -131,11 +157,23 @@ const SETTINGS: &[(&str, &str)] = &[
 
 impl Client {
     pub fn new(url: ClickHouseUrl, timeout: Duration) -> Result<Self, StoreError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| StoreError::ClickHouse(format!("HTTP client: {e}")))?;
+        let mut builder = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(5));
+        if let Some(path) = &url.ca {
+            let unreadable = |reason: String| StoreError::UnsupportedUrl {
+                url: format!("ca={}", path.display()),
+                reason: format!("the certificate authorities do not read: {reason}"),
+            };
+            let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+            let authorities =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unreadable(e.to_string()))?;
+            if authorities.is_empty() {
+                return Err(unreadable("no certificate in the file".into()));
+            }
+            for authority in authorities {
+                builder = builder.add_root_certificate(authority);
+            }
+        }
+        let http = builder.build().map_err(|e| StoreError::ClickHouse(format!("HTTP client: {e}")))?;
         Ok(Self { http, url, preferred: AtomicUsize::new(0) })
     }
 
@@ -203,7 +241,7 @@ impl Client {
             None => request.body(sql.to_string()),
         };
         let unreachable =
-            |e: reqwest::Error| StoreError::Unreachable { host: host.to_string(), reason: e.to_string() };
+            |e: reqwest::Error| StoreError::Unreachable { host: host.to_string(), reason: with_causes(&e) };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let text = response.text().await.map_err(unreachable)?;
@@ -313,7 +351,7 @@ mod tests {
 
         for bad in [
             "http://h1/db?cluster=c",
-            "clickhouses://h1/db?cluster=c",
+            "clickhouse://h1/db?cluster=c&ca=/ca.pem",
             "clickhouse:///db?cluster=c",
             "clickhouse://h1?cluster=c",
             "clickhouse://h1/db",
@@ -324,6 +362,16 @@ mod tests {
         }
         let error = ClickHouseUrl::parse("clickhouse://u:secret@h1/db").expect_err("no cluster").to_string();
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn https_urls_name_their_authorities() {
+        let url =
+            ClickHouseUrl::parse("clickhouses://h1,h2:9443/db?cluster=c&ca=/etc/warren/ca%20bundle.pem")
+                .expect("a good URL");
+        assert_eq!(url.hosts, vec!["https://h1:8443", "https://h2:9443"]);
+        assert_eq!(url.ca, Some(std::path::PathBuf::from("/etc/warren/ca bundle.pem")));
+        assert_eq!(ClickHouseUrl::parse("clickhouses://h1/db?cluster=c").expect("no ca").ca, None);
     }
 
     #[test]
