@@ -296,7 +296,9 @@ impl Default for EventStoreConfig {
 pub struct ClickHouseConfig {
     /// Every server of the cluster, one URL:
     /// `clickhouse://[user:password@]host:port,host:port/database?cluster=name`
-    /// (HTTP ports; HTTPS is not built in). Unset: no ClickHouse.
+    /// (HTTP ports), or `clickhouses://…&ca=/path/ca.pem` for HTTPS (`ca=`
+    /// optional: authorities to trust besides the system's). Unset: no
+    /// ClickHouse.
     pub url: Option<String>,
     /// How long one statement may take before it is given up on.
     pub statement_timeout_secs: u64,

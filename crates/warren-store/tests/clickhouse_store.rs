@@ -331,6 +331,28 @@ async fn persons_follow_merges_and_the_backfill_loads_the_same() {
         .expect("open");
     assert_eq!(fresh.backfill_persons(team, |_| {}).await.expect("backfill"), 1);
     assert_eq!(person_tables(&fresh, team).await, expected, "the backfill loads what ingest wrote");
+
+    // Batches written back to back: the later one wins, however close.
+    for person in [7, 8] {
+        let moved = IngestCommit {
+            consumer: "ingest".into(),
+            distinct_ids: vec![assign("b", person)],
+            ..IngestCommit::default()
+        };
+        store.write_persons(&moved).await.expect("move b");
+    }
+    let owner = store
+        .query(
+            &format!(
+                "SELECT toString(argMax(person_id, version)) FROM {}.person_distinct_id \
+                 WHERE team_id = {team} AND distinct_id = 'b' FORMAT TSV",
+                store.database()
+            ),
+            &[],
+        )
+        .await
+        .expect("b's owner");
+    assert_eq!(owner.trim(), id(8).to_string());
 }
 
 /// The newest state of each person table: live persons with their

@@ -393,7 +393,10 @@ impl ClickHouseDialect {
                  toDateTime(intDiv(created_at_us, 1000000), 'UTC') AS created_at, {person} AS person_id, \
                  person_properties, toDateTime(intDiv(person_created_at_us, 1000000), 'UTC') AS person_created_at, \
                  person_mode, `$session_id`, `$window_id`, `$group_0`, `$group_1`, `$group_2`, `$group_3`, `$group_4` \
-                 FROM (SELECT * FROM {events} WHERE team_id = {team})",
+                 FROM (SELECT uuid, event, properties, timestamp, team_id, distinct_id, elements_chain, \
+                 created_at_us, person_id, person_properties, person_created_at_us, person_mode, `$session_id`, \
+                 `$window_id`, `$group_0`, `$group_1`, `$group_2`, `$group_3`, `$group_4`, warren_override \
+                 FROM {events} WHERE team_id = {team})",
                 person = self.person_id_sql(),
                 events = self.events_sql(),
                 team = self.team_id

@@ -226,12 +226,20 @@ impl<'a> Migrator<'a> {
         })
     }
 
-    /// Renews the lock every third of its lease until it cannot.
+    /// Renews the lock every third of its lease until another runner has
+    /// it, or until the meta store has refused renewals for two thirds of
+    /// a lease (so the lock cannot have lapsed while work went on).
     async fn keep_renewing(&self) -> StoreError {
+        let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.lease / 3).await;
-            if let Err(error) = self.renew().await {
-                return error;
+            match self.meta.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await {
+                Ok(Ok(())) => renewed = Instant::now(),
+                Ok(Err(holder)) => {
+                    return StoreError::ClickHouse(format!("the migration lock was taken over by {holder}"));
+                }
+                Err(error) if renewed.elapsed() >= self.lease * 2 / 3 => return error.into(),
+                Err(error) => tracing::warn!(%error, "renewing the migration lock failed; trying again"),
             }
         }
     }
@@ -263,8 +271,12 @@ impl<'a> Migrator<'a> {
             result = work => result,
             lost = self.keep_renewing() => Err(lost),
         };
-        self.meta.release_lock(&self.lock_name(), &self.holder).await?;
-        result
+        // The work's own error says more than a failed release, which the
+        // lease ends anyway.
+        let released = self.meta.release_lock(&self.lock_name(), &self.holder).await;
+        let value = result?;
+        released?;
+        Ok(value)
     }
 
     async fn run(&self, operation: &Operation, sql: &str, resumed: bool) -> Result<(), StoreError> {

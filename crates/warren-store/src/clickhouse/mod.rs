@@ -10,11 +10,12 @@
 //! its shard takes the insert and replication brings it up to date.
 //!
 //! Persons, their distinct ids and the overrides of merged persons are
-//! written beside the events ([`persons`]) into tables every server holds
-//! whole, so each shard resolves a stored person id on its own. They are
-//! written to the server reads go to first, and queries resolve overrides
-//! there (a `GLOBAL` join), so a query sees the persons of every batch
-//! ingested before it.
+//! written beside the events ([`persons`]) into tables every server named
+//! in the URL holds whole. They are written to the server this process
+//! prefers, and queries resolve overrides on the server they go to (a
+//! `GLOBAL` join sends them to the shards): while both prefer the same
+//! server, a query sees the persons of every batch ingested before it;
+//! after a failover, the other replicas catch up through replication.
 
 mod client;
 pub mod migrations;
@@ -71,6 +72,9 @@ pub struct ClickHouseStore {
     client: Client,
     meta: Arc<dyn MetaStore>,
     options: ClickHouseStoreOptions,
+    /// The last version given to person rows (see [`persons`]); read from
+    /// the cluster on first use.
+    last_version: tokio::sync::Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -97,7 +101,7 @@ impl ClickHouseStore {
     /// Connects without touching the schema (for `warren migrate`).
     pub fn connect(options: ClickHouseStoreOptions, meta: Arc<dyn MetaStore>) -> Result<Self, StoreError> {
         let client = Client::new(options.url.clone(), options.statement_timeout)?;
-        Ok(Self { client, meta, options })
+        Ok(Self { client, meta, options, last_version: tokio::sync::Mutex::new(None) })
     }
 
     /// The cluster this store writes.
@@ -138,6 +142,26 @@ impl ClickHouseStore {
         &self.options.url.database
     }
 
+    /// The version of a batch's distinct-id and override rows: the time in
+    /// µs, but above every version this store used or found on the cluster
+    /// when it first wrote, so a clock that steps back or two batches in
+    /// one microsecond never write a lower or equal one.
+    async fn next_version(&self) -> Result<u64, StoreError> {
+        let mut last = self.last_version.lock().await;
+        if last.is_none() {
+            let sql = format!(
+                "SELECT greatest((SELECT max(version) FROM {}), (SELECT max(version) FROM {})) FORMAT TSV",
+                self.table(persons::DISTINCT_IDS),
+                self.table(persons::OVERRIDES)
+            );
+            *last = Some(parse_count(&self.client.execute(&sql, None).await?)?);
+        }
+        let now = warren_core::unix_millis().max(0) as u64 * 1000;
+        let version = now.max(last.unwrap_or(0) + 1);
+        *last = Some(version);
+        Ok(version)
+    }
+
     async fn insert_persons(&self, rows: &persons::PersonRows) -> Result<(), StoreError> {
         for (table, body) in rows.inserts() {
             let sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.table(table));
@@ -148,8 +172,8 @@ impl ClickHouseStore {
 
     /// Loads one project's persons, distinct ids and overrides from the
     /// meta store, a page at a time, and checks that the cluster then
-    /// holds as many live persons; calls `progress` with the persons
-    /// loaded so far. Running it again loads the same rows again, which
+    /// holds as many live persons as the meta store; calls `progress` with
+    /// the persons loaded so far. Running it again loads the same rows again, which
     /// changes nothing.
     pub async fn backfill_persons(
         &self,
@@ -167,13 +191,24 @@ impl ClickHouseStore {
             progress(loaded);
         }
         self.insert_persons(&persons::rows_of_overrides(self.meta.as_ref(), team_id).await?).await?;
-        let held = self.persons_count(team_id).await?;
-        if held < loaded {
-            return Err(StoreError::ClickHouse(format!(
-                "project {team_id}: the cluster holds {held} persons after loading the meta store's {loaded}"
-            )));
+        // Ingest writes the cluster before the meta store, so counted in
+        // that order the two agree unless a batch is between its two
+        // writes: a few tries let it finish.
+        let mut tries = 0;
+        loop {
+            let expected = self.meta.count_persons(team_id).await?;
+            let held = self.persons_count(team_id).await?;
+            if held == expected {
+                return Ok(loaded);
+            }
+            tries += 1;
+            if tries == 5 {
+                return Err(StoreError::ClickHouse(format!(
+                    "project {team_id}: the cluster holds {held} persons, the meta store {expected}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Ok(loaded)
     }
 
     /// How many persons of `team_id` the cluster holds, merged-away ones
@@ -392,8 +427,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn write_persons(&self, commit: &IngestCommit) -> Result<(), StoreError> {
-        let version = warren_core::unix_millis().max(0) as u64 * 1000;
-        let rows = persons::rows_of_commit(commit, self.meta.as_ref(), version).await?;
+        let rows = persons::rows_of_commit(commit, self.meta.as_ref(), self.next_version().await?).await?;
         self.insert_persons(&rows).await
     }
 

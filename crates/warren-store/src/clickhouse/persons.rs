@@ -7,10 +7,16 @@
 //! in place. A person keeps the meta store's version, and one merged away
 //! gets a deleted row one above the version of the person it joined (which
 //! took the higher of the two). Distinct ids and overrides have no version
-//! in the meta store: theirs is the time the batch was written, so ingest,
-//! which writes persons one batch after another, always writes a higher
-//! one; the backfill writes them at version 0, below anything ingest
-//! writes, so a batch ingested while it runs is never undone by it.
+//! in the meta store: theirs is a clock the store keeps (the time in µs,
+//! never less than one above the last it used or the highest on the
+//! cluster when it opened), so ingest, which writes persons one batch
+//! after another, always writes a higher one; the backfill writes them at
+//! version 0, below anything ingest writes, so a batch ingested while it
+//! runs is never undone by it.
+//!
+//! `person_distinct_id` follows the contract's schema for lookups by
+//! distinct id on the cluster; no query reads it yet (events carry their
+//! person), and `is_deleted` stays 0 until persons can be deleted.
 //!
 //! The meta store keeps overrides one hop deep (an override never points
 //! at a person merged away): when a person is merged away, whatever
@@ -41,9 +47,11 @@ pub(super) struct PersonRows {
 }
 
 impl PersonRows {
-    /// `(table, rows)` for each table with rows to insert.
+    /// `(table, rows)` for each table with rows to insert. Overrides go
+    /// first and persons last: a batch stopped halfway never leaves a
+    /// person deleted whose events no override sends to its survivor.
     pub fn inserts(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [(PERSONS, &self.persons), (DISTINCT_IDS, &self.distinct_ids), (OVERRIDES, &self.overrides)]
+        [(OVERRIDES, &self.overrides), (DISTINCT_IDS, &self.distinct_ids), (PERSONS, &self.persons)]
             .into_iter()
             .filter(|(_, rows)| !rows.is_empty())
             .map(|(table, rows)| (table, rows.as_str()))
