@@ -9,7 +9,7 @@
 //! took the higher of the two). Distinct ids and overrides have no version
 //! in the meta store: theirs is a clock the store keeps (the time in µs,
 //! never less than one above the last it used or the highest on the
-//! cluster when it opened), so ingest, which writes persons one batch
+//! cluster when it first wrote), so ingest, which writes persons one batch
 //! after another, always writes a higher one; the backfill writes them at
 //! version 0, below anything ingest writes, so a batch ingested while it
 //! runs is never undone by it.
