@@ -142,7 +142,6 @@ impl<'a> Migrator<'a> {
                     continue;
                 }
                 let resumed = status.state == OperationState::Running;
-                self.renew().await?;
                 self.record(&status, OperationState::Running, None).await?;
                 match self.run(operation, &operation.forward, resumed).await {
                     Ok(()) => self.record(&status, OperationState::Completed, None).await?,
@@ -182,7 +181,6 @@ impl<'a> Migrator<'a> {
                 if status.version <= to_version || !started {
                     continue;
                 }
-                self.renew().await?;
                 if let Some(rollback) = &operation.rollback {
                     let result = self.run(operation, rollback, false).await;
                     if let Err(error) = result {
@@ -218,12 +216,6 @@ impl<'a> Migrator<'a> {
     ) -> Result<(), StoreError> {
         self.meta.record_operation(&self.scope(), status.version, status.operation, state, error).await?;
         Ok(())
-    }
-
-    async fn renew(&self) -> Result<(), StoreError> {
-        self.meta.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await?.map_err(|holder| {
-            StoreError::ClickHouse(format!("the migration lock was taken over by {holder}"))
-        })
     }
 
     /// Renews the lock every third of its lease until another runner has

@@ -220,8 +220,7 @@ pub(super) async fn rows_of_persons(
         rows.person(person);
     }
     let uuids: Vec<Uuid> = persons.iter().map(|p| p.uuid).collect();
-    let ids: BTreeMap<Uuid, Vec<String>> = meta.distinct_ids_of(team_id, &uuids).await?.into_iter().collect();
-    for (person, ids) in ids {
+    for (person, ids) in meta.distinct_ids_of(team_id, &uuids).await? {
         for id in ids {
             rows.distinct_id(team_id, &id, person, 0);
         }
