@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use warren_store::datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 
 use super::{
-    binary_operator, call_parts, one_argument, parse_rewrite, properties_column, quote_ident, quote_text,
-    rewrite_expressions, Dialect,
+    access_column, binary_operator, call_parts, one_argument, parse_rewrite, properties_column, quote_ident,
+    quote_text, rewrite_expressions, Dialect,
 };
 use crate::hogql::{PropertyAccess, SqlQuery};
 use crate::model::Interval;
@@ -46,11 +46,7 @@ fn rewrite_sql_expr(expr: &SqlExpr) -> Result<Option<SqlExpr>, QueryError> {
         SqlExpr::CompoundIdentifier(idents) => {
             let parts: Vec<String> = idents.iter().map(|i| i.value.clone()).collect();
             let Some(access) = PropertyAccess::parse(&parts) else { return Ok(None) };
-            let column = if access.person { "person_properties" } else { "properties" };
-            let column = match &access.qualifier {
-                Some(q) => format!("{}.{column}", quote_ident(q)),
-                None => column.to_string(),
-            };
+            let column = access_column(&access);
             let path: Vec<String> = access.path.iter().map(|k| quote_text(k)).collect();
             format!("json_as_text({column}, {})", path.join(", "))
         }

@@ -14,7 +14,7 @@ use warren_store::datafusion::sql::sqlparser::ast::{
 use warren_store::datafusion::sql::sqlparser::dialect::GenericDialect;
 use warren_store::datafusion::sql::sqlparser::parser::Parser;
 
-use crate::hogql::SqlQuery;
+use crate::hogql::{PropertyAccess, SqlQuery};
 use crate::plan::{BinaryOp, PropertySource, Select};
 use crate::QueryError;
 
@@ -109,6 +109,16 @@ pub(crate) fn binary_operator(op: BinaryOp) -> &'static str {
         BinaryOp::Sub => "-",
         BinaryOp::Mul => "*",
         BinaryOp::Div => "/",
+    }
+}
+
+/// The JSON column a user's dotted property access reads, qualified by
+/// its table alias when it has one.
+pub(crate) fn access_column(access: &PropertyAccess) -> String {
+    let column = if access.person { "person_properties" } else { "properties" };
+    match &access.qualifier {
+        Some(q) => format!("{}.{column}", quote_ident(q)),
+        None => column.to_string(),
     }
 }
 

@@ -223,10 +223,13 @@ impl ClickHouseStore {
         parse_count(&text)
     }
 
-    /// Runs a query (no writes: `readonly` is set) with `settings`
-    /// besides the defaults, on any server that answers; its output text.
+    /// Runs a query with `settings` besides the defaults, on any server
+    /// that answers; its output text. `readonly = 1`: the statement can
+    /// neither write nor change a setting (the `settings` given here are
+    /// applied by the server before the statement, as the user's profile
+    /// allows).
     pub async fn query(&self, sql: &str, settings: &[(&str, String)]) -> Result<String, StoreError> {
-        let mut all = vec![("readonly", "2".to_string())];
+        let mut all = vec![("readonly", "1".to_string())];
         all.extend(settings.iter().cloned());
         self.client.execute_with(sql, None, &all).await
     }

@@ -5,16 +5,14 @@
 //! rewrites that access and the ClickHouse-flavoured functions its own way
 //! (`render`).
 
-use std::collections::BTreeSet;
-use std::ops::ControlFlow;
+mod check;
+mod tables;
 
-use warren_store::datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_relations, Expr, ObjectNamePart, Query, SetExpr, Statement, TableFactor,
-    TableWithJoins,
-};
+use warren_store::datafusion::sql::sqlparser::ast::{Query, Statement};
 use warren_store::datafusion::sql::sqlparser::dialect::GenericDialect;
 use warren_store::datafusion::sql::sqlparser::parser::Parser;
 
+pub(crate) use self::tables::resolve_tables;
 use crate::render::Dialect;
 use crate::QueryError;
 
@@ -72,39 +70,21 @@ impl SqlQuery {
             0 => return Err(QueryError::invalid("no SQL statement given")),
             n => return Err(QueryError::invalid(format!("one statement at a time, got {n}"))),
         };
-        let Statement::Query(query) = statement else {
+        let Statement::Query(mut query) = statement else {
             return Err(QueryError::invalid("only SELECT queries are allowed"));
         };
-        check_read_only(&query)?;
-        let ctes: BTreeSet<String> =
-            query.with.iter().flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone())).collect();
+        check::check(&query)?;
         let mut tables = Vec::new();
-        let mut problem = None;
-        let _ = visit_relations(&query, |name| {
-            let parts: Vec<String> = name
-                .0
-                .iter()
-                .map(|p| match p {
-                    ObjectNamePart::Identifier(ident) => ident.value.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            match parts.as_slice() {
-                [table] if TABLES.contains(&table.as_str()) => tables.push(table.clone()),
-                [table] if ctes.contains(table) => {}
-                _ => {
-                    problem = Some(format!("unknown table {name}: queries read {}", TABLES.join(", ")));
-                    return ControlFlow::Break(());
-                }
+        resolve_tables(&mut query, &mut |_, table| {
+            if !tables.iter().any(|t| t == table) {
+                tables.push(table.to_string());
             }
-            ControlFlow::Continue(())
-        });
-        if let Some(problem) = problem {
-            return Err(QueryError::Invalid(problem));
-        }
+            Ok(())
+        })?;
         Ok(Self { query, tables })
     }
 
+    /// Warren's tables the query reads.
     pub fn tables(&self) -> &[String] {
         &self.tables
     }
@@ -116,69 +96,6 @@ impl SqlQuery {
     pub fn render(&self, dialect: &dyn Dialect) -> Result<String, QueryError> {
         dialect.render_sql(self)
     }
-}
-
-/// Nothing but SELECTs: no `SELECT … INTO`, no data-changing subqueries,
-/// no table functions.
-/// The tables of a FROM clause: no table functions, subqueries checked.
-fn check_tables(from: &[TableWithJoins]) -> Result<(), QueryError> {
-    for table in from {
-        for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
-            match factor {
-                TableFactor::Table { args: Some(_), .. }
-                | TableFactor::TableFunction { .. }
-                | TableFactor::Function { .. } => {
-                    return Err(QueryError::invalid("table functions are not allowed"))
-                }
-                TableFactor::Derived { subquery, .. } => check_read_only(subquery)?,
-                TableFactor::NestedJoin { table_with_joins, .. } => {
-                    check_tables(std::slice::from_ref(table_with_joins.as_ref()))?
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_read_only(query: &Query) -> Result<(), QueryError> {
-    fn body(set: &SetExpr) -> Result<(), QueryError> {
-        match set {
-            SetExpr::Select(select) => {
-                if select.into.is_some() {
-                    return Err(QueryError::invalid("SELECT … INTO is not allowed"));
-                }
-                check_tables(&select.from)
-            }
-            SetExpr::Query(inner) => check_read_only(inner),
-            SetExpr::SetOperation { left, right, .. } => {
-                body(left)?;
-                body(right)
-            }
-            SetExpr::Values(_) => Ok(()),
-            _ => Err(QueryError::invalid("only SELECT queries are allowed")),
-        }
-    }
-    if let Some(with) = &query.with {
-        for cte in &with.cte_tables {
-            check_read_only(&cte.query)?;
-        }
-    }
-    body(&query.body)?;
-    let mut problem = None;
-    let _ = visit_expressions(query, |expr| {
-        if let Expr::Subquery(inner)
-        | Expr::Exists { subquery: inner, .. }
-        | Expr::InSubquery { subquery: inner, .. } = expr
-        {
-            if let Err(e) = check_read_only(inner) {
-                problem = Some(e);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    problem.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

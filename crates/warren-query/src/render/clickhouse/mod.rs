@@ -26,19 +26,15 @@
 //!   with `groupArray` and the backend runs [`crate::funnel::evaluate`]
 //!   over them, the same algorithm the DataFusion aggregate wraps.
 
+mod user_sql;
+
 use std::fmt::Write as _;
-use std::ops::ControlFlow;
 
 use warren_core::person::Group;
 use warren_store::clickhouse_literal as quote_text;
-use warren_store::datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor, VisitMut, VisitorMut,
-};
 
-use super::{
-    binary_operator, call_parts, one_argument, parse_rewrite, properties_column, rewrite_expressions, Dialect,
-};
-use crate::hogql::{PropertyAccess, SqlQuery};
+use super::{binary_operator, properties_column, Dialect};
+use crate::hogql::SqlQuery;
 use crate::model::Interval;
 use crate::plan::{Aggregate, BinaryOp, Bucketing, Column, Expr, JoinKind, Literal, Select, Source};
 use crate::QueryError;
@@ -67,87 +63,8 @@ impl Dialect for ClickHouseDialect {
     }
 
     fn render_sql(&self, query: &SqlQuery) -> Result<String, QueryError> {
-        let mut query = rewrite_expressions(query, rewrite_sql_expr)?;
-        let ctes: Vec<String> =
-            query.with.iter().flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.clone())).collect();
-        let _ = query.visit(&mut TablePlaceholders { ctes });
-        let mut sql = query.to_string();
-        for (table, placeholder) in TABLE_PLACEHOLDERS {
-            if sql.contains(placeholder) {
-                sql = sql.replace(placeholder, &format!("({})", self.sql_table(table)?));
-            }
-        }
-        Ok(sql)
+        user_sql::render_sql(self, query)
     }
-}
-
-/// Names the user's tables are swapped for while the statement is text,
-/// then replaced by the project-scoped subquery of each.
-const TABLE_PLACEHOLDERS: [(&str, &str); 3] = [
-    ("events", "warren_table_events"),
-    ("persons", "warren_table_persons"),
-    ("groups", "warren_table_groups"),
-];
-
-struct TablePlaceholders {
-    ctes: Vec<String>,
-}
-
-impl VisitorMut for TablePlaceholders {
-    type Break = ();
-
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-        if let TableFactor::Table { name, alias, .. } = factor {
-            let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
-                return ControlFlow::Continue(());
-            };
-            let table = ident.value.clone();
-            if self.ctes.contains(&table) {
-                return ControlFlow::Continue(());
-            }
-            if let Some((_, placeholder)) = TABLE_PLACEHOLDERS.iter().find(|(t, _)| *t == table) {
-                *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(*placeholder))]);
-                if alias.is_none() {
-                    *alias = Some(TableAlias {
-                        explicit: true,
-                        name: Ident::new(table),
-                        columns: Vec::new(),
-                        at: None,
-                    });
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// A user's expression in ClickHouse's terms, or `None` to keep it: most
-/// of what users write is ClickHouse already.
-fn rewrite_sql_expr(expr: &SqlExpr) -> Result<Option<SqlExpr>, QueryError> {
-    let text = match expr {
-        SqlExpr::CompoundIdentifier(idents) => {
-            let parts: Vec<String> = idents.iter().map(|i| i.value.clone()).collect();
-            let Some(access) = PropertyAccess::parse(&parts) else { return Ok(None) };
-            let column = if access.person { "person_properties" } else { "properties" };
-            let column = match &access.qualifier {
-                Some(q) => format!("{}.{column}", quote_ident(q)),
-                None => column.to_string(),
-            };
-            property_text(&column, &access.path)
-        }
-        SqlExpr::Function(function) => {
-            let Some((name, args)) = call_parts(function) else { return Ok(None) };
-            // HogQL's names for ClickHouse functions; text in, so the
-            // `OrNull` forms read a property's text.
-            match name.as_str() {
-                "toFloat" | "toFloatOrNull" => one_argument(&name, &args, "toFloat64OrNull(toString({}))")?,
-                "toInt" | "toIntOrNull" => one_argument(&name, &args, "toInt64OrNull(toString({}))")?,
-                _ => return Ok(None),
-            }
-        }
-        _ => return Ok(None),
-    };
-    parse_rewrite(&text, expr).map(Some)
 }
 
 /// The columns a select can name: `(table alias, name, spelling)`.
@@ -481,14 +398,16 @@ impl ClickHouseDialect {
                 }
                 out.push_str(&self.column_sql(*column));
             }
-            Expr::Property { source, key } => {
-                out.push_str(&property_text(properties_column(*source), std::slice::from_ref(key)))
-            }
+            Expr::Property { source, key } => out.push_str(&property_text(
+                properties_column(*source),
+                std::slice::from_ref(key),
+                quote_text,
+            )),
             Expr::NumericProperty { source, key } => {
                 let _ = write!(
                     out,
                     "toFloat64OrNull({})",
-                    property_text(properties_column(*source), std::slice::from_ref(key))
+                    property_text(properties_column(*source), std::slice::from_ref(key), quote_text)
                 );
             }
             Expr::Literal(literal) => literal_sql(literal, out),
@@ -722,7 +641,7 @@ fn collect_tables(expr: &Expr, tables: &mut Vec<String>) {
 /// A property at `path` of the JSON text in `column`, as text: strings
 /// unquoted, other values in their JSON spelling, null when missing or
 /// JSON null.
-fn property_text(column: &str, path: &[String]) -> String {
+fn property_text(column: &str, path: &[String], quote_text: fn(&str) -> String) -> String {
     let (last, parents) = path.split_last().map(|(l, p)| (l.as_str(), p)).unwrap_or(("", &[]));
     let object = parents
         .iter()
