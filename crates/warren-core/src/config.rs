@@ -94,19 +94,41 @@ pub enum LogFormat {
 }
 
 /// The HTTP server's connections. With the capture limits below, these
-/// bound the memory clients can make Warren hold.
+/// bound the memory clients can make Warren hold, and the timeouts keep
+/// clients that hold connections without using them from starving others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Open connections; beyond, new ones wait in the kernel's queue.
+    /// Open connections; beyond, a new connection is answered 503
+    /// `too_many_connections` at once and closed.
     pub max_connections: usize,
     /// Largest read buffer of one connection.
     pub read_buffer_bytes: usize,
+    /// A connection must deliver a request's complete headers within this
+    /// long of opening or of its previous answer, or it is closed. This is
+    /// also how long an idle keep-alive connection stays open. Behind a
+    /// load balancer that reuses connections, keep it above the balancer's
+    /// own idle timeout.
+    pub header_read_timeout_secs: u64,
+    /// After SIGTERM or SIGINT, requests in flight get this long to be
+    /// answered (connections between requests are closed at once); the
+    /// connections still open then are cut and the process goes on to exit.
+    pub shutdown_timeout_secs: u64,
+    /// Address (`host:port`) of a second listener that serves `/metrics`
+    /// alone, so scrapes can stay off the public port; the main listener
+    /// then has no `/metrics`. Unset: `/metrics` is on the main listener.
+    pub admin_listen: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_connections: 1024, read_buffer_bytes: 64 * 1024 }
+        Self {
+            max_connections: 1024,
+            read_buffer_bytes: 64 * 1024,
+            header_read_timeout_secs: 30,
+            shutdown_timeout_secs: 30,
+            admin_listen: None,
+        }
     }
 }
 
@@ -126,7 +148,8 @@ pub struct EventLogConfig {
     /// Delete sealed segments whose newest record is older than this; 0 to
     /// keep them at any age.
     pub retention_age_secs: u64,
-    /// Delete even what a consumer group has not committed yet.
+    /// Delete even what a consumer group (ingest, before its first commit
+    /// too) has not committed yet; ingest reports what it lost.
     pub retention_ignores_consumers: bool,
     /// How often retention runs.
     pub retention_interval_secs: u64,
@@ -235,9 +258,16 @@ pub struct IngestConfig {
     pub batch_max_wait_ms: u64,
     /// How often an idle consumer looks for new records.
     pub poll_interval_ms: u64,
-    /// Recent event uuids remembered to drop duplicates (a client retrying a
-    /// batch that was stored); about 40 bytes each.
+    /// Recently stored events, by project and uuid, remembered to drop
+    /// duplicates (a client retrying a batch that was stored but not
+    /// answered); about 80 bytes each.
     pub dedup_window_events: usize,
+    /// Largest a person's properties may grow, as JSON: a `$set`,
+    /// `$set_once` or `$unset` (or a merge) that would take them past this
+    /// is dropped with a `person_properties_size_violation` ingestion
+    /// warning, and the event is stored without it. Every later event of
+    /// the person carries its properties, so this bounds their rows too.
+    pub max_person_properties_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -247,6 +277,8 @@ impl Default for IngestConfig {
             batch_max_wait_ms: 1000,
             poll_interval_ms: 50,
             dedup_window_events: 1_000_000,
+            // PostHog's limit: 640 KiB.
+            max_person_properties_bytes: 640 * 1024,
         }
     }
 }
@@ -346,8 +378,10 @@ pub struct BootstrapConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Whether anyone reaching the server may sign up (each sign-up gets
-    /// an organization of their own). Turn off once the team has signed up.
+    /// Whether anyone reaching the server may sign up once the first
+    /// organization exists (each sign-up gets an organization of their
+    /// own). Off: only the first organization is made by sign-up (and a
+    /// started server has made it already); admins add everyone else.
     pub signup: bool,
     /// How long a login session lasts.
     pub session_hours: u64,
@@ -359,15 +393,17 @@ pub struct AuthConfig {
     /// (e.g. `x-forwarded-for`); its last address is the client's. Unset:
     /// the connection's peer address.
     pub client_address_header: Option<String>,
-    /// Mark the session cookie `Secure` (send it over HTTPS only); turn on
-    /// when Warren is served over TLS.
+    /// Mark the session cookie `Secure` (send it over HTTPS only) on every
+    /// answer; turn on when Warren is served over TLS. Behind the proxy of
+    /// `client_address_header` it is `Secure` anyway whenever the proxy
+    /// says `X-Forwarded-Proto: https`.
     pub secure_cookie: bool,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            signup: true,
+            signup: false,
             session_hours: 14 * 24,
             login_attempts_per_minute: 10,
             audit_retention_days: 365,

@@ -23,6 +23,15 @@ pub use event::CapturedEvent;
 /// its URL; scripts and tests wait for it.
 pub const LISTENING_LINE: &str = "warren listening on ";
 
+/// The line `warren serve` prints before [`LISTENING_LINE`] when
+/// `[http] admin_listen` is set, followed by the admin listener's URL.
+pub const ADMIN_LISTENING_LINE: &str = "warren admin listening on ";
+
+/// The file in the data dir where `warren serve` writes a new
+/// deployment's project token, personal API key and dashboard sign-in
+/// (mode 0600), as `name = "value"` lines; only its path is printed.
+pub const FIRST_START_CREDENTIALS: &str = "first-start-credentials";
+
 /// Now, in Unix milliseconds.
 pub fn unix_millis() -> i64 {
     std::time::SystemTime::now()

@@ -8,6 +8,11 @@
 pub const HTTP_REQUESTS: &str = "warren_http_requests_total";
 /// HTTP request latency in seconds, labelled `route`.
 pub const HTTP_REQUEST_SECONDS: &str = "warren_http_request_duration_seconds";
+/// Connections refused at the door because `http.max_connections` were
+/// open, labelled `answer`: `503` when the refusal was written, `none` when
+/// too many refusals were already being written and the connection was
+/// closed without one.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "warren_http_connections_refused_total";
 /// Events accepted into the log.
 pub const CAPTURE_EVENTS_RECEIVED: &str = "warren_capture_events_received_total";
 /// Events of parsed requests not stored, labelled `cause`.
@@ -80,6 +85,9 @@ pub const INGEST_PERSONS_CREATED: &str = "warren_ingest_persons_created_total";
 pub const INGEST_PERSONS_MERGED: &str = "warren_ingest_persons_merged_total";
 /// Ingest batches that failed and were retried.
 pub const INGEST_BATCH_FAILURES: &str = "warren_ingest_batch_failures_total";
+/// Events the log deleted by retention before ingest stored them (only with
+/// `retention_ignores_consumers`), labelled `partition`; an upper bound.
+pub const INGEST_EVENTS_LOST_TO_RETENTION: &str = "warren_ingest_events_lost_to_retention_total";
 /// Seconds from capture's acknowledgement to the store commit, for the
 /// oldest event of the last batch.
 pub const INGEST_FRESHNESS_SECONDS: &str = "warren_ingest_freshness_seconds";
@@ -104,6 +112,7 @@ pub enum Kind {
 pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (HTTP_REQUESTS, Kind::Counter, "HTTP requests by route, method and status."),
     (HTTP_REQUEST_SECONDS, Kind::Histogram, "HTTP request latency by route."),
+    (HTTP_CONNECTIONS_REFUSED, Kind::Counter, "Connections refused at the connection cap, by answer."),
     (CAPTURE_EVENTS_RECEIVED, Kind::Counter, "Events durably accepted into the event log."),
     (CAPTURE_EVENTS_DROPPED, Kind::Counter, "Events of parsed requests not stored, by cause."),
     (CAPTURE_REQUESTS_REFUSED, Kind::Counter, "Capture requests answered with an error, by code."),
@@ -135,6 +144,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (INGEST_PERSONS_CREATED, Kind::Counter, "Persons created by ingest."),
     (INGEST_PERSONS_MERGED, Kind::Counter, "Persons merged into another."),
     (INGEST_BATCH_FAILURES, Kind::Counter, "Ingest batches that failed and were retried."),
+    (
+        INGEST_EVENTS_LOST_TO_RETENTION,
+        Kind::Counter,
+        "Events deleted by log retention before ingest stored them, by partition.",
+    ),
     (LOG_APPEND_ERRORS, Kind::Counter, "Event log appends that failed, by cause."),
     (LOG_PARTITION_BYTES, Kind::Gauge, "Event log bytes on disk per partition."),
     (LOG_PARTITION_SEGMENTS, Kind::Gauge, "Event log segment files per partition."),

@@ -1,14 +1,25 @@
-//! Recently stored event uuids, to drop an event a client sent twice (a
-//! retried batch that had in fact been stored). Bounded: the oldest uuid
-//! is forgotten when a new one arrives at capacity.
+//! Recently stored events by (project, uuid), to drop an event a client sent
+//! twice: a retried batch that had in fact been stored, because the process
+//! died after the log made it durable but before capture answered, or the
+//! answer never reached the sender. Capture's appends are all or nothing,
+//! so a request answered with an error leaves nothing to deduplicate.
+//!
+//! The window is the last `capacity` events ingest stored, not a span of
+//! time: memory stays bounded under any rate. The pipeline refills it from
+//! the log on start, so a retry that arrives after a restart is still
+//! caught. Keyed by project as well as uuid: two projects may carry the
+//! same uuid (one sender mirroring into both), and neither loses its event.
 
 use std::collections::{HashSet, VecDeque};
 
 use uuid::Uuid;
+use warren_core::person::TeamId;
+
+type Key = (TeamId, Uuid);
 
 pub(crate) struct RecentUuids {
-    seen: HashSet<u128>,
-    order: VecDeque<u128>,
+    seen: HashSet<Key>,
+    order: VecDeque<Key>,
     capacity: usize,
 }
 
@@ -17,16 +28,16 @@ impl RecentUuids {
         Self { seen: HashSet::new(), order: VecDeque::new(), capacity }
     }
 
-    pub fn contains(&self, uuid: Uuid) -> bool {
-        self.seen.contains(&uuid.as_u128())
+    pub fn contains(&self, team: TeamId, uuid: Uuid) -> bool {
+        self.seen.contains(&(team, uuid))
     }
 
-    /// Records `uuid`; `false` when it was already there.
-    pub fn insert(&mut self, uuid: Uuid) -> bool {
+    /// Records `uuid` of `team`; `false` when it was already there.
+    pub fn insert(&mut self, team: TeamId, uuid: Uuid) -> bool {
         if self.capacity == 0 {
             return true;
         }
-        let key = uuid.as_u128();
+        let key = (team, uuid);
         if !self.seen.insert(key) {
             return false;
         }
@@ -48,11 +59,21 @@ mod tests {
     fn remembers_up_to_capacity() {
         let mut recent = RecentUuids::new(2);
         let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        assert!(recent.insert(a));
-        assert!(!recent.insert(a), "a duplicate is caught");
-        assert!(recent.insert(b));
-        assert!(recent.insert(c), "c pushes a out");
-        assert!(recent.insert(a), "a was forgotten");
-        assert!(!recent.insert(c));
+        assert!(recent.insert(1, a));
+        assert!(!recent.insert(1, a), "a duplicate is caught");
+        assert!(recent.insert(1, b));
+        assert!(recent.insert(1, c), "c pushes a out");
+        assert!(recent.insert(1, a), "a was forgotten");
+        assert!(!recent.insert(1, c));
+    }
+
+    #[test]
+    fn the_same_uuid_in_another_project_is_not_a_duplicate() {
+        let mut recent = RecentUuids::new(10);
+        let uuid = Uuid::from_u128(7);
+        assert!(recent.insert(1, uuid));
+        assert!(!recent.contains(2, uuid));
+        assert!(recent.insert(2, uuid));
+        assert!(recent.contains(1, uuid) && recent.contains(2, uuid));
     }
 }

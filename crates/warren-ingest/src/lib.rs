@@ -9,7 +9,10 @@
 //! start, and after any failure, the loop resumes from the meta store's
 //! offsets and replays person updates alone for records the event store
 //! already holds — so a crash between (or during) the two commits neither
-//! loses nor duplicates an event. Sender mistakes become ingestion warnings.
+//! loses nor duplicates an event. Records the log deleted before ingest
+//! read them (only retention told to ignore consumers does that) are
+//! counted, logged and put on the job board, never skipped silently.
+//! Sender mistakes become ingestion warnings.
 //!
 //! This crate never writes the event log and never serves HTTP.
 
@@ -18,8 +21,9 @@ mod definitions;
 mod error;
 mod groups;
 mod normalize;
+mod person_size;
 mod persons;
 mod pipeline;
 
 pub use error::IngestError;
-pub use pipeline::{Ingester, CONSUMER};
+pub use pipeline::{Ingester, CONSUMER, RETENTION_GAP_JOB};

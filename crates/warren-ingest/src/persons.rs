@@ -18,6 +18,7 @@ use warren_core::person::{
 use warren_meta::{DistinctIdAssignment, IngestCommit, MetaError, MetaStore, PersonMerge};
 
 use crate::normalize::Event;
+use crate::person_size;
 
 /// `person_created_at` of personless events whose distinct id has no
 /// person, as PostHog writes it: 1970-01-01T00:00:05Z.
@@ -57,9 +58,22 @@ impl Entry {
     }
 }
 
+/// The ingestion warning of a person update dropped for its size.
+///
+/// PostHog bounds a person's properties too: its persons table carries a
+/// check that the stored properties stay within 655,360 bytes (640 KiB, as
+/// Postgres measures the JSONB column), and its ingestion pipeline answers
+/// a write that breaks it by rejecting that update and recording a
+/// `person_properties_size_violation` warning; the event itself goes on.
+/// Warren keeps the kind, the default limit and that behaviour, measuring
+/// the properties as the JSON its rows carry.
+const OVERSIZED: &str = "person_properties_size_violation";
+
 /// The persons one batch touches.
 #[derive(Default)]
 pub(crate) struct PersonBatch {
+    /// Largest a person's properties may grow, as JSON.
+    max_properties_bytes: usize,
     /// Distinct id → person, for every id the batch names (`None`: no person).
     ids: HashMap<(TeamId, String), Option<Uuid>>,
     persons: HashMap<Uuid, Entry>,
@@ -73,8 +87,14 @@ pub(crate) struct PersonBatch {
 }
 
 impl PersonBatch {
-    /// Loads the persons of every distinct id `events` name.
-    pub async fn load(meta: &dyn MetaStore, events: &[&Event]) -> Result<Self, MetaError> {
+    /// Loads the persons of every distinct id `events` name; updates
+    /// that would take a person's properties past `max_properties_bytes`
+    /// are dropped.
+    pub async fn load(
+        meta: &dyn MetaStore,
+        events: &[&Event],
+        max_properties_bytes: usize,
+    ) -> Result<Self, MetaError> {
         let mut wanted: HashMap<TeamId, HashSet<String>> = HashMap::new();
         for event in events {
             let ids = wanted.entry(event.team_id).or_default();
@@ -83,7 +103,7 @@ impl PersonBatch {
                 ids.insert(other);
             }
         }
-        let mut batch = Self::default();
+        let mut batch = Self { max_properties_bytes, ..Self::default() };
         for (team_id, ids) in wanted {
             let ids: Vec<String> = ids.into_iter().collect();
             let lookup = meta.persons_by_distinct_ids(team_id, &ids).await?;
@@ -204,10 +224,20 @@ impl PersonBatch {
         };
         // A person this event created starts as {...set_once, ...set}.
         let created = self.created > created_before;
+        let limit = self.max_properties_bytes;
         let entry = self.entry(event.team_id, uuid);
-        if update_properties(&mut entry.person.properties, event, !created) {
+        let before = entry.json().len();
+        let after = person_size::after_update(&entry.person.properties, before, event, !created);
+        // Updates that do not grow the properties always apply, so a person
+        // past a lowered limit can still be cleaned up with `$unset`.
+        let oversized = after > limit && after > before;
+        if !oversized && update_properties(&mut entry.person.properties, event, !created) {
             entry.changed();
         }
+        if oversized {
+            self.warnings.push(oversized_warning(event, uuid, after, limit, "the update was dropped"));
+        }
+        let entry = self.entry(event.team_id, uuid);
         PersonOnEvent {
             person_id: uuid,
             properties: entry.json(),
@@ -247,7 +277,7 @@ impl PersonBatch {
                 let allowed =
                     event.event == "$merge_dangerously" || !self.entry(team, old).person.is_identified;
                 if allowed {
-                    self.merge(team, old, into);
+                    self.merge(event, old, into);
                 } else {
                     self.warnings.push(event.warning(
                         "cannot_merge_already_identified",
@@ -262,18 +292,30 @@ impl PersonBatch {
     }
 
     /// Person `old` joins `into`: `into`'s properties win, the earlier
-    /// creation time stays, and `old` is gone.
-    fn merge(&mut self, team_id: TeamId, old: Uuid, into: Uuid) {
+    /// creation time stays, and `old` is gone. When the properties together
+    /// would be too large, `into` keeps its own alone.
+    fn merge(&mut self, event: &Event, old: Uuid, into: Uuid) {
+        let team_id = event.team_id;
         let Some(old_entry) = self.persons.remove(&old) else { return };
+        let limit = self.max_properties_bytes;
         let target = self.entry(team_id, into);
-        let mut properties = old_entry.person.properties;
-        properties.extend(std::mem::take(&mut target.person.properties));
-        target.person.properties = properties;
+        let before = target.json().len();
+        let after = person_size::after_merge(&target.person.properties, before, &old_entry.person.properties);
+        let oversized = after > limit && after > before;
+        if !oversized {
+            let mut properties = old_entry.person.properties;
+            properties.extend(std::mem::take(&mut target.person.properties));
+            target.person.properties = properties;
+        }
         target.person.created_at_us = target.person.created_at_us.min(old_entry.person.created_at_us);
         target.person.version = target.person.version.max(old_entry.person.version);
         target.changed();
         self.merged.insert(old, into);
         self.merges.push(PersonMerge { team_id, old, into });
+        if oversized {
+            let dropped = "the merged person's properties were dropped";
+            self.warnings.push(oversized_warning(event, into, after, limit, dropped));
+        }
     }
 
     pub fn merges(&self) -> usize {
@@ -314,6 +356,19 @@ impl PersonBatch {
         commit.overrides = overrides.into_values().collect();
         commit.warnings.extend(self.warnings);
     }
+}
+
+fn oversized_warning(event: &Event, person: Uuid, size: usize, limit: usize, what: &str) -> IngestionWarning {
+    event.warning(
+        OVERSIZED,
+        json!({
+            "personId": person,
+            "distinctId": event.distinct_id,
+            "sizeBytes": size,
+            "limitBytes": limit,
+            "message": format!("the person's properties would exceed the size limit; {what}"),
+        }),
+    )
 }
 
 /// `$set_once`, then `$set`, then (unless the person is new) `$unset`;

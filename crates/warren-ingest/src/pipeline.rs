@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::watch;
 use warren_core::config::IngestConfig;
+use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
 use warren_core::person::{IngestionWarning, TeamId};
 use warren_core::CapturedEvent;
@@ -28,6 +29,10 @@ pub const CONSUMER: &str = "ingest";
 /// Pause after a failed batch before it is rebuilt and retried.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// The job-board entry under which ingest reports records the log deleted
+/// before ingest stored them.
+pub const RETENTION_GAP_JOB: &str = "ingest.retention_gap";
+
 /// Consumes the event log into the event store.
 pub struct Ingester {
     log: Arc<dyn EventLog>,
@@ -39,6 +44,10 @@ pub struct Ingester {
     /// For [`Ingester::catch_up`]: the offsets at which to stop.
     stop_at: Option<Vec<u64>>,
     definitions: Definitions,
+    jobs: JobBoard,
+    /// Per partition, the offset up to which a retention gap was reported,
+    /// so a batch retried over the same gap does not count it twice.
+    gap_reported: Vec<u64>,
 }
 
 /// A log record, decoded.
@@ -69,7 +78,16 @@ impl Ingester {
             recent,
             stop_at: None,
             definitions: Definitions::default(),
+            jobs: JobBoard::default(),
+            gap_reported: Vec::new(),
         }
+    }
+
+    /// Where records lost to retention are reported, beside the metric and
+    /// the log line: the board the System page and self-monitoring read.
+    pub fn with_jobs(mut self, jobs: JobBoard) -> Self {
+        self.jobs = jobs;
+        self
     }
 
     /// Ingests everything the log holds when called, then returns; for
@@ -121,6 +139,9 @@ impl Ingester {
                 return Err(IngestError::Diverged { partition, applied: in_meta, stored: in_store });
             }
             let start = self.log.watermarks(partition).await?.start;
+            if in_meta < start {
+                self.report_retention_gap(partition, in_meta, start, in_store);
+            }
             next.push(in_meta.max(start));
             stored_next.push(in_store);
         }
@@ -152,14 +173,18 @@ impl Ingester {
         }
     }
 
-    /// Refills the dedup window with the uuids of the records just before
-    /// `next`, so a re-sent event is caught across restarts too.
+    /// Refills the dedup window with the events of the records just before
+    /// `next`, so a re-sent event is caught across restarts too. A retry
+    /// has the same key as what it repeats, so it lands in the same
+    /// partition: each partition refills its share of the window.
     async fn remember_recent(&mut self, next: &[u64]) -> Result<(), IngestError> {
         #[derive(serde::Deserialize)]
         struct Id {
             uuid: uuid::Uuid,
+            token: String,
         }
         let share = (self.config.dedup_window_events / next.len().max(1)) as u64;
+        let mut unknown = HashSet::new();
         for (partition, until) in next.iter().enumerate() {
             let partition = partition as u32;
             let mut from = until.saturating_sub(share).max(self.log.watermarks(partition).await?.start);
@@ -167,14 +192,60 @@ impl Ingester {
                 let records = self.log.read(partition, from, 10_000).await?;
                 let Some(last) = records.last().map(|r| r.offset) else { break };
                 for record in records.iter().filter(|r| r.offset < *until) {
-                    if let Ok(id) = serde_json::from_slice::<Id>(&record.value) {
-                        self.recent.insert(id.uuid);
+                    let Ok(id) = serde_json::from_slice::<Id>(&record.value) else { continue };
+                    if let Some(team) = self.team_for(&id.token, &mut unknown).await? {
+                        self.recent.insert(team, id.uuid);
                     }
                 }
                 from = last + 1;
             }
         }
         Ok(())
+    }
+
+    /// Records `from..to` of `partition` were deleted from the log before
+    /// ingest read them; rows up to `stored` are in the table already and
+    /// lost only their person updates. Only retention told to ignore
+    /// consumers deletes such records, and the loss is never passed over
+    /// silently: it is counted, logged and put on the job board, where the
+    /// System page and self-monitoring show it.
+    fn report_retention_gap(&mut self, partition: u32, from: u64, to: u64, stored: u64) {
+        let index = partition as usize;
+        if self.gap_reported.len() <= index {
+            self.gap_reported.resize(index + 1, 0);
+        }
+        let from = from.max(self.gap_reported[index]);
+        if from >= to {
+            return;
+        }
+        self.gap_reported[index] = to;
+        // Offsets may skip values (a repaired segment), so these are upper bounds.
+        let lost = to.saturating_sub(from.max(stored));
+        let persons_not_applied = to.min(stored).saturating_sub(from);
+        metrics::counter!(names::INGEST_EVENTS_LOST_TO_RETENTION, "partition" => partition.to_string())
+            .increment(lost);
+        tracing::warn!(
+            partition,
+            from,
+            to,
+            lost,
+            persons_not_applied,
+            "the event log deleted records before ingest stored them (event_log.retention_ignores_consumers); \
+             ingest goes on from the log's first record"
+        );
+        let message = format!(
+            "partition {partition}: offsets {from}..{to} were deleted by retention before ingest read them; \
+             up to {lost} events are lost"
+        );
+        let detail =
+            format!("{lost} events lost, {persons_not_applied} stored events without person updates");
+        self.jobs.record(
+            RETENTION_GAP_JOB,
+            warren_core::unix_millis(),
+            Duration::ZERO,
+            Outcome::Failed(message),
+            detail,
+        );
     }
 
     /// The records of each partition from `next` up to `until`, at most a
@@ -198,7 +269,7 @@ impl Ingester {
     /// Reads until the batch is full, its first record has waited long
     /// enough, or shutdown is asked for.
     async fn gather(
-        &self,
+        &mut self,
         next: &mut [u64],
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Vec<LogRecord>, IngestError> {
@@ -220,12 +291,8 @@ impl Ingester {
                 let partition = partition as u32;
                 let records = match self.log.read(partition, *offset, share.min(room)).await {
                     Err(LogError::OffsetOutOfRange { start, .. }) if start > *offset => {
-                        tracing::error!(
-                            partition,
-                            from = *offset,
-                            to = start,
-                            "records were deleted by retention before ingest stored them; skipping to the log's start"
-                        );
+                        // Everything before `offset` is stored: the whole gap is lost.
+                        self.report_retention_gap(partition, *offset, start, *offset);
                         *offset = start;
                         continue;
                     }
@@ -304,7 +371,7 @@ impl Ingester {
             // The window learns a batch's uuids only once the batch is
             // committed, so a failed batch is not mistaken for duplicates
             // when it is retried.
-            if self.recent.contains(captured.uuid) || !in_batch.insert(captured.uuid) {
+            if self.recent.contains(team_id, captured.uuid) || !in_batch.insert((team_id, captured.uuid)) {
                 metrics::counter!(names::INGEST_EVENTS, "outcome" => "duplicate").increment(1);
                 continue;
             }
@@ -332,10 +399,12 @@ impl Ingester {
         let oldest_received_ms = records.iter().map(|record| record.timestamp_ms).min();
         let mut warnings = Vec::new();
         let items = self.decode(records, stored_next, &mut warnings).await?;
-        let uuids: Vec<uuid::Uuid> = items.iter().map(|item| item.event.uuid).collect();
+        let uuids: Vec<(TeamId, uuid::Uuid)> =
+            items.iter().map(|item| (item.event.team_id, item.event.uuid)).collect();
         let events: Vec<&Event> = items.iter().map(|item| &item.event).collect();
         let definitions = self.definitions.collect(&events);
-        let mut persons = PersonBatch::load(self.meta.as_ref(), &events).await?;
+        let mut persons =
+            PersonBatch::load(self.meta.as_ref(), &events, self.config.max_person_properties_bytes).await?;
         let mut groups = GroupBatch::load(self.meta.as_ref(), &events).await?;
         let mut rows = Vec::with_capacity(items.len());
         for item in items {
@@ -388,8 +457,8 @@ impl Ingester {
         }
         self.meta.commit_ingest(&commit).await?;
         self.definitions.committed(&commit.property_definitions);
-        for uuid in uuids {
-            self.recent.insert(uuid);
+        for (team, uuid) in uuids {
+            self.recent.insert(team, uuid);
         }
         for (partition, next) in &offsets {
             self.log.commit(CONSUMER, *partition, *next).await?;

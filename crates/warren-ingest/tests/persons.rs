@@ -309,6 +309,20 @@ fn cases() -> Vec<Case> {
             warnings: &[],
         },
         Case {
+            name: "a $set that would make the properties too large is dropped; the event is kept",
+            events: vec![
+                event("e", "u", json!({"$set": {"name": "a"}})),
+                event("e", "u", json!({"$set": {"blob": "x".repeat(700 * 1024)}})),
+                event("e", "u", json!({"$set": {"plan": "pro"}})),
+            ],
+            persons: vec![Expected {
+                ids: &["u"],
+                properties: json!({"name": "a", "plan": "pro"}),
+                identified: false,
+            }],
+            warnings: &["person_properties_size_violation"],
+        },
+        Case {
             name: "a sixth group type is refused with a warning",
             events: vec![event(
                 "e",
@@ -457,4 +471,41 @@ async fn rows_carry_person_mode_groups_and_overrides() {
     let identify = rows.iter().find(|row| row.event == "$identify").expect("identify row");
     let properties: Value = serde_json::from_str(&identify.person_properties).expect("json");
     assert_eq!(properties["email"], "u@x.io", "person_properties are the person after the event");
+}
+
+/// However a sender grows a person — many `$set`s, an `$identify` carrying
+/// a megabyte, a merge of two large persons — its properties stay within
+/// `[ingest] max_person_properties_bytes`, and so does every row carrying
+/// them; each dropped update is a warning and each event is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_cannot_make_later_rows_carry_megabytes() {
+    let limit = IngestConfig::default().max_person_properties_bytes;
+    assert_eq!(limit, 640 * 1024, "PostHog's limit");
+    let big = |kib: usize| "x".repeat(kib * 1024);
+    let mut harness = Harness::new(None).await;
+    let events = [
+        event("e", "u", json!({"$set": {"a": big(250)}})),
+        event("e", "u", json!({"$set": {"b": big(250)}})),
+        event("e", "u", json!({"$set": {"c": big(250)}})),
+        event("e", "anon", json!({"$set": {"d": big(400)}})),
+        event("$identify", "u", json!({"$anon_distinct_id": "anon"})),
+        event("$identify", "u", json!({"$anon_distinct_id": "anon-2", "$set": {"e": big(1024)}})),
+        event("e", "u", json!({"$unset": ["a"]})),
+        event("e", "u", json!({"$set": {"f": "small"}})),
+    ];
+    harness.ingest(&events).await;
+
+    let rows = harness.rows().await;
+    assert_eq!(rows.len(), events.len(), "every event is stored");
+    for row in &rows {
+        assert!(row.person_properties.len() <= limit, "a row carries {} bytes", row.person_properties.len());
+    }
+    let person = harness.person("u").await.expect("person");
+    let mut keys: Vec<&str> = person.properties.keys().map(String::as_str).filter(|k| *k != "$ip").collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["b", "f"], "the third $set, anon's properties and the identify's $set were dropped");
+    assert_eq!(harness.person("anon").await.map(|p| p.uuid), Some(person.uuid), "the merge itself happened");
+    assert_eq!(harness.warnings().await, vec!["person_properties_size_violation"; 3]);
+    let details = harness.meta.ingestion_warnings(TEAM, 10).await.expect("warnings");
+    assert!(details.iter().all(|w| w.details["limitBytes"] == limit && w.details["distinctId"] == "u"));
 }

@@ -9,6 +9,9 @@ pub enum LogError {
     Overloaded { bytes: u64, waited_ms: u64 },
     #[error("event log is closed")]
     Closed,
+    /// The log's disk or quota is full; nothing of the append was stored.
+    #[error("event log storage is full: {0}")]
+    Full(String),
     #[error("record of {bytes} bytes exceeds the {max} byte limit")]
     RecordTooLarge { bytes: usize, max: usize },
     #[error("{context}: {source}")]

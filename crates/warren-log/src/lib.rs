@@ -69,12 +69,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends records; returns once every one of them is durable, with their
     /// positions in the order given. Records with the same key keep their
     /// order. Fails with [`LogError::Overloaded`] rather than buffering
-    /// without bound when the log cannot keep up.
+    /// without bound when the log cannot keep up, and with
+    /// [`LogError::Full`] when its storage has no room.
     ///
-    /// `Ok` means every record is stored. An error means some may be: records
-    /// bound for a healthy partition can land while another partition's
-    /// write fails, so a caller that retries may store a record twice
-    /// (consumers deduplicate by event uuid).
+    /// All or nothing: `Ok` means every record is stored, an error means
+    /// none is, even when only one of the partitions involved failed, so a
+    /// caller may retry the whole call. Only a process that dies mid-append
+    /// can leave some records durable without an answer; a retry then
+    /// stores them twice, and consumers deduplicate by (project, event uuid).
     async fn append(&self, records: Vec<AppendRecord>) -> Result<Vec<RecordPosition>, LogError>;
 
     /// Up to `max_records` durable records of `partition`, from `from` on.

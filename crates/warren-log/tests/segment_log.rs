@@ -245,3 +245,136 @@ async fn rolls_segments_by_age() {
     assert_eq!(log.read(0, 0, 10).await.expect("read").len(), 3);
     log.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn retention_keeps_what_an_expected_group_has_not_committed_before_its_first_commit() {
+    let factory = SegmentFactory::new();
+    let options =
+        SegmentLogOptions { segment_bytes: 10_000, consumers: vec!["ingest".into()], ..factory.options(1) };
+    let log = open(options.clone()).await.expect("open");
+    for i in 0..100 {
+        log.append(vec![record(i)]).await.expect("append");
+    }
+    let policy = RetentionPolicy { max_bytes: Some(20_000), ..RetentionPolicy::default() };
+    let report = log.apply_retention(&policy, 0).expect("retention");
+    assert_eq!((report.segments_deleted, report.segments_held), (0, 1), "{report:?}");
+    assert_eq!(log.watermarks(0).await.expect("marks").start, 0, "ingest never committed: all kept");
+    log.close().await.expect("close");
+    drop(log);
+
+    // Still so after a restart: the group is expected, not remembered.
+    let log = open(options).await.expect("reopen");
+    let report = log.apply_retention(&policy, 0).expect("retention");
+    assert_eq!(report.segments_deleted, 0, "{report:?}");
+    log.commit("ingest", 0, 30).await.expect("commit");
+    log.apply_retention(&policy, 0).expect("retention");
+    let start = log.watermarks(0).await.expect("marks").start;
+    assert!(start > 0 && start <= 30, "deleted only what the first commit covers: start {start}");
+    log.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn retention_told_to_ignore_consumers_deletes_what_they_need_and_counts_it() {
+    let factory = SegmentFactory::new();
+    let options =
+        SegmentLogOptions { segment_bytes: 10_000, consumers: vec!["ingest".into()], ..factory.options(1) };
+    let log = open(options).await.expect("open");
+    for i in 0..100 {
+        log.append(vec![record(i)]).await.expect("append");
+    }
+    let policy =
+        RetentionPolicy { max_bytes: Some(20_000), ignore_consumers: true, ..RetentionPolicy::default() };
+    let report = log.apply_retention(&policy, 0).expect("retention");
+    let start = log.watermarks(0).await.expect("marks").start;
+    assert!(report.segments_deleted >= 2 && start > 0, "{report:?}");
+    assert_eq!(report.records_unconsumed, start, "every deleted record was one ingest still needed");
+    assert!(matches!(
+        log.read(0, 0, 1).await,
+        Err(LogError::OffsetOutOfRange { requested: 0, start: first, .. }) if first == start
+    ));
+    log.close().await.expect("close");
+}
+
+/// A tmpfs of `bytes` mounted on a fresh directory for as long as it lives;
+/// `None` (after a loud notice) where mounting is not allowed, unless CI
+/// requires it.
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        if mounted {
+            return Some(Self { dir });
+        }
+        let required = ["CI", "TESTKIT_REQUIRE_PEERS"]
+            .iter()
+            .any(|name| std::env::var(name).is_ok_and(|v| v == "true" || v == "1"));
+        assert!(!required, "mounting a tmpfs needs root, which CI has");
+        eprintln!("\n!!! SKIPPED: mounting a tmpfs needs root; CI would fail here !!!\n");
+        None
+    }
+
+    /// Writes a file until the disk refuses more.
+    fn fill(&self) -> PathBuf {
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy, so an early panic with files still open cannot leave it mounted.
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// A key whose records go to `partition` of `log`.
+fn key_for(log: &SegmentLog, partition: u32) -> Vec<u8> {
+    (0u32..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .find(|key| log.partition_for(key) == partition)
+        .expect("some key lands there")
+}
+
+#[tokio::test]
+async fn an_append_that_fails_on_one_partition_leaves_nothing_in_the_others() {
+    let Some(disk) = SmallDisk::mount(1024 * 1024) else { return };
+    let options = SegmentLogOptions { partitions: 2, ..SegmentLogOptions::new(disk.dir.path().join("log")) };
+    let log = open(options.clone()).await.expect("open");
+    let (first, second) = (key_for(&log, 0), key_for(&log, 1));
+    let small = |key: &[u8], i: u8| AppendRecord { key: key.to_vec(), value: vec![i; 100], timestamp_ms: 1 };
+    log.append(vec![small(&first, 0), small(&second, 0)]).await.expect("append");
+    let segment = active_segment(&options.dir, 0);
+    let length = std::fs::metadata(&segment).expect("segment").len();
+
+    let filler = disk.fill();
+    // Partition 0 takes a small record into the page it already has; the
+    // large one for partition 1 needs pages the disk no longer has.
+    let large = AppendRecord { key: second.clone(), value: vec![9; 64 * 1024], timestamp_ms: 1 };
+    let refused = log.append(vec![small(&first, 1), large.clone()]).await;
+    assert!(matches!(refused, Err(LogError::Full(_))), "{refused:?}");
+    assert_eq!(log.watermarks(0).await.expect("marks").end, 1, "nothing of the request is visible");
+    assert_eq!(std::fs::metadata(&segment).expect("segment").len(), length, "nor left on disk");
+    // The partitions are not broken: what fits is taken.
+    log.append(vec![small(&first, 2)]).await.expect("a small append still fits");
+
+    std::fs::remove_file(filler).expect("free the disk");
+    log.append(vec![small(&first, 1), large]).await.expect("the retry, once there is room");
+    log.close().await.expect("close");
+    drop(log);
+    let log = open(options).await.expect("reopen");
+    let values = |records: Vec<warren_log::LogRecord>| records.iter().map(|r| r.value[0]).collect::<Vec<_>>();
+    assert_eq!(values(log.read(0, 0, 10).await.expect("read")), [0, 2, 1], "each record once");
+    assert_eq!(values(log.read(1, 0, 10).await.expect("read")), [0, 9]);
+    log.close().await.expect("close");
+}

@@ -433,8 +433,10 @@ pub async fn users_organizations_and_sessions(factory: &impl MetaFactory) {
     assert_eq!(store.verify_login("ada@example.com", "wrong horse battery").await.expect("login"), None);
     assert_eq!(store.verify_login("nobody@example.com", "correct horse battery").await.expect("login"), None);
 
+    assert!(!store.any_organization().await.expect("organizations"), "a new store has none");
     let org = store.create_organization("Acme", ada.id).await.expect("organization");
     assert_eq!(store.role(org.id, ada.id).await.expect("role"), Some(Role::Owner));
+    assert!(store.any_organization().await.expect("organizations"));
     let bob = store.create_user(new_user("bob@example.com")).await.expect("user");
     assert_eq!(store.role(org.id, bob.id).await.expect("role"), None);
     store.set_role(org.id, bob.id, Some(Role::Member)).await.expect("add");

@@ -236,6 +236,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn organization(&self, id: i64) -> Result<Option<Organization>, MetaError>;
 
+    /// Whether any organization exists yet (sign-up is open to the first).
+    async fn any_organization(&self) -> Result<bool, MetaError>;
+
     /// The organizations a user belongs to, with the user's role in each.
     async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, MetaError>;
 

@@ -1,4 +1,5 @@
-//! Admission control: how many capture requests run at once and how much
+//! Admission control: how many capture requests (and the SDKs' `/flags`
+//! and `/decide` calls, which share the budget) run at once and how much
 //! memory their bodies may hold, received and decoded. Past either limit a
 //! request is answered 503 at once, so memory stays bounded when clients
 //! send faster than the log can take.

@@ -43,8 +43,13 @@ pub enum ApiError {
     BodyTimeout { secs: u64 },
     #[error("server is at capacity, retry later")]
     Overloaded,
+    #[error("the server has as many connections open as it allows, retry later")]
+    TooManyConnections,
     #[error("event log unavailable: {0}")]
     LogUnavailable(String),
+    /// Nothing of the request was stored; the sender retries it whole.
+    #[error("the event log's disk is full, retry later: {0}")]
+    DiskFull(String),
     #[error("meta store unavailable: {0}")]
     MetaUnavailable(String),
     #[error("authentication required: send a personal API key as `Authorization: Bearer phx_…`")]
@@ -55,6 +60,13 @@ pub enum ApiError {
     ApiKeyRevoked,
     #[error("invalid email or password")]
     InvalidCredentials,
+    #[error("the email is longer than {max} bytes")]
+    EmailTooLong { max: usize },
+    #[error(
+        "sign-up is closed on this server: ask an organization admin to add you, or have the operator \
+         set `[auth] signup = true` (WARREN_AUTH__SIGNUP=true)"
+    )]
+    SignupClosed,
     #[error("this needs a signed-in user; personal API keys cannot do it")]
     SessionRequired,
     #[error("permission denied: {0}")]
@@ -102,9 +114,9 @@ impl ApiError {
             | Self::InvalidApiKey
             | Self::ApiKeyRevoked
             | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::SessionRequired | Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::SessionRequired | Self::PermissionDenied(_) | Self::SignupClosed => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_) | Self::EmailTooLong { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
@@ -118,9 +130,11 @@ impl ApiError {
             },
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded | Self::LogUnavailable(_) | Self::MetaUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded
+            | Self::TooManyConnections
+            | Self::LogUnavailable(_)
+            | Self::DiskFull(_)
+            | Self::MetaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,12 +157,16 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::Overloaded => "overloaded",
+            Self::TooManyConnections => "too_many_connections",
             Self::LogUnavailable(_) => "log_unavailable",
+            Self::DiskFull(_) => "disk_full",
             Self::MetaUnavailable(_) => "meta_unavailable",
             Self::NotAuthenticated => "not_authenticated",
             Self::InvalidApiKey => "invalid_api_key",
             Self::ApiKeyRevoked => "api_key_revoked",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::EmailTooLong { .. } => "email_too_long",
+            Self::SignupClosed => "signup_closed",
             Self::SessionRequired => "session_required",
             Self::PermissionDenied(_) => "permission_denied",
             Self::RateLimited { .. } => "rate_limited",
@@ -169,6 +187,8 @@ impl ApiError {
                 | Self::InvalidApiKey
                 | Self::ApiKeyRevoked
                 | Self::InvalidCredentials
+                | Self::EmailTooLong { .. }
+                | Self::SignupClosed
                 | Self::SessionRequired
                 | Self::PermissionDenied(_)
                 | Self::RateLimited { .. }
@@ -178,6 +198,38 @@ impl ApiError {
                 | Self::InvalidQuery(_)
                 | Self::Query(_)
         )
+    }
+
+    /// Seconds a client should wait before retrying, when it should.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        }
+    }
+
+    /// This error as a whole HTTP/1.1 response that closes the connection,
+    /// for answers written straight to a socket hyper is not serving (a
+    /// connection refused at the door). Same status, headers and body as
+    /// [`IntoResponse`] gives.
+    pub(crate) fn http1_close(&self) -> Vec<u8> {
+        let status = self.status();
+        let body = ErrorBody { kind: self.kind(), code: self.code(), detail: self.to_string() };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or_default(),
+            body.len(),
+        );
+        if let Some(secs) = self.retry_after() {
+            head.push_str(&format!("retry-after: {secs}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut answer = head.into_bytes();
+        answer.extend_from_slice(&body);
+        answer
     }
 
     fn kind(&self) -> &'static str {
@@ -216,6 +268,7 @@ impl From<LogError> for ApiError {
         match error {
             LogError::Overloaded { .. } => Self::Overloaded,
             LogError::RecordTooLarge { max, .. } => Self::PayloadTooLarge { limit: max },
+            LogError::Full(reason) => Self::DiskFull(reason),
             other => Self::LogUnavailable(other.to_string()),
         }
     }
@@ -233,14 +286,9 @@ impl IntoResponse for ApiError {
             if self.is_api() { names::API_REQUESTS_REFUSED } else { names::CAPTURE_REQUESTS_REFUSED };
         metrics::counter!(counter, "code" => self.code()).increment(1);
         let body = ErrorBody { kind: self.kind(), code: self.code(), detail: self.to_string() };
-        let retry_after = match &self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
-            _ => None,
-        };
         let mut response = (status, Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code()));
-        if let Some(secs) = retry_after {
+        if let Some(secs) = self.retry_after() {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));

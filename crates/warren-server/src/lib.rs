@@ -6,7 +6,8 @@
 //! flags, Warren's own health and the OpenAPI document, all from one
 //! route table), the web dashboard (`ui/`: pages and their embedded
 //! assets), self-monitoring (`monitor/`), liveness and readiness, and
-//! `/metrics`, served by [`serve`] with bounded connections. Capture only ever appends to the event log; it never reads
+//! `/metrics` (on the main listener, or alone on an admin listener:
+//! [`admin_router`]), served by [`serve`] with bounded connections. Capture only ever appends to the event log; it never reads
 //! the event store. [`ApiError`] is the one error type of
 //! this crate and the one place errors become HTTP answers.
 
@@ -134,23 +135,35 @@ impl AppState {
 }
 
 /// The HTTP API: capture when `with_capture`, the REST API (whose query
-/// routes answer when the state has a query engine), health and metrics.
-pub fn router(state: AppState, with_capture: bool) -> Router {
+/// routes answer when the state has a query engine), health, and
+/// `/metrics` when `with_metrics` (else [`admin_router`] serves it).
+pub fn router(state: AppState, with_capture: bool, with_metrics: bool) -> Router {
     let mut routes = Router::new();
     if with_capture {
         routes = routes.merge(capture::routes().layer(sdk_cors()));
+    }
+    if with_metrics {
+        routes = routes.route("/metrics", get(metrics::render));
     }
     routes
         .merge(api::routes(&state))
         .merge(ui::routes())
         .route("/_liveness", get(|| async { "ok" }))
         .route("/_readiness", get(readiness))
-        .route("/metrics", get(metrics::render))
         .layer(axum::middleware::from_fn(metrics::track))
         // A bug must cost one request a 500, not its connection.
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("the request hit a bug".into()).into_response()
         }))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for the admin listener of `[http] admin_listen`, so
+/// scrapes can stay off the public port.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

@@ -48,23 +48,28 @@ pub struct ClickHouseCluster {
     zookeeper: Mutex<Option<Child>>,
 }
 
+/// What a machine without the cluster's programs is told to install.
+const MISSING: &str =
+    "ClickHouse with ZooKeeper and openssl (Debian packages clickhouse-server, zookeeper, openssl)";
+
+fn installed() -> bool {
+    let openssl = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+    Path::new(SERVER).is_file() && Path::new(ZOOKEEPER).is_file() && openssl
+}
+
 impl ClickHouseCluster {
     /// The cluster this test binary shares, started on first use; `None`
-    /// (after a loud message) when ClickHouse or ZooKeeper is missing.
+    /// (after a loud message, for every test that asks, so each is counted
+    /// as skipped) when ClickHouse or ZooKeeper is missing.
     pub fn shared() -> Option<&'static ClickHouseCluster> {
         static CLUSTER: OnceLock<Option<ClickHouseCluster>> = OnceLock::new();
+        require(installed(), MISSING).then_some(())?;
         CLUSTER.get_or_init(Self::start).as_ref()
     }
 
     /// A cluster of the caller's own, for tests that stop its servers.
     pub fn start() -> Option<ClickHouseCluster> {
-        let openssl = Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
-        let installed = Path::new(SERVER).is_file() && Path::new(ZOOKEEPER).is_file() && openssl;
-        require(
-            installed,
-            "ClickHouse with ZooKeeper and openssl (Debian packages clickhouse-server, zookeeper, openssl)",
-        )
-        .then_some(())?;
+        require(installed(), MISSING).then_some(())?;
         let dir = tempfile::Builder::new().prefix("warren-clickhouse-").tempdir().expect("temp dir").keep();
         // Each process leaves its pid in `<dir>/<process>/*.pid`.
         watchdog(&format!("kill -9 $(cat '{}'/*/*.pid 2>/dev/null) 2>/dev/null", dir.display()), &dir);

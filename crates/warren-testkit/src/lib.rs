@@ -3,13 +3,15 @@
 //! [`TestServer`] runs the real `warren` binary on a free loopback port with
 //! its own data dir; [`read_log`] opens that data dir's event log once the
 //! server is stopped; [`require`] decides what a missing peer means: a
-//! failure under `CI=true` or `scripts/test`, a loud skip elsewhere.
+//! failure under `CI=true` or `scripts/test`, a loud skip elsewhere,
+//! recorded in [`SKIP_FILE_VAR`]'s file so a run's summary can count it.
 //! [`services`] starts the real PostgreSQL and S3 (Garage) servers that
 //! adapter suites run against; [`clickhouse`] a real ClickHouse cluster.
 
 pub mod clickhouse;
 pub mod services;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,8 +33,14 @@ pub fn peers_required() -> bool {
     set("CI") || set("TESTKIT_REQUIRE_PEERS")
 }
 
+/// The environment variable naming a file that gets one line per skipped
+/// test (`<test>: <missing peer>`); `scripts/test` sets it and counts them.
+/// A skipped test returns early, so cargo counts it as passed.
+pub const SKIP_FILE_VAR: &str = "TESTKIT_SKIP_FILE";
+
 /// Returns true when `available`; otherwise panics under CI, or prints a
-/// loud skip notice and returns false.
+/// loud skip notice, records the skip, and returns false. A test calls it
+/// once and returns when it answers false.
 pub fn require(available: bool, what: &str) -> bool {
     if available {
         return true;
@@ -41,7 +49,27 @@ pub fn require(available: bool, what: &str) -> bool {
         panic!("{what} is missing; scripts/setup-test-deps installs it");
     }
     eprintln!("\n!!! SKIPPED: {what} is missing (run scripts/setup-test-deps); CI would fail here !!!\n");
+    record_skip(what);
     false
+}
+
+/// Appends the skip to the file of [`SKIP_FILE_VAR`], if set. The test
+/// thread is named after the test (an async test's body runs on it too).
+fn record_skip(what: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(SKIP_FILE_VAR) else { return };
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    let line = format!("{test}: {what} is missing\n");
+    // One write of one short line to a file opened for appending: lines of
+    // tests running at once do not interleave.
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(error) = written {
+        eprintln!("could not record the skip in {}: {error}", Path::new(&path).display());
+    }
 }
 
 /// A running `warren serve`.
@@ -51,7 +79,8 @@ pub struct TestServer {
     extra_env: Vec<(String, String)>,
     child: Option<Child>,
     pub url: String,
-    /// What the last start printed before it listened (first-start secrets).
+    /// What the last start printed before it listened (on a first start,
+    /// where the credentials file is, never the secrets themselves).
     pub banner: Vec<String>,
 }
 
@@ -77,6 +106,13 @@ impl TestServer {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// What the first start wrote to the data dir's credentials file, by
+    /// name (`project_token`, `personal_api_key`, `dashboard_email`,
+    /// `dashboard_password`).
+    pub fn first_start_credentials(&self) -> HashMap<String, String> {
+        read_credentials(&self.dir.path().join(warren_core::FIRST_START_CREDENTIALS))
     }
 
     pub fn pid(&self) -> u32 {
@@ -167,6 +203,23 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Reads a first-start credentials file: `name = "value"` lines, values in
+/// JSON's (and TOML's) string syntax, `#` comments.
+pub fn read_credentials(path: &Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading the credentials file {}: {e}", path.display()));
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (name, value) =
+                line.split_once(" = ").unwrap_or_else(|| panic!("not `name = value`: {line}"));
+            let value: String =
+                serde_json::from_str(value).unwrap_or_else(|e| panic!("{name}: not a string ({e}): {value}"));
+            (name.to_string(), value)
+        })
+        .collect()
 }
 
 /// Opens the segment log at `dir` and reads every record. Runs on a thread

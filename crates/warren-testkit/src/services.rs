@@ -66,16 +66,14 @@ pub struct PostgresServer {
 
 impl PostgresServer {
     /// The server this test binary shares, started on first use; `None`
-    /// (after a loud message) when PostgreSQL is not installed locally.
+    /// (after a loud message, for every test that asks, so each is counted
+    /// as skipped) when PostgreSQL is not installed locally.
     pub fn shared() -> Option<&'static PostgresServer> {
-        static SERVER: OnceLock<Option<PostgresServer>> = OnceLock::new();
-        SERVER
-            .get_or_init(|| {
-                let bin = postgres_bin_dir();
-                require(bin.is_some(), "PostgreSQL (Debian package postgresql)").then_some(())?;
-                bin.map(Self::start)
-            })
-            .as_ref()
+        static SERVER: OnceLock<PostgresServer> = OnceLock::new();
+        let bin = postgres_bin_dir();
+        require(bin.is_some(), "PostgreSQL (Debian package postgresql)").then_some(())?;
+        let bin = bin?;
+        Some(SERVER.get_or_init(|| Self::start(bin)))
     }
 
     #[expect(clippy::zombie_processes, reason = "runs until the watchdog stops it after the tests")]
@@ -159,16 +157,14 @@ pub struct GarageServer {
 
 impl GarageServer {
     /// The server this test binary shares, started on first use; `None`
-    /// (after a loud message) when `garage` is not installed locally.
+    /// (after a loud message, for every test that asks, so each is counted
+    /// as skipped) when `garage` is not installed locally.
     pub fn shared() -> Option<&'static GarageServer> {
-        static SERVER: OnceLock<Option<GarageServer>> = OnceLock::new();
-        SERVER
-            .get_or_init(|| {
-                let binary = garage_binary();
-                require(binary.is_some(), "Garage (cargo install garage --locked)").then_some(())?;
-                binary.map(|binary| Self::start(&binary))
-            })
-            .as_ref()
+        static SERVER: OnceLock<GarageServer> = OnceLock::new();
+        let binary = garage_binary();
+        require(binary.is_some(), "Garage (cargo install garage --locked)").then_some(())?;
+        let binary = binary?;
+        Some(SERVER.get_or_init(|| Self::start(&binary)))
     }
 
     #[expect(clippy::zombie_processes, reason = "runs until the watchdog stops it after the tests")]

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use warren_core::config::{LogFormat, QueryBackendKind, Role, WarrenConfig};
 use warren_core::jobs::{JobBoard, Outcome};
-use warren_core::LISTENING_LINE;
+use warren_core::{ADMIN_LISTENING_LINE, FIRST_START_CREDENTIALS, LISTENING_LINE};
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
 use warren_meta::accounts::{NewUser, Role as MemberRole};
 use warren_meta::audit::AuditEntry;
@@ -85,7 +85,7 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
                 Some(replica) => Arc::new(MirroredStore::new(store.clone(), replica.clone())),
                 None => store.clone(),
             };
-            Some(start_ingest(&config, log.clone(), meta.clone(), writes, internal.as_ref()))
+            Some(start_ingest(&config, log.clone(), meta.clone(), writes, internal.as_ref(), &jobs))
         }
         _ => None,
     };
@@ -94,6 +94,14 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
+    let admin = match &config.http.admin_listen {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("binding the admin listener {admin}"))?,
+        ),
+        None => None,
+    };
     let role = format!("{:?}", config.role).to_lowercase();
     let monitor = Monitor::new(config.self_monitoring.clone(), jobs, format!("warren-{role}@{address}"));
     let shown = config.redacted();
@@ -121,13 +129,33 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     }
     let (stop_monitor, monitor_stopped) = watch::channel(false);
     let monitoring = tokio::spawn(monitor.run(state.clone(), internal, monitor_stopped));
-    let app = warren_server::router(state, config.role.captures());
+    let app = warren_server::router(state.clone(), config.role.captures(), admin.is_none());
     let shutdown = shutdown_signal()?;
-    // Scripts and tests read this line to find the port.
+    // Scripts and tests read these lines to find the ports.
+    if let Some(admin) = &admin {
+        let address = admin.local_addr()?;
+        println!("{ADMIN_LISTENING_LINE}http://{address}");
+        tracing::info!(%address, "serving /metrics on the admin listener");
+    }
     println!("{LISTENING_LINE}http://{address}");
     tracing::info!(%address, role = ?config.role, data_dir = %config.data_dir.display(), "serving");
 
-    warren_server::serve(listener, app, &config.http, shutdown).await;
+    // One signal stops both listeners.
+    let (stopping, stopped) = watch::channel(false);
+    let public = warren_server::serve(listener, app, &config.http, async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let admin = async {
+        if let Some(admin) = admin {
+            let mut stopped = stopped;
+            let signal = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            warren_server::serve(admin, warren_server::admin_router(state), &config.http, signal).await;
+        }
+    };
+    tokio::join!(public, admin);
 
     tracing::info!("requests drained");
     let _ = stop_monitor.send(true);
@@ -210,17 +238,59 @@ pub(crate) async fn bootstrap(meta: &dyn MetaStore, config: &WarrenConfig) -> an
         timezone: config.bootstrap.timezone.clone(),
     };
     if let Some(made) = meta.bootstrap(request).await.context("bootstrapping the deployment")? {
-        println!("Warren created a new deployment. Keep these; they are shown once.");
-        println!("  project token (for SDKs):     {}", made.project.api_token);
-        println!("  personal API key (for API):   {}", made.api_key);
+        let mut secrets = vec![
+            ("project_token", made.project.api_token.clone()),
+            ("personal_api_key", made.api_key.clone()),
+        ];
         if config.bootstrap.admin_email.is_none() {
             let password = first_admin(meta, made.project.organization_id).await?;
-            println!("  dashboard sign-in:            {FIRST_ADMIN_EMAIL} / {password}");
-            println!("  (open the address on the \"listening\" line below; change the password there)");
+            secrets.push(("dashboard_email", FIRST_ADMIN_EMAIL.to_string()));
+            secrets.push(("dashboard_password", password));
         }
-        tracing::info!(project_id = made.project.id, "bootstrapped a new deployment");
+        // Secrets go to a file only its owner reads, never to stdout or the
+        // log, where terminals, journals and log shippers would keep them.
+        let path = config.data_dir.join(FIRST_START_CREDENTIALS);
+        write_credentials(&path, &secrets).with_context(|| {
+            format!(
+                "writing the first-start credentials to {}; they are not stored anywhere else: set \
+                 [bootstrap] admin_email and admin_password to get a sign-in, then make new keys",
+                path.display()
+            )
+        })?;
+        println!("Warren created a new deployment. Its project token, personal API key and dashboard");
+        println!("sign-in are in {} (readable by this user only);", path.display());
+        println!("keep them somewhere safe and delete the file.");
+        tracing::info!(
+            project_id = made.project.id,
+            credentials = %path.display(),
+            "bootstrapped a new deployment"
+        );
     }
     bootstrap_admin(meta, config).await.context("creating the bootstrap admin user")
+}
+
+/// Writes `secrets` as `name = "value"` lines (TOML) to a new file at
+/// `path`, mode 0600 from its creation, replacing one a wiped deployment
+/// left there.
+fn write_credentials(path: &std::path::Path, secrets: &[(&str, String)]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().context("the credentials file has no directory")?;
+    let mut text = String::from(
+        "# Warren's first-start credentials, written once when this deployment was created.\n\
+         # Warren never reads this file: keep the values somewhere safe, then delete it.\n",
+    );
+    for (name, value) in secrets {
+        text.push_str(&format!("{name} = {}\n", serde_json::Value::from(value.as_str())));
+    }
+    // A temporary file is created 0600; renamed into place once durable.
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Who signs into a new deployment's dashboard when no
@@ -376,10 +446,12 @@ fn start_ingest(
     meta: Arc<dyn MetaStore>,
     store: Arc<dyn EventStore>,
     internal: Option<&warren_meta::Project>,
+    jobs: &JobBoard,
 ) -> IngestRole {
     let url = config.event_store.url.clone().unwrap_or_else(|| "events/ in the data dir".into());
     let (stop, stopped) = watch::channel(false);
-    let ingester = warren_ingest::Ingester::new(log, meta, store.clone(), config.ingest.clone());
+    let ingester =
+        warren_ingest::Ingester::new(log, meta, store.clone(), config.ingest.clone()).with_jobs(jobs.clone());
     let consumer = tokio::spawn(ingester.run(stopped));
     let every = Duration::from_secs(config.event_store.maintenance_interval_secs.max(1));
     let upkeep = tokio::spawn(run_store_upkeep(store.clone(), every));
@@ -428,6 +500,9 @@ async fn run_store_upkeep(store: Arc<dyn EventStore>, every: Duration) {
 async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<SegmentLog> {
     let options = SegmentLogOptions {
         repair,
+        // Whatever the roles of this process, ingest reads this log: its
+        // records are kept for it from the first one on.
+        consumers: vec![warren_ingest::CONSUMER.to_string()],
         ..SegmentLogOptions::from_config(config.data_dir.join("log"), &config.event_log)
     };
     tokio::task::spawn_blocking(move || SegmentLog::open(options)).await?.context("opening the event log")
@@ -453,10 +528,16 @@ async fn run_retention(log: Arc<SegmentLog>, config: WarrenConfig, jobs: JobBoar
                 if report.segments_deleted > 0 || report.segments_held > 0 {
                     tracing::info!(?report, "event log retention ran");
                 }
-                let detail = format!(
+                let mut detail = format!(
                     "deleted {} segments, kept {} a consumer still needs",
                     report.segments_deleted, report.segments_held
                 );
+                if report.records_unconsumed > 0 {
+                    detail.push_str(&format!(
+                        "; deleted {} records ingest had not stored (retention_ignores_consumers)",
+                        report.records_unconsumed
+                    ));
+                }
                 (Outcome::Ok, detail)
             }
             Ok(Err(error)) => {

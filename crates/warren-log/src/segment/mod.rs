@@ -51,6 +51,10 @@ pub struct SegmentLogOptions {
     pub append_timeout: Duration,
     /// Keep every intact record of a damaged segment instead of refusing to open.
     pub repair: bool,
+    /// Consumer groups that need every record from the first on, before
+    /// their first commit too: retention waits for them (unless told to
+    /// ignore consumers) and their lag is reported from the start.
+    pub consumers: Vec<String>,
 }
 
 impl SegmentLogOptions {
@@ -68,6 +72,7 @@ impl SegmentLogOptions {
             max_pending_bytes: config.max_pending_bytes,
             append_timeout: Duration::from_millis(config.append_timeout_ms),
             repair: false,
+            consumers: Vec::new(),
         }
     }
 }
@@ -107,7 +112,7 @@ impl SegmentLog {
             shared.push(Arc::new(partition));
             active.push(segment);
         }
-        let offsets = Arc::new(OffsetStore::open(&dir.join("consumers"))?);
+        let offsets = Arc::new(OffsetStore::open(&dir.join("consumers"), &options.consumers)?);
         let writer = Writer {
             partitions: shared.clone(),
             active,
@@ -142,7 +147,7 @@ impl SegmentLog {
     }
 
     fn record_gauges(&self) {
-        let groups = self.offsets.groups();
+        let groups = self.offsets.tracked_groups();
         for partition in &self.partitions {
             let label = partition.id.to_string();
             let (bytes, count, end) = {
@@ -300,6 +305,9 @@ impl EventLog for SegmentLog {
         let result = answer.await.map_err(|_| LogError::Closed)?;
         match &result {
             Ok(_) => metrics::histogram!(names::LOG_APPEND_SECONDS).record(started.elapsed().as_secs_f64()),
+            Err(LogError::Full(_)) => {
+                metrics::counter!(names::LOG_APPEND_ERRORS, "cause" => "full").increment(1);
+            }
             Err(_) => metrics::counter!(names::LOG_APPEND_ERRORS, "cause" => "io").increment(1),
         }
         result

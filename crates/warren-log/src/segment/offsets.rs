@@ -15,6 +15,10 @@ type GroupOffsets = BTreeMap<u32, u64>;
 pub(super) struct OffsetStore {
     dir: PathBuf,
     groups: Mutex<BTreeMap<String, GroupOffsets>>,
+    /// Groups that need every record from the log's first one on, whether
+    /// or not they have committed yet: a consumer that has not committed
+    /// (not started, or failing since its first batch) still needs it all.
+    expected: Vec<String>,
 }
 
 pub(super) fn validate_group(group: &str) -> Result<(), LogError> {
@@ -30,7 +34,10 @@ pub(super) fn validate_group(group: &str) -> Result<(), LogError> {
 }
 
 impl OffsetStore {
-    pub fn open(dir: &Path) -> Result<Self, LogError> {
+    pub fn open(dir: &Path, expected: &[String]) -> Result<Self, LogError> {
+        for group in expected {
+            validate_group(group)?;
+        }
         fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let mut groups = BTreeMap::new();
         let entries = fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
@@ -47,7 +54,7 @@ impl OffsetStore {
             })?;
             groups.insert(group.to_string(), offsets);
         }
-        Ok(Self { dir: dir.to_path_buf(), groups: Mutex::new(groups) })
+        Ok(Self { dir: dir.to_path_buf(), groups: Mutex::new(groups), expected: expected.to_vec() })
     }
 
     pub fn commit(&self, group: &str, partition: u32, offset: u64) -> Result<(), LogError> {
@@ -77,10 +84,24 @@ impl OffsetStore {
         groups.keys().cloned().collect()
     }
 
+    /// The groups that committed anything and the expected ones.
+    pub fn tracked_groups(&self) -> Vec<String> {
+        let mut groups = self.groups();
+        groups.extend(self.expected.iter().cloned());
+        groups.sort_unstable();
+        groups.dedup();
+        groups
+    }
+
     /// The lowest offset any group still needs in `partition`; a group that
-    /// never committed the partition needs all of it.
+    /// never committed the partition, expected or not, needs all of it.
     pub fn lowest_needed(&self, partition: u32) -> Option<u64> {
         let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        groups.values().map(|offsets| offsets.get(&partition).copied().unwrap_or(0)).min()
+        let committed = groups.values().map(|offsets| offsets.get(&partition).copied().unwrap_or(0));
+        let expected = self
+            .expected
+            .iter()
+            .map(|group| groups.get(group).and_then(|offsets| offsets.get(&partition)).copied().unwrap_or(0));
+        committed.chain(expected).min()
     }
 }

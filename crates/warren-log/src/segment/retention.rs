@@ -16,7 +16,9 @@ pub struct RetentionPolicy {
     pub max_bytes: Option<u64>,
     /// Delete segments whose newest record is older than this.
     pub max_age: Option<Duration>,
-    /// Delete even records some consumer group has not committed yet.
+    /// Delete even records some consumer group has not committed yet, the
+    /// log's expected consumers included: what they had not read is lost
+    /// to them, and the report counts it.
     pub ignore_consumers: bool,
 }
 
@@ -26,6 +28,9 @@ pub struct RetentionReport {
     pub bytes_deleted: u64,
     /// Segments that were due but held back for a consumer group.
     pub segments_held: u64,
+    /// Offsets deleted that some consumer group had not committed; only
+    /// ever non-zero when the policy ignores consumers.
+    pub records_unconsumed: u64,
 }
 
 impl SegmentLog {
@@ -37,8 +42,7 @@ impl SegmentLog {
     ) -> Result<RetentionReport, LogError> {
         let mut report = RetentionReport::default();
         for partition in &self.partitions {
-            let needed =
-                if policy.ignore_consumers { None } else { self.offsets.lowest_needed(partition.id) };
+            let needed = self.offsets.lowest_needed(partition.id);
             let doomed = {
                 let mut segments = partition.segments();
                 let mut total: u64 = segments.iter().map(|segment| segment.len).sum();
@@ -52,7 +56,7 @@ impl SegmentLog {
                     if !(too_big || too_old) {
                         break;
                     }
-                    if needed.is_some_and(|needed| segment.next_offset > needed) {
+                    if !policy.ignore_consumers && needed.is_some_and(|needed| segment.next_offset > needed) {
                         report.segments_held += 1;
                         break;
                     }
@@ -64,14 +68,30 @@ impl SegmentLog {
             for segment in doomed {
                 fs::remove_file(&segment.path)
                     .map_err(|e| LogError::io(format!("deleting {}", segment.path.display()), e))?;
-                tracing::info!(
-                    partition = partition.id,
-                    path = %segment.path.display(),
-                    last_offset = segment.next_offset.saturating_sub(1),
-                    "retention deleted a segment"
-                );
+                let unconsumed = needed
+                    .map(|needed| segment.next_offset.saturating_sub(needed.max(segment.base_offset)))
+                    .unwrap_or(0);
+                if unconsumed > 0 {
+                    tracing::warn!(
+                        partition = partition.id,
+                        path = %segment.path.display(),
+                        first_offset = segment.base_offset,
+                        last_offset = segment.next_offset.saturating_sub(1),
+                        unconsumed,
+                        "retention deleted records a consumer group had not committed \
+                         (event_log.retention_ignores_consumers)"
+                    );
+                } else {
+                    tracing::info!(
+                        partition = partition.id,
+                        path = %segment.path.display(),
+                        last_offset = segment.next_offset.saturating_sub(1),
+                        "retention deleted a segment"
+                    );
+                }
                 report.segments_deleted += 1;
                 report.bytes_deleted += segment.len;
+                report.records_unconsumed += unconsumed;
             }
         }
         metrics::counter!(names::LOG_SEGMENTS_DELETED).increment(report.segments_deleted);

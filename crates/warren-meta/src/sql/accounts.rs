@@ -169,6 +169,11 @@ pub(super) async fn organization(pool: &AnyPool, id: i64) -> Result<Option<Organ
     Ok(row.as_ref().map(organization_from_row).transpose()?)
 }
 
+pub(super) async fn any_organization(pool: &AnyPool) -> Result<bool, MetaError> {
+    let row = sqlx::query("SELECT id FROM organizations LIMIT 1").fetch_optional(pool).await?;
+    Ok(row.is_some())
+}
+
 pub(super) async fn memberships(pool: &AnyPool, user_id: i64) -> Result<Vec<Membership>, MetaError> {
     let rows = sqlx::query(
         "SELECT o.id, o.name, o.created_at, m.role FROM memberships m

@@ -297,6 +297,10 @@ impl crate::MetaStore for SqlMeta {
         accounts::organization(&self.pool, id).await
     }
 
+    async fn any_organization(&self) -> Result<bool, MetaError> {
+        accounts::any_organization(&self.pool).await
+    }
+
     async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, MetaError> {
         accounts::memberships(&self.pool, user_id).await
     }

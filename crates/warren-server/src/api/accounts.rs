@@ -18,12 +18,33 @@ use warren_meta::audit::AuditFilter;
 use warren_meta::Project;
 
 use super::audit::AuditFacts;
-use super::auth::{session_cookie, session_cookie_header, validate_scopes, Access, Caller, Credential};
+use super::auth::{
+    secure_cookie, session_cookie, session_cookie_header, validate_scopes, Access, Caller, Credential,
+};
 use crate::{ApiError, AppState};
 
 /// Parses a JSON body into `T`, refusing with the parser's words.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequest(format!("body: {e}")))
+}
+
+/// The longest email taken (the longest address SMTP can carry). Checked
+/// before an email becomes a rate-limit key, an audit actor or a lookup,
+/// so a caller's text cannot make those large.
+const MAX_EMAIL_BYTES: usize = 254;
+
+/// The email as accounts are keyed on it (trimmed, lower case), refused
+/// when too long to be one.
+fn bounded_email(email: &str) -> Result<String, ApiError> {
+    let too_long = ApiError::EmailTooLong { max: MAX_EMAIL_BYTES };
+    if email.len() > MAX_EMAIL_BYTES.saturating_mul(2) {
+        return Err(too_long);
+    }
+    let email = email.trim().to_lowercase();
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(too_long);
+    }
+    Ok(email)
 }
 
 fn id(text: &str) -> Result<i64, ApiError> {
@@ -118,12 +139,11 @@ pub(crate) struct ApiKeyRequest {
     project_ids: Option<Vec<i64>>,
 }
 
-fn session_response(state: &AppState, token: &str, body: Value) -> Response {
+fn session_response(state: &AppState, headers: &HeaderMap, token: &str, body: Value) -> Response {
     let max_age = state.auth.session_hours.saturating_mul(3600);
+    let secure = secure_cookie(&state.auth, headers);
     let mut response = (StatusCode::OK, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie_header(Some(token), max_age, state.auth.secure_cookie));
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie_header(Some(token), max_age, secure));
     response
 }
 
@@ -147,21 +167,24 @@ fn source_of(facts: &Mutex<AuditFacts>) -> String {
     facts.lock().map(|facts| facts.source.clone()).unwrap_or_default()
 }
 
+/// Sign-up makes the deployment's first organization; after that it is
+/// closed unless `[auth] signup` opens it, and admins add people instead
+/// (a stranger reaching the server gets no organization of their own).
 pub(super) async fn signup(
     State(state): State<AppState>,
     Extension(facts): Extension<Arc<Mutex<AuditFacts>>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !state.auth.signup {
-        return Err(ApiError::PermissionDenied(
-            "sign-up is turned off on this server; ask an admin to add you".into(),
-        ));
+    if !state.auth.signup && state.meta.any_organization().await? {
+        return Err(ApiError::SignupClosed);
     }
     // Each sign-up hashes a password: limited per address as log ins are.
     if let Err(retry_after_secs) = state.login_limiter.attempt(&[&format!("signup:{}", source_of(&facts))]) {
         return Err(ApiError::RateLimited { retry_after_secs });
     }
     let request: SignupRequest = parse(&body)?;
+    bounded_email(&request.email)?;
     let name = request
         .name
         .filter(|name| !name.trim().is_empty())
@@ -197,24 +220,24 @@ pub(super) async fn signup(
     let token = start_session(&state, &user).await?;
     let mut body = me_json(&state, &user).await?;
     body["project"] = project_json(&project);
-    Ok(session_response(&state, &token, body))
+    Ok(session_response(&state, &headers, &token, body))
 }
 
 pub(super) async fn login(
     State(state): State<AppState>,
     Extension(facts): Extension<Arc<Mutex<AuditFacts>>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: LoginRequest = parse(&body)?;
-    let email = request.email.trim().to_lowercase();
+    let email = bounded_email(&request.email)?;
     let limited =
         state.login_limiter.attempt(&[&format!("ip:{}", source_of(&facts)), &format!("email:{email}")]);
-    // Failures name the claimed email (cut short: it is the caller's text)
-    // and, when it has an account, that account's first organization, so
-    // its admins see attempts on it.
+    // Failures name the claimed email and, when it has an account, that
+    // account's first organization, so its admins see attempts on it.
     let known = state.meta.user_by_email(&email).await?;
     if let Ok(mut facts) = facts.lock() {
-        facts.actor = email.chars().take(254).collect();
+        facts.actor = email.clone();
         facts.credential = "password";
         if let Some(user) = &known {
             facts.user_id = Some(user.id);
@@ -237,7 +260,7 @@ pub(super) async fn login(
     };
     let token = start_session(&state, &user).await?;
     let body = me_json(&state, &user).await?;
-    Ok(session_response(&state, &token, body))
+    Ok(session_response(&state, &headers, &token, body))
 }
 
 pub(super) async fn logout(
@@ -250,9 +273,8 @@ pub(super) async fn logout(
         state.meta.delete_login_session(token).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie_header(None, 0, state.auth.secure_cookie));
+    let secure = secure_cookie(&state.auth, &headers);
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie_header(None, 0, secure));
     Ok(response)
 }
 
@@ -261,6 +283,7 @@ pub(super) async fn logout(
 pub(super) async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = caller.session_user()?.clone();
@@ -271,7 +294,7 @@ pub(super) async fn change_password(
     state.meta.set_password(user.id, &request.new_password).await?;
     let token = start_session(&state, &user).await?;
     let body = me_json(&state, &user).await?;
-    Ok(session_response(&state, &token, body))
+    Ok(session_response(&state, &headers, &token, body))
 }
 
 pub(super) async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -408,6 +431,7 @@ pub(super) async fn add_member(
     let organization_id = id(&organization_id)?;
     let acting = require_admin(&state, &caller, organization_id, Access::Write("organization")).await?;
     let request: MemberRequest = parse(&body)?;
+    bounded_email(&request.email)?;
     let role = parse_role(request.role.as_deref().unwrap_or("member"))?;
     let user = match (state.meta.user_by_email(&request.email).await?, request.password) {
         (Some(user), _) => user,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
+use warren_core::config::AuthConfig;
 use warren_meta::accounts::{ApiKey, Role, User};
 use warren_meta::Project;
 
@@ -319,6 +320,23 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter(|value| !value.is_empty())
 }
 
+/// Whether the session cookie goes out `Secure` (over HTTPS only): always
+/// when `[auth] secure_cookie` says so, and when the reverse proxy Warren
+/// is configured to trust (`[auth] client_address_header`) says the client
+/// came in over HTTPS (`X-Forwarded-Proto: https`, its first entry being
+/// the outermost hop). Without a configured proxy the header is anyone's
+/// claim and is ignored.
+pub(crate) fn secure_cookie(auth: &AuthConfig, headers: &HeaderMap) -> bool {
+    let forwarded_https = || {
+        headers
+            .get("x-forwarded-proto")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    };
+    auth.secure_cookie || (auth.client_address_header.is_some() && forwarded_https())
+}
+
 /// `Set-Cookie` for a session; `None` clears it. HttpOnly keeps scripts
 /// from reading it; SameSite=Lax keeps other sites from posting with it.
 pub(crate) fn session_cookie_header(token: Option<&str>, max_age_secs: u64, secure: bool) -> HeaderValue {
@@ -366,6 +384,23 @@ mod tests {
         headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         headers.insert(header::ORIGIN, HeaderValue::from_static("https://blog.example"));
         assert!(same_origin(&headers).is_err());
+    }
+
+    #[test]
+    fn the_cookie_is_secure_when_configured_or_a_trusted_proxy_saw_https() {
+        let mut headers = HeaderMap::new();
+        let direct = AuthConfig::default();
+        let proxied = AuthConfig { client_address_header: Some("x-forwarded-for".into()), ..direct.clone() };
+        let forced = AuthConfig { secure_cookie: true, ..direct.clone() };
+        assert!(!secure_cookie(&direct, &headers) && !secure_cookie(&proxied, &headers));
+        assert!(secure_cookie(&forced, &headers));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS, http"));
+        assert!(secure_cookie(&proxied, &headers), "the outermost hop was HTTPS");
+        assert!(!secure_cookie(&direct, &headers), "no trusted proxy: the header is ignored");
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        assert!(!secure_cookie(&proxied, &headers));
+        let cookie = session_cookie_header(Some("abc"), 60, true);
+        assert!(cookie.to_str().is_ok_and(|c| c.ends_with("; Secure")), "{cookie:?}");
     }
 
     #[test]

@@ -7,15 +7,18 @@
 //! the same answer here as from an SDK evaluating locally, and as on
 //! PostHog. Person and group properties are the stored ones overlaid with
 //! those the request sends.
+//!
+//! `/flags` and `/decide` are called by every SDK as often as capture is,
+//! so they share capture's admission budget (requests in flight and their
+//! bytes): past it they are answered 503 `overloaded` as capture is.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -29,6 +32,7 @@ use warren_query::model::GroupOperator;
 
 use super::auth::{Access, Caller};
 use super::entities::StoredCohort;
+use crate::admission::Ticket;
 use crate::{ApiError, AppState};
 
 /// What the SDKs send. posthog-python names the token `api_key`,
@@ -54,19 +58,25 @@ pub(crate) struct FlagsRequest {
     flag_keys_to_evaluate: Option<Vec<String>>,
 }
 
-/// The JSON of a request body, gunzipped when it is gzip.
-fn request(body: &Bytes) -> Result<FlagsRequest, ApiError> {
-    let mut text = Vec::new();
-    let bytes: &[u8] = if body.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(&body[..])
-            .take(20 << 20)
-            .read_to_end(&mut text)
-            .map_err(|e| ApiError::InvalidCompression(e.to_string()))?;
-        &text
+/// Reads an SDK's request within the admission budget: the body, then its
+/// JSON, gunzipped when it is gzip, at most capture's single-event limit
+/// either way. The ticket is held until the answer.
+async fn request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Ticket, FlagsRequest), ApiError> {
+    let limit = state.capture.max_event_bytes;
+    let (mut ticket, body) = crate::capture::admitted_body(state, headers, body, limit).await?;
+    let json = if body.starts_with(&[0x1f, 0x8b]) {
+        crate::capture::gunzip(&body, limit, &mut |bytes| ticket.reserve(bytes))?
     } else {
         body
     };
-    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidPayload(e.to_string()))
+    // The parsed request takes about as much again.
+    ticket.reserve(json.len())?;
+    let request = serde_json::from_slice(&json).map_err(|e| ApiError::InvalidPayload(e.to_string()))?;
+    Ok((ticket, request))
 }
 
 /// A flag as stored, read for evaluation.
@@ -125,9 +135,8 @@ fn in_cohort_group(group: &CohortGroup, properties: &Map<String, Value>, now_ms:
 
 async fn evaluate_request(
     state: &AppState,
-    body: &Bytes,
+    request: FlagsRequest,
 ) -> Result<(Project, Vec<(Flag, flags::FlagEvaluation)>), ApiError> {
-    let request = request(body)?;
     let token = request.token.or(request.api_key).ok_or(ApiError::MissingToken)?;
     let project = state.meta.project_by_token(&token).await?.ok_or(ApiError::UnknownToken)?;
     let distinct_id = match &request.distinct_id {
@@ -270,8 +279,13 @@ fn legacy(results: &[(Flag, flags::FlagEvaluation)]) -> (Map<String, Value>, Map
     (values, payloads)
 }
 
-pub(super) async fn evaluate(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let (_, results) = evaluate_request(&state, &body).await?;
+pub(super) async fn evaluate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (_ticket, request) = request(&state, &headers, body).await?;
+    let (_, results) = evaluate_request(&state, request).await?;
     metrics::counter!(names::FLAG_REQUESTS, "endpoint" => "flags").increment(1);
     let flags: Map<String, Value> =
         results.iter().map(|(flag, evaluation)| (flag.key.clone(), record(flag, evaluation))).collect();
@@ -285,8 +299,13 @@ pub(super) async fn evaluate(State(state): State<AppState>, body: Bytes) -> Resu
     })))
 }
 
-pub(super) async fn decide(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let (_, results) = evaluate_request(&state, &body).await?;
+pub(super) async fn decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (_ticket, request) = request(&state, &headers, body).await?;
+    let (_, results) = evaluate_request(&state, request).await?;
     metrics::counter!(names::FLAG_REQUESTS, "endpoint" => "decide").increment(1);
     let (values, payloads) = legacy(&results);
     Ok(Json(json!({

@@ -192,7 +192,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             M::POST,
             "/api/signup",
             "signup",
-            "Create a user, an organization and its first project; signs in",
+            "Create a user, an organization and its first project; signs in (see `[auth] signup`)",
         )
         .guard(Guard::Public)
         .body("SignupRequest")

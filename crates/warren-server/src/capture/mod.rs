@@ -24,8 +24,10 @@ use warren_core::metrics as names;
 use warren_log::AppendRecord;
 
 use self::events::{event_token, parse_batch, validate_event, validate_token};
+pub(crate) use self::payload::gunzip;
 use self::payload::CaptureQuery;
 use self::timestamp::EventClock;
+use crate::admission::Ticket;
 use crate::{ApiError, AppState};
 
 /// What a route changes about decoding.
@@ -83,23 +85,9 @@ async fn capture(
     let limit = if kind.batch { state.capture.max_batch_bytes } else { state.capture.max_event_bytes };
     let query = CaptureQuery::parse(request.uri().query());
     let (parts, body) = request.into_parts();
-    let announced = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
     // Held until the answer: the body, its decoded form and the records
     // built from it are all alive until the log has them.
-    let mut ticket = match state.admission.admit(announced.unwrap_or(limit).min(limit)) {
-        Ok(ticket) => ticket,
-        Err(refused) => {
-            // Read and drop the body so the client hears the 503 instead of
-            // a reset connection; this costs no memory.
-            discard_body(body, state.capture.body_timeout_secs).await;
-            return Err(refused);
-        }
-    };
-    let body = read_body(body, announced, limit, state.capture.body_timeout_secs).await?;
+    let (mut ticket, body) = admitted_body(&state, &parts.headers, body, limit).await?;
     metrics::histogram!(names::CAPTURE_PAYLOAD_BYTES).record(body.len() as f64);
 
     let mut reserve = |bytes| ticket.reserve(bytes);
@@ -123,6 +111,10 @@ async fn capture(
 }
 
 /// Validates a parsed batch and appends it to the log; returns once durable.
+/// The append is all or nothing, so an error answer stored none of the
+/// batch and the SDK's retry of it stores each event once; an answer lost
+/// after the append (a crash, a cut connection) leaves a retry that ingest
+/// drops by (project, uuid).
 async fn store_batch(
     state: &AppState,
     query: &CaptureQuery,
@@ -209,6 +201,32 @@ fn resolve_token(batch: &events::Batch<'_>) -> Result<Option<String>, ApiError> 
         }
     }
     Ok(found)
+}
+
+/// Admits a request to the budget of requests in flight and their bytes
+/// (capture's, which the SDKs' flag routes share), then reads its body, at
+/// most `limit` bytes. The ticket holds the body's share until dropped; a
+/// refused body is read and dropped, so the client hears its 503.
+pub(crate) async fn admitted_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<(Ticket, Bytes), ApiError> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let ticket = match state.admission.admit(announced.unwrap_or(limit).min(limit)) {
+        Ok(ticket) => ticket,
+        Err(refused) => {
+            // Dropping a body as it arrives costs no memory.
+            discard_body(body, state.capture.body_timeout_secs).await;
+            return Err(refused);
+        }
+    };
+    let body = read_body(body, announced, limit, state.capture.body_timeout_secs).await?;
+    Ok((ticket, body))
 }
 
 /// How much of a refused body is read and dropped so that the client hears

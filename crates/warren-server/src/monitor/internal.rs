@@ -138,6 +138,7 @@ fn ingest(earlier: &Reading, now: &Reading, seconds: f64) -> Map<String, Value> 
         "warnings": grew(names::INGEST_WARNINGS, None),
         "persons_created": grew(names::INGEST_PERSONS_CREATED, None),
         "batch_failures": grew(names::INGEST_BATCH_FAILURES, None),
+        "lost_to_retention": grew(names::INGEST_EVENTS_LOST_TO_RETENTION, None),
         "lag_records": now.gauge(names::INGEST_LAG_RECORDS),
         "freshness_seconds": now.gauge(names::INGEST_FRESHNESS_SECONDS),
     }))

@@ -12,6 +12,10 @@ use warren_testkit::{TestServer, API_KEY};
 
 use crate::{http, BIN};
 
+/// Sign-up stays open after the first organization (it is closed by
+/// default), for tests that sign strangers up.
+pub(crate) const OPEN_SIGNUP: (&str, &str) = ("WARREN_AUTH__SIGNUP", "true");
+
 /// A client of one account: a session cookie, or a key.
 #[derive(Clone)]
 pub(crate) struct Client {
@@ -129,7 +133,7 @@ fn samples() -> Vec<(&'static str, Value, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_user_signs_up_and_manages_every_entity() {
-    signs_up_and_manages_every_entity(TestServer::start(BIN)).await;
+    signs_up_and_manages_every_entity(TestServer::start_with_env(BIN, &[OPEN_SIGNUP])).await;
 }
 
 /// The same on a PostgreSQL meta store: the whole API on the scale-out
@@ -139,7 +143,8 @@ async fn a_new_user_signs_up_and_manages_every_entity_on_postgresql() {
     // `shared` reports a missing PostgreSQL (and fails under CI) itself.
     let Some(postgres) = warren_testkit::services::PostgresServer::shared() else { return };
     let url = postgres.fresh_database();
-    signs_up_and_manages_every_entity(TestServer::start_with_env(BIN, &[("WARREN_META_URL", &url)])).await;
+    let env = [("WARREN_META_URL", url.as_str()), OPEN_SIGNUP];
+    signs_up_and_manages_every_entity(TestServer::start_with_env(BIN, &env)).await;
 }
 
 async fn signs_up_and_manages_every_entity(server: TestServer) {
@@ -242,7 +247,7 @@ fn fill(path: &str, project: i64, organization: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_refuses_missing_revoked_foreign_and_read_only_credentials() {
-    let server = TestServer::start(BIN);
+    let server = TestServer::start_with_env(BIN, &[OPEN_SIGNUP]);
     let anonymous = Client::anonymous(&server);
     let schema = anonymous.ok(Method::GET, "/api/schema/", None).await;
     let (session, signed_up) = sign_up(&server, "owner@example.com").await;
@@ -330,6 +335,7 @@ async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
         &[
             ("WARREN_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "5"),
             ("WARREN_AUTH__CLIENT_ADDRESS_HEADER", "x-forwarded-for"),
+            OPEN_SIGNUP,
         ],
     );
     let (owner, signed_up) = sign_up(&server, "owner@example.com").await;
@@ -380,9 +386,21 @@ async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
         .await
         .expect("log in");
     assert_eq!(response.status().as_u16(), 200);
-    let cookie =
-        response.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next());
+    let set_cookie = response.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let cookie = set_cookie.split(';').next().filter(|c| !c.is_empty());
     let newcomer = Client { base: server.url.clone(), cookie: cookie.map(str::to_string), key: None };
+    // The trusted proxy says the client came over HTTPS: the cookie is
+    // sent back over HTTPS only.
+    let over_tls = http()
+        .post(format!("{}/api/login/", server.url))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"email": "new@example.com", "password": "handed over"}))
+        .send()
+        .await
+        .expect("log in behind TLS");
+    let set_cookie = over_tls.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(set_cookie.ends_with("; Secure"), "behind a TLS proxy: {set_cookie}");
     // The newcomer replaces the handed-over password.
     let change = |current: &str| json!({"current_password": current, "new_password": "my own secret"});
     assert_eq!(
@@ -457,6 +475,54 @@ async fn the_audit_log_names_who_did_what_and_log_in_is_rate_limited() {
     let right = json!({"email": "owner@example.com", "password": "a long password"});
     if started.elapsed() < Duration::from_secs(50) {
         assert_eq!(anonymous.call(Method::POST, "/api/login/", Some(right)).await.0, 429);
+    }
+}
+
+/// By default sign-up makes only the first organization, which a started
+/// server already has; strangers are refused with a code and the setting
+/// that opens it, and admins add people instead. Emails are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_is_closed_by_default_after_the_first_organization() {
+    let server = TestServer::start(BIN);
+    let anonymous = Client::anonymous(&server);
+    let stranger = json!({"email": "stranger@example.com", "password": "a long password"});
+    let (status, refused) = anonymous.call(Method::POST, "/api/signup/", Some(stranger)).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("signup_closed")), "{refused}");
+    let detail = refused["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("signup = true") && detail.contains("admin"), "says how to get in: {detail}");
+
+    let credentials = server.first_start_credentials();
+    let admin =
+        json!({"email": credentials["dashboard_email"], "password": credentials["dashboard_password"]});
+    let response =
+        http().post(format!("{}/api/login/", server.url)).json(&admin).send().await.expect("log in");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = response
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let owner = Client::with_cookie(&server, cookie);
+    let invited = json!({"email": "stranger@example.com", "password": "handed over", "role": "member"});
+    owner.ok(Method::POST, "/api/organizations/1/members/", Some(invited)).await;
+    let (status, _) = anonymous
+        .call(
+            Method::POST,
+            "/api/login/",
+            Some(json!({"email": "stranger@example.com", "password": "handed over"})),
+        )
+        .await;
+    assert_eq!(status, 200, "the admin's way in works");
+
+    let long = format!("{}@example.com", "a".repeat(260));
+    for path in ["/api/login/", "/api/signup/"] {
+        let (status, body) = anonymous
+            .call(Method::POST, path, Some(json!({"email": long, "password": "whatever it is"})))
+            .await;
+        let expected = if path == "/api/login/" { (400, "email_too_long") } else { (403, "signup_closed") };
+        assert_eq!((status, body["code"].as_str().unwrap_or_default()), expected, "{path}: {body}");
     }
 }
 

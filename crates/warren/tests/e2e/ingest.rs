@@ -1,11 +1,12 @@
 //! Ingest end to end: SDK events reach the Delta events table with their
 //! persons, an independent Delta reader sees the same rows, and SIGKILL at
-//! random moments during ingestion loses and doubles nothing.
+//! random moments during capture and ingestion, with senders retrying every
+//! failed request as the SDKs do, loses and doubles nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,9 @@ use warren_meta::MetaStore;
 use warren_store::{DeltaStore, DeltaStoreOptions, EventRow};
 use warren_testkit::{require, TestServer, TOKEN};
 
+use crate::durability::{start_senders, stop_senders, MakeBatch, Tally, Target};
 use crate::sdk::python;
-use crate::{http, repo_root, BIN};
+use crate::{repo_root, BIN};
 
 pub(crate) async fn open_table(data_dir: &Path) -> DeltaStore {
     let options = DeltaStoreOptions::from_config(&EventStoreConfig::default(), data_dir).expect("options");
@@ -33,7 +35,7 @@ pub(crate) async fn wait_for_rows(data_dir: &Path, count: usize) -> Vec<EventRow
 
 /// Rows of the table once `done` says they are all there, or once the
 /// table has stopped growing for a minute.
-async fn wait_until_rows(data_dir: &Path, done: impl Fn(&[EventRow]) -> bool) -> Vec<EventRow> {
+pub(crate) async fn wait_until_rows(data_dir: &Path, done: impl Fn(&[EventRow]) -> bool) -> Vec<EventRow> {
     let table = open_table(data_dir).await;
     // Ingest may be slow on a loaded machine; give up only when it stops
     // making progress.
@@ -129,47 +131,23 @@ const CLIENTS: usize = 4;
 const BATCH: usize = 50;
 const USERS: usize = 40;
 
-/// Clients sending events (a tenth of them `$identify`) until `stop`.
-fn start_clients(
-    url: &str,
-    round: usize,
-    acked: &Arc<Mutex<HashSet<Uuid>>>,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..CLIENTS)
-        .map(|client_id| {
-            let (url, acked, stop) = (url.to_string(), acked.clone(), stop.clone());
-            tokio::spawn(async move {
-                let client = http();
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let uuids: Vec<Uuid> = (0..BATCH).map(|_| Uuid::now_v7()).collect();
-                    let events: Vec<Value> = uuids
-                        .iter()
-                        .enumerate()
-                        .map(|(i, uuid)| {
-                            let user = (n * BATCH + i + client_id * 7) % USERS;
-                            if i.is_multiple_of(10) {
-                                json!({"event": "$identify", "uuid": uuid, "distinct_id": format!("user-{user}"),
-                                    "properties": {"$anon_distinct_id": format!("anon-{user}"),
-                                        "$set": {"round": round}}})
-                            } else {
-                                json!({"event": "step", "uuid": uuid, "distinct_id": format!("anon-{user}"),
-                                    "properties": {"n": n, "$set": {"last_step": n}}})
-                            }
-                        })
-                        .collect();
-                    n += 1;
-                    let body = json!({"api_key": TOKEN, "batch": events});
-                    match client.post(format!("{url}/batch/")).json(&body).send().await {
-                        Ok(response) if response.status() == 200 => acked.lock().expect("lock").extend(uuids),
-                        Ok(response) => panic!("unexpected status {}", response.status()),
-                        Err(_) => break,
-                    }
+/// Batches of events, a tenth of them `$identify`, each with its own uuid.
+fn identify_and_steps() -> MakeBatch {
+    Arc::new(|client_id, n| {
+        (0..BATCH)
+            .map(|i| {
+                let uuid = Uuid::now_v7();
+                let user = (n * BATCH + i + client_id * 7) % USERS;
+                if i.is_multiple_of(10) {
+                    json!({"event": "$identify", "uuid": uuid, "distinct_id": format!("user-{user}"),
+                        "properties": {"$anon_distinct_id": format!("anon-{user}"), "$set": {"n": n}}})
+                } else {
+                    json!({"event": "step", "uuid": uuid, "distinct_id": format!("anon-{user}"),
+                        "properties": {"n": n, "$set": {"last_step": n}}})
                 }
             })
-        })
-        .collect()
+            .collect()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,26 +158,31 @@ async fn sigkill_during_ingestion_loses_and_doubles_nothing() {
     // Small batches so kills land between and inside many commits.
     let env = [("WARREN_INGEST__BATCH_MAX_EVENTS", "300"), ("WARREN_INGEST__BATCH_MAX_WAIT_MS", "100")];
     let mut server = TestServer::start_with_env(BIN, &env);
-    let acked = Arc::new(Mutex::new(HashSet::new()));
-    for round in 0..ROUNDS {
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients = start_clients(&server.url, round, &acked, &stop);
+    // The senders run through every kill: a request cut off by one is sent
+    // again, with the same uuids, to the restarted server.
+    let target = Target::new(&server.url);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(&target, CLIENTS, &identify_and_steps(), &tally, &stop);
+    for _ in 0..ROUNDS {
         tokio::time::sleep(Duration::from_millis(rng.random_range(400..1500))).await;
         server.kill();
-        stop.store(true, Ordering::Relaxed);
-        for client in clients {
-            client.await.expect("client");
-        }
         server.restart();
+        target.set(&server.url);
         // Sometimes kill again while ingest is catching up on its own.
         if rng.random_bool(0.5) {
             tokio::time::sleep(Duration::from_millis(rng.random_range(50..600))).await;
             server.kill();
             server.restart();
+            target.set(&server.url);
         }
     }
-    let acked = acked.lock().expect("lock").clone();
+    stop_senders(senders, &stop).await;
+    let tally = Arc::try_unwrap(tally).ok().expect("senders are done").into_inner().expect("lock");
+    let acked = tally.acked;
     assert!(acked.len() > ROUNDS * BATCH, "the test acknowledged traffic ({})", acked.len());
+    assert_eq!(acked, tally.sent, "every request was retried until acknowledged");
+    assert!(tally.retries > 0, "the kills cut requests off, and they were sent again");
     // Not a count: events stored but never acknowledged (a kill cut the
     // answer off) would make up for acknowledged ones still to come.
     let rows = wait_until_rows(server.data_dir(), |rows| {
@@ -214,17 +197,22 @@ async fn sigkill_during_ingestion_loses_and_doubles_nothing() {
         *counts.entry(row.uuid).or_default() += 1;
     }
     let doubled = counts.values().filter(|count| **count > 1).count();
-    assert_eq!(doubled, 0, "rows stored twice");
+    assert_eq!(doubled, 0, "rows stored twice; seed {seed}");
     let lost: HashSet<Uuid> = acked.iter().filter(|uuid| !counts.contains_key(uuid)).copied().collect();
+    let log = server.read_log();
     if !lost.is_empty() {
         // Whether the log lost them or ingest did not store them.
-        let in_log = server.read_log().iter().filter(|event| lost.contains(&event.uuid)).count();
+        let in_log = log.iter().filter(|event| lost.contains(&event.uuid)).count();
         panic!(
             "{} acknowledged events (of {}) missing from the table, {in_log} of them in the event log; seed {seed}",
             lost.len(),
             acked.len()
         );
     }
+    // A kill between a write and its answer leaves an event in the log that
+    // the retry appends again: the table must still hold it once.
+    let resent = log.len() - log.iter().map(|event| event.uuid).collect::<HashSet<_>>().len();
+    eprintln!("{} retries, {resent} events in the log twice, each stored once", tally.retries);
 
     // Every row, through the overrides, names its distinct id's person.
     let meta_url = format!("sqlite://{}", server.data_dir().join("meta.db").display());

@@ -53,18 +53,26 @@ fn first_lines_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) 
 }
 
 #[test]
-fn first_start_prints_the_secrets_once_and_config_comes_from_the_environment() {
+fn first_start_writes_the_secrets_once_to_an_owner_only_file_and_config_comes_from_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("dir");
     let first = first_lines(dir.path(), &[("WARREN_EVENT_LOG__PARTITIONS", "3")]);
-    let token_line = first.iter().find(|l| l.contains("project token")).expect("token printed");
-    assert!(token_line.contains("phc_"), "{token_line}");
-    assert!(first.iter().any(|l| l.contains("personal API key") && l.contains("phx_")));
-    let sign_in =
-        first.iter().find(|l| l.contains("dashboard sign-in")).expect("a dashboard sign-in printed");
-    assert!(sign_in.contains("admin@warren.local / "), "{sign_in}");
+    let file = dir.path().join(warren_core::FIRST_START_CREDENTIALS);
+    let text = first.join("\n");
+    assert!(text.contains(&file.display().to_string()), "the file's path is printed: {text}");
+    let credentials = warren_testkit::read_credentials(&file);
+    assert!(credentials["project_token"].starts_with("phc_"), "{credentials:?}");
+    assert!(credentials["personal_api_key"].starts_with("phx_"), "{credentials:?}");
+    assert_eq!(credentials["dashboard_email"], "admin@warren.local");
+    for secret in credentials.values().filter(|value| !value.contains('@')) {
+        assert!(!text.contains(secret.as_str()), "a secret was printed: {text}");
+    }
+    let mode = std::fs::metadata(&file).expect("credentials file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+    let written = std::fs::read(&file).expect("credentials");
     let second = first_lines(dir.path(), &[]);
-    assert!(!second.iter().any(|l| l.contains("project token")), "shown once: {second:?}");
-    assert!(!second.iter().any(|l| l.contains("dashboard sign-in")), "shown once: {second:?}");
+    assert!(!second.iter().any(|l| l.contains(warren_core::FIRST_START_CREDENTIALS)), "once: {second:?}");
+    assert_eq!(std::fs::read(&file).expect("credentials"), written, "a restart leaves the file alone");
     let meta = std::fs::read_to_string(dir.path().join("log/log.json")).expect("log meta");
     let meta: serde_json::Value = serde_json::from_str(&meta).expect("json");
     assert_eq!(meta["partitions"], 3, "WARREN_EVENT_LOG__PARTITIONS applied at creation");

@@ -5,9 +5,11 @@
 mod accounts;
 mod bad_input;
 mod clickhouse;
+mod connections;
 mod crash;
 mod dashboard;
 mod differential;
+mod durability;
 mod expect;
 mod flags;
 mod ingest;
