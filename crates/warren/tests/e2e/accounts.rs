@@ -688,8 +688,26 @@ async fn actions_and_cohorts_work_in_queries_and_ingest_collects_definitions() {
         .call(
             Method::POST,
             "/api/projects/1/query/",
-            Some(trends(pageviews, json!([{"type": "cohort", "key": "id", "value": 9999}]))),
+            Some(trends(pageviews.clone(), json!([{"type": "cohort", "key": "id", "value": 9999}]))),
         )
         .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query")), "{body}");
+
+    // Another project's cohort and action do not exist for this one.
+    let other = api.ok(Method::POST, "/api/organizations/1/projects/", Some(json!({"name": "Other"}))).await;
+    let other = other["id"].as_i64().expect("the other project's id");
+    let theirs = |kind: &str, body: Value| {
+        let api = &api;
+        let path = format!("/api/projects/{other}/{kind}/");
+        async move { api.ok(Method::POST, &path, Some(body)).await }
+    };
+    let their_cohort = theirs("cohorts", json!({"name": "Theirs", "is_static": true})).await;
+    let their_action = theirs("actions", json!({"name": "Theirs", "steps": [{"event": "$pageview"}]})).await;
+    for query in [
+        trends(pageviews.clone(), json!([{"type": "cohort", "key": "id", "value": their_cohort["id"]}])),
+        trends(json!({"kind": "ActionsNode", "id": their_action["id"]}), json!([])),
+    ] {
+        let (status, body) = api.call(Method::POST, "/api/projects/1/query/", Some(query)).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query")), "{body}");
+    }
 }
