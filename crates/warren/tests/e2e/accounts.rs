@@ -24,6 +24,17 @@ pub(crate) struct Client {
     key: Option<String>,
 }
 
+/// The `warren_session=…` pair a log-in or sign-up answer sets.
+pub fn session_cookie(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string()
+}
+
 impl Client {
     pub fn anonymous(server: &TestServer) -> Self {
         Self { base: server.url.clone(), cookie: None, key: None }
@@ -72,13 +83,7 @@ pub(crate) async fn sign_up(server: &TestServer, email: &str) -> (Client, Value)
         .await
         .expect("signup");
     assert_eq!(response.status().as_u16(), 200, "signup {email}");
-    let cookie = response
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_string();
+    let cookie = session_cookie(&response);
     let body: Value = response.json().await.expect("signup body");
     (Client { base: server.url.clone(), cookie: Some(cookie), key: None }, body)
 }
@@ -497,13 +502,7 @@ async fn sign_up_is_closed_by_default_after_the_first_organization() {
     let response =
         http().post(format!("{}/api/login/", server.url)).json(&admin).send().await.expect("log in");
     assert_eq!(response.status().as_u16(), 200);
-    let cookie = response
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_string();
+    let cookie = session_cookie(&response);
     let owner = Client::with_cookie(&server, cookie);
     let invited = json!({"email": "stranger@example.com", "password": "handed over", "role": "member"});
     owner.ok(Method::POST, "/api/organizations/1/members/", Some(invited)).await;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use reqwest::Method;
 use serde_json::{json, Value};
 use warren_testkit::{require, TestServer, API_KEY, TOKEN};
@@ -44,13 +44,7 @@ pub(crate) async fn log_in(server: &TestServer, email: &str, password: &str) -> 
         .await
         .expect("log in");
     assert_eq!(response.status().as_u16(), 200);
-    response
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_string()
+    crate::accounts::session_cookie(&response)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
