@@ -25,7 +25,8 @@ pub struct WarrenConfig {
     /// `text` for people, `json` for log pipelines.
     pub log_format: LogFormat,
     /// Log filter: a level (`info`) or per-module directives
-    /// (`warn,warren_log=debug`).
+    /// (`warn,warren_log=debug`). The default keeps Warren's own events at
+    /// INFO and its dependencies' at WARN; `RUST_LOG`, when set, wins.
     pub log_level: String,
     pub http: HttpConfig,
     pub event_log: EventLogConfig,
@@ -39,6 +40,11 @@ pub struct WarrenConfig {
     pub self_monitoring: SelfMonitoringConfig,
 }
 
+/// Warren's crates (every target starting `warren`) at INFO, everything
+/// else at WARN: the Delta kernel and the HTTP stack log their own INFO
+/// spans by the dozen, which drowned a first start's useful lines.
+pub const DEFAULT_LOG_LEVEL: &str = "warn,warren=info";
+
 impl Default for WarrenConfig {
     fn default() -> Self {
         Self {
@@ -47,7 +53,7 @@ impl Default for WarrenConfig {
             data_dir: PathBuf::from("./warren-data"),
             meta_url: None,
             log_format: LogFormat::Text,
-            log_level: "info".into(),
+            log_level: DEFAULT_LOG_LEVEL.into(),
             http: HttpConfig::default(),
             event_log: EventLogConfig::default(),
             capture: CaptureConfig::default(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::watch;
-use warren_core::config::{LogFormat, QueryBackendKind, Role, WarrenConfig};
+use warren_core::config::{LogFormat, QueryBackendKind, Role, WarrenConfig, DEFAULT_LOG_LEVEL};
 use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::{ADMIN_LISTENING_LINE, FIRST_START_CREDENTIALS, LISTENING_LINE};
 use warren_log::{EventLog, RetentionPolicy, SegmentLog, SegmentLogOptions};
@@ -202,10 +202,14 @@ fn apply_flags(config: &mut WarrenConfig, args: &ServeArgs) {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` when it is set (the usual way
+/// to look closer for one run), else by the configured `log_level`.
 fn init_tracing(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|error| {
-        eprintln!("invalid log_level {level:?} ({error}); using info");
-        tracing_subscriber::EnvFilter::new("info")
+    let level =
+        std::env::var("RUST_LOG").ok().filter(|l| !l.trim().is_empty()).unwrap_or_else(|| level.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|error| {
+        eprintln!("invalid log filter {level:?} ({error}); using {DEFAULT_LOG_LEVEL}");
+        tracing_subscriber::EnvFilter::new(DEFAULT_LOG_LEVEL)
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
