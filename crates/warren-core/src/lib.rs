@@ -32,6 +32,11 @@ pub const ADMIN_LISTENING_LINE: &str = "warren admin listening on ";
 /// (mode 0600), as `name = "value"` lines; only its path is printed.
 pub const FIRST_START_CREDENTIALS: &str = "first-start-credentials";
 
+/// The name under which ingest records what it has stored: its event-log
+/// consumer group, its writer name in every event store and its consumer
+/// in the meta store. The System page compares stores by it.
+pub const INGEST_CONSUMER: &str = "ingest";
+
 /// Now, in Unix milliseconds.
 pub fn unix_millis() -> i64 {
     std::time::SystemTime::now()

@@ -91,6 +91,12 @@ pub const INGEST_EVENTS_LOST_TO_RETENTION: &str = "warren_ingest_events_lost_to_
 /// Seconds from capture's acknowledgement to the store commit, for the
 /// oldest event of the last batch.
 pub const INGEST_FRESHNESS_SECONDS: &str = "warren_ingest_freshness_seconds";
+/// Log records the replica (the ClickHouse cluster) holds fewer than the
+/// canonical store: 0 while it is written beside every batch.
+pub const INGEST_REPLICA_LAG_RECORDS: &str = "warren_ingest_replica_lag_records";
+/// Writes to the replica that failed, after which it fell behind and
+/// catches up by itself.
+pub const INGEST_REPLICA_FAILURES: &str = "warren_ingest_replica_failures_total";
 /// Bytes of the data files in the events table's current version.
 pub const STORE_BYTES: &str = "warren_store_bytes";
 /// Runs of background jobs, labelled `job` and `outcome` (ok, failed).
@@ -159,6 +165,12 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Capture acknowledgement to store commit, oldest event of the last batch.",
     ),
+    (
+        INGEST_REPLICA_LAG_RECORDS,
+        Kind::Gauge,
+        "Log records the ClickHouse replica holds fewer than the canonical store.",
+    ),
+    (INGEST_REPLICA_FAILURES, Kind::Counter, "Replica writes that failed (the replica then catches up)."),
     (STORE_BYTES, Kind::Gauge, "Bytes of data files in the current events-table version."),
     (JOB_RUNS, Kind::Counter, "Background job runs, by job and outcome."),
     (JOB_SECONDS, Kind::Histogram, "Duration of one background job run, by job."),

@@ -12,7 +12,9 @@
 //! loses nor duplicates an event. Records the log deleted before ingest
 //! read them (only retention told to ignore consumers does that) are
 //! counted, logged and put on the job board, never skipped silently.
-//! Sender mistakes become ingestion warnings.
+//! Sender mistakes become ingestion warnings. A replica beside the event
+//! store (the ClickHouse cluster) is written after it and catches up by
+//! itself when it was away (`replica`): its outage never stops ingest.
 //!
 //! This crate never writes the event log and never serves HTTP.
 
@@ -24,6 +26,9 @@ mod normalize;
 mod person_size;
 mod persons;
 mod pipeline;
+mod replica;
+mod teams;
 
 pub use error::IngestError;
 pub use pipeline::{Ingester, CONSUMER, RETENTION_GAP_JOB};
+pub use replica::{REPLICA_CONSUMER, REPLICA_JOB};

@@ -1,6 +1,6 @@
 //! [`Ingester`]: the consume → resolve → commit loop and its recovery.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,11 +20,13 @@ use crate::definitions::Definitions;
 use crate::groups::GroupBatch;
 use crate::normalize::{normalize, Event};
 use crate::persons::{PersonBatch, PersonOnEvent};
+use crate::replica::{Replica, REPLICA_CONSUMER};
+use crate::teams::Teams;
 use crate::IngestError;
 
 /// The consumer name under which ingest records its offsets: the log's
 /// consumer group, the event store's writer and the meta store's consumer.
-pub const CONSUMER: &str = "ingest";
+pub const CONSUMER: &str = warren_core::INGEST_CONSUMER;
 
 /// Pause after a failed batch before it is rebuilt and retried.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -39,7 +41,7 @@ pub struct Ingester {
     meta: Arc<dyn MetaStore>,
     store: Arc<dyn EventStore>,
     config: IngestConfig,
-    teams: HashMap<String, TeamId>,
+    teams: Teams,
     recent: RecentUuids,
     /// For [`Ingester::catch_up`]: the offsets at which to stop.
     stop_at: Option<Vec<u64>>,
@@ -48,6 +50,7 @@ pub struct Ingester {
     /// Per partition, the offset up to which a retention gap was reported,
     /// so a batch retried over the same gap does not count it twice.
     gap_reported: Vec<u64>,
+    replica: Option<Replica>,
 }
 
 /// A log record, decoded.
@@ -69,18 +72,28 @@ impl Ingester {
         config: IngestConfig,
     ) -> Self {
         let recent = RecentUuids::new(config.dedup_window_events);
+        let teams = Teams::new(meta.clone());
         Self {
             log,
             meta,
             store,
             config,
-            teams: HashMap::new(),
+            teams,
             recent,
             stop_at: None,
             definitions: Definitions::default(),
             jobs: JobBoard::default(),
             gap_reported: Vec::new(),
+            replica: None,
         }
+    }
+
+    /// Keeps `replica` equal to the event store, written beside it while
+    /// in step and catching up by itself after an outage (see
+    /// [`crate::replica`]); a replica that fails never stops ingest.
+    pub fn with_replica(mut self, replica: Arc<dyn EventStore>) -> Self {
+        self.replica = Some(Replica::new(replica));
+        self
     }
 
     /// Where records lost to retention are reported, beside the metric and
@@ -153,7 +166,8 @@ impl Ingester {
             // stored rows say. It never held more than a batch; a longer gap
             // (a meta store reset beside its table) is replayed a batch at a
             // time so memory stays bounded.
-            let records = self.read_ranges(&mut next, &stored_next).await?;
+            let records =
+                read_ranges(self.log.as_ref(), &mut next, &stored_next, self.config.batch_max_events).await?;
             if records.is_empty() {
                 // Nothing left to read below the table's offsets.
                 next.clone_from(&stored_next);
@@ -161,7 +175,17 @@ impl Ingester {
             }
             self.process(records, &mut stored_next).await?;
         }
+        if let Some(replica) = &mut self.replica {
+            replica.resume(&stored_next).await?;
+        }
         loop {
+            // Between batches the meta store holds all the event store
+            // holds: the replica may catch up to it.
+            if let Some(replica) = &mut self.replica {
+                let (log, store) = (self.log.as_ref(), self.store.as_ref());
+                let max = self.config.batch_max_events;
+                replica.catch_up(log, store, &mut self.teams, &stored_next, max, &self.jobs).await;
+            }
             let records = self.gather(&mut next, shutdown).await?;
             if !records.is_empty() {
                 self.process(records, &mut stored_next).await?;
@@ -193,7 +217,7 @@ impl Ingester {
                 let Some(last) = records.last().map(|r| r.offset) else { break };
                 for record in records.iter().filter(|r| r.offset < *until) {
                     let Ok(id) = serde_json::from_slice::<Id>(&record.value) else { continue };
-                    if let Some(team) = self.team_for(&id.token, &mut unknown).await? {
+                    if let Some(team) = self.teams.of(&id.token, &mut unknown).await? {
                         self.recent.insert(team, id.uuid);
                     }
                 }
@@ -248,24 +272,6 @@ impl Ingester {
         );
     }
 
-    /// The records of each partition from `next` up to `until`, at most a
-    /// batch of them, advancing `next`.
-    async fn read_ranges(&self, next: &mut [u64], until: &[u64]) -> Result<Vec<LogRecord>, IngestError> {
-        let max = self.config.batch_max_events.max(1);
-        let mut batch = Vec::new();
-        for (partition, (from, until)) in next.iter_mut().zip(until).enumerate() {
-            while *from < *until && batch.len() < max {
-                let room = max - batch.len();
-                let wanted = usize::try_from(*until - *from).unwrap_or(usize::MAX).min(room);
-                let records = self.log.read(partition as u32, *from, wanted).await?;
-                let Some(last) = records.last().map(|r| r.offset) else { break };
-                batch.extend(records.into_iter().filter(|r| r.offset < *until));
-                *from = (last + 1).min(*until);
-            }
-        }
-        Ok(batch)
-    }
-
     /// Reads until the batch is full, its first record has waited long
     /// enough, or shutdown is asked for.
     async fn gather(
@@ -281,6 +287,9 @@ impl Ingester {
         let share = (max / next.len().max(1)).max(100);
         let mut batch = Vec::new();
         let mut first_at: Option<Instant> = None;
+        let started = Instant::now();
+        // A replica catching up gets its turn between batches, idle or not.
+        let replica_waits = self.replica.as_ref().is_some_and(|replica| !replica.in_step());
         loop {
             let mut progressed = false;
             for (partition, offset) in next.iter_mut().enumerate() {
@@ -307,7 +316,8 @@ impl Ingester {
             if first_at.is_none() && !batch.is_empty() {
                 first_at = Some(Instant::now());
             }
-            let waited = first_at.is_some_and(|at| at.elapsed() >= wait);
+            let waited = first_at.is_some_and(|at| at.elapsed() >= wait)
+                || (replica_waits && started.elapsed() >= wait);
             if batch.len() >= max || waited || *shutdown.borrow() || self.caught_up(next) {
                 return Ok(batch);
             }
@@ -316,29 +326,6 @@ impl Ingester {
                     _ = tokio::time::sleep(poll) => {}
                     _ = shutdown.changed() => {}
                 }
-            }
-        }
-    }
-
-    async fn team_for(
-        &mut self,
-        token: &str,
-        unknown: &mut HashSet<String>,
-    ) -> Result<Option<TeamId>, IngestError> {
-        if let Some(team) = self.teams.get(token) {
-            return Ok(Some(*team));
-        }
-        if unknown.contains(token) {
-            return Ok(None);
-        }
-        match self.meta.project_by_token(token).await? {
-            Some(project) => {
-                self.teams.insert(token.to_string(), project.id);
-                Ok(Some(project.id))
-            }
-            None => {
-                unknown.insert(token.to_string());
-                Ok(None)
             }
         }
     }
@@ -364,7 +351,7 @@ impl Ingester {
                     continue;
                 }
             };
-            let Some(team_id) = self.team_for(&captured.token, &mut unknown).await? else {
+            let Some(team_id) = self.teams.of(&captured.token, &mut unknown).await? else {
                 metrics::counter!(names::INGEST_EVENTS, "outcome" => "unknown_token").increment(1);
                 continue;
             };
@@ -437,8 +424,21 @@ impl Ingester {
         let row_count = rows.len();
         // Before the rows: a query that sees them must see their persons.
         self.store.write_persons(&commit).await?;
+        if let Some(replica) = self.replica.as_mut().filter(|replica| replica.in_step()) {
+            if let Err(error) = replica.store.write_persons(&commit).await {
+                replica.fell_behind(&error, &self.jobs);
+            }
+        }
         if !to_store.is_empty() {
+            // The canonical store first: the replica may lag it, never
+            // the other way round.
+            let copy = self.replica.as_ref().filter(|replica| replica.in_step()).map(|_| rows.clone());
             self.store.append(CONSUMER, rows, &to_store).await?;
+            if let (Some(replica), Some(rows)) = (self.replica.as_mut(), copy) {
+                if let Err(error) = replica.store.append(CONSUMER, rows, &to_store).await {
+                    replica.fell_behind(&error, &self.jobs);
+                }
+            }
             for (partition, next) in &to_store {
                 if let Some(slot) = stored_next.get_mut(*partition as usize) {
                     *slot = *next;
@@ -460,8 +460,12 @@ impl Ingester {
         for (team, uuid) in uuids {
             self.recent.insert(team, uuid);
         }
+        let replica_in_step = self.replica.as_ref().is_some_and(Replica::in_step);
         for (partition, next) in &offsets {
             self.log.commit(CONSUMER, *partition, *next).await?;
+            if replica_in_step {
+                self.log.commit(REPLICA_CONSUMER, *partition, *next).await?;
+            }
         }
         let done = Instant::now();
 
@@ -493,6 +497,29 @@ impl Ingester {
         }
         metrics::gauge!(names::INGEST_LAG_RECORDS).set(lag as f64);
     }
+}
+
+/// The records of each partition from `next` up to `until`, at most `max`
+/// of them, advancing `next`.
+pub(crate) async fn read_ranges(
+    log: &dyn EventLog,
+    next: &mut [u64],
+    until: &[u64],
+    max: usize,
+) -> Result<Vec<LogRecord>, IngestError> {
+    let max = max.max(1);
+    let mut batch = Vec::new();
+    for (partition, (from, until)) in next.iter_mut().zip(until).enumerate() {
+        while *from < *until && batch.len() < max {
+            let room = max - batch.len();
+            let wanted = usize::try_from(*until - *from).unwrap_or(usize::MAX).min(room);
+            let records = log.read(partition as u32, *from, wanted).await?;
+            let Some(last) = records.last().map(|r| r.offset) else { break };
+            batch.extend(records.into_iter().filter(|r| r.offset < *until));
+            *from = (last + 1).min(*until);
+        }
+    }
+    Ok(batch)
 }
 
 /// Each partition's records in log order, partitions interleaved by the

@@ -4,8 +4,9 @@
 //! [`event_store_conformance!`](crate::event_store_conformance), which
 //! expands to one `#[tokio::test]` per property: every field round-trips,
 //! offsets commit with their rows, everything survives a reopen, upkeep
-//! loses nothing, concurrent appends all land, and deleting a project's
-//! old rows touches nothing else.
+//! loses nothing, concurrent appends all land, deleting a project's old
+//! rows touches nothing else, and rows read back by key are the stored
+//! ones.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 use warren_core::person::PersonMode;
 
-use crate::{EventRow, EventStore};
+use crate::{EventKey, EventRow, EventStore};
 
 /// Opens stores of one adapter on storage the factory owns.
 #[async_trait]
@@ -43,7 +44,8 @@ macro_rules! event_store_conformance {
             durable_across_reopen,
             maintenance_keeps_every_row,
             concurrent_appends_all_land,
-            delete_events_removes_one_project_rows_in_range
+            delete_events_removes_one_project_rows_in_range,
+            read_events_answers_the_rows_asked_for
         );
     };
     (@tests $factory:expr; $($name:ident),*) => {
@@ -202,4 +204,18 @@ pub async fn delete_events_removes_one_project_rows_in_range(factory: &impl Stor
     assert_eq!(store.offsets("ingest", 1).await.expect("offsets"), HashMap::from([(0, 60)]), "offsets stay");
     let store = factory.reopen(store).await;
     assert_rows(factory, &store, &kept).await;
+}
+
+pub async fn read_events_answers_the_rows_asked_for(factory: &impl StoreFactory) {
+    let store = factory.create().await;
+    let rows: Vec<EventRow> = (0..60).map(sample_row).collect();
+    store.append("ingest", rows.clone(), &[(0, 60)]).await.expect("append");
+    let wanted: Vec<EventRow> = rows.iter().filter(|row| row.uuid.as_u128() % 4 == 1).cloned().collect();
+    let mut keys: Vec<EventKey> = wanted.iter().map(EventRow::key).collect();
+    // Absent: an unknown uuid, and a stored uuid under another project.
+    keys.push(EventKey { uuid: Uuid::from_u128(999_999), ..rows[0].key() });
+    keys.push(EventKey { team_id: 77, ..rows[1].key() });
+    let read = by_uuid(store.read_events(&keys).await.expect("read events"));
+    assert_eq!(read, by_uuid(wanted), "exactly the stored rows asked for");
+    assert!(store.read_events(&[]).await.expect("read nothing").is_empty());
 }

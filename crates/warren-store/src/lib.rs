@@ -12,9 +12,10 @@
 //! [`DeltaStore::maintain`] and reports each run to the job board. [`register_person_tables`] adds the persons,
 //! person-overrides and groups tables beside it in a DataFusion session.
 //! [`ClickHouseStore`] is the scale-out adapter: the same rows on a
-//! sharded, replicated ClickHouse cluster, which [`MirroredStore`] writes
-//! beside the canonical table so queries can be served from either, and
-//! [`backfill`] loads an existing table into it.
+//! sharded, replicated ClickHouse cluster, which ingest keeps equal to the
+//! canonical table (a replica: it may lag, never the other way round) so
+//! queries can be served from either, and [`backfill`] loads an existing
+//! table into it.
 //! [`conformance`] is the suite every adapter passes; the schema is
 //! documented in `docs/schema/events.md`.
 //!
@@ -25,7 +26,6 @@ mod clickhouse;
 pub mod conformance;
 mod delta;
 mod error;
-mod mirror;
 mod row;
 mod session;
 mod upkeep;
@@ -43,8 +43,7 @@ pub use delta::{DeltaStore, DeltaStoreOptions};
 /// query the table: one version across the workspace.
 pub use deltalake::{arrow, datafusion};
 pub use error::StoreError;
-pub use mirror::MirroredStore;
-pub use row::{EventRow, GROUP_SLOTS};
+pub use row::{EventKey, EventRow, GROUP_SLOTS};
 pub use session::register_person_tables;
 pub use upkeep::MaintenanceReport;
 
@@ -81,4 +80,16 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Runs whatever upkeep is due (compaction, vacuum).
     async fn maintain(&self) -> Result<MaintenanceReport, StoreError>;
+
+    /// The stored rows of these events, one per uuid, in no order; events
+    /// it does not hold are absent.
+    async fn read_events(&self, keys: &[EventKey]) -> Result<Vec<EventRow>, StoreError>;
+
+    /// Writes the meta store's present state of the persons these distinct
+    /// ids belong to — the persons, all their distinct ids, the overrides
+    /// into them and the persons those merged away — where this store's
+    /// queries read persons, replacing whatever older state it holds. For
+    /// a replica that missed [`EventStore::write_persons`] calls; a store
+    /// whose queries read persons from the meta store has nothing to do.
+    async fn refresh_persons(&self, team_id: i64, distinct_ids: &[String]) -> Result<(), StoreError>;
 }

@@ -1,4 +1,5 @@
-//! [`EventRow`]: one row of the events table, as ingest hands it over.
+//! [`EventRow`]: one row of the events table, as ingest hands it over,
+//! and [`EventKey`]: what names one stored row when it is read back.
 
 use uuid::Uuid;
 use warren_core::person::{PersonMode, TeamId};
@@ -31,4 +32,19 @@ pub struct EventRow {
     pub session_id: String,
     pub window_id: String,
     pub groups: [String; GROUP_SLOTS],
+}
+
+/// One stored event, as a reader asks for it back: its project, its uuid,
+/// and its time (which names the day it is stored under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventKey {
+    pub team_id: TeamId,
+    pub uuid: Uuid,
+    pub timestamp_us: i64,
+}
+
+impl EventRow {
+    pub fn key(&self) -> EventKey {
+        EventKey { team_id: self.team_id, uuid: self.uuid, timestamp_us: self.timestamp_us }
+    }
 }

@@ -8,14 +8,17 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use warren_core::jobs::JobBoard;
 use warren_store::backfill::{backfill, backfill_persons};
-use warren_store::{ClickHouseStore, ClickHouseStoreOptions};
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventStore};
 
 use crate::{config, serve};
 
 #[derive(Debug, Subcommand)]
 pub enum ClickHouseCommand {
-    /// Load the Delta table into the cluster, one day at a time; run it
-    /// again to finish a run that was stopped.
+    /// Load the Delta table into the cluster, one day at a time, then its
+    /// persons; run it again to finish a run that was stopped. Ends by
+    /// moving the cluster's offsets to what the table held when it began,
+    /// so ingest catches the cluster up from there (also past log records
+    /// that retention deleted before the cluster got them).
     Backfill(BackfillArgs),
 }
 
@@ -39,6 +42,10 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     let delta = serve::open_store(&config, &JobBoard::default()).await?;
     let clickhouse =
         ClickHouseStore::open(options, meta).await.with_context(|| format!("opening {cluster}"))?;
+    // What the table holds before it is read: once it is loaded, the
+    // cluster holds at least this much, and ingest catches it up from here.
+    let partitions = config.event_log.partitions;
+    let table_offsets = delta.offsets(warren_ingest::CONSUMER, partitions).await?;
     println!("loading the Delta table into {cluster}");
     let started = Instant::now();
     let days = backfill(&delta, &clickhouse, |day, index, total| {
@@ -78,5 +85,17 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
         projects.iter().map(|(_, n)| n).sum::<u64>(),
         started.elapsed().as_secs_f64()
     );
+    let held = clickhouse.offsets(warren_ingest::CONSUMER, partitions).await?;
+    let moved: Vec<(u32, u64)> = table_offsets
+        .into_iter()
+        .filter(|(partition, offset)| held.get(partition).is_none_or(|held| held < offset))
+        .collect();
+    if !moved.is_empty() {
+        clickhouse.append(warren_ingest::CONSUMER, Vec::new(), &moved).await?;
+        println!(
+            "the cluster's offsets now say it holds what the table held when the load began: \
+             ingest catches it up from there"
+        );
+    }
     Ok(())
 }

@@ -17,9 +17,7 @@ use warren_meta::audit::AuditEntry;
 use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
 use warren_query::{ClickHouseBackend, DataFusionBackend, QueryBackend, QueryEngine, QueryLimits};
 use warren_server::{AppState, InstanceInfo, Monitor};
-use warren_store::{
-    ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventStore, MirroredStore,
-};
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventStore};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -80,12 +78,10 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     };
     let ingest = match &store {
         Some(store) if config.role.ingests() => {
-            // The cluster is written beside the canonical table.
-            let writes: Arc<dyn EventStore> = match &clickhouse {
-                Some(replica) => Arc::new(MirroredStore::new(store.clone(), replica.clone())),
-                None => store.clone(),
-            };
-            Some(start_ingest(&config, log.clone(), meta.clone(), writes, internal.as_ref(), &jobs))
+            // The cluster is a replica of the canonical table.
+            let replica = clickhouse.clone().map(|cluster| cluster as Arc<dyn EventStore>);
+            let stores = Stores { canonical: store.clone(), replica };
+            Some(start_ingest(&config, log.clone(), meta.clone(), stores, internal.as_ref(), &jobs))
         }
         _ => None,
     };
@@ -444,59 +440,86 @@ fn query_engine(
     QueryEngine::new(backend, settings.threads, timeout).context("starting the query runtime")
 }
 
+/// Where ingest writes: the canonical table, and the cluster beside it.
+struct Stores {
+    canonical: Arc<dyn EventStore>,
+    replica: Option<Arc<dyn EventStore>>,
+}
+
+impl Stores {
+    /// Canonical first, so a replica that fails never holds it up.
+    fn all(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn EventStore>)> {
+        std::iter::once(("canonical", &self.canonical)).chain(self.replica.iter().map(|r| ("replica", r)))
+    }
+}
+
 fn start_ingest(
     config: &WarrenConfig,
     log: Arc<SegmentLog>,
     meta: Arc<dyn MetaStore>,
-    store: Arc<dyn EventStore>,
+    stores: Stores,
     internal: Option<&warren_meta::Project>,
     jobs: &JobBoard,
 ) -> IngestRole {
     let url = config.event_store.url.clone().unwrap_or_else(|| "events/ in the data dir".into());
     let (stop, stopped) = watch::channel(false);
-    let ingester =
-        warren_ingest::Ingester::new(log, meta, store.clone(), config.ingest.clone()).with_jobs(jobs.clone());
+    let mut ingester =
+        warren_ingest::Ingester::new(log, meta, stores.canonical.clone(), config.ingest.clone())
+            .with_jobs(jobs.clone());
+    if let Some(replica) = &stores.replica {
+        ingester = ingester.with_replica(replica.clone());
+    }
     let consumer = tokio::spawn(ingester.run(stopped));
+    let stores = Arc::new(stores);
     let every = Duration::from_secs(config.event_store.maintenance_interval_secs.max(1));
-    let upkeep = tokio::spawn(run_store_upkeep(store.clone(), every));
+    let upkeep = tokio::spawn(run_store_upkeep(stores.clone(), every));
     let days = config.self_monitoring.retention_days;
     let internal_retention = internal
         .filter(|_| days > 0)
-        .map(|project| tokio::spawn(run_internal_retention(store, project.id, days)));
+        .map(|project| tokio::spawn(run_internal_retention(stores, project.id, days)));
     tracing::info!(event_store = %url, clickhouse = config.clickhouse.url.is_some(), "ingest started");
     IngestRole { stop, consumer, upkeep, internal_retention }
 }
 
 /// Deletes Warren's own events past `self_monitoring.retention_days`,
-/// hourly, each run only what aged out since the last; the store reports
-/// each run to the job board.
-async fn run_internal_retention(store: Arc<dyn EventStore>, project: i64, days: u64) {
+/// hourly, each run only what aged out since the last, from the canonical
+/// table first; a store that fails is tried again from where it stood at
+/// the next run. The stores report each run to the job board.
+async fn run_internal_retention(stores: Arc<Stores>, project: i64, days: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
-    let mut done_until = i64::MIN;
+    let mut done_until = vec![i64::MIN; stores.all().count()];
     loop {
         tick.tick().await;
         let before = chrono::Utc::now().timestamp_micros().saturating_sub(keep_us);
-        match store.delete_events(project, done_until..before).await {
-            Ok(deleted) => {
-                done_until = before;
-                if deleted > 0 {
-                    tracing::info!(deleted, days, "internal events retention ran");
+        for ((which, store), done_until) in stores.all().zip(done_until.iter_mut()) {
+            match store.delete_events(project, *done_until..before).await {
+                Ok(deleted) => {
+                    *done_until = before;
+                    if deleted > 0 {
+                        tracing::info!(store = which, deleted, days, "internal events retention ran");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(store = which, %error, "internal events retention failed");
+                    // Deletes reach the canonical table first: none goes further.
+                    break;
                 }
             }
-            Err(error) => tracing::error!(%error, "internal events retention failed"),
         }
     }
 }
 
-async fn run_store_upkeep(store: Arc<dyn EventStore>, every: Duration) {
+async fn run_store_upkeep(stores: Arc<Stores>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(error) = store.maintain().await {
-            metrics::counter!(warren_core::metrics::STORE_MAINTENANCE_ERRORS).increment(1);
-            tracing::error!(%error, "event store upkeep failed");
+        for (which, store) in stores.all() {
+            if let Err(error) = store.maintain().await {
+                metrics::counter!(warren_core::metrics::STORE_MAINTENANCE_ERRORS).increment(1);
+                tracing::error!(store = which, %error, "event store upkeep failed");
+            }
         }
     }
 }
@@ -505,8 +528,12 @@ async fn open_log(config: &WarrenConfig, repair: bool) -> anyhow::Result<Segment
     let options = SegmentLogOptions {
         repair,
         // Whatever the roles of this process, ingest reads this log: its
-        // records are kept for it from the first one on.
-        consumers: vec![warren_ingest::CONSUMER.to_string()],
+        // records are kept for it from the first one on, and for the
+        // cluster's catching up when there is one.
+        consumers: std::iter::once(warren_ingest::CONSUMER)
+            .chain(config.clickhouse.url.as_ref().map(|_| warren_ingest::REPLICA_CONSUMER))
+            .map(str::to_string)
+            .collect(),
         ..SegmentLogOptions::from_config(config.data_dir.join("log"), &config.event_log)
     };
     tokio::task::spawn_blocking(move || SegmentLog::open(options)).await?.context("opening the event log")

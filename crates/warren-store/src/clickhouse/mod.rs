@@ -23,7 +23,7 @@ mod persons;
 mod rows;
 mod schema;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,10 @@ pub use client::{quote, ClickHouseUrl};
 use migrations::Migrator;
 
 use crate::upkeep::{Job, MaintenanceReport};
-use crate::{EventRow, EventStore, StoreError};
+use crate::{EventKey, EventRow, EventStore, StoreError};
+
+/// Keys per read: each read is one statement listing its uuids.
+const KEYS_PER_READ: usize = 5_000;
 
 /// Where the cluster is and how long its work may take.
 #[derive(Debug, Clone)]
@@ -247,10 +250,23 @@ impl ClickHouseStore {
         text.lines().filter(|line| !line.trim().is_empty()).map(rows::decode).collect()
     }
 
-    /// What the System page shows of the cluster, per server named in the
-    /// URL: its replicas' health (readonly, session expired, queue, delay),
-    /// unfinished mutations, running merges, parts per partition and
-    /// bytes on disk. A server that does not answer says why instead.
+    /// Log records ingest has finished (the meta store's offsets) that the
+    /// cluster does not hold yet: 0 while ingest writes it beside every
+    /// batch, more while it catches up after an outage.
+    pub async fn records_behind(&self) -> Result<u64, StoreError> {
+        let finished = self.meta.ingest_offsets(warren_core::INGEST_CONSUMER).await?;
+        let held = self.meta.ingest_offsets(&self.consumer(warren_core::INGEST_CONSUMER)).await?;
+        Ok(finished
+            .iter()
+            .map(|(partition, offset)| offset.saturating_sub(held.get(partition).copied().unwrap_or(0)))
+            .sum())
+    }
+
+    /// What the System page shows of the cluster: how far it is behind
+    /// ingest, and per server named in the URL its replicas' health
+    /// (readonly, session expired, queue, delay), unfinished mutations,
+    /// running merges, parts per partition and bytes on disk. A server that
+    /// does not answer says why instead.
     pub async fn status(&self) -> serde_json::Value {
         let database = quote(&self.options.url.database);
         let queries = [
@@ -305,9 +321,12 @@ impl ClickHouseStore {
             host.insert("reachable".into(), (!host.contains_key("error")).into());
             hosts.push(serde_json::Value::Object(host));
         }
+        let behind = self.records_behind().await;
         serde_json::json!({
             "database": self.options.url.database,
             "cluster": self.options.url.cluster,
+            "records_behind": behind.as_ref().ok(),
+            "records_behind_error": behind.err().map(|error| error.to_string()),
             "hosts": hosts,
         })
     }
@@ -466,6 +485,37 @@ impl EventStore for ClickHouseStore {
         }
         .await;
         job.finish(result, |deleted| format!("{deleted} events of project {team_id} deleted"))
+    }
+
+    async fn read_events(&self, keys: &[EventKey]) -> Result<Vec<EventRow>, StoreError> {
+        let mut rows = Vec::with_capacity(keys.len());
+        for slice in keys.chunks(KEYS_PER_READ) {
+            let teams: BTreeSet<i64> = slice.iter().map(|key| key.team_id).collect();
+            let uuids: BTreeSet<String> = slice.iter().map(|key| quote(&key.uuid.to_string())).collect();
+            let wanted: HashSet<(i64, uuid::Uuid)> =
+                slice.iter().map(|key| (key.team_id, key.uuid)).collect();
+            let sql = format!(
+                "SELECT {} FROM {} FINAL WHERE team_id IN ({}) AND uuid IN ({}) FORMAT JSONEachRow",
+                rows::SELECTED,
+                self.table("events"),
+                teams.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
+                uuids.into_iter().collect::<Vec<_>>().join(", "),
+            );
+            let text = self.client.execute(&sql, None).await?;
+            for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                let row = rows::decode(line)?;
+                if wanted.contains(&(row.team_id, row.uuid)) {
+                    rows.push(row);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn refresh_persons(&self, team_id: i64, distinct_ids: &[String]) -> Result<(), StoreError> {
+        let version = self.next_version().await?;
+        let rows = persons::rows_of_present(self.meta.as_ref(), team_id, distinct_ids, version).await?;
+        self.insert_persons(&rows).await
     }
 
     async fn maintain(&self) -> Result<MaintenanceReport, StoreError> {

@@ -204,6 +204,39 @@ pub(super) async fn rows_of_commit(
     Ok(rows)
 }
 
+/// The present state, as the meta store holds it, of the persons that
+/// `distinct_ids` belong to: each person, all its distinct ids, the
+/// overrides into it and a deleted row for each person merged into it —
+/// all at `version` (the store's clock), so they replace whatever the
+/// cluster kept of them. For a cluster that missed batches: the state it
+/// missed is the present one, and a merged-away person never lives again.
+pub(super) async fn rows_of_present(
+    meta: &dyn MetaStore,
+    team_id: TeamId,
+    distinct_ids: &[String],
+    version: u64,
+) -> Result<PersonRows, StoreError> {
+    let lookup = meta.persons_by_distinct_ids(team_id, distinct_ids).await?;
+    let mut rows = PersonRows::default();
+    let mut uuids: Vec<Uuid> = lookup.persons.keys().copied().collect();
+    uuids.sort_unstable();
+    for uuid in &uuids {
+        if let Some(person) = lookup.persons.get(uuid) {
+            rows.person(person);
+        }
+    }
+    for (person, ids) in meta.distinct_ids_of(team_id, &uuids).await? {
+        for id in ids {
+            rows.distinct_id(team_id, &id, person, version);
+        }
+    }
+    for o in meta.overrides_into(team_id, &uuids).await? {
+        rows.override_(team_id, o.old_person_id, o.override_person_id, version);
+        rows.deleted_person(team_id, o.old_person_id, version);
+    }
+    Ok(rows)
+}
+
 /// Persons read from the meta store at a time, for the backfill.
 pub(super) const PAGE: u32 = 5_000;
 

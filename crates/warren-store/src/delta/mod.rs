@@ -26,7 +26,7 @@ use warren_core::metrics as names;
 use warren_meta::IngestCommit;
 
 use crate::upkeep::MaintenanceReport;
-use crate::{EventRow, EventStore, StoreError};
+use crate::{EventKey, EventRow, EventStore, StoreError};
 
 /// Where the table lives and how it is kept.
 #[derive(Debug, Clone)]
@@ -285,5 +285,14 @@ impl EventStore for DeltaStore {
         let report = maintenance::run(&mut table, &self.options, &mut last_vacuum).await;
         report_table_gauges(&table);
         report
+    }
+
+    async fn read_events(&self, keys: &[EventKey]) -> Result<Vec<EventRow>, StoreError> {
+        self.read_keys(keys).await
+    }
+
+    /// Queries on the Delta table read persons from the meta store itself.
+    async fn refresh_persons(&self, _team_id: i64, _distinct_ids: &[String]) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Reading rows back out of the table: for tools, tests and exports, not
 //! for insights (those plan their own DataFusion queries).
 
+use std::collections::{BTreeSet, HashSet};
 use std::str::FromStr;
 
 use chrono::NaiveDate;
@@ -11,7 +12,17 @@ use uuid::Uuid;
 use warren_core::person::PersonMode;
 
 use super::DeltaStore;
-use crate::{EventRow, StoreError};
+use crate::{EventKey, EventRow, StoreError};
+
+/// Keys further apart in time than this are read by separate statements,
+/// so an old event among recent ones does not widen the read to the days
+/// between them.
+const RUN_GAP_US: i64 = 10 * 60 * 1_000_000;
+
+/// The UTC day of a time in µs, as the table's partition column holds it.
+fn day_of(timestamp_us: i64) -> Option<NaiveDate> {
+    chrono::DateTime::from_timestamp_micros(timestamp_us).map(|at| at.date_naive())
+}
 
 impl DeltaStore {
     /// Every row matching a SQL `WHERE` condition (all rows when `None`),
@@ -28,6 +39,46 @@ impl DeltaStore {
         let mut rows = Vec::new();
         for batch in &batches {
             rows.extend(rows_of(batch)?);
+        }
+        Ok(rows)
+    }
+
+    /// The stored rows of `keys` (see [`crate::EventStore::read_events`]).
+    /// Keys close in time are read together: one statement per run of
+    /// them, bounded by their days (the partitions), their times and their
+    /// projects (the files' statistics), the uuids picked out here. Listing
+    /// thousands of uuids in the statement instead makes the pruning of
+    /// files recurse once per uuid.
+    pub async fn read_keys(&self, keys: &[EventKey]) -> Result<Vec<EventRow>, StoreError> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable_by_key(|key| key.timestamp_us);
+        let mut rows = Vec::with_capacity(keys.len());
+        let mut rest = keys.as_slice();
+        while let Some(first) = rest.first() {
+            let run = rest
+                .windows(2)
+                .position(|pair| pair[1].timestamp_us - pair[0].timestamp_us > RUN_GAP_US)
+                .map_or(rest.len(), |last| last + 1);
+            let (slice, after) = rest.split_at(run);
+            rest = after;
+            let (from, to) = (first.timestamp_us, slice[slice.len() - 1].timestamp_us);
+            let (Some(first_day), Some(last_day)) = (day_of(from), day_of(to)) else { continue };
+            let teams: BTreeSet<i64> = slice.iter().map(|key| key.team_id).collect();
+            let condition = format!(
+                "event_date >= DATE '{}' AND event_date <= DATE '{}' \
+                 AND timestamp >= to_timestamp_micros({from}) AND timestamp <= to_timestamp_micros({to}) \
+                 AND team_id IN ({})",
+                first_day.format("%Y-%m-%d"),
+                last_day.format("%Y-%m-%d"),
+                teams.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
+            );
+            let wanted: HashSet<(i64, Uuid)> = slice.iter().map(|key| (key.team_id, key.uuid)).collect();
+            rows.extend(
+                self.read_rows(Some(&condition))
+                    .await?
+                    .into_iter()
+                    .filter(|row| wanted.contains(&(row.team_id, row.uuid))),
+            );
         }
         Ok(rows)
     }

@@ -1,7 +1,8 @@
 //! `warren serve` with a ClickHouse cluster: what an SDK sends reaches the
 //! canonical Delta table and, row for row, the 2-shard × 2-replica cluster
-//! the test kit starts — across a restart of the server too — and every
-//! insight kind answers from the cluster as it does from Delta.
+//! the test kit starts — across a restart of the server and an outage of
+//! the whole cluster too — and every insight kind answers from the cluster
+//! as it does from Delta.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -31,16 +32,30 @@ fn send_with_python(python: &std::path::Path, url: &str) -> usize {
         .count()
 }
 
-/// The cluster's rows once it holds `count`, or what it holds after a minute.
+/// The cluster's rows (of project 1) once it holds `count`, or what it
+/// holds after a minute.
 async fn cluster_rows(store: &ClickHouseStore, count: usize) -> Vec<EventRow> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let rows = store.read_rows(None).await.expect("read the cluster");
+        let rows = store.read_rows(Some(1)).await.expect("read the cluster");
         if rows.len() >= count || std::time::Instant::now() > deadline {
             return rows;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+}
+
+/// A reader of the cluster at `url`, with a meta store of its own: reading
+/// needs none of the server's. The directory holds that meta store.
+async fn cluster_reader(url: &str) -> (ClickHouseStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta =
+        SqlMeta::connect(&format!("sqlite://{}", dir.path().join("meta.db").display())).await.expect("meta");
+    meta.migrate().await.expect("migrate");
+    let meta: Arc<dyn MetaStore> = Arc::new(meta);
+    let config = ClickHouseConfig { url: Some(url.to_string()), ..ClickHouseConfig::default() };
+    let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("url");
+    (ClickHouseStore::open(options, meta).await.expect("open the cluster"), dir)
 }
 
 fn sorted(mut rows: Vec<EventRow>) -> Vec<EventRow> {
@@ -57,17 +72,7 @@ async fn sdk_events_reach_the_cluster_as_they_reach_delta() {
     let Some(cluster) = ClickHouseCluster::shared() else { return };
     let url = cluster.url(&format!("warren_e2e_{}", std::process::id()));
     let mut server = TestServer::start_with_env(BIN, &[("WARREN_CLICKHOUSE__URL", &url)]);
-
-    // The test reads the cluster with a meta store of its own: reading
-    // needs none of the server's.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let meta =
-        SqlMeta::connect(&format!("sqlite://{}", dir.path().join("meta.db").display())).await.expect("meta");
-    meta.migrate().await.expect("migrate");
-    let meta: Arc<dyn MetaStore> = Arc::new(meta);
-    let config = ClickHouseConfig { url: Some(url.clone()), ..ClickHouseConfig::default() };
-    let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("url");
-    let reader = ClickHouseStore::open(options, meta).await.expect("open the cluster");
+    let (reader, _meta) = cluster_reader(&url).await;
 
     let first = send_with_python(&python, &server.url);
     let delta = wait_for_rows(server.data_dir(), first).await;
@@ -139,8 +144,7 @@ async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
     // Counted by the cluster itself.
     wait_for_events(&server, sent).await;
     // anon-4's first event is stored with the person merged away, so the
-    // answers below hold only if the cluster resolves it. The cluster is
-    // written before Delta, so Delta may still be a batch behind it.
+    // answers below hold only if the cluster resolves it.
     let stored = crate::ingest::wait_until_rows(server.data_dir(), |rows| {
         ["anon-4", "u4"].iter().all(|id| rows.iter().any(|r| r.distinct_id == *id))
     })
@@ -216,13 +220,7 @@ async fn a_killed_backfill_finishes_when_run_again() {
 
     let delta = crate::ingest::open_table(data.path()).await.read_rows(None).await.expect("read Delta");
     assert!(delta.len() > 1000, "a dataset worth loading: {}", delta.len());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let meta =
-        SqlMeta::connect(&format!("sqlite://{}", dir.path().join("meta.db").display())).await.expect("meta");
-    meta.migrate().await.expect("migrate");
-    let config = ClickHouseConfig { url: Some(url.clone()), ..ClickHouseConfig::default() };
-    let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("url");
-    let reader = ClickHouseStore::open(options, Arc::new(meta)).await.expect("open the cluster");
+    let (reader, _meta) = cluster_reader(&url).await;
     let loaded = reader.read_rows(None).await.expect("read the cluster");
     assert_eq!(sorted(loaded), sorted(delta), "the cluster holds the Delta table row for row");
 
@@ -404,5 +402,159 @@ async fn a_killed_migration_finishes_when_run_again() {
                 .expect("ask");
             assert_eq!(answer.text().await.expect("answer").trim(), "1", "{table} on {}", node.url());
         }
+    }
+}
+
+/// Members and visitors of the outage test: each member is identified
+/// with its visitor's id during the outage, merging two persons the
+/// cluster knew before it.
+const OUTAGE_PEOPLE: usize = 20;
+/// How long every server of the cluster stays down.
+const OUTAGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Delta's rows of project 1 (not the server's own events) once it holds
+/// `count`, or once they stop growing.
+async fn project_rows(server: &TestServer, count: usize) -> Vec<EventRow> {
+    let ours = |rows: &[EventRow]| rows.iter().filter(|row| row.team_id == 1).count();
+    let rows = crate::ingest::wait_until_rows(server.data_dir(), |rows| ours(rows) >= count).await;
+    rows.into_iter().filter(|row| row.team_id == 1).collect()
+}
+
+/// Posts `events` to `/batch/` and asserts they were acknowledged.
+async fn capture(server: &TestServer, events: Vec<Value>) -> usize {
+    let count = events.len();
+    let response = crate::http()
+        .post(format!("{}/batch/", server.url))
+        .json(&json!({"api_key": TOKEN, "batch": events}))
+        .send()
+        .await
+        .expect("post a batch");
+    assert_eq!(response.status().as_u16(), 200, "capture answered {}", response.status());
+    count
+}
+
+fn pageview(distinct_id: &str, extra: Value) -> Value {
+    json!({"event": "$pageview", "distinct_id": distinct_id, "properties": extra})
+}
+
+/// Every ClickHouse server stopped for a minute under load: ingest goes
+/// on filling Delta, the lag shows on `/metrics` and the System page, and
+/// once the servers are back the cluster catches up by itself — row for
+/// row equal to Delta, with the persons merged during the outage resolved
+/// on the cluster as on Delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_outage_under_load_never_stops_ingest_and_the_cluster_catches_up() {
+    use crate::accounts::Client;
+    use crate::dashboard::{log_in, monitored, ADMIN_EMAIL, ADMIN_PASSWORD};
+    use crate::durability::metric;
+    use std::time::{Duration, Instant};
+
+    let Some(python) = python() else {
+        require(false, "posthog-python in .venv");
+        return;
+    };
+    // A cluster of its own: every server of it is stopped.
+    let Some(cluster) = ClickHouseCluster::start() else { return };
+    let url = cluster.url("warren_outage");
+    let mut server = monitored(&[("WARREN_CLICKHOUSE__URL", &url), ("WARREN_QUERY__BACKEND", "clickhouse")]);
+    let admin = Client::with_cookie(&server, log_in(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await);
+    let (reader, _meta) = cluster_reader(&url).await;
+
+    // Before: a person per visitor and per member, on both stores.
+    let mut sent = 0;
+    let before: Vec<Value> = (0..OUTAGE_PEOPLE)
+        .flat_map(|i| {
+            [
+                pageview(&format!("visitor-{i}"), json!({})),
+                pageview(&format!("member-{i}"), json!({"$set": {"plan": "free"}})),
+            ]
+        })
+        .collect();
+    sent += capture(&server, before).await;
+    let delta = project_rows(&server, sent).await;
+    assert_eq!(sorted(cluster_rows(&reader, sent).await), sorted(delta), "in step before the outage");
+
+    for node in 0..cluster.nodes.len() {
+        cluster.kill_node(node);
+    }
+    let down = Instant::now();
+    // The merges, then load until the minute is over, and the official
+    // SDK's persons too.
+    let identify: Vec<Value> = (0..OUTAGE_PEOPLE)
+        .map(|i| {
+            json!({"event": "$identify", "distinct_id": format!("member-{i}"), "properties": {
+                "$anon_distinct_id": format!("visitor-{i}"), "$set": {"email": format!("m{i}@example.com")}}})
+        })
+        .collect();
+    sent += capture(&server, identify).await;
+    sent += send_with_python(&python, &server.url);
+    let mut round = 0;
+    while down.elapsed() < OUTAGE {
+        let load: Vec<Value> = (0..100)
+            .map(|k| match k % 4 {
+                0 => pageview(&format!("visitor-{}", k % OUTAGE_PEOPLE), json!({"round": round})),
+                1 => pageview(&format!("member-{}", k % OUTAGE_PEOPLE), json!({"round": round})),
+                _ => pageview(&format!("load-{round}-{k}"), json!({"$set": {"round": round}})),
+            })
+            .collect();
+        sent += capture(&server, load).await;
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delta = project_rows(&server, sent).await;
+    assert_eq!(delta.len(), sent, "ingest stored every event while the cluster was down");
+    let lag = metric(&server, "warren_ingest_replica_lag_records").await;
+    assert!(lag > 0.0, "the lag is a metric: {lag}");
+    let system = admin.ok(reqwest::Method::GET, "/api/instance/system/", None).await;
+    let behind = system["clickhouse"]["records_behind"].as_u64().unwrap_or(0);
+    assert!(behind > 0, "the System page shows the lag: {}", system["clickhouse"]);
+
+    for node in 0..cluster.nodes.len() {
+        cluster.start_node(node);
+    }
+    // Caught up by itself, row for row.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let caught_up = loop {
+        let rows = reader.read_rows(Some(1)).await.unwrap_or_default();
+        if rows.len() >= sent || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(sorted(caught_up), sorted(delta), "the cluster caught up with Delta row for row");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&server, "warren_ingest_replica_lag_records").await > 0.0 {
+        assert!(Instant::now() < deadline, "the lag metric goes back to 0");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let system = admin.ok(reqwest::Method::GET, "/api/instance/system/", None).await;
+    assert_eq!(system["clickhouse"]["records_behind"], 0, "{}", system["clickhouse"]);
+    let job = system["jobs"].as_array().and_then(|jobs| jobs.iter().find(|j| j["job"] == "replica.catch_up"));
+    let job = job.unwrap_or_else(|| panic!("no catch-up on the job board: {}", system["jobs"]));
+    assert_eq!(job["last"]["outcome"], "ok", "{job}");
+    assert!(job["failures"].as_u64().unwrap_or(0) > 0, "the outage is on the board: {job}");
+
+    // Persons merged during the outage resolve on the cluster as on Delta.
+    let persons = [
+        json!({"kind": "HogQLQuery", "query": "SELECT distinct_id, count(DISTINCT person_id) AS persons, count() AS n \
+               FROM events GROUP BY distinct_id ORDER BY distinct_id"}),
+        json!({"kind": "HogQLQuery", "query": "SELECT count(DISTINCT person_id) FROM events \
+               WHERE distinct_id IN ('visitor-3', 'member-3')"}),
+        json!({"kind": "HogQLQuery", "query": "SELECT id, properties FROM persons ORDER BY id"}),
+    ];
+    let mut from_cluster = Vec::new();
+    for query in &persons {
+        from_cluster.push(results(&server, query.clone()).await);
+    }
+    assert_eq!(from_cluster[1], json!([[1]]), "visitor-3 and member-3 are one person on the cluster");
+    server.stop();
+    server.set_env("WARREN_QUERY__BACKEND", "delta");
+    server.restart();
+    for (query, clickhouse) in persons.into_iter().zip(from_cluster) {
+        assert_eq!(
+            clickhouse,
+            results(&server, query.clone()).await,
+            "{query} answers from the cluster as from Delta"
+        );
     }
 }

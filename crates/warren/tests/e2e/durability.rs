@@ -322,7 +322,7 @@ async fn job_detail(server: &TestServer, job: &str, done: impl Fn(&Value) -> boo
 }
 
 /// The value of a metric series (the sum over its labels), 0 when absent.
-async fn metric(server: &TestServer, name: &str) -> f64 {
+pub(crate) async fn metric(server: &TestServer, name: &str) -> f64 {
     let text = http().get(format!("{}/metrics", server.url)).send().await.expect("metrics");
     let text = text.text().await.expect("text");
     text.lines()

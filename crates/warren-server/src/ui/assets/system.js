@@ -65,8 +65,15 @@ function cluster(info) {
       host.disk && host.disk[0] ? bytes(host.disk[0].bytes) : "–",
       host.disk && host.disk[0] ? number(host.disk[0].active_parts) : "–"]));
   const or = (rows, none) => rows.length ? rows : [[h("span", { class: "muted" }, none)]];
+  const behind = (info) => {
+    if (info.records_behind === null) return h("span", { class: "bad" }, `Lag unknown: ${info.records_behind_error}`);
+    if (info.records_behind === 0) return h("span", { class: "ok" }, "In step with ingest: it holds every event ingest stored.");
+    return h("span", { class: "bad" },
+      `Behind ingest by ${number(info.records_behind)} log records; it catches up by itself (see the replica.catch_up job).`);
+  };
   return h("section", { class: "card", "data-testid": "clickhouse" },
-    h("h3", {}, `ClickHouse: ${info.database} on cluster ${info.cluster}`), servers,
+    h("h3", {}, `ClickHouse: ${info.database} on cluster ${info.cluster}`),
+    h("p", { "data-testid": "clickhouse-behind" }, behind(info)), servers,
     h("h4", {}, "Replicas"),
     table("clickhouse-replicas", ["Server", "Table", "Read-only", "Session expired", "Queue", "Delay", "Active"],
       or(replicas, "No replicated tables answer.")),
