@@ -558,3 +558,79 @@ async fn a_cluster_outage_under_load_never_stops_ingest_and_the_cluster_catches_
         );
     }
 }
+
+/// A cluster added to a deployment whose log no longer holds its first
+/// records (retention told to ignore consumers): ingest cannot catch the
+/// cluster up from the log and says to run the backfill, on the job board,
+/// instead of skipping the gap; `warren clickhouse backfill`, run beside
+/// the server, loads what the log lost and moves the cluster's offsets, and
+/// ingest takes it from there, row for row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_the_log_cannot_catch_up_waits_for_the_backfill() {
+    use crate::dashboard::{ADMIN_EMAIL, ADMIN_PASSWORD};
+    use crate::durability::job_detail;
+    use std::time::Duration;
+
+    let Some(cluster) = ClickHouseCluster::shared() else { return };
+    let url = cluster.url(&format!("warren_gap_{}", std::process::id()));
+    let mut server = TestServer::start_with_env(
+        BIN,
+        &[
+            ("WARREN_BOOTSTRAP__ADMIN_EMAIL", ADMIN_EMAIL),
+            ("WARREN_BOOTSTRAP__ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("WARREN_INGEST__BATCH_MAX_WAIT_MS", "200"),
+            ("WARREN_EVENT_LOG__SEGMENT_AGE_SECS", "1"),
+            ("WARREN_EVENT_LOG__RETENTION_AGE_SECS", "4"),
+            ("WARREN_EVENT_LOG__RETENTION_INTERVAL_SECS", "1"),
+            ("WARREN_EVENT_LOG__RETENTION_IGNORES_CONSUMERS", "true"),
+        ],
+    );
+    // Two waves a segment apart, so the first one's segments are sealed
+    // and deleted once ingest stored them.
+    let wave = |n: usize, from: usize| -> Vec<Value> {
+        (from..from + n).map(|i| pageview(&format!("person-{}", i % 30), json!({"i": i}))).collect()
+    };
+    let mut sent = capture(&server, wave(200, 0)).await;
+    project_rows(&server, sent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sent += capture(&server, wave(200, sent)).await;
+    project_rows(&server, sent).await;
+    job_detail(&server, "log.retention", |summary| {
+        let detail = summary["last"]["detail"].as_str().unwrap_or_default();
+        detail.strip_prefix("deleted ").and_then(|rest| rest.split(' ').next()).is_some_and(|n| n != "0")
+    })
+    .await;
+
+    // The cluster arrives; retention keeps what it needs from now on.
+    server.stop();
+    server.set_env("WARREN_CLICKHOUSE__URL", &url);
+    server.set_env("WARREN_EVENT_LOG__RETENTION_IGNORES_CONSUMERS", "false");
+    server.restart();
+    job_detail(&server, "replica.catch_up", |summary| {
+        summary["last"]["message"].as_str().is_some_and(|m| m.contains("run `warren clickhouse backfill`"))
+    })
+    .await;
+    let (reader, _meta) = cluster_reader(&url).await;
+    assert!(
+        reader.read_rows(Some(1)).await.expect("read the cluster").is_empty(),
+        "nothing skipped over the gap"
+    );
+
+    let backfill = Command::new(BIN)
+        .args(["clickhouse", "backfill", "--data-dir"])
+        .arg(server.data_dir())
+        .env("WARREN_CLICKHOUSE__URL", &url)
+        .output()
+        .expect("run the backfill");
+    let said = String::from_utf8_lossy(&backfill.stdout);
+    assert!(backfill.status.success(), "{said}\n{}", String::from_utf8_lossy(&backfill.stderr));
+    assert!(said.contains("ingest catches it up from there"), "{said}");
+    sent += capture(&server, wave(100, sent)).await;
+    let delta = project_rows(&server, sent).await;
+    assert_eq!(delta.len(), sent);
+    assert_eq!(
+        sorted(cluster_rows(&reader, sent).await),
+        sorted(delta),
+        "the cluster caught up after the backfill"
+    );
+}

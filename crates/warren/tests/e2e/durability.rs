@@ -307,7 +307,7 @@ async fn capture_only(extra: &[(&str, &str)]) -> (TestServer, HashSet<Uuid>) {
 }
 
 /// The `detail` of the job's last run, once `done` accepts it.
-async fn job_detail(server: &TestServer, job: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn job_detail(server: &TestServer, job: &str, done: impl Fn(&Value) -> bool) -> Value {
     let admin = Client::with_cookie(server, log_in(server, ADMIN_EMAIL, ADMIN_PASSWORD).await);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
