@@ -5,8 +5,10 @@
 //! reads back, persons and groups as ingest builds them, the configuration
 //! structs that the binary loads and hands to each role, the project-token
 //! rule, feature flag definitions with their PostHog-exact evaluation, the
-//! names of every metric Warren exports, and the in-memory board where
-//! background jobs report their runs. It performs no I/O and depends on no
+//! names of every metric Warren exports, the in-memory board where
+//! background jobs report their runs, and the small ports (consumer
+//! offsets, a migration ledger) that the event stores need from the meta
+//! store. It performs no I/O and depends on no
 //! runtime, so every other crate can depend on it.
 
 pub mod config;
@@ -15,6 +17,7 @@ pub mod flags;
 pub mod jobs;
 pub mod metrics;
 pub mod person;
+pub mod ports;
 pub mod token;
 
 pub use event::CapturedEvent;

@@ -36,6 +36,57 @@ pub struct PersonOverride {
     pub version: i64,
 }
 
+/// A distinct id and the person it belongs to after an ingest batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistinctIdAssignment {
+    pub team_id: TeamId,
+    pub distinct_id: String,
+    pub person_uuid: Uuid,
+}
+
+/// Person `old` merged into person `into`: its distinct ids move, an
+/// override records where its events now belong, and it is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonMerge {
+    pub team_id: TeamId,
+    pub old: Uuid,
+    pub into: Uuid,
+}
+
+/// What one ingest batch changed of persons, and what an event store that
+/// keeps persons of its own needs besides to apply it: the state before the
+/// batch of the persons it merged away (ingest reads it from the meta store
+/// before the batch is committed there).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PersonChanges<'a> {
+    /// Final state of every person the batch created or changed.
+    pub persons: &'a [Person],
+    /// Merges in the order they happened.
+    pub merges: &'a [PersonMerge],
+    /// Final owner of every distinct id the batch attached or moved.
+    pub distinct_ids: &'a [DistinctIdAssignment],
+    /// Overrides for personless ids that joined a person with another id.
+    pub overrides: &'a [PersonOverride],
+    /// Before the batch: the distinct ids of each person it merged away.
+    pub merged_distinct_ids: &'a [(TeamId, Uuid, Vec<String>)],
+    /// Before the batch: the overrides that pointed at a person it merged
+    /// away.
+    pub overrides_into_merged: &'a [PersonOverride],
+}
+
+/// The present state of some persons of one project, as the meta store
+/// holds it: each person, all its distinct ids and the overrides that
+/// point at it. For a store that loads persons wholesale — a backfill, a
+/// replica catching up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PersonsSnapshot {
+    pub team_id: TeamId,
+    pub persons: Vec<Person>,
+    /// Each person's distinct ids.
+    pub distinct_ids: Vec<(Uuid, Vec<String>)>,
+    pub overrides: Vec<PersonOverride>,
+}
+
 /// A group (company, workspace, …) of one of a project's group types.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {

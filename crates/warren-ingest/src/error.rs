@@ -8,6 +8,9 @@ pub enum IngestError {
     Meta(#[from] warren_meta::MetaError),
     #[error(transparent)]
     Store(#[from] warren_store::StoreError),
+    /// The meta store's offsets, through their port.
+    #[error(transparent)]
+    Offsets(#[from] warren_core::ports::PortError),
     #[error(
         "the meta store has applied partition {partition} up to offset {applied}, but the events table \
          holds it only up to {stored}: the table was replaced or restored without the meta store; \

@@ -27,6 +27,7 @@ mod person_size;
 mod persons;
 mod pipeline;
 mod replica;
+mod store_persons;
 mod teams;
 
 pub use error::IngestError;

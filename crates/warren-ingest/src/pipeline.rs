@@ -21,6 +21,7 @@ use crate::groups::GroupBatch;
 use crate::normalize::{normalize, Event};
 use crate::persons::{PersonBatch, PersonOnEvent};
 use crate::replica::{Replica, REPLICA_CONSUMER};
+use crate::store_persons::MergedBefore;
 use crate::teams::Teams;
 use crate::IngestError;
 
@@ -182,9 +183,9 @@ impl Ingester {
             // Between batches the meta store holds all the event store
             // holds: the replica may catch up to it.
             if let Some(replica) = &mut self.replica {
-                let (log, store) = (self.log.as_ref(), self.store.as_ref());
+                let (log, meta, store) = (self.log.as_ref(), self.meta.as_ref(), self.store.as_ref());
                 let max = self.config.batch_max_events;
-                replica.catch_up(log, store, &mut self.teams, &stored_next, max, &self.jobs).await;
+                replica.catch_up(log, meta, store, &mut self.teams, &stored_next, max, &self.jobs).await;
             }
             let records = self.gather(&mut next, shutdown).await?;
             if !records.is_empty() {
@@ -423,9 +424,11 @@ impl Ingester {
             .collect();
         let row_count = rows.len();
         // Before the rows: a query that sees them must see their persons.
-        self.store.write_persons(&commit).await?;
+        let before = MergedBefore::load(self.meta.as_ref(), &commit).await?;
+        let changes = before.changes(&commit);
+        self.store.write_persons(&changes).await?;
         if let Some(replica) = self.replica.as_mut().filter(|replica| replica.in_step()) {
-            if let Err(error) = replica.store.write_persons(&commit).await {
+            if let Err(error) = replica.store.write_persons(&changes).await {
                 replica.fell_behind(&error, &self.jobs);
             }
         }

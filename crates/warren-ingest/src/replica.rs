@@ -31,10 +31,12 @@ use warren_core::metrics as names;
 use warren_core::person::TeamId;
 use warren_core::CapturedEvent;
 use warren_log::EventLog;
+use warren_meta::MetaStore;
 use warren_store::{EventKey, EventStore, StoreError};
 
 use crate::normalize::normalize;
 use crate::pipeline::{read_ranges, CONSUMER};
+use crate::store_persons;
 use crate::teams::Teams;
 use crate::IngestError;
 
@@ -144,9 +146,11 @@ impl Replica {
     /// Between batches: when behind and due, catches up for a while.
     /// `stored` is what the canonical store holds, which the meta store
     /// holds too at this point. Failures wait and are tried again.
+    #[allow(clippy::too_many_arguments)] // the ingester's parts it borrows
     pub async fn catch_up(
         &mut self,
         log: &dyn EventLog,
+        meta: &dyn MetaStore,
         canonical: &dyn EventStore,
         teams: &mut Teams,
         stored: &[u64],
@@ -159,7 +163,7 @@ impl Replica {
         let started = Instant::now();
         let max = batch_max_events.max(1).saturating_mul(STEP_BATCHES);
         loop {
-            match self.step(log, canonical, teams, stored, max).await {
+            match self.step(log, meta, canonical, teams, stored, max).await {
                 Ok(Step::CaughtUp) => {
                     self.caught_up(jobs);
                     return;
@@ -208,6 +212,7 @@ impl Replica {
     async fn step(
         &mut self,
         log: &dyn EventLog,
+        meta: &dyn MetaStore,
         canonical: &dyn EventStore,
         teams: &mut Teams,
         stored: &[u64],
@@ -246,7 +251,8 @@ impl Replica {
         let rows = canonical.read_events(&keys).await?;
         for (team_id, ids) in touched {
             let ids: Vec<String> = ids.into_iter().collect();
-            self.store.refresh_persons(team_id, &ids).await?;
+            let present = store_persons::snapshot(meta, team_id, &ids).await.map_err(IngestError::from)?;
+            self.store.refresh_persons(&present).await?;
         }
         let offsets: Vec<(u32, u64)> = next
             .iter()

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, Properties};
+use warren_core::ports::{ConsumerOffsets, MigrationLedger};
 
 use crate::accounts::{NewApiKey, NewProject, NewUser, ProjectUpdate, Role};
 use crate::audit::{AuditEntry, AuditFilter};
@@ -344,6 +345,12 @@ pub async fn ingest_offsets_are_per_consumer(factory: &impl MetaFactory) {
     assert_eq!(offsets.len(), 2);
     assert_eq!(store.ingest_offsets("replay").await.expect("offsets").get(&0), Some(&1));
     assert!(store.ingest_offsets("nobody").await.expect("offsets").is_empty());
+    // The port alone moves one consumer's offsets and nothing else.
+    store.commit_offsets("replica", &[(1, 4), (2, 8)]).await.expect("commit offsets");
+    store.commit_offsets("replica", &[(1, 6)]).await.expect("commit offsets");
+    let replica = store.ingest_offsets("replica").await.expect("offsets");
+    assert_eq!(replica, std::collections::HashMap::from([(1, 6), (2, 8)]));
+    assert_eq!(store.ingest_offsets("ingest").await.expect("offsets").len(), 2);
 }
 
 pub async fn groups_and_group_types(factory: &impl MetaFactory) {

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, TeamId};
+use warren_core::ports::ClusterLedger;
 
 use accounts::{
     ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate,
@@ -38,6 +39,8 @@ use entities::{Entity, EntityKind, EntityWrite, EventDefinition, PropertyDefinit
 
 pub use error::MetaError;
 pub use sql::{Dialect, SqlMeta};
+pub use warren_core::person::{DistinctIdAssignment, PersonMerge};
+pub use warren_core::ports::{OperationRecord, OperationState};
 
 pub type ProjectId = i64;
 
@@ -81,23 +84,6 @@ pub struct PersonLookup {
     /// Distinct id → person uuid, for the ids that have a person.
     pub distinct_ids: HashMap<String, Uuid>,
     pub persons: HashMap<Uuid, Person>,
-}
-
-/// A distinct id and the person it belongs to after an ingest batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DistinctIdAssignment {
-    pub team_id: TeamId,
-    pub distinct_id: String,
-    pub person_uuid: Uuid,
-}
-
-/// Person `old` merged into person `into`: its distinct ids move, an
-/// override records where its events now belong, and it is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PersonMerge {
-    pub team_id: TeamId,
-    pub old: Uuid,
-    pub into: Uuid,
 }
 
 /// Everything one ingest batch changes, applied in one transaction together
@@ -148,51 +134,11 @@ pub enum MigrationState {
     Unknown,
 }
 
-/// Where one operation of another store's migration stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperationState {
-    NotStarted,
-    Running,
-    Completed,
-    Errored,
-    RolledBack,
-}
-
-impl OperationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationState::NotStarted => "not_started",
-            OperationState::Running => "running",
-            OperationState::Completed => "completed",
-            OperationState::Errored => "errored",
-            OperationState::RolledBack => "rolled_back",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        [Self::NotStarted, Self::Running, Self::Completed, Self::Errored, Self::RolledBack]
-            .into_iter()
-            .find(|state| state.as_str() == text)
-    }
-}
-
-/// One recorded operation: `(version, operation)` of a migration of
-/// `scope` (e.g. `clickhouse/warren`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OperationRecord {
-    pub version: u32,
-    pub operation: u32,
-    pub state: OperationState,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-    pub updated_at_ms: i64,
-}
-
 /// Relational state behind one trait, so the embedded and scale-out
-/// deployments share every caller.
+/// deployments share every caller. It includes the ports the event stores
+/// take ([`ClusterLedger`]): consumer offsets and the migration ledger.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
     /// Brings the schema to the version this build expects.
     async fn migrate(&self) -> Result<(), MetaError>;
 
@@ -358,35 +304,6 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Applies an ingest batch and records its offsets, all or nothing.
     async fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), MetaError>;
-
-    /// `partition → next offset` that `consumer` has applied.
-    async fn ingest_offsets(&self, consumer: &str) -> Result<HashMap<u32, u64>, MetaError>;
-
-    /// Every recorded operation of `scope`'s migrations, in order.
-    async fn migration_operations(&self, scope: &str) -> Result<Vec<OperationRecord>, MetaError>;
-
-    /// Records where one operation stands (replacing what was recorded).
-    async fn record_operation(
-        &self,
-        scope: &str,
-        version: u32,
-        operation: u32,
-        state: OperationState,
-        error: Option<&str>,
-    ) -> Result<(), MetaError>;
-
-    /// Takes the lock `name` for `holder` until `lease_ms` from now: when
-    /// it is free, expired, or already `holder`'s (which renews it).
-    /// Answers whether `holder` has it, and who else does when not.
-    async fn acquire_lock(
-        &self,
-        name: &str,
-        holder: &str,
-        lease_ms: i64,
-    ) -> Result<Result<(), String>, MetaError>;
-
-    /// Gives up `holder`'s lock `name`; another holder's stays.
-    async fn release_lock(&self, name: &str, holder: &str) -> Result<(), MetaError>;
 
     /// A project's persons, in uuid order, `limit` at a time after `after`.
     async fn persons(

@@ -15,6 +15,7 @@ pub enum StoreError {
     ClickHouse(String),
     #[error("ClickHouse server {host} does not answer: {reason}")]
     Unreachable { host: String, reason: String },
+    /// The meta store behind a port (offsets, the migration ledger).
     #[error("meta store: {0}")]
-    Meta(#[from] warren_meta::MetaError),
+    Ledger(#[from] warren_core::ports::PortError),
 }

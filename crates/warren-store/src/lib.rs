@@ -14,14 +14,15 @@
 //! [`ClickHouseStore`] is the scale-out adapter: the same rows on a
 //! sharded, replicated ClickHouse cluster, which ingest keeps equal to the
 //! canonical table (a replica: it may lag, never the other way round) so
-//! queries can be served from either, and [`backfill`] loads an existing
-//! table into it.
+//! queries can be served from either (`warren-ops` loads an existing table
+//! into it).
 //! [`conformance`] is the suite every adapter passes; the schema is
 //! documented in `docs/schema/events.md`.
 //!
-//! This crate knows rows, not persons: ingest decides what a row says.
+//! This crate knows rows, not persons: ingest decides what a row says and
+//! hands over what changed of persons; the meta store is reached only
+//! through the small ports of `warren_core::ports`.
 
-pub mod backfill;
 mod clickhouse;
 pub mod conformance;
 mod delta;
@@ -33,7 +34,7 @@ mod upkeep;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use warren_meta::IngestCommit;
+use warren_core::person::{PersonChanges, PersonsSnapshot};
 
 pub use clickhouse::{
     migrations, quote as clickhouse_literal, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl,
@@ -61,13 +62,11 @@ pub trait EventStore: Send + Sync + 'static {
         offsets: &[(u32, u64)],
     ) -> Result<(), StoreError>;
 
-    /// Keeps what `commit` changes of persons — persons, their distinct
+    /// Keeps what a batch changed of persons — persons, their distinct
     /// ids, overrides — where this store's queries read them. Ingest calls
-    /// it before the meta store takes `commit` (which so still holds the
-    /// state before it) and before the batch's rows are appended; a crash
-    /// in between calls it again with the same commit, so doing it twice
-    /// must change nothing.
-    async fn write_persons(&self, commit: &IngestCommit) -> Result<(), StoreError>;
+    /// it before the batch's rows are appended; a crash in between calls it
+    /// again with the same changes, so doing it twice must change nothing.
+    async fn write_persons(&self, changes: &PersonChanges<'_>) -> Result<(), StoreError>;
 
     /// `partition → next offset` that `writer` has stored, for the
     /// partitions it has written.
@@ -85,11 +84,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// it does not hold are absent.
     async fn read_events(&self, keys: &[EventKey]) -> Result<Vec<EventRow>, StoreError>;
 
-    /// Writes the meta store's present state of the persons these distinct
-    /// ids belong to — the persons, all their distinct ids, the overrides
-    /// into them and the persons those merged away — where this store's
-    /// queries read persons, replacing whatever older state it holds. For
-    /// a replica that missed [`EventStore::write_persons`] calls; a store
-    /// whose queries read persons from the meta store has nothing to do.
-    async fn refresh_persons(&self, team_id: i64, distinct_ids: &[String]) -> Result<(), StoreError>;
+    /// Writes the meta store's present state of some persons — the
+    /// persons, all their distinct ids, the overrides into them, and the
+    /// persons those merged away as deleted — where this store's queries
+    /// read persons, replacing whatever older state it holds. For a replica
+    /// that missed [`EventStore::write_persons`] calls; a store whose
+    /// queries read persons from the meta store has nothing to do.
+    async fn refresh_persons(&self, snapshot: &PersonsSnapshot) -> Result<(), StoreError>;
 }

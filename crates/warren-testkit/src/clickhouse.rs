@@ -314,9 +314,10 @@ fn start_zookeeper(dir: &Path, port: u16) -> Child {
 }
 
 /// Until `SELECT 1` answers over HTTP: the port opens before the server
-/// has loaded its tables.
+/// has loaded its tables. Generous: eight servers starting at once on two
+/// cores (a test's own cluster beside the shared one) take their time.
 fn wait_until_answering(node: &ClickHouseNode) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if http_select_one(node.http_port) {
             return;
@@ -326,7 +327,7 @@ fn wait_until_answering(node: &ClickHouseNode) {
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             panic!(
-                "clickhouse-server s{}r{} did not answer within 60 s; its error log ends:\n{}",
+                "clickhouse-server s{}r{} did not answer within 180 s; its error log ends:\n{}",
                 node.shard,
                 node.replica,
                 tail.join("\n")

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use warren_core::jobs::JobBoard;
-use warren_store::backfill::{backfill, backfill_persons};
+use warren_ops::backfill::{backfill, backfill_persons};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventStore};
 
 use crate::{config, serve};
@@ -41,7 +41,7 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     let meta = serve::open_meta(&config).await?;
     let delta = serve::open_store(&config, &JobBoard::default()).await?;
     let clickhouse =
-        ClickHouseStore::open(options, meta).await.with_context(|| format!("opening {cluster}"))?;
+        ClickHouseStore::open(options, meta.clone()).await.with_context(|| format!("opening {cluster}"))?;
     // What the table holds before it is read: once it is loaded, the
     // cluster holds at least this much, and ingest catches it up from here.
     let partitions = config.event_log.partitions;
@@ -68,7 +68,7 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     );
     let started = Instant::now();
     let mut reported = Instant::now();
-    let projects = backfill_persons(&delta, &clickhouse, |team, persons| {
+    let projects = backfill_persons(&delta, meta.as_ref(), &clickhouse, |team, persons| {
         if reported.elapsed().as_secs() >= 5 {
             println!("project {team}: {persons} persons so far");
             reported = Instant::now();

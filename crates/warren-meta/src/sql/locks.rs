@@ -2,9 +2,10 @@
 //! runner at a time.
 
 use sqlx::AnyPool;
+use warren_core::ports::{OperationRecord, OperationState};
 
 use super::{int, text};
-use crate::{MetaError, OperationRecord, OperationState};
+use crate::MetaError;
 
 pub(super) async fn operations(pool: &AnyPool, scope: &str) -> Result<Vec<OperationRecord>, MetaError> {
     let rows = sqlx::query(

@@ -20,6 +20,7 @@ use sqlx::{AnyPool, Executor};
 
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, TeamId};
+use warren_core::ports::{ConsumerOffsets, MigrationLedger, OperationRecord, OperationState, PortError};
 
 use crate::accounts::{
     ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate,
@@ -237,34 +238,6 @@ impl crate::MetaStore for SqlMeta {
         self.migration_status_rows().await
     }
 
-    async fn migration_operations(&self, scope: &str) -> Result<Vec<crate::OperationRecord>, MetaError> {
-        locks::operations(&self.pool, scope).await
-    }
-
-    async fn record_operation(
-        &self,
-        scope: &str,
-        version: u32,
-        operation: u32,
-        state: crate::OperationState,
-        error: Option<&str>,
-    ) -> Result<(), MetaError> {
-        locks::record_operation(&self.pool, scope, version, operation, state, error).await
-    }
-
-    async fn acquire_lock(
-        &self,
-        name: &str,
-        holder: &str,
-        lease_ms: i64,
-    ) -> Result<Result<(), String>, MetaError> {
-        locks::acquire(&self.pool, name, holder, lease_ms).await
-    }
-
-    async fn release_lock(&self, name: &str, holder: &str) -> Result<(), MetaError> {
-        locks::release(&self.pool, name, holder).await
-    }
-
     async fn ensure_internal_project(&self, name: &str) -> Result<crate::Project, MetaError> {
         tenancy::ensure_internal_project(&self.pool, name).await
     }
@@ -475,10 +448,6 @@ impl crate::MetaStore for SqlMeta {
         persons::commit_ingest(&self.pool, self.dialect, commit).await
     }
 
-    async fn ingest_offsets(&self, consumer: &str) -> Result<HashMap<u32, u64>, MetaError> {
-        persons::ingest_offsets(&self.pool, consumer).await
-    }
-
     async fn persons(
         &self,
         team_id: TeamId,
@@ -536,5 +505,54 @@ impl crate::MetaStore for SqlMeta {
         limit: u32,
     ) -> Result<Vec<IngestionWarning>, MetaError> {
         persons::ingestion_warnings(&self.pool, team_id, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConsumerOffsets for SqlMeta {
+    async fn ingest_offsets(&self, consumer: &str) -> Result<HashMap<u32, u64>, PortError> {
+        persons::ingest_offsets(&self.pool, consumer).await.map_err(PortError::new)
+    }
+
+    async fn commit_offsets(&self, consumer: &str, offsets: &[(u32, u64)]) -> Result<(), PortError> {
+        let commit = crate::IngestCommit {
+            consumer: consumer.to_string(),
+            offsets: offsets.to_vec(),
+            ..Default::default()
+        };
+        persons::commit_ingest(&self.pool, self.dialect, &commit).await.map_err(PortError::new)
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationLedger for SqlMeta {
+    async fn migration_operations(&self, scope: &str) -> Result<Vec<OperationRecord>, PortError> {
+        locks::operations(&self.pool, scope).await.map_err(PortError::new)
+    }
+
+    async fn record_operation(
+        &self,
+        scope: &str,
+        version: u32,
+        operation: u32,
+        state: OperationState,
+        error: Option<&str>,
+    ) -> Result<(), PortError> {
+        locks::record_operation(&self.pool, scope, version, operation, state, error)
+            .await
+            .map_err(PortError::new)
+    }
+
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Result<(), String>, PortError> {
+        locks::acquire(&self.pool, name, holder, lease_ms).await.map_err(PortError::new)
+    }
+
+    async fn release_lock(&self, name: &str, holder: &str) -> Result<(), PortError> {
+        locks::release(&self.pool, name, holder).await.map_err(PortError::new)
     }
 }

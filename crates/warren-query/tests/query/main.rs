@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 use warren_core::config::{ClickHouseConfig, EventStoreConfig};
-use warren_core::person::{Group, Person, PersonMode, PersonOverride};
+use warren_core::person::{Group, Person, PersonChanges, PersonMode, PersonOverride};
 use warren_meta::{IngestCommit, MetaStore, SqlMeta};
 use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, QueryLimits};
 use warren_store::{
@@ -249,7 +249,13 @@ async fn load(file: &GoldenFile, cluster: Option<&ClickHouseCluster>) -> Loaded 
             let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("a cluster");
             let store = ClickHouseStore::open(options, meta.clone()).await.expect("open the cluster's store");
             let count = rows.len();
-            store.write_persons(&commit).await.expect("persons to the cluster");
+            let changes = PersonChanges {
+                persons: &commit.persons,
+                distinct_ids: &commit.distinct_ids,
+                overrides: &commit.overrides,
+                ..PersonChanges::default()
+            };
+            store.write_persons(&changes).await.expect("persons to the cluster");
             store.append("golden", rows, &offsets).await.expect("append to the cluster");
             let stored = store.read_rows(None).await.expect("read the cluster");
             assert_eq!(stored.len(), count, "the cluster holds every golden event of both projects");

@@ -1,6 +1,7 @@
 //! The ClickHouse migration runner: versioned migrations of ordered
 //! operations, each with its rollback, run under a lock that outlives the
-//! process, with every operation's state kept in the meta store so a run
+//! process, with every operation's state kept in the meta store (through the
+//! [`MigrationLedger`] port) so a run
 //! that is killed resumes at the operation it was on.
 //!
 //! An operation's statement goes to every server or to one per shard
@@ -12,7 +13,7 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use warren_meta::{MetaStore, OperationRecord, OperationState};
+use warren_core::ports::{MigrationLedger, OperationRecord, OperationState};
 
 use super::client::{quote, Client, Host};
 use crate::StoreError;
@@ -59,7 +60,7 @@ pub struct OperationStatus {
 /// Runs `migrations` on one database of a cluster.
 pub struct Migrator<'a> {
     client: &'a Client,
-    meta: &'a dyn MetaStore,
+    ledger: &'a dyn MigrationLedger,
     migrations: Vec<Migration>,
     mutation_timeout: Duration,
     /// How long the lock outlives a runner that stops renewing it (one
@@ -71,14 +72,14 @@ pub struct Migrator<'a> {
 impl<'a> Migrator<'a> {
     pub fn new(
         client: &'a Client,
-        meta: &'a dyn MetaStore,
+        ledger: &'a dyn MigrationLedger,
         migrations: Vec<Migration>,
         mutation_timeout: Duration,
         lease: Duration,
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "warren".into());
         let holder = format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        Self { client, meta, migrations, mutation_timeout, lease, holder }
+        Self { client, ledger, migrations, mutation_timeout, lease, holder }
     }
 
     fn lease_ms(&self) -> i64 {
@@ -96,7 +97,7 @@ impl<'a> Migrator<'a> {
 
     /// Every operation of every migration, with its recorded state.
     async fn plan(&self) -> Result<Vec<(OperationStatus, &Operation)>, StoreError> {
-        let records = self.meta.migration_operations(&self.scope()).await?;
+        let records = self.ledger.migration_operations(&self.scope()).await?;
         let recorded = |version: u32, operation: u32| -> Option<&OperationRecord> {
             records.iter().find(|r| r.version == version && r.operation == operation)
         };
@@ -214,7 +215,7 @@ impl<'a> Migrator<'a> {
         state: OperationState,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.meta.record_operation(&self.scope(), status.version, status.operation, state, error).await?;
+        self.ledger.record_operation(&self.scope(), status.version, status.operation, state, error).await?;
         Ok(())
     }
 
@@ -225,7 +226,7 @@ impl<'a> Migrator<'a> {
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.lease / 3).await;
-            match self.meta.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await {
+            match self.ledger.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await {
                 Ok(Ok(())) => renewed = Instant::now(),
                 Ok(Err(holder)) => {
                     return StoreError::ClickHouse(format!("the migration lock was taken over by {holder}"));
@@ -246,7 +247,7 @@ impl<'a> Migrator<'a> {
     ) -> Result<T, StoreError> {
         let deadline = Instant::now() + self.mutation_timeout;
         loop {
-            match self.meta.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await? {
+            match self.ledger.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await? {
                 Ok(()) => break,
                 Err(holder) if Instant::now() > deadline => {
                     return Err(StoreError::ClickHouse(format!(
@@ -265,7 +266,7 @@ impl<'a> Migrator<'a> {
         };
         // The work's own error says more than a failed release, which the
         // lease ends anyway.
-        let released = self.meta.release_lock(&self.lock_name(), &self.holder).await;
+        let released = self.ledger.release_lock(&self.lock_name(), &self.holder).await;
         let value = result?;
         released?;
         Ok(value)

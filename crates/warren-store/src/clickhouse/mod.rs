@@ -32,7 +32,8 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use warren_core::config::ClickHouseConfig;
 use warren_core::jobs::JobBoard;
-use warren_meta::{IngestCommit, MetaStore};
+use warren_core::person::{PersonChanges, PersonsSnapshot};
+use warren_core::ports::ClusterLedger;
 
 use client::Client;
 pub use client::{quote, ClickHouseUrl};
@@ -73,7 +74,8 @@ impl ClickHouseStoreOptions {
 /// The events of every project on one ClickHouse cluster.
 pub struct ClickHouseStore {
     client: Client,
-    meta: Arc<dyn MetaStore>,
+    /// The meta store's ports: this cluster's offsets, its migrations.
+    ledger: Arc<dyn ClusterLedger>,
     options: ClickHouseStoreOptions,
     /// The last version given to person rows (see [`persons`]); read from
     /// the cluster on first use.
@@ -89,8 +91,11 @@ impl std::fmt::Debug for ClickHouseStore {
 impl ClickHouseStore {
     /// Connects and brings the schema up to date (waiting while another
     /// process migrates it).
-    pub async fn open(options: ClickHouseStoreOptions, meta: Arc<dyn MetaStore>) -> Result<Self, StoreError> {
-        let store = Self::connect(options, meta)?;
+    pub async fn open(
+        options: ClickHouseStoreOptions,
+        ledger: Arc<dyn ClusterLedger>,
+    ) -> Result<Self, StoreError> {
+        let store = Self::connect(options, ledger)?;
         let applied = store.migrator().up(|_| ControlFlow::Continue(())).await?;
         tracing::info!(
             database = %store.options.url.database,
@@ -102,9 +107,12 @@ impl ClickHouseStore {
     }
 
     /// Connects without touching the schema (for `warren migrate`).
-    pub fn connect(options: ClickHouseStoreOptions, meta: Arc<dyn MetaStore>) -> Result<Self, StoreError> {
+    pub fn connect(
+        options: ClickHouseStoreOptions,
+        ledger: Arc<dyn ClusterLedger>,
+    ) -> Result<Self, StoreError> {
         let client = Client::new(options.url.clone(), options.statement_timeout)?;
-        Ok(Self { client, meta, options, last_version: tokio::sync::Mutex::new(None) })
+        Ok(Self { client, ledger, options, last_version: tokio::sync::Mutex::new(None) })
     }
 
     /// The cluster this store writes.
@@ -122,7 +130,7 @@ impl ClickHouseStore {
     pub fn migrator_of(&self, migrations: Vec<migrations::Migration>) -> Migrator<'_> {
         Migrator::new(
             &self.client,
-            self.meta.as_ref(),
+            self.ledger.as_ref(),
             migrations,
             self.options.mutation_timeout,
             self.options.migration_lease,
@@ -173,45 +181,12 @@ impl ClickHouseStore {
         Ok(())
     }
 
-    /// Loads one project's persons, distinct ids and overrides from the
-    /// meta store, a page at a time, and checks that the cluster then
-    /// holds as many live persons as the meta store; calls `progress` with
-    /// the persons loaded so far. Running it again loads the same rows again, which
-    /// changes nothing.
-    pub async fn backfill_persons(
-        &self,
-        team_id: i64,
-        mut progress: impl FnMut(u64),
-    ) -> Result<u64, StoreError> {
-        let mut after = None;
-        let mut loaded = 0u64;
-        loop {
-            let page = self.meta.persons(team_id, after, persons::PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.uuid);
-            self.insert_persons(&persons::rows_of_persons(self.meta.as_ref(), team_id, &page).await?).await?;
-            loaded += page.len() as u64;
-            progress(loaded);
-        }
-        self.insert_persons(&persons::rows_of_overrides(self.meta.as_ref(), team_id).await?).await?;
-        // Ingest writes the cluster before the meta store, so counted in
-        // that order the two agree unless a batch is between its two
-        // writes: a few tries let it finish.
-        let mut tries = 0;
-        loop {
-            let expected = self.meta.count_persons(team_id).await?;
-            let held = self.persons_count(team_id).await?;
-            if held == expected {
-                return Ok(loaded);
-            }
-            tries += 1;
-            if tries == 5 {
-                return Err(StoreError::ClickHouse(format!(
-                    "project {team_id}: the cluster holds {held} persons, the meta store {expected}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+    /// Loads one page of a project's persons as the backfill does: the
+    /// meta store's versions for persons, version 0 for distinct ids and
+    /// overrides, below anything ingest writes, so a batch ingested
+    /// meanwhile is never undone. Loading it again changes nothing.
+    pub async fn load_persons(&self, snapshot: &PersonsSnapshot) -> Result<(), StoreError> {
+        self.insert_persons(&persons::rows_of_load(snapshot, 0)).await
     }
 
     /// How many persons of `team_id` the cluster holds, merged-away ones
@@ -254,8 +229,8 @@ impl ClickHouseStore {
     /// cluster does not hold yet: 0 while ingest writes it beside every
     /// batch, more while it catches up after an outage.
     pub async fn records_behind(&self) -> Result<u64, StoreError> {
-        let finished = self.meta.ingest_offsets(warren_core::INGEST_CONSUMER).await?;
-        let held = self.meta.ingest_offsets(&self.consumer(warren_core::INGEST_CONSUMER)).await?;
+        let finished = self.ledger.ingest_offsets(warren_core::INGEST_CONSUMER).await?;
+        let held = self.ledger.ingest_offsets(&self.consumer(warren_core::INGEST_CONSUMER)).await?;
         Ok(finished
             .iter()
             .map(|(partition, offset)| offset.saturating_sub(held.get(partition).copied().unwrap_or(0)))
@@ -438,23 +413,18 @@ impl EventStore for ClickHouseStore {
             self.client.execute(&sql, Some(body)).await?;
         }
         if !offsets.is_empty() {
-            let commit = IngestCommit {
-                consumer: self.consumer(writer),
-                offsets: offsets.to_vec(),
-                ..IngestCommit::default()
-            };
-            self.meta.commit_ingest(&commit).await?;
+            self.ledger.commit_offsets(&self.consumer(writer), offsets).await?;
         }
         Ok(())
     }
 
-    async fn write_persons(&self, commit: &IngestCommit) -> Result<(), StoreError> {
-        let rows = persons::rows_of_commit(commit, self.meta.as_ref(), self.next_version().await?).await?;
+    async fn write_persons(&self, changes: &PersonChanges<'_>) -> Result<(), StoreError> {
+        let rows = persons::rows_of_changes(changes, self.next_version().await?);
         self.insert_persons(&rows).await
     }
 
     async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError> {
-        let mut offsets = self.meta.ingest_offsets(&self.consumer(writer)).await?;
+        let mut offsets = self.ledger.ingest_offsets(&self.consumer(writer)).await?;
         offsets.retain(|partition, _| *partition < partitions);
         Ok(offsets)
     }
@@ -512,9 +482,8 @@ impl EventStore for ClickHouseStore {
         Ok(rows)
     }
 
-    async fn refresh_persons(&self, team_id: i64, distinct_ids: &[String]) -> Result<(), StoreError> {
-        let version = self.next_version().await?;
-        let rows = persons::rows_of_present(self.meta.as_ref(), team_id, distinct_ids, version).await?;
+    async fn refresh_persons(&self, snapshot: &PersonsSnapshot) -> Result<(), StoreError> {
+        let rows = persons::rows_of_snapshot(snapshot, self.next_version().await?);
         self.insert_persons(&rows).await
     }
 

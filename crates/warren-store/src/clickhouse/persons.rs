@@ -1,7 +1,7 @@
 //! The person tables on the cluster — `persons`, `person_distinct_id`,
 //! `person_overrides` — as rows of `JSONEachRow`, made from what one ingest
-//! batch changed or from the meta store's whole state of a project (the
-//! backfill).
+//! batch changed, or from a snapshot of the meta store's present state (a
+//! replica catching up, the backfill).
 //!
 //! Every change is a new row with a higher `version`; nothing is updated
 //! in place. A person keeps the meta store's version, and one merged away
@@ -28,10 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use uuid::Uuid;
-use warren_core::person::{Person, TeamId};
-use warren_meta::{IngestCommit, MetaStore};
-
-use crate::StoreError;
+use warren_core::person::{Person, PersonChanges, PersonsSnapshot, TeamId};
 
 /// The tables, as the insert statements name them.
 pub(super) const PERSONS: &str = "persons";
@@ -136,15 +133,10 @@ fn push_line(out: &mut String, line: &impl Serialize) {
     }
 }
 
-/// The rows that take the cluster from the state the meta store holds to
-/// the one `commit` leaves there; `version` is the batch's (see the module
-/// text). Reads the meta store, so it must run before the commit does.
-pub(super) async fn rows_of_commit(
-    commit: &IngestCommit,
-    meta: &dyn MetaStore,
-    version: u64,
-) -> Result<PersonRows, StoreError> {
-    let merged: HashMap<Uuid, Uuid> = commit.merges.iter().map(|m| (m.old, m.into)).collect();
+/// The rows that take the cluster from the state before `changes` to the
+/// one after; `version` is the batch's (see the module text).
+pub(super) fn rows_of_changes(changes: &PersonChanges<'_>, version: u64) -> PersonRows {
+    let merged: HashMap<Uuid, Uuid> = changes.merges.iter().map(|m| (m.old, m.into)).collect();
     let resolve = |mut uuid: Uuid| {
         // A merge chain is no longer than the batch's merges.
         for _ in 0..=merged.len() {
@@ -155,42 +147,38 @@ pub(super) async fn rows_of_commit(
         }
         uuid
     };
-    let final_version: HashMap<Uuid, i64> = commit.persons.iter().map(|p| (p.uuid, p.version)).collect();
+    let final_version: HashMap<Uuid, i64> = changes.persons.iter().map(|p| (p.uuid, p.version)).collect();
 
     let mut rows = PersonRows::default();
-    for person in &commit.persons {
+    for person in changes.persons {
         rows.person(person);
     }
-    let mut olds_per_team: BTreeMap<TeamId, Vec<Uuid>> = BTreeMap::new();
-    for merge in &commit.merges {
+    for merge in changes.merges {
         let survivor_version = final_version.get(&resolve(merge.old)).map(|v| v.max(&0) + 1);
         // The survivor is always among the batch's persons; were it not,
         // the deletion must still win over every row of the person.
         rows.deleted_person(merge.team_id, merge.old, survivor_version.map_or(version, |v| v as u64));
-        olds_per_team.entry(merge.team_id).or_default().push(merge.old);
     }
 
     // Distinct ids: those the merged-away persons had before the batch
     // move to their survivor; the batch's own say last.
     let mut distinct_ids: BTreeMap<(TeamId, String), Uuid> = BTreeMap::new();
     let mut overrides: BTreeMap<(TeamId, Uuid), Uuid> = BTreeMap::new();
-    for (team_id, olds) in &olds_per_team {
-        for (old, ids) in meta.distinct_ids_of(*team_id, olds).await? {
-            for id in ids {
-                distinct_ids.insert((*team_id, id), resolve(old));
-            }
-        }
-        for old in olds {
-            overrides.insert((*team_id, *old), resolve(*old));
-        }
-        for o in meta.overrides_into(*team_id, olds).await? {
-            overrides.insert((*team_id, o.old_person_id), resolve(o.override_person_id));
+    for (team_id, old, ids) in changes.merged_distinct_ids {
+        for id in ids {
+            distinct_ids.insert((*team_id, id.clone()), resolve(*old));
         }
     }
-    for assignment in &commit.distinct_ids {
+    for merge in changes.merges {
+        overrides.insert((merge.team_id, merge.old), resolve(merge.old));
+    }
+    for o in changes.overrides_into_merged {
+        overrides.insert((o.team_id, o.old_person_id), resolve(o.override_person_id));
+    }
+    for assignment in changes.distinct_ids {
         distinct_ids.insert((assignment.team_id, assignment.distinct_id.clone()), assignment.person_uuid);
     }
-    for o in &commit.overrides {
+    for o in changes.overrides {
         overrides.insert((o.team_id, o.old_person_id), o.override_person_id);
     }
     for ((team_id, distinct_id), person) in &distinct_ids {
@@ -201,74 +189,37 @@ pub(super) async fn rows_of_commit(
             rows.override_(team_id, old, new, version);
         }
     }
-    Ok(rows)
+    rows
 }
 
-/// The present state, as the meta store holds it, of the persons that
-/// `distinct_ids` belong to: each person, all its distinct ids, the
-/// overrides into it and a deleted row for each person merged into it —
-/// all at `version` (the store's clock), so they replace whatever the
-/// cluster kept of them. For a cluster that missed batches: the state it
-/// missed is the present one, and a merged-away person never lives again.
-pub(super) async fn rows_of_present(
-    meta: &dyn MetaStore,
-    team_id: TeamId,
-    distinct_ids: &[String],
-    version: u64,
-) -> Result<PersonRows, StoreError> {
-    let lookup = meta.persons_by_distinct_ids(team_id, distinct_ids).await?;
-    let mut rows = PersonRows::default();
-    let mut uuids: Vec<Uuid> = lookup.persons.keys().copied().collect();
-    uuids.sort_unstable();
-    for uuid in &uuids {
-        if let Some(person) = lookup.persons.get(uuid) {
-            rows.person(person);
-        }
+/// The rows of `snapshot` at `version` (the store's clock), with a deleted
+/// row for each person merged into one of its persons, so they replace
+/// whatever the cluster kept of them. For a cluster that missed batches:
+/// the state it missed is the present one, and a merged-away person never
+/// lives again.
+pub(super) fn rows_of_snapshot(snapshot: &PersonsSnapshot, version: u64) -> PersonRows {
+    let mut rows = rows_of_load(snapshot, version);
+    for o in &snapshot.overrides {
+        rows.deleted_person(snapshot.team_id, o.old_person_id, version);
     }
-    for (person, ids) in meta.distinct_ids_of(team_id, &uuids).await? {
-        for id in ids {
-            rows.distinct_id(team_id, &id, person, version);
-        }
-    }
-    for o in meta.overrides_into(team_id, &uuids).await? {
-        rows.override_(team_id, o.old_person_id, o.override_person_id, version);
-        rows.deleted_person(team_id, o.old_person_id, version);
-    }
-    Ok(rows)
+    rows
 }
 
-/// Persons read from the meta store at a time, for the backfill.
-pub(super) const PAGE: u32 = 5_000;
-
-/// The rows of one page of a project's persons as the meta store holds
-/// them, with their distinct ids; at version 0 where the meta store keeps
-/// none (see the module text).
-pub(super) async fn rows_of_persons(
-    meta: &dyn MetaStore,
-    team_id: TeamId,
-    persons: &[Person],
-) -> Result<PersonRows, StoreError> {
+/// The rows of `snapshot` as the backfill loads them: distinct ids and
+/// overrides at `version` (0 for the backfill, see the module text).
+pub(super) fn rows_of_load(snapshot: &PersonsSnapshot, version: u64) -> PersonRows {
+    let team_id = snapshot.team_id;
     let mut rows = PersonRows::default();
-    for person in persons {
+    for person in &snapshot.persons {
         rows.person(person);
     }
-    let uuids: Vec<Uuid> = persons.iter().map(|p| p.uuid).collect();
-    for (person, ids) in meta.distinct_ids_of(team_id, &uuids).await? {
+    for (person, ids) in &snapshot.distinct_ids {
         for id in ids {
-            rows.distinct_id(team_id, &id, person, 0);
+            rows.distinct_id(team_id, id, *person, version);
         }
     }
-    Ok(rows)
-}
-
-/// A project's overrides as the meta store holds them, at version 0.
-pub(super) async fn rows_of_overrides(
-    meta: &dyn MetaStore,
-    team_id: TeamId,
-) -> Result<PersonRows, StoreError> {
-    let mut rows = PersonRows::default();
-    for o in meta.person_overrides(team_id).await? {
-        rows.override_(team_id, o.old_person_id, o.override_person_id, 0);
+    for o in &snapshot.overrides {
+        rows.override_(team_id, o.old_person_id, o.override_person_id, version);
     }
-    Ok(rows)
+    rows
 }

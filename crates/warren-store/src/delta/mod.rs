@@ -23,7 +23,7 @@ use url::Url;
 use warren_core::config::EventStoreConfig;
 use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
-use warren_meta::IngestCommit;
+use warren_core::person::{PersonChanges, PersonsSnapshot};
 
 use crate::upkeep::MaintenanceReport;
 use crate::{EventKey, EventRow, EventStore, StoreError};
@@ -223,7 +223,7 @@ impl EventStore for DeltaStore {
 
     /// Queries on the Delta table read persons from the meta store itself
     /// (see [`crate::register_person_tables`]): nothing to keep here.
-    async fn write_persons(&self, _commit: &IngestCommit) -> Result<(), StoreError> {
+    async fn write_persons(&self, _changes: &PersonChanges<'_>) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -292,7 +292,7 @@ impl EventStore for DeltaStore {
     }
 
     /// Queries on the Delta table read persons from the meta store itself.
-    async fn refresh_persons(&self, _team_id: i64, _distinct_ids: &[String]) -> Result<(), StoreError> {
+    async fn refresh_persons(&self, _snapshot: &PersonsSnapshot) -> Result<(), StoreError> {
         Ok(())
     }
 }

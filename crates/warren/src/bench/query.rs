@@ -19,8 +19,8 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 use warren_core::config::WarrenConfig;
 use warren_meta::MetaStore;
+use warren_ops::backfill::{backfill, backfill_persons};
 use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, Query, QueryBackend, QueryLimits};
-use warren_store::backfill::{backfill, backfill_persons};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore};
 
 #[derive(Debug, clap::Args)]
@@ -298,7 +298,7 @@ async fn load_cluster(
 ) -> anyhow::Result<Arc<ClickHouseStore>> {
     let config = warren_core::config::ClickHouseConfig { url: Some(url.to_string()), ..Default::default() };
     let options = ClickHouseStoreOptions::from_config(&config)?.context("a cluster URL")?;
-    let cluster = ClickHouseStore::open(options, meta).await.context("opening the cluster")?;
+    let cluster = ClickHouseStore::open(options, meta.clone()).await.context("opening the cluster")?;
     eprintln!("backfilling the cluster from the Delta table (days already there are skipped)");
     let started = Instant::now();
     let days = backfill(store, &cluster, |_, _, _| {}).await.context("backfilling the cluster")?;
@@ -310,7 +310,9 @@ async fn load_cluster(
             loaded as f64 / seconds
         );
     }
-    backfill_persons(store, &cluster, |_, _| {}).await.context("loading persons into the cluster")?;
+    backfill_persons(store, meta.as_ref(), &cluster, |_, _| {})
+        .await
+        .context("loading persons into the cluster")?;
     Ok(Arc::new(cluster))
 }
 

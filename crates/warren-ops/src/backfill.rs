@@ -13,8 +13,14 @@
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use warren_core::person::{PersonsSnapshot, TeamId};
+use warren_meta::MetaStore;
+use warren_store::{ClickHouseStore, DeltaStore, EventStore};
 
-use crate::{ClickHouseStore, DeltaStore, EventStore, StoreError};
+use crate::OpsError;
+
+/// Persons read from the meta store and loaded at a time.
+const PERSONS_PAGE: u32 = 5_000;
 
 /// Rows per insert: big enough for ClickHouse to like the parts, small
 /// enough to keep the request bounded.
@@ -40,7 +46,7 @@ pub async fn backfill(
     delta: &DeltaStore,
     clickhouse: &ClickHouseStore,
     mut progress: impl FnMut(&BackfilledDay, usize, usize),
-) -> Result<Vec<BackfilledDay>, StoreError> {
+) -> Result<Vec<BackfilledDay>, OpsError> {
     let days = delta.rows_per_day().await?;
     let present = clickhouse.rows_per_day().await?;
     let mut done = Vec::with_capacity(days.len());
@@ -62,7 +68,7 @@ pub async fn backfill(
             insert = started.elapsed();
             let now = clickhouse.rows_of_day(day).await?;
             if now < expected {
-                return Err(StoreError::ClickHouse(format!(
+                return Err(OpsError::Verification(format!(
                     "{day}: the cluster holds {now} rows after loading the Delta table's {expected}"
                 )));
             }
@@ -81,13 +87,58 @@ pub async fn backfill(
 /// nothing; ingest writing persons meanwhile wins over what it loads.
 pub async fn backfill_persons(
     delta: &DeltaStore,
+    meta: &dyn MetaStore,
     clickhouse: &ClickHouseStore,
     mut progress: impl FnMut(i64, u64),
-) -> Result<Vec<(i64, u64)>, StoreError> {
+) -> Result<Vec<(i64, u64)>, OpsError> {
     let mut done = Vec::new();
     for team in delta.team_ids().await? {
-        let loaded = clickhouse.backfill_persons(team, |n| progress(team, n)).await?;
+        let loaded = backfill_persons_of(meta, clickhouse, team, |n| progress(team, n)).await?;
         done.push((team, loaded));
     }
     Ok(done)
+}
+
+/// One project's persons, then its overrides; checks that the cluster then
+/// holds as many live persons as the meta store. Returns the persons loaded.
+pub async fn backfill_persons_of(
+    meta: &dyn MetaStore,
+    clickhouse: &ClickHouseStore,
+    team_id: TeamId,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, OpsError> {
+    let mut after = None;
+    let mut loaded = 0u64;
+    loop {
+        let persons = meta.persons(team_id, after, PERSONS_PAGE).await?;
+        let Some(last) = persons.last() else { break };
+        after = Some(last.uuid);
+        let uuids: Vec<_> = persons.iter().map(|p| p.uuid).collect();
+        let distinct_ids = meta.distinct_ids_of(team_id, &uuids).await?.into_iter().collect();
+        loaded += persons.len() as u64;
+        clickhouse
+            .load_persons(&PersonsSnapshot { team_id, persons, distinct_ids, overrides: Vec::new() })
+            .await?;
+        progress(loaded);
+    }
+    let overrides = meta.person_overrides(team_id).await?;
+    clickhouse.load_persons(&PersonsSnapshot { team_id, overrides, ..PersonsSnapshot::default() }).await?;
+    // Ingest writes the cluster before the meta store, so counted in that
+    // order the two agree unless a batch is between its two writes: a few
+    // tries let it finish.
+    let mut tries = 0;
+    loop {
+        let expected = meta.count_persons(team_id).await?;
+        let held = clickhouse.persons_count(team_id).await?;
+        if held == expected {
+            return Ok(loaded);
+        }
+        tries += 1;
+        if tries == 5 {
+            return Err(OpsError::Verification(format!(
+                "project {team_id}: the cluster holds {held} persons, the meta store {expected}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -1,6 +1,8 @@
 //! The EventStore conformance suite against a real ClickHouse cluster (two
-//! shards of two replicas on one ZooKeeper, started by the test kit), and
-//! what a cluster adds: a replica lost while events are written.
+//! shards of two replicas on one ZooKeeper, started by the test kit), with
+//! the meta store on SQLite as its ledger, and what a cluster adds: a
+//! replica lost while events are written, the migration runner, persons
+//! and their backfill.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use warren_core::config::ClickHouseConfig;
 use warren_meta::{MetaStore, SqlMeta};
+use warren_ops::backfill::backfill_persons_of;
 use warren_store::conformance::{sample_row, StoreFactory};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventRow, EventStore};
 use warren_testkit::clickhouse::ClickHouseCluster;
@@ -266,8 +269,9 @@ async fn migrations_resume_where_they_stopped_and_roll_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persons_follow_merges_and_the_backfill_loads_the_same() {
     use uuid::Uuid;
+    use warren_core::person::{DistinctIdAssignment, PersonChanges, PersonMerge};
     use warren_core::person::{Person, PersonOverride};
-    use warren_meta::{DistinctIdAssignment, IngestCommit, PersonMerge};
+    use warren_meta::IngestCommit;
 
     let Some(cluster) = ClickHouseCluster::shared() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -292,29 +296,41 @@ async fn persons_follow_merges_and_the_backfill_loads_the_same() {
     };
     // Person 1 (ids a1, a2) with a personless id's events (person 9)
     // joined to it; person 2 (id b).
+    let personless =
+        PersonOverride { team_id: team, old_person_id: id(9), override_person_id: id(1), version: 1 };
     let first = IngestCommit {
         consumer: "ingest".into(),
         persons: vec![person(1, 1), person(2, 1)],
         distinct_ids: vec![assign("a1", 1), assign("a2", 1), assign("b", 2)],
-        overrides: vec![PersonOverride {
-            team_id: team,
-            old_person_id: id(9),
-            override_person_id: id(1),
-            version: 1,
-        }],
+        overrides: vec![personless.clone()],
         ..IngestCommit::default()
     };
-    store.write_persons(&first).await.expect("first batch");
+    let changes = PersonChanges {
+        persons: &first.persons,
+        distinct_ids: &first.distinct_ids,
+        overrides: &first.overrides,
+        ..PersonChanges::default()
+    };
+    store.write_persons(&changes).await.expect("first batch");
     meta.commit_ingest(&first).await.expect("commit the first batch");
-    // Person 1 merges into person 2; the batch is written twice.
+    // Person 1 merges into person 2; the batch is written twice. Ingest
+    // hands over what person 1 had before the batch.
     let second = IngestCommit {
         consumer: "ingest".into(),
         merges: vec![PersonMerge { team_id: team, old: id(1), into: id(2) }],
         persons: vec![person(2, 2)],
         ..IngestCommit::default()
     };
-    store.write_persons(&second).await.expect("second batch");
-    store.write_persons(&second).await.expect("second batch, replayed");
+    let before = [(team, id(1), vec!["a1".to_string(), "a2".to_string()])];
+    let changes = PersonChanges {
+        persons: &second.persons,
+        merges: &second.merges,
+        merged_distinct_ids: &before,
+        overrides_into_merged: std::slice::from_ref(&personless),
+        ..PersonChanges::default()
+    };
+    store.write_persons(&changes).await.expect("second batch");
+    store.write_persons(&changes).await.expect("second batch, replayed");
     meta.commit_ingest(&second).await.expect("commit the second batch");
 
     let (p1, p2, p9) = (id(1), id(2), id(9));
@@ -329,17 +345,17 @@ async fn persons_follow_merges_and_the_backfill_loads_the_same() {
     let fresh = ClickHouseStore::open(options(cluster.url(&format!("{db}_backfilled"))), meta.clone())
         .await
         .expect("open");
-    assert_eq!(fresh.backfill_persons(team, |_| {}).await.expect("backfill"), 1);
+    let loaded = backfill_persons_of(meta.as_ref(), &fresh, team, |_| {}).await.expect("backfill");
+    assert_eq!(loaded, 1);
     assert_eq!(person_tables(&fresh, team).await, expected, "the backfill loads what ingest wrote");
 
     // Batches written back to back: the later one wins, however close.
     for person in [7, 8] {
-        let moved = IngestCommit {
-            consumer: "ingest".into(),
-            distinct_ids: vec![assign("b", person)],
-            ..IngestCommit::default()
-        };
-        store.write_persons(&moved).await.expect("move b");
+        let moved = [assign("b", person)];
+        store
+            .write_persons(&PersonChanges { distinct_ids: &moved, ..PersonChanges::default() })
+            .await
+            .expect("move b");
     }
     let owner = store
         .query(

@@ -1,0 +1,109 @@
+//! Small ports that the event stores need from the meta store, so they do
+//! not depend on it: where a consumer's offsets stand ([`ConsumerOffsets`])
+//! and the ledger of another store's schema migrations with its lock
+//! ([`MigrationLedger`]). `warren-meta` implements both for every
+//! deployment's meta store; a store takes a [`ClusterLedger`].
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+/// A port's failure, as the adapter behind it described it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PortError(Box<dyn std::error::Error + Send + Sync>);
+
+impl PortError {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+/// `partition → next offset` per consumer: what a consumer of the event
+/// log has stored, kept where it survives the consumer.
+#[async_trait]
+pub trait ConsumerOffsets: Send + Sync {
+    /// `partition → next offset` that `consumer` has committed.
+    async fn ingest_offsets(&self, consumer: &str) -> Result<HashMap<u32, u64>, PortError>;
+
+    /// Records that `consumer` holds everything before each offset of
+    /// `offsets` (`(partition, next offset)`), replacing what it had.
+    async fn commit_offsets(&self, consumer: &str, offsets: &[(u32, u64)]) -> Result<(), PortError>;
+}
+
+/// Where one operation of another store's migration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    NotStarted,
+    Running,
+    Completed,
+    Errored,
+    RolledBack,
+}
+
+impl OperationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::NotStarted => "not_started",
+            OperationState::Running => "running",
+            OperationState::Completed => "completed",
+            OperationState::Errored => "errored",
+            OperationState::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::NotStarted, Self::Running, Self::Completed, Self::Errored, Self::RolledBack]
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+}
+
+/// One recorded operation: `(version, operation)` of a migration of
+/// `scope` (e.g. `clickhouse/warren`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperationRecord {
+    pub version: u32,
+    pub operation: u32,
+    pub state: OperationState,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+/// The record of another store's schema migrations, operation by
+/// operation, and the lease that lets one process at a time run them.
+#[async_trait]
+pub trait MigrationLedger: Send + Sync {
+    /// Every recorded operation of `scope`'s migrations, in order.
+    async fn migration_operations(&self, scope: &str) -> Result<Vec<OperationRecord>, PortError>;
+
+    /// Records where one operation stands (replacing what was recorded).
+    async fn record_operation(
+        &self,
+        scope: &str,
+        version: u32,
+        operation: u32,
+        state: OperationState,
+        error: Option<&str>,
+    ) -> Result<(), PortError>;
+
+    /// Takes the lock `name` for `holder` until `lease_ms` from now: when
+    /// it is free, expired, or already `holder`'s (which renews it).
+    /// Answers whether `holder` has it, and who else does when not.
+    async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Result<(), String>, PortError>;
+
+    /// Gives up `holder`'s lock `name`; another holder's stays.
+    async fn release_lock(&self, name: &str, holder: &str) -> Result<(), PortError>;
+}
+
+/// Both ports, as a store on a cluster of its own needs them.
+pub trait ClusterLedger: ConsumerOffsets + MigrationLedger {}
+
+impl<T: ConsumerOffsets + MigrationLedger + ?Sized> ClusterLedger for T {}

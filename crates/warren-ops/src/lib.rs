@@ -1,0 +1,13 @@
+//! Operations on a deployment's stores, as the `warren` binary's chores run
+//! them: each reads and writes the stores through their ports and
+//! adapters, reports its progress through a callback, verifies what it did,
+//! and can be stopped anywhere and run again.
+//!
+//! [`backfill`] loads the canonical Delta table and the meta store's
+//! persons into a ClickHouse cluster (`warren clickhouse backfill`).
+//! Errors are [`OpsError`].
+
+pub mod backfill;
+mod error;
+
+pub use error::OpsError;
