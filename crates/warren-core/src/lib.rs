@@ -4,8 +4,7 @@
 //! [`CapturedEvent`] record that capture writes to the event log and ingest
 //! reads back, persons and groups as ingest builds them, the configuration
 //! structs that the binary loads and hands to each role, the project-token
-//! rule, feature flag definitions with their PostHog-exact evaluation, the
-//! names of every metric Warren exports, the in-memory board where
+//! rule, the names of every metric Warren exports, the in-memory board where
 //! background jobs report their runs, and the small ports (consumer
 //! offsets, a migration ledger) that the event stores need from the meta
 //! store. It performs no I/O and depends on no
@@ -13,7 +12,6 @@
 
 pub mod config;
 pub mod event;
-pub mod flags;
 pub mod jobs;
 pub mod metrics;
 pub mod person;

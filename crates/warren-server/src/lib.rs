@@ -4,8 +4,9 @@
 //! `/api/` and the SDKs' feature-flag endpoints (`api/`: accounts,
 //! projects, keys, the audit log, product entities, queries, persons,
 //! flags, Warren's own health and the OpenAPI document, all from one
-//! route table), the web dashboard (`ui/`: pages and their embedded
-//! assets), self-monitoring (`monitor/`), liveness and readiness, and
+//! route table), feature-flag evaluation (`flags/`), the web dashboard
+//! (`ui/`: pages and their embedded assets), self-monitoring (`monitor/`),
+//! liveness and readiness, and
 //! `/metrics` (on the main listener, or alone on an admin listener:
 //! [`admin_router`]), served by [`serve`] with bounded connections. Capture only ever appends to the event log; it never reads
 //! the event store. [`ApiError`] is the one error type of
@@ -15,6 +16,7 @@ mod admission;
 mod api;
 mod capture;
 mod error;
+mod flags;
 mod listener;
 pub mod metrics;
 pub mod monitor;

@@ -3,7 +3,7 @@
 //! and the flag definitions SDKs poll for local evaluation
 //! (`/flags/definitions`, `/api/feature_flag/local_evaluation`).
 //!
-//! Evaluation is [`warren_core::flags`]: PostHog's hashing, so a person gets
+//! Evaluation is [`crate::flags`]: PostHog's hashing, so a person gets
 //! the same answer here as from an SDK evaluating locally, and as on
 //! PostHog. Person and group properties are the stored ones overlaid with
 //! those the request sends.
@@ -23,7 +23,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use warren_core::flags::{self, FlagFilters, FlagGroup, FlagSubject};
 use warren_core::metrics as names;
 use warren_meta::entities::{Entity, EntityKind};
 use warren_meta::Project;
@@ -33,6 +32,7 @@ use warren_query::model::GroupOperator;
 use super::auth::{Access, Caller};
 use super::entities::StoredCohort;
 use crate::admission::Ticket;
+use crate::flags::{self, FlagFilters, FlagGroup, FlagSubject};
 use crate::{ApiError, AppState};
 
 /// What the SDKs send. posthog-python names the token `api_key`,

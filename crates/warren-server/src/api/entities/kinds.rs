@@ -6,9 +6,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
-use warren_core::flags::{self, FlagFilters};
 use warren_meta::entities::EntityKind;
 
+use crate::flags::{self, FlagFilters};
 use crate::ApiError;
 
 fn invalid(kind: EntityKind, reason: impl std::fmt::Display) -> ApiError {
