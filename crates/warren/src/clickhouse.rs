@@ -10,7 +10,7 @@ use warren_core::jobs::JobBoard;
 use warren_ops::backfill::{backfill, backfill_persons};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventStore};
 
-use crate::{config, serve};
+use crate::config;
 
 #[derive(Debug, Subcommand)]
 pub enum ClickHouseCommand {
@@ -38,8 +38,8 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     let options = ClickHouseStoreOptions::from_config(&config.clickhouse)?
         .context("no cluster to load: set [clickhouse] url (or WARREN_CLICKHOUSE__URL)")?;
     let cluster = format!("{} on cluster {}", options.url.database, options.url.cluster);
-    let meta = serve::open_meta(&config).await?;
-    let delta = serve::open_store(&config, &JobBoard::default()).await?;
+    let meta = warren_node::adapters::open_meta(&config).await?;
+    let delta = warren_node::adapters::open_event_store(&config, &JobBoard::default()).await?;
     let clickhouse =
         ClickHouseStore::open(options, meta.clone()).await.with_context(|| format!("opening {cluster}"))?;
     // What the table holds before it is read: once it is loaded, the

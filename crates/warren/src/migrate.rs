@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use warren_store::migrations::OperationStatus;
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions};
 
-use crate::{config, serve};
+use crate::config;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -44,9 +44,9 @@ pub async fn run(config_path: Option<PathBuf>, args: MigrateArgs) -> anyhow::Res
         config.data_dir = dir;
     }
     let meta = match args.action {
-        MigrateAction::Status => serve::connect_meta(&config).await?,
+        MigrateAction::Status => warren_node::adapters::connect_meta(&config).await?,
         // Opening the meta store applies its migrations.
-        MigrateAction::Up | MigrateAction::Down { .. } => serve::open_meta(&config).await?,
+        MigrateAction::Up | MigrateAction::Down { .. } => warren_node::adapters::open_meta(&config).await?,
     };
     let clickhouse = match ClickHouseStoreOptions::from_config(&config.clickhouse)? {
         Some(options) => Some(ClickHouseStore::connect(options, meta.clone())?),

@@ -189,8 +189,8 @@ pub async fn run(options: QueryBench) -> anyhow::Result<()> {
     let config = WarrenConfig { data_dir: options.data_dir.clone(), ..WarrenConfig::default() };
     let table = options.data_dir.join("events");
     ensure_dataset(&options.data_dir, options.users).await?;
-    let meta = crate::serve::open_meta(&config).await?;
-    let store = crate::serve::open_store(&config, &Default::default()).await?;
+    let meta = warren_node::adapters::open_meta(&config).await?;
+    let store = warren_node::adapters::open_event_store(&config, &Default::default()).await?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let limits = QueryLimits { target_partitions: cores, ..QueryLimits::default() };
     let project = ProjectContext::new(1, "UTC", chrono::Utc::now())?;

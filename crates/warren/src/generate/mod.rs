@@ -153,9 +153,9 @@ const ROWS_PER_COMMIT: usize = 500_000;
 
 pub(crate) async fn write_direct(story: &Story, config: &WarrenConfig) -> anyhow::Result<usize> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let meta = crate::serve::open_meta(config).await?;
-    crate::serve::bootstrap(meta.as_ref(), config).await?;
-    let store = crate::serve::open_store(config, &Default::default()).await?;
+    let meta = warren_node::adapters::open_meta(config).await?;
+    warren_node::bootstrap(meta.as_ref(), config).await?;
+    let store = warren_node::adapters::open_event_store(config, &Default::default()).await?;
     let mut rows = Vec::with_capacity(ROWS_PER_COMMIT);
     let mut commit = IngestCommit { consumer: "generate".into(), ..IngestCommit::default() };
     let mut written = 0;

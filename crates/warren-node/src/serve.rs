@@ -1,0 +1,218 @@
+//! [`serve`]: a process from its configuration to its clean stop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use warren_core::config::WarrenConfig;
+use warren_core::jobs::JobBoard;
+use warren_core::{ADMIN_LISTENING_LINE, LISTENING_LINE};
+use warren_log::{EventLog, RetentionPolicy, SegmentLog};
+use warren_meta::MetaStore;
+use warren_server::{AppState, InstanceInfo, Monitor};
+use warren_store::EventStore;
+
+use crate::adapters::{open_clickhouse, open_event_store, open_log, open_meta, query_engine};
+use crate::bootstrap::{bootstrap, INTERNAL_PROJECT_NAME};
+use crate::error::Step;
+use crate::ingest::{IngestRole, Stores};
+use crate::tasks::{FirstRun, PeriodicTasks};
+use crate::NodeError;
+
+/// Opens the stores, bootstraps a fresh deployment, runs the roles of
+/// `config` until `shutdown` resolves, then drains requests (within
+/// `[http] shutdown_timeout_secs`), stops self-monitoring, lets ingest
+/// finish its batch and closes the event log. `repair` opens a damaged
+/// event log by keeping every intact record. Prints the listening lines
+/// scripts wait for ([`LISTENING_LINE`]) once it accepts connections;
+/// `shutdown` should already be listening for its signal by then.
+pub async fn serve(
+    config: WarrenConfig,
+    repair: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .step(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let metrics = warren_server::metrics::install_recorder()
+        .map_err(|error| NodeError::Config(format!("installing the metrics recorder: {error}")))?;
+
+    // The log first: its lock keeps a second process off this data dir
+    // before anything is changed.
+    let log = Arc::new(open_log(&config, repair).await?);
+    let meta = open_meta(&config).await?;
+    bootstrap(meta.as_ref(), &config).await?;
+    let jobs = JobBoard::default();
+    let internal = if config.self_monitoring.enabled {
+        Some(
+            meta.ensure_internal_project(INTERNAL_PROJECT_NAME)
+                .await
+                .step(|| "the internal project".into())?,
+        )
+    } else {
+        None
+    };
+    let mut tasks = PeriodicTasks::new(jobs.clone());
+    schedule_retention(&mut tasks, &config, log.clone(), meta.clone());
+    let store = if config.role.ingests() || config.role.queries() {
+        Some(open_event_store(&config, &jobs).await?)
+    } else {
+        None
+    };
+    let clickhouse = match &store {
+        Some(_) => open_clickhouse(&config, meta.clone(), &jobs).await?,
+        None => None,
+    };
+    let ingest = match &store {
+        Some(store) if config.role.ingests() => {
+            // The cluster is a replica of the canonical table.
+            let replica = clickhouse.clone().map(|cluster| cluster as Arc<dyn EventStore>);
+            let stores = Stores { canonical: store.clone(), replica };
+            Some(IngestRole::start(
+                &config,
+                log.clone(),
+                meta.clone(),
+                stores,
+                internal.as_ref(),
+                &jobs,
+                &mut tasks,
+            ))
+        }
+        _ => None,
+    };
+
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.step(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr().step(|| "reading the listener's address".into())?;
+    let admin = match &config.http.admin_listen {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin)
+                .await
+                .step(|| format!("binding the admin listener {admin}"))?,
+        ),
+        None => None,
+    };
+    let role = format!("{:?}", config.role).to_lowercase();
+    let monitor = Monitor::new(config.self_monitoring.clone(), jobs, format!("warren-{role}@{address}"));
+    let shown = config.redacted();
+    let instance = InstanceInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        role,
+        started_at_ms: warren_core::unix_millis(),
+        event_store_url: shown["event_store"]["url"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("file://{}", config.data_dir.join("events").display())),
+        config: shown,
+        data_dir: std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
+        internal_project: internal.as_ref().map(|project| project.id),
+    };
+    let mut state = AppState::new(log.clone(), meta.clone(), config.capture.clone(), metrics)
+        .with_auth(config.auth.clone())
+        .with_instance(instance, monitor.clone());
+    if let (Some(store), true) = (&store, config.role.queries()) {
+        let engine = query_engine(&config, store.clone(), clickhouse.clone(), meta)?;
+        state = state.with_query_engine(Arc::new(engine));
+    }
+    if let Some(clickhouse) = clickhouse {
+        state = state.with_clickhouse(clickhouse);
+    }
+    let (stop_monitor, monitor_stopped) = watch::channel(false);
+    let monitoring = tokio::spawn(monitor.run(state.clone(), internal, monitor_stopped));
+    let app = warren_server::router(state.clone(), config.role.captures(), admin.is_none());
+    // Scripts and tests read these lines to find the ports.
+    if let Some(admin) = &admin {
+        let address = admin.local_addr().step(|| "reading the admin listener's address".into())?;
+        println!("{ADMIN_LISTENING_LINE}http://{address}");
+        tracing::info!(%address, "serving /metrics on the admin listener");
+    }
+    println!("{LISTENING_LINE}http://{address}");
+    tracing::info!(%address, role = ?config.role, data_dir = %config.data_dir.display(), "serving");
+
+    // One signal stops both listeners.
+    let (stopping, stopped) = watch::channel(false);
+    let public = warren_server::serve(listener, app, &config.http, async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let admin = async {
+        if let Some(admin) = admin {
+            let mut stopped = stopped;
+            let signal = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            warren_server::serve(admin, warren_server::admin_router(state), &config.http, signal).await;
+        }
+    };
+    tokio::join!(public, admin);
+
+    tracing::info!("requests drained");
+    let _ = stop_monitor.send(true);
+    let _ = monitoring.await;
+    if let Some(ingest) = ingest {
+        ingest.stop().await;
+    }
+    tasks.stop();
+    tracing::info!("closing the event log");
+    log.close().await.step(|| "closing the event log".into())?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// The event log's and the audit log's retention, whatever the roles.
+fn schedule_retention(
+    tasks: &mut PeriodicTasks,
+    config: &WarrenConfig,
+    log: Arc<SegmentLog>,
+    meta: Arc<dyn MetaStore>,
+) {
+    let settings = &config.event_log;
+    let policy = RetentionPolicy {
+        max_bytes: (settings.retention_bytes > 0).then_some(settings.retention_bytes),
+        max_age: (settings.retention_age_secs > 0).then(|| Duration::from_secs(settings.retention_age_secs)),
+        ignore_consumers: settings.retention_ignores_consumers,
+    };
+    let every = Duration::from_secs(settings.retention_interval_secs.max(1));
+    tasks.every("log.retention", every, FirstRun::AtStart, move || {
+        let (log, policy) = (log.clone(), policy.clone());
+        async move { log_retention(log, policy).await }
+    });
+    let days = config.auth.audit_retention_days;
+    tasks.every("audit.retention", Duration::from_secs(3600), FirstRun::AtStart, move || {
+        let meta = meta.clone();
+        async move { audit_retention(meta.as_ref(), days).await }
+    });
+}
+
+async fn log_retention(log: Arc<SegmentLog>, policy: RetentionPolicy) -> Result<String, String> {
+    let now = warren_core::unix_millis();
+    let report = tokio::task::spawn_blocking(move || log.apply_retention(&policy, now))
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
+    if report.segments_deleted > 0 || report.segments_held > 0 {
+        tracing::info!(?report, "event log retention ran");
+    }
+    let mut detail = format!(
+        "deleted {} segments, kept {} a consumer still needs",
+        report.segments_deleted, report.segments_held
+    );
+    if report.records_unconsumed > 0 {
+        detail.push_str(&format!(
+            "; deleted {} records ingest had not stored (retention_ignores_consumers)",
+            report.records_unconsumed
+        ));
+    }
+    Ok(detail)
+}
+
+/// Deletes audit log entries older than `days`.
+async fn audit_retention(meta: &dyn MetaStore, days: u64) -> Result<String, String> {
+    let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+    let before = chrono::Utc::now().timestamp_micros().saturating_sub(keep_us);
+    let deleted = meta.prune_audit_log(before).await.map_err(|error| error.to_string())?;
+    if deleted > 0 {
+        tracing::info!(deleted, days, "audit log retention ran");
+    }
+    Ok(format!("deleted {deleted} entries older than {days} days"))
+}
