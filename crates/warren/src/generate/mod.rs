@@ -1,8 +1,7 @@
 //! `warren generate`: a deterministic, realistic dataset (see `story`)
 //! written through the real capture API of a running Warren (`--url`), or
-//! straight into a data dir's stores (`--data-dir`), as ingest would have
-//! written it: persons resolved, anonymous events already on the person
-//! they later identified as.
+//! into a stopped Warren's data dir (`--data-dir`): into its event log as
+//! capture writes it, then through ingest's own code into its stores.
 
 mod story;
 
@@ -14,11 +13,11 @@ use anyhow::{bail, Context};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 use warren_core::config::WarrenConfig;
-use warren_core::person::{person_id_for_distinct_id, Person, PersonMode};
-use warren_meta::{DistinctIdAssignment, IngestCommit, MetaStore};
-use warren_store::{DeltaStore, EventRow, EventStore};
+use warren_core::event::{partition_key, CapturedEvent};
+use warren_log::{AppendRecord, EventLog};
+use warren_store::EventStore;
 
-pub use story::{Story, StoryPerson};
+pub use story::{Story, StoryEvent};
 
 const TEAM: i64 = 1;
 
@@ -148,105 +147,73 @@ async fn post(
     bail!("{endpoint} stayed overloaded")
 }
 
-/// Rows per Delta commit: large files, bounded memory.
-const ROWS_PER_COMMIT: usize = 500_000;
+/// Log records appended at a time: bounded memory.
+const RECORDS_PER_APPEND: usize = 10_000;
 
+/// Writes the story into a stopped Warren's data dir as a running one
+/// would have stored it: each event appended to the event log as capture
+/// appends it, then ingested by ingest's own code — persons resolved and
+/// merged, rows built and written — and the table compacted.
 pub(crate) async fn write_direct(story: &Story, config: &WarrenConfig) -> anyhow::Result<usize> {
     std::fs::create_dir_all(&config.data_dir)?;
+    let log = Arc::new(warren_node::adapters::open_log(config, false).await?);
     let meta = warren_node::adapters::open_meta(config).await?;
     warren_node::bootstrap(meta.as_ref(), config).await?;
+    let token = meta.project(TEAM).await?.context("the deployment has no project 1")?.api_token;
     let store = warren_node::adapters::open_event_store(config, &Default::default()).await?;
-    let mut rows = Vec::with_capacity(ROWS_PER_COMMIT);
-    let mut commit = IngestCommit { consumer: "generate".into(), ..IngestCommit::default() };
-    let mut written = 0;
+    let mut records = Vec::with_capacity(RECORDS_PER_APPEND);
+    let mut appended = 0;
     for i in 0..story.users {
-        let person = story.person(i);
-        if person.events.is_empty() {
-            continue;
-        }
-        person_rows(&person, &mut rows);
-        person_records(&person, &mut commit);
-        if rows.len() >= ROWS_PER_COMMIT {
-            written += flush(&store, meta.as_ref(), &mut rows, &mut commit).await?;
-            eprintln!("  {written} events written");
-        }
-    }
-    written += flush(&store, meta.as_ref(), &mut rows, &mut commit).await?;
-    // Each commit wrote a file per day; compacting makes them few and large.
-    let upkeep = store.maintain().await.context("compacting the events table")?;
-    tracing::info!(?upkeep, "compacted the generated events");
-    Ok(written)
-}
-
-async fn flush(
-    store: &Arc<DeltaStore>,
-    meta: &dyn MetaStore,
-    rows: &mut Vec<EventRow>,
-    commit: &mut IngestCommit,
-) -> anyhow::Result<usize> {
-    let n = rows.len();
-    if n > 0 {
-        store.append("generate", std::mem::take(rows), &[]).await.context("writing events")?;
-    }
-    meta.commit_ingest(commit).await.context("writing persons")?;
-    commit.persons.clear();
-    commit.distinct_ids.clear();
-    Ok(n)
-}
-
-fn person_rows(person: &StoryPerson, rows: &mut Vec<EventRow>) {
-    let person_id = person_id_for_distinct_id(TEAM, &person.anonymous_id);
-    let created_at_us = person.first_seen.timestamp_micros();
-    let mut properties = serde_json::Map::new();
-    for event in &person.events {
-        if let Some(Value::Object(set)) = event.properties.get("$set") {
-            properties.extend(set.clone());
-        }
-        for key in ["$browser", "$os", "$geoip_country_code"] {
-            if let Some(value) = event.properties.get(key) {
-                properties
-                    .entry(format!("$initial_{}", key.trim_start_matches('$')))
-                    .or_insert_with(|| value.clone());
+        for event in story.person(i).events {
+            records.push(record(&token, event)?);
+            if records.len() == RECORDS_PER_APPEND {
+                appended += records.len();
+                log.append(std::mem::take(&mut records)).await.context("appending to the event log")?;
             }
         }
-        let session_id =
-            event.properties.get("$session_id").and_then(Value::as_str).unwrap_or("").to_string();
-        rows.push(EventRow {
-            uuid: event.uuid,
-            event: event.event.clone(),
-            properties: Value::Object(event.properties.clone()).to_string(),
-            timestamp_us: event.timestamp.timestamp_micros(),
-            team_id: TEAM,
-            distinct_id: event.distinct_id.clone(),
-            elements_chain: String::new(),
-            created_at_us: event.timestamp.timestamp_micros(),
-            person_id,
-            person_properties: Value::Object(properties.clone()).to_string(),
-            person_created_at_us: created_at_us,
-            person_mode: PersonMode::Full,
-            session_id,
-            window_id: String::new(),
-            groups: Default::default(),
-        });
     }
+    appended += records.len();
+    if !records.is_empty() {
+        log.append(records).await.context("appending to the event log")?;
+    }
+    eprintln!("  {appended} events in the event log; ingesting them");
+    warren_ingest::Ingester::new(log.clone(), meta, store.clone(), config.ingest.clone())
+        .catch_up()
+        .await
+        .context("ingesting the generated events")?;
+    // Each batch wrote a file per day; compacting makes them few and large.
+    let upkeep = store.maintain().await.context("compacting the events table")?;
+    tracing::info!(?upkeep, "compacted the generated events");
+    log.close().await.context("closing the event log")?;
+    Ok(appended)
 }
 
-fn person_records(person: &StoryPerson, commit: &mut IngestCommit) {
-    let uuid = person_id_for_distinct_id(TEAM, &person.anonymous_id);
-    commit.persons.push(Person {
-        uuid,
-        team_id: TEAM,
-        properties: person.properties.clone(),
-        created_at_us: person.first_seen.timestamp_micros(),
-        is_identified: person.user_id.is_some(),
-        version: 1,
-        created_by_event: person.events.first().map(|e| e.uuid),
+/// The log record capture would have appended for `event`, received at its
+/// own time and marked as a historical import.
+fn record(token: &str, event: StoryEvent) -> anyhow::Result<AppendRecord> {
+    let at = event.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let data = json!({
+        "event": event.event,
+        "distinct_id": event.distinct_id,
+        "uuid": event.uuid,
+        "timestamp": at,
+        "properties": event.properties,
     });
-    for distinct_id in std::iter::once(&person.anonymous_id).chain(person.user_id.as_ref()) {
-        commit.distinct_ids.push(DistinctIdAssignment {
-            team_id: TEAM,
-            distinct_id: distinct_id.clone(),
-            person_uuid: uuid,
-        });
-    }
+    let captured = CapturedEvent {
+        uuid: event.uuid,
+        distinct_id: event.distinct_id,
+        ip: "127.0.0.1".into(),
+        data: data.to_string(),
+        now: at.clone(),
+        sent_at: None,
+        token: token.to_string(),
+        event: event.event,
+        timestamp: at,
+        historical_migration: true,
+    };
+    Ok(AppendRecord {
+        key: partition_key(token, &captured.distinct_id).into_bytes(),
+        value: serde_json::to_vec(&captured)?,
+        timestamp_ms: event.timestamp.timestamp_millis(),
+    })
 }

@@ -34,16 +34,11 @@ pub struct StoryEvent {
     pub properties: Map<String, Value>,
 }
 
-/// One person's events in time order, and who they are.
+/// One person's events in time order, and the id they sign up with.
 #[derive(Debug, Clone)]
 pub struct StoryPerson {
-    /// The id they arrive with; ingest names the person after it.
-    pub anonymous_id: String,
     /// The id they identify with when they sign up.
     pub user_id: Option<String>,
-    pub first_seen: DateTime<Utc>,
-    /// Person properties as of the end of the story.
-    pub properties: Map<String, Value>,
     pub events: Vec<StoryEvent>,
 }
 
@@ -114,13 +109,7 @@ impl Story {
         let buys = signs_up && rng.random_bool(self.purchase_rate.clamp(0.0, 1.0));
         let buy_after_days = rng.random_range(0..10i64);
 
-        let mut person = StoryPerson {
-            anonymous_id: anonymous_id.clone(),
-            user_id: None,
-            first_seen: DateTime::<Utc>::MIN_UTC,
-            properties: Map::new(),
-            events: Vec::new(),
-        };
+        let mut person = StoryPerson { user_id: None, events: Vec::new() };
         let mut distinct_id = anonymous_id.clone();
         let mut signup_day = None;
         let mut bought = false;
@@ -185,8 +174,6 @@ impl Story {
                         at + Duration::seconds(5),
                         properties,
                     );
-                    person.properties.insert("email".into(), json!(user_id));
-                    person.properties.insert("plan".into(), json!("free"));
                     distinct_id = user_id.clone();
                     person.user_id = Some(user_id);
                     signup_day = Some(day);
@@ -204,16 +191,11 @@ impl Story {
                         at + Duration::seconds(30),
                         properties,
                     );
-                    person.properties.insert("plan".into(), json!("paid"));
                     bought = true;
                 }
             }
         }
         person.events.sort_by_key(|e| e.timestamp);
-        person.first_seen = person.events.first().map(|e| e.timestamp).unwrap_or_default();
-        person.properties.insert("$initial_browser".into(), json!(browser));
-        person.properties.insert("$initial_os".into(), json!(os));
-        person.properties.insert("$initial_geoip_country_code".into(), json!(country));
         person
     }
 
