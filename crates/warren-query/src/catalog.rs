@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::filters;
 use crate::model::{GroupOperator, PropertyFilter};
 use crate::plan::{BinaryOp, Column, Expr, Literal, PropertySource, Select, Source};
-use crate::time::ProjectContext;
+use crate::project::ProjectContext;
 use crate::QueryError;
 
 /// Definitions a query may name, by id.

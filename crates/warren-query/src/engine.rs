@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::backend::{Cell, QueryBackend};
 use crate::model::Query;
 use crate::plan::{Column, Expr, Select, Source};
-use crate::time::ProjectContext;
+use crate::project::ProjectContext;
 use crate::QueryError;
 
 pub struct QueryEngine {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::model::{GroupOperator, Properties, PropertyFilter, PropertyGroup, PropertyGroupItem};
 use crate::plan::{BinaryOp, Column, Expr, Literal, PropertySource, Select, Source};
-use crate::time::ProjectContext;
+use crate::project::ProjectContext;
 use crate::QueryError;
 
 /// The condition a list of filters makes (all must hold).

@@ -22,6 +22,7 @@ pub mod hogql;
 mod insights;
 pub mod model;
 pub mod plan;
+mod project;
 pub mod render;
 pub mod time;
 
@@ -32,4 +33,4 @@ pub use engine::QueryEngine;
 pub use error::QueryError;
 pub use insights::{run, BREAKDOWN_NULL, BREAKDOWN_OTHER};
 pub use model::Query;
-pub use time::ProjectContext;
+pub use project::ProjectContext;

@@ -3,65 +3,11 @@
 //! dates, and the list of buckets a time series reports, computed here so
 //! every backend reports the same buckets.
 
-use chrono::{
-    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
-};
-use chrono_tz::Tz;
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
-use crate::model::{DateRange, Interval, PropertyFilter};
+use crate::model::{DateRange, Interval};
+use crate::project::ProjectContext;
 use crate::QueryError;
-
-/// Who asks and when: what every query is planned against.
-#[derive(Debug, Clone)]
-pub struct ProjectContext {
-    pub team_id: i64,
-    pub time_zone: Tz,
-    pub week_starts_monday: bool,
-    /// What `filterTestAccounts` removes.
-    pub test_account_filters: Vec<PropertyFilter>,
-    pub now: DateTime<Utc>,
-    /// The actions and cohorts queries may name.
-    pub catalog: std::sync::Arc<crate::catalog::Catalog>,
-}
-
-impl ProjectContext {
-    pub fn new(team_id: i64, time_zone: &str, now: DateTime<Utc>) -> Result<Self, QueryError> {
-        let time_zone: Tz =
-            time_zone.parse().map_err(|_| QueryError::invalid(format!("unknown time zone {time_zone:?}")))?;
-        Ok(Self {
-            team_id,
-            time_zone,
-            week_starts_monday: false,
-            test_account_filters: Vec::new(),
-            now,
-            catalog: Default::default(),
-        })
-    }
-
-    pub fn local(&self, utc_us: i64) -> NaiveDateTime {
-        DateTime::from_timestamp_micros(utc_us)
-            .unwrap_or_default()
-            .with_timezone(&self.time_zone)
-            .naive_local()
-    }
-
-    /// The UTC instant of a local wall-clock time; in a DST gap, the first
-    /// valid instant after it.
-    pub fn utc_us(&self, local: NaiveDateTime) -> i64 {
-        let mut candidate = local;
-        for _ in 0..4 {
-            if let Some(at) = self.time_zone.from_local_datetime(&candidate).earliest() {
-                return at.timestamp_micros();
-            }
-            candidate += Duration::minutes(30);
-        }
-        Utc.from_utc_datetime(&local).timestamp_micros()
-    }
-
-    pub fn now_local(&self) -> NaiveDateTime {
-        self.now.with_timezone(&self.time_zone).naive_local()
-    }
-}
 
 /// A resolved range: `[from_us, to_us)` in UTC µs and the local bucket
 /// starts that cover it, oldest first.
@@ -310,6 +256,7 @@ pub fn label(bucket: NaiveDateTime, interval: Interval) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     fn context(zone: &str) -> ProjectContext {
         let now = DateTime::parse_from_rfc3339("2024-03-15T10:30:00Z").map(|t| t.with_timezone(&Utc));

@@ -21,9 +21,9 @@ use super::{Cell, QueryBackend, Rows};
 use crate::funnel::{evaluate, FunnelEvent};
 use crate::hogql::SqlQuery;
 use crate::plan::{Aggregate, Column, Expr, FunnelSpec, Literal, Select, Source};
+use crate::project::ProjectContext;
 use crate::render::clickhouse::ClickHouseDialect;
 use crate::render::Dialect;
-use crate::time::ProjectContext;
 use crate::QueryError;
 
 pub struct ClickHouseBackend {

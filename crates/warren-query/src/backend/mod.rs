@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::hogql::SqlQuery;
 use crate::plan::Select;
-use crate::time::ProjectContext;
+use crate::project::ProjectContext;
 use crate::QueryError;
 
 /// One value of a result row.

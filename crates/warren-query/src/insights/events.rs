@@ -9,7 +9,8 @@ use crate::backend::{Cell, QueryBackend};
 use crate::filters;
 use crate::model::EventsQuery;
 use crate::plan::{BinaryOp, Column, Expr, Select, Source};
-use crate::time::{self, ProjectContext};
+use crate::project::ProjectContext;
+use crate::time;
 use crate::QueryError;
 
 /// Rows one answer holds at most; the UI pages on with `before`.

@@ -12,7 +12,8 @@ use crate::backend::{Cell, QueryBackend};
 use crate::filters;
 use crate::model::{FunnelsFilter, FunnelsQuery};
 use crate::plan::{Aggregate, Attribution, Column, Expr, FunnelOrder, FunnelSpec, Literal, Select, Source};
-use crate::time::{bucket_start, day_key, label, ProjectContext};
+use crate::project::ProjectContext;
+use crate::time::{bucket_start, day_key, label};
 use crate::QueryError;
 
 const DEFAULT_BREAKDOWN_LIMIT: usize = 25;

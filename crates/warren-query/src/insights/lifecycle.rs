@@ -10,7 +10,8 @@ use super::{bucket_cell, bucket_of, has_actor, scope, Series};
 use crate::backend::QueryBackend;
 use crate::model::LifecycleQuery;
 use crate::plan::{Aggregate, Column, Expr, JoinKind, Select, Source};
-use crate::time::{day_key, label, shift, ProjectContext};
+use crate::project::ProjectContext;
+use crate::time::{day_key, label, shift};
 use crate::QueryError;
 
 const STATUSES: [&str; 4] = ["new", "returning", "resurrecting", "dormant"];

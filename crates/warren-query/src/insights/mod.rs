@@ -19,7 +19,8 @@ use crate::backend::{Cell, QueryBackend};
 use crate::filters;
 use crate::model::{Common, EventsNode, Interval, Query, SeriesNode};
 use crate::plan::{Aggregate, Bucketing, Column, Expr, Select, Source};
-use crate::time::{ProjectContext, TimeRange};
+use crate::project::ProjectContext;
+use crate::time::TimeRange;
 use crate::QueryError;
 
 /// PostHog's sentinels for breakdown buckets.

@@ -10,7 +10,7 @@ use super::{has_actor, scope};
 use crate::backend::QueryBackend;
 use crate::model::PathsQuery;
 use crate::plan::{Column, Expr, PropertySource, Select, Source};
-use crate::time::ProjectContext;
+use crate::project::ProjectContext;
 use crate::QueryError;
 
 const SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;

@@ -12,7 +12,8 @@ use crate::backend::QueryBackend;
 use crate::filters;
 use crate::model::{EntityRef, Interval, RetentionQuery};
 use crate::plan::{Aggregate, BinaryOp, Column, Expr, JoinKind, Select, Source};
-use crate::time::{shift, ProjectContext, TimeRange};
+use crate::project::ProjectContext;
+use crate::time::{shift, TimeRange};
 use crate::QueryError;
 
 const DEFAULT_INTERVALS: usize = 11;

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use crate::backend::{Cell, QueryBackend};
 use crate::hogql::SqlQuery;
 use crate::model::HogQlQuery;
-use crate::time::ProjectContext;
+use crate::project::ProjectContext;
 use crate::QueryError;
 
 pub async fn run(

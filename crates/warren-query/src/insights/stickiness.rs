@@ -9,7 +9,8 @@ use super::{actor, has_actor, scope, Series};
 use crate::backend::{Cell, QueryBackend};
 use crate::model::StickinessQuery;
 use crate::plan::{Aggregate, Column, Expr, Select, Source};
-use crate::time::{ProjectContext, TimeRange};
+use crate::project::ProjectContext;
+use crate::time::TimeRange;
 use crate::QueryError;
 
 pub async fn run(

@@ -13,7 +13,8 @@ use super::{actor, bucket_cell, has_actor, scope, Series, BREAKDOWN_NULL, BREAKD
 use crate::backend::{Cell, QueryBackend};
 use crate::model::{BreakdownFilter, Interval, TrendsQuery};
 use crate::plan::{Aggregate, BinaryOp, Column, Expr, Literal, PropertySource, Select, Source};
-use crate::time::{day_key, label, ProjectContext, TimeRange};
+use crate::project::ProjectContext;
+use crate::time::{day_key, label, TimeRange};
 use crate::QueryError;
 
 const DEFAULT_BREAKDOWN_LIMIT: usize = 25;

@@ -27,12 +27,16 @@ pub trait Dialect: Send + Sync {
     fn render_sql(&self, query: &SqlQuery) -> Result<String, QueryError>;
 }
 
-/// `'text'` with quotes doubled: the standard SQL string literal.
+/// `'text'` with quotes doubled: the standard SQL string literal. The one
+/// rule for text DataFusion reads and for text parsed back into a syntax
+/// tree (users' SQL rewritten); ClickHouse's own rule, for text ClickHouse
+/// reads, is `clickhouse::quote_text`.
 pub(crate) fn quote_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// `"name"` with quotes doubled: the standard SQL identifier.
+/// `"name"` with quotes doubled: the standard SQL identifier, for the same
+/// readers as [`quote_text`]; ClickHouse's is `clickhouse::quote_ident`.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -31,9 +31,9 @@ use warren_store::{register_person_tables, DeltaStore};
 use super::{QueryBackend, Rows};
 use crate::hogql::SqlQuery;
 use crate::plan::Select;
+use crate::project::ProjectContext;
 use crate::render::datafusion::{DataFusionDialect, EVENTS_TABLE};
 use crate::render::Dialect;
-use crate::time::ProjectContext;
 use crate::QueryError;
 
 /// The scalar function the `events` view resolves `person_id` with.

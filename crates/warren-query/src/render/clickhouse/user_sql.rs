@@ -30,7 +30,8 @@ use warren_store::datafusion::sql::sqlparser::dialect::{
 };
 use warren_store::datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::{property_text, ClickHouseDialect};
+use super::expr::property_text;
+use super::ClickHouseDialect;
 use crate::hogql::{resolve_tables, PropertyAccess, SqlQuery};
 use crate::render::{
     access_column, call_parts, one_argument, parse_rewrite, quote_text, rewrite_expressions,
@@ -106,9 +107,10 @@ pub(super) fn render_sql(dialect: &ClickHouseDialect, query: &SqlQuery) -> Resul
 }
 
 /// A user's expression in ClickHouse's terms, or `None` to keep it: most
-/// of what users write is ClickHouse already. Literals are written the
-/// standard way, as in the user's own text; [`RequoteLiterals`] spells
-/// every one for ClickHouse afterwards.
+/// of what users write is ClickHouse already. The rewrite is parsed back
+/// into the syntax tree, so its literals and names are quoted the standard
+/// way (`crate::render::quote_text`), as in the user's own text;
+/// [`RequoteLiterals`] spells every literal for ClickHouse afterwards.
 fn rewrite_sql_expr(expr: &SqlExpr) -> Result<Option<SqlExpr>, QueryError> {
     let text = match expr {
         SqlExpr::CompoundIdentifier(idents) => {
