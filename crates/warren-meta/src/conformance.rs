@@ -52,6 +52,7 @@ macro_rules! meta_store_conformance {
             projects_are_created_and_updated,
             audit_log_filters_and_pages,
             entities_round_trip_with_unique_keys,
+            deleted_entity_ids_are_never_given_again,
             static_cohorts_and_definitions,
             persons_are_searched_newest_first,
             migration_status_lists_every_migration,
@@ -184,6 +185,9 @@ pub async fn persons_round_trip(factory: &impl MetaFactory) {
     assert_eq!(owned[&alice.uuid], vec!["alice".to_string(), "alice@example.com".to_string()]);
     assert_eq!(owned[&bob.uuid], vec!["bob".to_string()]);
     assert!(owned[&Uuid::from_u128(99)].is_empty(), "an unknown person has none");
+    let known = store.existing_persons(TEAM, &[alice.uuid, Uuid::from_u128(99)]).await.expect("persons");
+    assert_eq!(known, std::collections::HashSet::from([alice.uuid]));
+    assert!(store.existing_persons(TEAM + 1, &[alice.uuid]).await.expect("persons").is_empty());
     let page = store.persons(TEAM, None, 1).await.expect("page");
     assert_eq!(page, vec![alice.clone()]);
     let next = store.persons(TEAM, Some(alice.uuid), 10).await.expect("page");
@@ -418,6 +422,8 @@ pub async fn batches_larger_than_one_statement(factory: &impl MetaFactory) {
     assert_eq!(lookup.distinct_ids.len(), count as usize);
     assert_eq!(lookup.persons.len(), count as usize);
     assert_eq!(lookup.persons[&Uuid::from_u128(77)].properties["i"], json!(76));
+    let uuids: Vec<Uuid> = (0..count + 50).map(|i| Uuid::from_u128(i + 1)).collect();
+    assert_eq!(store.existing_persons(TEAM, &uuids).await.expect("persons").len(), count as usize);
 }
 
 fn new_user(email: &str) -> NewUser {
@@ -611,6 +617,11 @@ pub async fn audit_log_filters_and_pages(factory: &impl MetaFactory) {
     assert_eq!(store.prune_audit_log(1_005).await.expect("prune"), 5);
     let left = store.audit_log(1, &AuditFilter { limit: 100, ..AuditFilter::default() }).await.expect("list");
     assert_eq!(left.len(), 6);
+    // Readers page by id, so ids go on even after retention empties the log.
+    assert_eq!(store.prune_audit_log(i64::MAX).await.expect("prune"), 7);
+    store.record_audit(&audit(Some(1), "insight.read", 7_000, "ok")).await.expect("record");
+    let after = store.audit_log(1, &AuditFilter { limit: 1, ..AuditFilter::default() }).await.expect("list");
+    assert!(after[0].id > left[0].id, "an emptied log gave id {} again", after[0].id);
 }
 
 fn flag(project_id: i64, key: &str) -> EntityWrite {
@@ -669,6 +680,31 @@ pub async fn entities_round_trip_with_unique_keys(factory: &impl MetaFactory) {
     assert!(store.delete_entity(1, EntityKind::FeatureFlag, beta.id).await.expect("delete"));
     assert!(!store.delete_entity(1, EntityKind::FeatureFlag, beta.id).await.expect("delete"));
     store.create_entity(flag(1, "beta")).await.expect("a deleted flag's key is free again");
+}
+
+/// Flag conditions, dashboard tiles and audit entries name entities by id:
+/// an id handed out again would make them name an unrelated new entity.
+pub async fn deleted_entity_ids_are_never_given_again(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
+    let cohort = |name: &str| EntityWrite {
+        kind: EntityKind::Cohort,
+        unique_key: None,
+        body: json!({"name": name, "is_static": true}),
+        ..flag(1, "")
+    };
+    let first = store.create_entity(cohort("first")).await.expect("create");
+    let newest = store.create_entity(cohort("newest")).await.expect("create");
+    assert!(store.delete_entity(1, EntityKind::Cohort, newest.id).await.expect("delete"));
+    let next = store.create_entity(cohort("next")).await.expect("create");
+    assert!(next.id > newest.id, "the newest entity's id {} was given again", newest.id);
+    for entity in [&first, &next] {
+        assert!(store.delete_entity(1, EntityKind::Cohort, entity.id).await.expect("delete"));
+    }
+    // Across reconnects, and when no entity is left to take the highest id.
+    let store = factory.reconnect(store).await;
+    let after_all = store.create_entity(cohort("after all")).await.expect("create");
+    assert!(after_all.id > next.id, "an emptied table gave id {} again", after_all.id);
 }
 
 pub async fn static_cohorts_and_definitions(factory: &impl MetaFactory) {

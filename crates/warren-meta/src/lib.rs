@@ -23,7 +23,7 @@ mod error;
 mod keys;
 mod sql;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -332,6 +332,9 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
 
     /// One person by uuid.
     async fn person(&self, team_id: TeamId, uuid: Uuid) -> Result<Option<Person>, MetaError>;
+
+    /// Which of these uuids are persons of the project.
+    async fn existing_persons(&self, team_id: TeamId, uuids: &[Uuid]) -> Result<HashSet<Uuid>, MetaError>;
 
     /// The distinct ids of each of these persons, sorted (empty for an
     /// unknown person).

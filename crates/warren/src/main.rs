@@ -1,6 +1,7 @@
-//! The `warren` binary: command line, configuration, and the wiring of
-//! every role onto its adapters. Logic lives in the library crates; this
-//! crate only decides what runs and with which settings.
+//! The `warren` binary: its command line, configuration loading and
+//! logging. `warren-node` wires a process's roles onto their adapters and
+//! `warren-ops` runs the chores; this crate only decides what runs and with
+//! which settings.
 
 mod bench;
 mod clickhouse;

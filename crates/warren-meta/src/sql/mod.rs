@@ -10,7 +10,7 @@ mod locks;
 mod persons;
 mod tenancy;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -473,6 +473,10 @@ impl crate::MetaStore for SqlMeta {
 
     async fn person(&self, team_id: TeamId, uuid: Uuid) -> Result<Option<Person>, MetaError> {
         persons::person(&self.pool, team_id, uuid).await
+    }
+
+    async fn existing_persons(&self, team_id: TeamId, uuids: &[Uuid]) -> Result<HashSet<Uuid>, MetaError> {
+        persons::existing_persons(&self.pool, self.dialect, team_id, uuids).await
     }
 
     async fn distinct_ids_of(

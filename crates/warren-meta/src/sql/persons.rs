@@ -1,7 +1,7 @@
 //! Persons, distinct ids, overrides, groups, ingestion warnings and ingest
 //! offsets: what ingest reads before a batch and writes after it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use sqlx::any::{AnyArguments, AnyRow};
@@ -468,6 +468,29 @@ pub(super) async fn person(pool: &AnyPool, team_id: TeamId, uuid: Uuid) -> Resul
     let sql = format!("SELECT {PERSON_COLUMNS} FROM persons p WHERE p.team_id = $1 AND p.uuid = $2");
     let row = sqlx::query(&sql).bind(team_id).bind(uuid.to_string()).fetch_optional(pool).await?;
     row.as_ref().map(person_from_row).transpose()
+}
+
+pub(super) async fn existing_persons(
+    pool: &AnyPool,
+    dialect: Dialect,
+    team_id: TeamId,
+    uuids: &[Uuid],
+) -> Result<HashSet<Uuid>, MetaError> {
+    let mut found = HashSet::new();
+    for chunk in chunks(dialect, uuids, 1) {
+        let sql = format!(
+            "SELECT uuid FROM persons WHERE team_id = $1 AND uuid IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(team_id);
+        for person in chunk {
+            query = query.bind(person.to_string());
+        }
+        for row in query.fetch_all(pool).await? {
+            found.insert(uuid(&row, "uuid")?);
+        }
+    }
+    Ok(found)
 }
 
 pub(super) async fn distinct_ids_of(

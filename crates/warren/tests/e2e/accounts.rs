@@ -96,44 +96,17 @@ pub(crate) async fn new_key(session: &Client, scopes: Value) -> String {
 }
 
 /// A valid body and a changed field for each kind's collection.
-fn samples() -> Vec<(&'static str, Value, Value)> {
-    vec![
-        (
-            "actions",
-            json!({"name": "Signed up", "steps": [{"event": "signed up"}, {"event": "$pageview", "url": "/welcome"}]}),
-            json!({"name": "Joined"}),
-        ),
-        (
-            "cohorts",
-            json!({"name": "Chrome", "filters": {"properties": {"type": "AND", "values": [{"type": "person", "key": "browser", "value": "Chrome"}]}}}),
-            json!({"name": "Chrome people"}),
-        ),
-        (
-            "insights",
-            json!({"name": "Pageviews", "query": {"kind": "InsightVizNode", "source": {"kind": "TrendsQuery", "series": [{"kind": "EventsNode", "event": "$pageview"}]}}}),
-            json!({"name": "Views"}),
-        ),
-        (
-            "dashboards",
-            json!({"name": "Main", "tiles": [{"text": {"body": "hello"}}]}),
-            json!({"pinned": true}),
-        ),
-        (
-            "annotations",
-            json!({"content": "launch", "date_marker": "2024-03-01T00:00:00Z"}),
-            json!({"content": "relaunch"}),
-        ),
-        (
-            "feature_flags",
-            json!({"key": "beta", "filters": {"groups": [{"properties": [], "rollout_percentage": 50}]}}),
-            json!({"active": false}),
-        ),
-        (
-            "experiments",
-            json!({"name": "Checkout", "feature_flag_key": "checkout-test"}),
-            json!({"description": "blue button"}),
-        ),
-    ]
+fn samples() -> Vec<(String, Value, Value)> {
+    // Shared with the other API test binary: one body per kind, kept in one place.
+    let samples: Vec<Value> = serde_json::from_str(include_str!("../../../../tests/api/entity_samples.json"))
+        .expect("tests/api/entity_samples.json");
+    samples
+        .into_iter()
+        .map(|sample| {
+            let collection = sample["collection"].as_str().expect("collection").to_string();
+            (collection, sample["body"].clone(), sample["change"].clone())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -262,7 +262,8 @@ async fn delete(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct StaticCohortPersons {
-    /// Person uuids or distinct ids; distinct ids without a person are skipped.
+    /// Distinct ids or person uuids of the project; an entry is taken as a
+    /// distinct id when it is one, and entries naming no person are skipped.
     person_ids: Vec<String>,
 }
 
@@ -295,11 +296,17 @@ pub(super) async fn add_persons_to_static_cohort(
         return Err(ApiError::InvalidRequest("add at most 100,000 persons at a time".into()));
     }
     let mut people = state.meta.cohort_people(project.id, cohort.id).await?;
-    let (uuids, distinct_ids): (Vec<_>, Vec<_>) =
-        request.person_ids.into_iter().partition(|id| Uuid::parse_str(id).is_ok());
-    people.extend(uuids.iter().filter_map(|id| Uuid::parse_str(id).ok()));
-    let found = state.meta.persons_by_distinct_ids(project.id, &distinct_ids).await?;
+    // Distinct ids first: SDKs make anonymous distinct ids that are UUIDs
+    // (posthog-js's are v7), so the shape of an entry does not say which it is.
+    let found = state.meta.persons_by_distinct_ids(project.id, &request.person_ids).await?;
     people.extend(found.distinct_ids.values().copied());
+    let uuids: Vec<Uuid> = request
+        .person_ids
+        .iter()
+        .filter(|id| !found.distinct_ids.contains_key(*id))
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect();
+    people.extend(state.meta.existing_persons(project.id, &uuids).await?);
     state.meta.set_cohort_people(project.id, cohort.id, &people).await?;
     let count = state.meta.cohort_people(project.id, cohort.id).await?.len();
     Ok(Json(json!({"id": cohort.id, "count": count})))
