@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 use warren_core::person::{Group, GroupType, TeamId, MAX_GROUP_TYPES};
-use warren_meta::{IngestCommit, MetaError, MetaStore};
+use warren_meta::{IngestCommit, MetaError, PersonStore};
 use warren_store::GROUP_SLOTS;
 
 use crate::normalize::Event;
@@ -41,7 +41,7 @@ fn group_identify(event: &Event) -> Option<(String, String)> {
 impl GroupBatch {
     /// Loads the group types of every project in `events`, and the groups
     /// that their `$groupidentify` events name.
-    pub async fn load(meta: &dyn MetaStore, events: &[&Event]) -> Result<Self, MetaError> {
+    pub async fn load(meta: &dyn PersonStore, events: &[&Event]) -> Result<Self, MetaError> {
         let mut batch = Self::default();
         for event in events {
             if let std::collections::hash_map::Entry::Vacant(slot) = batch.types.entry(event.team_id) {

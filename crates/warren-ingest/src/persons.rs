@@ -15,7 +15,7 @@ use warren_core::person::{
     is_illegal_distinct_id, person_id_for_distinct_id, IngestionWarning, Person, PersonMode, PersonOverride,
     TeamId,
 };
-use warren_meta::{DistinctIdAssignment, IngestCommit, MetaError, MetaStore, PersonMerge};
+use warren_meta::{DistinctIdAssignment, IngestCommit, MetaError, PersonMerge, PersonStore};
 
 use crate::normalize::Event;
 use crate::person_size;
@@ -91,7 +91,7 @@ impl PersonBatch {
     /// that would take a person's properties past `max_properties_bytes`
     /// are dropped.
     pub async fn load(
-        meta: &dyn MetaStore,
+        meta: &dyn PersonStore,
         events: &[&Event],
         max_properties_bytes: usize,
     ) -> Result<Self, MetaError> {

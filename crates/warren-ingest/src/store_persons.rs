@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 use warren_core::person::{PersonChanges, PersonOverride, PersonsSnapshot, TeamId};
-use warren_meta::{IngestCommit, MetaError, MetaStore};
+use warren_meta::{IngestCommit, MetaError, PersonStore};
 
 /// The distinct ids of the persons a batch merges away, and the overrides
 /// that point at them, as the meta store holds them before the batch.
@@ -20,7 +20,7 @@ pub(crate) struct MergedBefore {
 
 impl MergedBefore {
     /// Reads them; must run before the meta store takes `commit`.
-    pub async fn load(meta: &dyn MetaStore, commit: &IngestCommit) -> Result<Self, MetaError> {
+    pub async fn load(meta: &dyn PersonStore, commit: &IngestCommit) -> Result<Self, MetaError> {
         let mut olds_per_team: BTreeMap<TeamId, Vec<Uuid>> = BTreeMap::new();
         for merge in &commit.merges {
             olds_per_team.entry(merge.team_id).or_default().push(merge.old);
@@ -50,7 +50,7 @@ impl MergedBefore {
 /// The meta store's present state of the persons `distinct_ids` belong to:
 /// the persons, all their distinct ids and the overrides into them.
 pub(crate) async fn snapshot(
-    meta: &dyn MetaStore,
+    meta: &dyn PersonStore,
     team_id: TeamId,
     distinct_ids: &[String],
 ) -> Result<PersonsSnapshot, MetaError> {

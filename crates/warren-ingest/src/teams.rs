@@ -5,17 +5,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use warren_core::person::TeamId;
-use warren_meta::MetaStore;
+use warren_meta::Tenancy;
 
 use crate::IngestError;
 
 pub(crate) struct Teams {
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn Tenancy>,
     known: HashMap<String, TeamId>,
 }
 
 impl Teams {
-    pub fn new(meta: Arc<dyn MetaStore>) -> Self {
+    pub fn new(meta: Arc<dyn Tenancy>) -> Self {
         Self { meta, known: HashMap::new() }
     }
 

@@ -12,7 +12,8 @@ use warren_core::person::{person_id_for_distinct_id, Person, PersonMode};
 use warren_core::{event::partition_key, CapturedEvent};
 use warren_ingest::Ingester;
 use warren_log::{AppendRecord, EventLog, SegmentLog, SegmentLogOptions};
-use warren_meta::{BootstrapRequest, MetaStore, SqlMeta};
+use warren_meta::{BootstrapRequest, SqlMeta};
+use warren_meta::{MetaSchema, PersonStore, Tenancy};
 use warren_store::{DeltaStore, DeltaStoreOptions, EventRow};
 
 const TOKEN: &str = "phc_person_semantics";

@@ -16,7 +16,10 @@ use warren_core::ports::{ConsumerOffsets, MigrationLedger};
 use crate::accounts::{NewApiKey, NewProject, NewUser, ProjectUpdate, Role};
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::entities::{EntityKind, EntityWrite, EventDefinition, PropertyDefinition, PropertyKind};
-use crate::{BootstrapRequest, DistinctIdAssignment, IngestCommit, MetaError, MetaStore, PersonMerge};
+use crate::{
+    Accounts, AuditLog, BootstrapRequest, DistinctIdAssignment, Entities, IngestCommit, IngestCommits,
+    MetaError, MetaSchema, MetaStore, PersonMerge, PersonStore, Tenancy,
+};
 
 /// Opens stores of one adapter on storage the factory owns.
 #[async_trait]

@@ -134,14 +134,45 @@ pub enum MigrationState {
     Unknown,
 }
 
-/// Relational state behind one trait, so the embedded and scale-out
-/// deployments share every caller. It includes the ports the event stores
-/// take ([`ClusterLedger`]): consumer offsets and the migration ledger.
+/// Relational state, as one trait every role trait below makes up, so the
+/// embedded and scale-out deployments share every caller. A consumer that
+/// needs one role takes that role's trait; `Arc<dyn MetaStore>` coerces to
+/// any of them. It includes the ports the event stores take
+/// ([`ClusterLedger`]): consumer offsets and the migration ledger.
+pub trait MetaStore:
+    MetaSchema + Tenancy + Accounts + AuditLog + Entities + PersonStore + IngestCommits + ClusterLedger + 'static
+{
+}
+
+impl<T> MetaStore for T where
+    T: MetaSchema
+        + Tenancy
+        + Accounts
+        + AuditLog
+        + Entities
+        + PersonStore
+        + IngestCommits
+        + ClusterLedger
+        + 'static
+{
+}
+
+/// The meta store's own schema and health.
 #[async_trait]
-pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
+pub trait MetaSchema: Send + Sync {
     /// Brings the schema to the version this build expects.
     async fn migrate(&self) -> Result<(), MetaError>;
 
+    /// Answers when the store can serve queries; for readiness checks.
+    async fn ping(&self) -> Result<(), MetaError>;
+
+    /// Every migration this build has or the store applied, by version.
+    async fn migration_status(&self) -> Result<Vec<MigrationStatus>, MetaError>;
+}
+
+/// Organizations and projects: who a project belongs to, and how a token finds it.
+#[async_trait]
+pub trait Tenancy: Send + Sync {
     /// Creates the default organization, project 1 and an API key when the
     /// store has no project yet; `None` when it already had one.
     async fn bootstrap(&self, request: BootstrapRequest) -> Result<Option<Bootstrapped>, MetaError>;
@@ -152,16 +183,33 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
     /// The project a capture token belongs to.
     async fn project_by_token(&self, token: &str) -> Result<Option<Project>, MetaError>;
 
-    /// Answers when the store can serve queries; for readiness checks.
-    async fn ping(&self) -> Result<(), MetaError>;
-
-    /// Every migration this build has or the store applied, by version.
-    async fn migration_status(&self) -> Result<Vec<MigrationStatus>, MetaError>;
-
     /// Warren's internal project, created (in the deployment's first
     /// organization, named `name`) when there is none yet.
     async fn ensure_internal_project(&self, name: &str) -> Result<Project, MetaError>;
 
+    /// Creates an organization with `owner` as its owner.
+    async fn create_organization(&self, name: &str, owner: i64) -> Result<Organization, MetaError>;
+
+    async fn organization(&self, id: i64) -> Result<Option<Organization>, MetaError>;
+
+    /// Whether any organization exists yet (sign-up is open to the first).
+    async fn any_organization(&self) -> Result<bool, MetaError>;
+
+    /// Creates a project with a new capture token.
+    async fn create_project(&self, project: NewProject) -> Result<Project, MetaError>;
+
+    async fn projects(&self, organization_id: i64) -> Result<Vec<Project>, MetaError>;
+
+    async fn update_project(
+        &self,
+        id: ProjectId,
+        update: ProjectUpdate,
+    ) -> Result<Option<Project>, MetaError>;
+}
+
+/// Users, their memberships and roles, log-in sessions and personal API keys.
+#[async_trait]
+pub trait Accounts: Send + Sync {
     // --- accounts and access ---
 
     /// Creates a user; [`MetaError::Conflict`] when the email has one.
@@ -177,14 +225,6 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, MetaError>;
 
-    /// Creates an organization with `owner` as its owner.
-    async fn create_organization(&self, name: &str, owner: i64) -> Result<Organization, MetaError>;
-
-    async fn organization(&self, id: i64) -> Result<Option<Organization>, MetaError>;
-
-    /// Whether any organization exists yet (sign-up is open to the first).
-    async fn any_organization(&self) -> Result<bool, MetaError>;
-
     /// The organizations a user belongs to, with the user's role in each.
     async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, MetaError>;
 
@@ -198,17 +238,6 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
     /// without an owner.
     async fn set_role(&self, organization_id: i64, user_id: i64, role: Option<Role>)
         -> Result<(), MetaError>;
-
-    /// Creates a project with a new capture token.
-    async fn create_project(&self, project: NewProject) -> Result<Project, MetaError>;
-
-    async fn projects(&self, organization_id: i64) -> Result<Vec<Project>, MetaError>;
-
-    async fn update_project(
-        &self,
-        id: ProjectId,
-        update: ProjectUpdate,
-    ) -> Result<Option<Project>, MetaError>;
 
     /// Starts a login session lasting `ttl_us`; returns its secret.
     async fn create_login_session(&self, user_id: i64, now_us: i64, ttl_us: i64)
@@ -228,7 +257,11 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
 
     /// The key with this secret, revoked or not, marking it used.
     async fn api_key_by_secret(&self, secret: &str) -> Result<Option<ApiKey>, MetaError>;
+}
 
+/// Who did what: the audit log, written by the API and pruned by retention.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
     // --- audit log ---
 
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), MetaError>;
@@ -240,6 +273,13 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEntry>, MetaError>;
 
+    /// Deletes audit entries older than `before_us`; returns how many.
+    async fn prune_audit_log(&self, before_us: i64) -> Result<u64, MetaError>;
+}
+
+/// Product entities (actions, cohorts, insights, dashboards, annotations, flags, experiments), static cohorts' people, and the event and property definitions ingest collects.
+#[async_trait]
+pub trait Entities: Send + Sync {
     // --- product entities and definitions ---
 
     /// [`MetaError::Conflict`] when its unique key is taken.
@@ -283,13 +323,14 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
         person: Uuid,
     ) -> Result<bool, MetaError>;
 
-    /// Deletes audit entries older than `before_us`; returns how many.
-    async fn prune_audit_log(&self, before_us: i64) -> Result<u64, MetaError>;
-
     async fn event_definitions(&self, team_id: TeamId) -> Result<Vec<EventDefinition>, MetaError>;
 
     async fn property_definitions(&self, team_id: TeamId) -> Result<Vec<PropertyDefinition>, MetaError>;
+}
 
+/// Persons, their distinct ids and overrides, groups, and ingestion warnings, as ingest left them: what queries, the API and ingest read.
+#[async_trait]
+pub trait PersonStore: Send + Sync {
     /// The persons of these distinct ids (ids without one are absent).
     async fn persons_by_distinct_ids(
         &self,
@@ -301,9 +342,6 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
     async fn groups_by_keys(&self, team_id: TeamId, keys: &[(i32, String)]) -> Result<Vec<Group>, MetaError>;
 
     async fn group_types(&self, team_id: TeamId) -> Result<Vec<GroupType>, MetaError>;
-
-    /// Applies an ingest batch and records its offsets, all or nothing.
-    async fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), MetaError>;
 
     /// A project's persons, in uuid order, `limit` at a time after `after`.
     async fn persons(
@@ -361,6 +399,13 @@ pub trait MetaStore: ClusterLedger + Send + Sync + 'static {
         team_id: TeamId,
         limit: u32,
     ) -> Result<Vec<IngestionWarning>, MetaError>;
+}
+
+/// Where ingest commits each batch's changes with the log offsets they cover.
+#[async_trait]
+pub trait IngestCommits: Send + Sync {
+    /// Applies an ingest batch and records its offsets, all or nothing.
+    async fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), MetaError>;
 }
 
 /// The person a distinct id belongs to, if any.

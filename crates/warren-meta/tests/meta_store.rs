@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use warren_meta::conformance::MetaFactory;
-use warren_meta::{MetaStore, SqlMeta};
+use warren_meta::{MetaSchema, SqlMeta};
 
 async fn connect(url: &str) -> SqlMeta {
     let store = SqlMeta::connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));

@@ -9,7 +9,7 @@ use warren_core::config::WarrenConfig;
 use warren_core::jobs::JobBoard;
 use warren_core::{ADMIN_LISTENING_LINE, LISTENING_LINE};
 use warren_log::{EventLog, RetentionPolicy, SegmentLog};
-use warren_meta::MetaStore;
+use warren_meta::{AuditLog, MetaStore};
 use warren_server::{AppState, InstanceInfo, Monitor};
 use warren_store::EventStore;
 
@@ -207,7 +207,7 @@ async fn log_retention(log: Arc<SegmentLog>, policy: RetentionPolicy) -> Result<
 }
 
 /// Deletes audit log entries older than `days`.
-async fn audit_retention(meta: &dyn MetaStore, days: u64) -> Result<String, String> {
+async fn audit_retention(meta: &dyn AuditLog, days: u64) -> Result<String, String> {
     let keep_us = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
     let before = chrono::Utc::now().timestamp_micros().saturating_sub(keep_us);
     let deleted = meta.prune_audit_log(before).await.map_err(|error| error.to_string())?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use warren_core::person::{PersonsSnapshot, TeamId};
-use warren_meta::MetaStore;
+use warren_meta::PersonStore;
 use warren_store::{ClickHouseStore, DeltaStore, EventStore};
 
 use crate::OpsError;
@@ -87,7 +87,7 @@ pub async fn backfill(
 /// nothing; ingest writing persons meanwhile wins over what it loads.
 pub async fn backfill_persons(
     delta: &DeltaStore,
-    meta: &dyn MetaStore,
+    meta: &dyn PersonStore,
     clickhouse: &ClickHouseStore,
     mut progress: impl FnMut(i64, u64),
 ) -> Result<Vec<(i64, u64)>, OpsError> {
@@ -102,7 +102,7 @@ pub async fn backfill_persons(
 /// One project's persons, then its overrides; checks that the cluster then
 /// holds as many live persons as the meta store. Returns the persons loaded.
 pub async fn backfill_persons_of(
-    meta: &dyn MetaStore,
+    meta: &dyn PersonStore,
     clickhouse: &ClickHouseStore,
     team_id: TeamId,
     mut progress: impl FnMut(u64),

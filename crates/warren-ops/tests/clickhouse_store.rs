@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use warren_core::config::ClickHouseConfig;
+use warren_meta::MetaSchema;
 use warren_meta::{MetaStore, SqlMeta};
 use warren_ops::backfill::backfill_persons_of;
 use warren_store::conformance::{sample_row, StoreFactory};

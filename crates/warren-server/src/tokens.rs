@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use warren_meta::MetaStore;
+use warren_meta::Tenancy;
 
 use crate::ApiError;
 
@@ -19,12 +19,12 @@ const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Clone)]
 pub(crate) struct TokenCache {
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn Tenancy>,
     entries: Arc<RwLock<HashMap<String, (bool, Instant)>>>,
 }
 
 impl TokenCache {
-    pub(crate) fn new(meta: Arc<dyn MetaStore>) -> Self {
+    pub(crate) fn new(meta: Arc<dyn Tenancy>) -> Self {
         Self { meta, entries: Arc::default() }
     }
 

@@ -209,11 +209,23 @@ fn int(row: &AnyRow, column: &str) -> Result<i64, sqlx::Error> {
 }
 
 #[async_trait::async_trait]
-impl crate::MetaStore for SqlMeta {
+impl crate::MetaSchema for SqlMeta {
     async fn migrate(&self) -> Result<(), MetaError> {
         self.run_migrations().await
     }
 
+    async fn ping(&self) -> Result<(), MetaError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migration_status(&self) -> Result<Vec<crate::MigrationStatus>, MetaError> {
+        self.migration_status_rows().await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Tenancy for SqlMeta {
     async fn bootstrap(
         &self,
         request: crate::BootstrapRequest,
@@ -229,19 +241,41 @@ impl crate::MetaStore for SqlMeta {
         tenancy::project_by_token(&self.pool, token).await
     }
 
-    async fn ping(&self) -> Result<(), MetaError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn migration_status(&self) -> Result<Vec<crate::MigrationStatus>, MetaError> {
-        self.migration_status_rows().await
-    }
-
     async fn ensure_internal_project(&self, name: &str) -> Result<crate::Project, MetaError> {
         tenancy::ensure_internal_project(&self.pool, name).await
     }
 
+    async fn create_organization(&self, name: &str, owner: i64) -> Result<Organization, MetaError> {
+        accounts::create_organization(&self.pool, name, owner).await
+    }
+
+    async fn organization(&self, id: i64) -> Result<Option<Organization>, MetaError> {
+        accounts::organization(&self.pool, id).await
+    }
+
+    async fn any_organization(&self) -> Result<bool, MetaError> {
+        accounts::any_organization(&self.pool).await
+    }
+
+    async fn create_project(&self, project: NewProject) -> Result<crate::Project, MetaError> {
+        accounts::create_project(&self.pool, project).await
+    }
+
+    async fn projects(&self, organization_id: i64) -> Result<Vec<crate::Project>, MetaError> {
+        accounts::projects(&self.pool, organization_id).await
+    }
+
+    async fn update_project(
+        &self,
+        id: crate::ProjectId,
+        update: ProjectUpdate,
+    ) -> Result<Option<crate::Project>, MetaError> {
+        accounts::update_project(&self.pool, id, update).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Accounts for SqlMeta {
     async fn create_user(&self, user: NewUser) -> Result<User, MetaError> {
         accounts::create_user(&self.pool, user).await
     }
@@ -260,18 +294,6 @@ impl crate::MetaStore for SqlMeta {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, MetaError> {
         accounts::user_by_email(&self.pool, email).await
-    }
-
-    async fn create_organization(&self, name: &str, owner: i64) -> Result<Organization, MetaError> {
-        accounts::create_organization(&self.pool, name, owner).await
-    }
-
-    async fn organization(&self, id: i64) -> Result<Option<Organization>, MetaError> {
-        accounts::organization(&self.pool, id).await
-    }
-
-    async fn any_organization(&self) -> Result<bool, MetaError> {
-        accounts::any_organization(&self.pool).await
     }
 
     async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, MetaError> {
@@ -293,22 +315,6 @@ impl crate::MetaStore for SqlMeta {
         role: Option<Role>,
     ) -> Result<(), MetaError> {
         accounts::set_role(&self.pool, organization_id, user_id, role).await
-    }
-
-    async fn create_project(&self, project: NewProject) -> Result<crate::Project, MetaError> {
-        accounts::create_project(&self.pool, project).await
-    }
-
-    async fn projects(&self, organization_id: i64) -> Result<Vec<crate::Project>, MetaError> {
-        accounts::projects(&self.pool, organization_id).await
-    }
-
-    async fn update_project(
-        &self,
-        id: crate::ProjectId,
-        update: ProjectUpdate,
-    ) -> Result<Option<crate::Project>, MetaError> {
-        accounts::update_project(&self.pool, id, update).await
     }
 
     async fn create_login_session(
@@ -343,7 +349,10 @@ impl crate::MetaStore for SqlMeta {
     async fn api_key_by_secret(&self, secret: &str) -> Result<Option<ApiKey>, MetaError> {
         accounts::api_key_by_secret(&self.pool, secret).await
     }
+}
 
+#[async_trait::async_trait]
+impl crate::AuditLog for SqlMeta {
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), MetaError> {
         audit::record(&self.pool, entry).await
     }
@@ -356,6 +365,13 @@ impl crate::MetaStore for SqlMeta {
         audit::list(&self.pool, organization_id, filter).await
     }
 
+    async fn prune_audit_log(&self, before_us: i64) -> Result<u64, MetaError> {
+        audit::prune(&self.pool, before_us).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Entities for SqlMeta {
     async fn create_entity(&self, entity: EntityWrite) -> Result<Entity, MetaError> {
         entities::create_entity(&self.pool, entity).await
     }
@@ -416,10 +432,6 @@ impl crate::MetaStore for SqlMeta {
         entities::in_static_cohort(&self.pool, project_id, cohort_id, person).await
     }
 
-    async fn prune_audit_log(&self, before_us: i64) -> Result<u64, MetaError> {
-        audit::prune(&self.pool, before_us).await
-    }
-
     async fn event_definitions(&self, team_id: TeamId) -> Result<Vec<EventDefinition>, MetaError> {
         entities::event_definitions(&self.pool, team_id).await
     }
@@ -427,7 +439,10 @@ impl crate::MetaStore for SqlMeta {
     async fn property_definitions(&self, team_id: TeamId) -> Result<Vec<PropertyDefinition>, MetaError> {
         entities::property_definitions(&self.pool, team_id).await
     }
+}
 
+#[async_trait::async_trait]
+impl crate::PersonStore for SqlMeta {
     async fn persons_by_distinct_ids(
         &self,
         team_id: TeamId,
@@ -442,10 +457,6 @@ impl crate::MetaStore for SqlMeta {
 
     async fn group_types(&self, team_id: TeamId) -> Result<Vec<GroupType>, MetaError> {
         persons::group_types(&self.pool, team_id).await
-    }
-
-    async fn commit_ingest(&self, commit: &crate::IngestCommit) -> Result<(), MetaError> {
-        persons::commit_ingest(&self.pool, self.dialect, commit).await
     }
 
     async fn persons(
@@ -509,6 +520,13 @@ impl crate::MetaStore for SqlMeta {
         limit: u32,
     ) -> Result<Vec<IngestionWarning>, MetaError> {
         persons::ingestion_warnings(&self.pool, team_id, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::IngestCommits for SqlMeta {
+    async fn commit_ingest(&self, commit: &crate::IngestCommit) -> Result<(), MetaError> {
+        persons::commit_ingest(&self.pool, self.dialect, commit).await
     }
 }
 

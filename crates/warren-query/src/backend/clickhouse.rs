@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
-use warren_meta::MetaStore;
+use warren_meta::PersonStore;
 use warren_store::{ClickHouseStore, StoreError};
 
 use super::datafusion::QueryLimits;
@@ -28,7 +28,7 @@ use crate::QueryError;
 
 pub struct ClickHouseBackend {
     store: Arc<ClickHouseStore>,
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn PersonStore>,
     limits: QueryLimits,
     /// How long the server may work on one statement: a query the engine
     /// gave up on must not run on there.
@@ -67,7 +67,7 @@ struct ColumnMeta {
 }
 
 impl ClickHouseBackend {
-    pub fn new(store: Arc<ClickHouseStore>, meta: Arc<dyn MetaStore>, limits: QueryLimits) -> Self {
+    pub fn new(store: Arc<ClickHouseStore>, meta: Arc<dyn PersonStore>, limits: QueryLimits) -> Self {
         Self { store, meta, limits, time_limit: None }
     }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use warren_core::config::{ClickHouseConfig, EventStoreConfig};
 use warren_core::person::{Group, Person, PersonChanges, PersonMode, PersonOverride};
-use warren_meta::{IngestCommit, MetaStore, SqlMeta};
+use warren_meta::{IngestCommit, IngestCommits, MetaSchema, MetaStore, SqlMeta};
 use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, QueryLimits};
 use warren_store::{
     ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventRow, EventStore,

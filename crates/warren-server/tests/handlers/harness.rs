@@ -12,7 +12,8 @@ use warren_core::config::{AuthConfig, CaptureConfig};
 use warren_core::person::{DistinctIdAssignment, Person};
 use warren_log::{SegmentLog, SegmentLogOptions};
 use warren_meta::accounts::{NewUser, Role};
-use warren_meta::{IngestCommit, MetaStore, Project, SqlMeta};
+use warren_meta::{Accounts, IngestCommits, MetaSchema, Tenancy};
+use warren_meta::{IngestCommit, Project, SqlMeta};
 use warren_server::AppState;
 
 /// The owner `warren serve` makes on a deployment's first start.

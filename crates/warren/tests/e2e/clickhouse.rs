@@ -18,6 +18,7 @@ use crate::ingest::wait_for_rows;
 use crate::query::{results, send_insight_events, wait_for_events};
 use crate::sdk::python;
 use crate::{repo_root, BIN};
+use warren_meta::MetaSchema;
 
 fn send_with_python(python: &std::path::Path, url: &str) -> usize {
     let output = Command::new(python)

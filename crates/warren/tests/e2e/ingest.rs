@@ -15,13 +15,13 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use warren_core::config::EventStoreConfig;
 use warren_core::person::PersonMode;
-use warren_meta::MetaStore;
 use warren_store::{DeltaStore, DeltaStoreOptions, EventRow};
 use warren_testkit::{require, TestServer, TOKEN};
 
 use crate::durability::{start_senders, stop_senders, MakeBatch, Tally, Target};
 use crate::sdk::python;
 use crate::{repo_root, BIN};
+use warren_meta::PersonStore;
 
 pub(crate) async fn open_table(data_dir: &Path) -> DeltaStore {
     let options = DeltaStoreOptions::from_config(&EventStoreConfig::default(), data_dir).expect("options");

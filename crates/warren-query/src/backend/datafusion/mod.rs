@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use warren_core::person::Person;
-use warren_meta::MetaStore;
+use warren_meta::PersonStore;
 use warren_store::arrow::array::{ArrayRef, StringArray};
 use warren_store::arrow::datatypes::DataType;
 use warren_store::datafusion::common::DataFusionError;
@@ -60,7 +60,7 @@ impl Default for QueryLimits {
 
 pub struct DataFusionBackend {
     store: Arc<DeltaStore>,
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn PersonStore>,
     runtime: Arc<RuntimeEnv>,
     limits: QueryLimits,
 }
@@ -82,7 +82,7 @@ impl std::fmt::Debug for DataFusionBackend {
 impl DataFusionBackend {
     pub fn new(
         store: Arc<DeltaStore>,
-        meta: Arc<dyn MetaStore>,
+        meta: Arc<dyn PersonStore>,
         limits: QueryLimits,
     ) -> Result<Self, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
@@ -270,7 +270,7 @@ impl SqlQuery {
 }
 
 /// Every person of a project, page by page from the meta store.
-async fn project_persons(meta: &dyn MetaStore, team_id: i64) -> Result<Vec<Person>, QueryError> {
+async fn project_persons(meta: &dyn PersonStore, team_id: i64) -> Result<Vec<Person>, QueryError> {
     const PAGE: u32 = 10_000;
     let mut persons = Vec::new();
     let mut after = None;
