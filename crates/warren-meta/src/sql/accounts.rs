@@ -4,8 +4,8 @@
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
-use super::tenancy::{now_rfc3339, project_from_row, PROJECT_COLUMNS};
-use super::{int, text};
+use super::statement::{int, now_rfc3339, text};
+use super::tenancy::{project_from_row, PROJECT_COLUMNS};
 use crate::accounts::{
     validate_name, ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization,
     ProjectUpdate, Role, User,

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
-use super::{int, text};
+use super::statement::{int, text};
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::MetaError;
 

@@ -5,8 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Transaction};
 use uuid::Uuid;
 
-use super::tenancy::now_rfc3339;
-use super::{int, text, value_rows, Dialect};
+use super::dialect::Dialect;
+use super::statement::{int, now_rfc3339, text, value_rows};
 use crate::entities::{Entity, EntityKind, EntityWrite, EventDefinition, PropertyDefinition, PropertyKind};
 use crate::{MetaError, ProjectId};
 

@@ -4,7 +4,7 @@
 use sqlx::AnyPool;
 use warren_core::ports::{OperationRecord, OperationState};
 
-use super::{int, text};
+use super::statement::{int, text};
 use crate::MetaError;
 
 pub(super) async fn operations(pool: &AnyPool, scope: &str) -> Result<Vec<OperationRecord>, MetaError> {

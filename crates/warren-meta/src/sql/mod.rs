@@ -5,17 +5,19 @@
 
 mod accounts;
 mod audit;
+mod dialect;
 mod entities;
 mod locks;
 mod persons;
+mod statement;
 mod tenancy;
 
+pub use dialect::Dialect;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::Migrator;
+use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
 use uuid::Uuid;
@@ -29,54 +31,7 @@ use crate::accounts::{
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::entities::{Entity, EntityKind, EntityWrite, EventDefinition, PropertyDefinition};
 use crate::MetaError;
-
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Which database a [`SqlMeta`] talks to, picked from the URL's scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    pub fn from_url(url: &str) -> Result<Self, MetaError> {
-        if url.starts_with("sqlite:") {
-            Ok(Dialect::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Dialect::Postgres)
-        } else {
-            Err(MetaError::UnsupportedUrl(url.to_string()))
-        }
-    }
-
-    fn migrations(self) -> &'static Migrator {
-        match self {
-            Dialect::Sqlite => &SQLITE_MIGRATIONS,
-            Dialect::Postgres => &POSTGRES_MIGRATIONS,
-        }
-    }
-
-    /// The schema version this build migrates the dialect to: its newest
-    /// migration.
-    pub fn schema_version(self) -> i64 {
-        static VERSIONS: LazyLock<[i64; 2]> = LazyLock::new(|| {
-            let newest = |m: &Migrator| m.iter().map(|migration| migration.version).max().unwrap_or(0);
-            [newest(&SQLITE_MIGRATIONS), newest(&POSTGRES_MIGRATIONS)]
-        });
-        VERSIONS[self as usize]
-    }
-
-    /// Most bound parameters one statement may carry; SQLite's limit is
-    /// the lower.
-    const fn max_parameters(self) -> usize {
-        match self {
-            Dialect::Sqlite => 32_000,
-            Dialect::Postgres => 65_000,
-        }
-    }
-}
+use statement::{int, text};
 
 /// The meta store on a SQL database.
 #[derive(Debug, Clone)]
@@ -188,24 +143,6 @@ fn sqlite_url_creating(url: &str) -> String {
     } else {
         format!("{url}?mode=rwc")
     }
-}
-
-/// `$from, $from+1, …` for `count` parameters.
-fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-}
-
-/// Rows of `width` parameters each: `($1, $2), ($3, $4), …`.
-fn value_rows(width: usize, rows: usize) -> String {
-    (0..rows).map(|row| format!("({})", placeholders(1 + row * width, width))).collect::<Vec<_>>().join(", ")
-}
-
-fn text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
-    sqlx::Row::try_get::<String, _>(row, column)
-}
-
-fn int(row: &AnyRow, column: &str) -> Result<i64, sqlx::Error> {
-    sqlx::Row::try_get::<i64, _>(row, column)
 }
 
 #[async_trait::async_trait]

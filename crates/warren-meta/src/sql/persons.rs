@@ -10,7 +10,8 @@ use sqlx::{Any, AnyPool, Transaction};
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, Properties, TeamId};
 
-use super::{int, placeholders, text, value_rows, Dialect};
+use super::dialect::Dialect;
+use super::statement::{int, placeholders, text, value_rows};
 use crate::{IngestCommit, MetaError, PersonLookup};
 
 const PERSON_COLUMNS: &str =

@@ -3,17 +3,13 @@
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 
-use super::{int, text, Dialect};
+use super::dialect::Dialect;
+use super::statement::{int, now_rfc3339, text};
 use crate::keys::{
     generate_api_key, generate_project_token, hash_api_key, mask_api_key, validate_api_key,
     validate_project_token,
 };
 use crate::{BootstrapRequest, Bootstrapped, MetaError, Project};
-
-pub(super) fn now_rfc3339() -> String {
-    // Display-only times; RFC 3339 text in UTC sorts correctly in both dialects.
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 pub(super) const PROJECT_COLUMNS: &str =
     "id, organization_id, name, api_token, timezone, week_start_day, test_account_filters, internal";
