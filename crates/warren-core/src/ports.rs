@@ -1,8 +1,10 @@
-//! Small ports that the event stores need from the meta store, so they do
-//! not depend on it: where a consumer's offsets stand ([`ConsumerOffsets`])
-//! and the ledger of another store's schema migrations with its lock
-//! ([`MigrationLedger`]). `warren-meta` implements both for every
-//! deployment's meta store; a store takes a [`ClusterLedger`].
+//! Small ports that let crates meet without depending on each other. The
+//! event stores need two from the meta store: where a consumer's offsets
+//! stand ([`ConsumerOffsets`]) and the ledger of another store's schema
+//! migrations with its lock ([`MigrationLedger`]); `warren-meta`
+//! implements both, and a store takes a [`ClusterLedger`]. The System page
+//! shows what a scale-out store says of itself ([`SystemStatus`]) without
+//! the server reaching the store.
 
 use std::collections::HashMap;
 
@@ -107,3 +109,10 @@ pub trait MigrationLedger: Send + Sync {
 pub trait ClusterLedger: ConsumerOffsets + MigrationLedger {}
 
 impl<T: ConsumerOffsets + MigrationLedger + ?Sized> ClusterLedger for T {}
+
+/// What a component says of its own state for the System page: servers,
+/// replication, lag, as JSON the dashboard reads.
+#[async_trait]
+pub trait SystemStatus: Send + Sync {
+    async fn system_status(&self) -> serde_json::Value;
+}

@@ -78,7 +78,7 @@ pub struct AppState {
     instance: Arc<InstanceInfo>,
     monitor: Monitor,
     /// The ClickHouse cluster ingest writes, for the System page.
-    clickhouse: Option<Arc<warren_store::ClickHouseStore>>,
+    clickhouse: Option<Arc<dyn warren_core::ports::SystemStatus>>,
 }
 
 impl AppState {
@@ -117,7 +117,7 @@ impl AppState {
     }
 
     /// Shows `cluster`'s health on the System page.
-    pub fn with_clickhouse(mut self, cluster: Arc<warren_store::ClickHouseStore>) -> Self {
+    pub fn with_clickhouse(mut self, cluster: Arc<dyn warren_core::ports::SystemStatus>) -> Self {
         self.clickhouse = Some(cluster);
         self
     }

@@ -33,7 +33,7 @@ pub(super) async fn system(State(state): State<AppState>, caller: Caller) -> Res
         .await
         .map_err(|e| ApiError::Internal(format!("measuring the disk: {e}")))?;
     let clickhouse = match &state.clickhouse {
-        Some(cluster) => cluster.status().await,
+        Some(cluster) => cluster.system_status().await,
         None => Value::Null,
     };
     let now = warren_core::unix_millis();

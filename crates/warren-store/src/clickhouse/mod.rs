@@ -33,7 +33,7 @@ use chrono::NaiveDate;
 use warren_core::config::ClickHouseConfig;
 use warren_core::jobs::JobBoard;
 use warren_core::person::{PersonChanges, PersonsSnapshot};
-use warren_core::ports::ClusterLedger;
+use warren_core::ports::{ClusterLedger, SystemStatus};
 
 use client::Client;
 pub use client::{quote, ClickHouseUrl};
@@ -493,5 +493,12 @@ impl EventStore for ClickHouseStore {
         job.finish(result, |report| {
             format!("{} parts merged into {}", report.files_compacted, report.files_written)
         })
+    }
+}
+
+#[async_trait]
+impl SystemStatus for ClickHouseStore {
+    async fn system_status(&self) -> serde_json::Value {
+        self.status().await
     }
 }
