@@ -160,6 +160,11 @@ impl Ingester {
             stored_next.push(in_store);
         }
         tracing::info!(?next, ?stored_next, "ingest resuming");
+        // Before the replay: its person updates reach the replica only if
+        // the replica holds the rows they are about.
+        if let Some(replica) = &mut self.replica {
+            replica.resume(&stored_next).await?;
+        }
         self.remember_recent(&next).await?;
         while next.iter().zip(&stored_next).any(|(next, stored)| next < stored) {
             // The batch whose rows were stored but whose person updates were
@@ -175,9 +180,6 @@ impl Ingester {
                 break;
             }
             self.process(records, &mut stored_next).await?;
-        }
-        if let Some(replica) = &mut self.replica {
-            replica.resume(&stored_next).await?;
         }
         loop {
             // Between batches the meta store holds all the event store
@@ -427,10 +429,8 @@ impl Ingester {
         let before = MergedBefore::load(self.meta.as_ref(), &commit).await?;
         let changes = before.changes(&commit);
         self.store.write_persons(&changes).await?;
-        if let Some(replica) = self.replica.as_mut().filter(|replica| replica.in_step()) {
-            if let Err(error) = replica.store.write_persons(&changes).await {
-                replica.fell_behind(&error, &self.jobs);
-            }
+        if let Some(replica) = &mut self.replica {
+            replica.write_persons(&changes, &self.jobs).await;
         }
         if !to_store.is_empty() {
             // The canonical store first: the replica may lag it, never
@@ -438,9 +438,7 @@ impl Ingester {
             let copy = self.replica.as_ref().filter(|replica| replica.in_step()).map(|_| rows.clone());
             self.store.append(CONSUMER, rows, &to_store).await?;
             if let (Some(replica), Some(rows)) = (self.replica.as_mut(), copy) {
-                if let Err(error) = replica.store.append(CONSUMER, rows, &to_store).await {
-                    replica.fell_behind(&error, &self.jobs);
-                }
+                replica.append(rows, &to_store, &self.jobs).await;
             }
             for (partition, next) in &to_store {
                 if let Some(slot) = stored_next.get_mut(*partition as usize) {

@@ -28,11 +28,12 @@ use std::time::{Duration, Instant};
 
 use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
+use warren_core::person::PersonChanges;
 use warren_core::person::TeamId;
 use warren_core::CapturedEvent;
 use warren_log::EventLog;
 use warren_meta::MetaStore;
-use warren_store::{EventKey, EventStore, StoreError};
+use warren_store::{EventKey, EventRow, EventStore, StoreError};
 
 use crate::normalize::normalize;
 use crate::pipeline::{read_ranges, CONSUMER};
@@ -54,6 +55,16 @@ const STEP_BATCHES: usize = 2;
 /// takes its next batch (at least one step always runs).
 const TIME_PER_TURN: Duration = Duration::from_secs(2);
 
+/// How long ingest waits on the replica for one batch's write before it
+/// leaves the replica behind: a cluster that accepts connections but does
+/// not answer must not hold ingest for its whole statement timeout. A write
+/// that completes later anyway is harmless: the catch-up sends the rows
+/// again and the replacing engine keeps one per uuid.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The same for one catch-up step, which writes up to two batches.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Waits between failed attempts, doubling from the first to the last.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(30);
@@ -70,6 +81,13 @@ enum CatchUpError {
          {start}; run `warren clickhouse backfill` to load it from the canonical store"
     )]
     Gap { partition: u32, held: u64, start: u64 },
+    #[error(
+        "the log holds no records between the replica's offsets {held:?} and the canonical store's \
+         {stored:?} (it was cut back or restored without the table); run `warren clickhouse backfill`"
+    )]
+    NoRecords { held: Vec<u64>, stored: Vec<u64> },
+    #[error("the replica did not answer within {} s", STEP_TIMEOUT.as_secs())]
+    TimedOut,
 }
 
 /// What one catch-up step found.
@@ -80,7 +98,7 @@ enum Step {
 
 /// The replica and whether ingest writes it beside the canonical store.
 pub(crate) struct Replica {
-    pub store: Arc<dyn EventStore>,
+    store: Arc<dyn EventStore>,
     in_step: bool,
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -115,8 +133,40 @@ impl Replica {
         Ok(())
     }
 
+    /// Writes a batch's changes of persons, when in step.
+    pub async fn write_persons(&mut self, changes: &PersonChanges<'_>, jobs: &JobBoard) {
+        if self.in_step {
+            let written = tokio::time::timeout(WRITE_TIMEOUT, self.store.write_persons(changes)).await;
+            self.after_write(written, jobs);
+        }
+    }
+
+    /// Appends a batch's rows with the offsets they cover, when in step.
+    pub async fn append(&mut self, rows: Vec<EventRow>, offsets: &[(u32, u64)], jobs: &JobBoard) {
+        if self.in_step {
+            let written =
+                tokio::time::timeout(WRITE_TIMEOUT, self.store.append(CONSUMER, rows, offsets)).await;
+            self.after_write(written, jobs);
+        }
+    }
+
+    fn after_write(
+        &mut self,
+        written: Result<Result<(), StoreError>, tokio::time::error::Elapsed>,
+        jobs: &JobBoard,
+    ) {
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => self.fell_behind(&error, jobs),
+            Err(_) => self.fell_behind(
+                &format!("the replica did not answer within {} s", WRITE_TIMEOUT.as_secs()),
+                jobs,
+            ),
+        }
+    }
+
     /// A write to it failed: ingest goes on without it until it caught up.
-    pub fn fell_behind(&mut self, error: &StoreError, jobs: &JobBoard) {
+    fn fell_behind(&mut self, error: &dyn std::fmt::Display, jobs: &JobBoard) {
         metrics::counter!(names::INGEST_REPLICA_FAILURES).increment(1);
         tracing::error!(%error, "writing the replica failed; ingest goes on, the replica catches up when it can");
         jobs.record(
@@ -163,7 +213,9 @@ impl Replica {
         let started = Instant::now();
         let max = batch_max_events.max(1).saturating_mul(STEP_BATCHES);
         loop {
-            match self.step(log, meta, canonical, teams, stored, max).await {
+            let step =
+                tokio::time::timeout(STEP_TIMEOUT, self.step(log, meta, canonical, teams, stored, max));
+            match step.await.unwrap_or(Err(CatchUpError::TimedOut)) {
                 Ok(Step::CaughtUp) => {
                     self.caught_up(jobs);
                     return;
@@ -232,6 +284,9 @@ impl Replica {
         }
         let mut next = held.clone();
         let records = read_ranges(log, &mut next, stored, max).await?;
+        if records.is_empty() {
+            return Err(CatchUpError::NoRecords { held, stored: stored.to_vec() });
+        }
 
         let mut keys = Vec::with_capacity(records.len());
         let mut touched: BTreeMap<TeamId, HashSet<String>> = BTreeMap::new();

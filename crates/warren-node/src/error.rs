@@ -1,8 +1,9 @@
 /// What stops a process from starting or from stopping cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// A step failed; `what` says which, for the operator.
-    #[error("{what}: {source}")]
+    /// A step failed; `what` says which, for the operator (the cause
+    /// follows in the error's chain).
+    #[error("{what}")]
     Step {
         what: String,
         #[source]

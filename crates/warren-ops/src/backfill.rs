@@ -80,20 +80,33 @@ pub async fn backfill(
     Ok(done)
 }
 
+/// How the backfill's persons meet what the cluster holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonsLoad {
+    /// Below anything ingest writes (version 0): for a cluster ingest
+    /// writes beside the table while the backfill runs.
+    BelowIngest,
+    /// Replacing what the cluster holds (the store's clock, persons merged
+    /// away deleted): for a cluster ingest does not write — one behind the
+    /// table, whose persons may be older than the meta store's.
+    Replace,
+}
+
 /// Loads the persons, distinct ids and overrides of every project with
 /// events in the Delta table from the meta store, a page at a time; calls
 /// `progress(team, persons loaded so far)`. Returns `(team, persons)` per
 /// project. Running it again writes the same rows again, which changes
-/// nothing; ingest writing persons meanwhile wins over what it loads.
+/// nothing.
 pub async fn backfill_persons(
     delta: &DeltaStore,
     meta: &dyn PersonStore,
     clickhouse: &ClickHouseStore,
+    load: PersonsLoad,
     mut progress: impl FnMut(i64, u64),
 ) -> Result<Vec<(i64, u64)>, OpsError> {
     let mut done = Vec::new();
     for team in delta.team_ids().await? {
-        let loaded = backfill_persons_of(meta, clickhouse, team, |n| progress(team, n)).await?;
+        let loaded = backfill_persons_of(meta, clickhouse, team, load, |n| progress(team, n)).await?;
         done.push((team, loaded));
     }
     Ok(done)
@@ -105,8 +118,15 @@ pub async fn backfill_persons_of(
     meta: &dyn PersonStore,
     clickhouse: &ClickHouseStore,
     team_id: TeamId,
+    load: PersonsLoad,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, OpsError> {
+    let write = |snapshot: PersonsSnapshot| async move {
+        match load {
+            PersonsLoad::BelowIngest => clickhouse.load_persons(&snapshot).await,
+            PersonsLoad::Replace => clickhouse.refresh_persons(&snapshot).await,
+        }
+    };
     let mut after = None;
     let mut loaded = 0u64;
     loop {
@@ -116,13 +136,11 @@ pub async fn backfill_persons_of(
         let uuids: Vec<_> = persons.iter().map(|p| p.uuid).collect();
         let distinct_ids = meta.distinct_ids_of(team_id, &uuids).await?.into_iter().collect();
         loaded += persons.len() as u64;
-        clickhouse
-            .load_persons(&PersonsSnapshot { team_id, persons, distinct_ids, overrides: Vec::new() })
-            .await?;
+        write(PersonsSnapshot { team_id, persons, distinct_ids, overrides: Vec::new() }).await?;
         progress(loaded);
     }
     let overrides = meta.person_overrides(team_id).await?;
-    clickhouse.load_persons(&PersonsSnapshot { team_id, overrides, ..PersonsSnapshot::default() }).await?;
+    write(PersonsSnapshot { team_id, overrides, ..PersonsSnapshot::default() }).await?;
     // Ingest writes the cluster before the meta store, so counted in that
     // order the two agree unless a batch is between its two writes: a few
     // tries let it finish.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use warren_core::config::ClickHouseConfig;
 use warren_meta::MetaSchema;
 use warren_meta::{MetaStore, SqlMeta};
-use warren_ops::backfill::backfill_persons_of;
+use warren_ops::backfill::{backfill_persons_of, PersonsLoad};
 use warren_store::conformance::{sample_row, StoreFactory};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventRow, EventStore};
 use warren_testkit::clickhouse::ClickHouseCluster;
@@ -266,7 +266,8 @@ async fn migrations_resume_where_they_stopped_and_roll_back() {
 /// merged away, moves its distinct ids to the survivor and points the
 /// overrides that named it at the survivor; a batch written twice (a
 /// replay) changes nothing; the backfill loads the same state from the
-/// meta store into an empty database.
+/// meta store into an empty database, and brings a cluster that missed a
+/// merge to the meta store's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persons_follow_merges_and_the_backfill_loads_the_same() {
     use uuid::Uuid;
@@ -346,9 +347,33 @@ async fn persons_follow_merges_and_the_backfill_loads_the_same() {
     let fresh = ClickHouseStore::open(options(cluster.url(&format!("{db}_backfilled"))), meta.clone())
         .await
         .expect("open");
-    let loaded = backfill_persons_of(meta.as_ref(), &fresh, team, |_| {}).await.expect("backfill");
+    let loaded = backfill_persons_of(meta.as_ref(), &fresh, team, PersonsLoad::BelowIngest, |_| {})
+        .await
+        .expect("backfill");
     assert_eq!(loaded, 1);
     assert_eq!(person_tables(&fresh, team).await, expected, "the backfill loads what ingest wrote");
+
+    // The cluster misses a batch (as behind a log gap): person 2 merges
+    // into a new person 3 in the meta store only. The backfill, replacing
+    // what the cluster holds, leaves it where the meta store is.
+    let missed = IngestCommit {
+        consumer: "ingest".into(),
+        merges: vec![PersonMerge { team_id: team, old: id(2), into: id(3) }],
+        persons: vec![person(3, 3)],
+        distinct_ids: vec![assign("c", 3)],
+        ..IngestCommit::default()
+    };
+    meta.commit_ingest(&missed).await.expect("commit the missed batch");
+    let loaded = backfill_persons_of(meta.as_ref(), &store, team, PersonsLoad::Replace, |_| {})
+        .await
+        .expect("backfill");
+    assert_eq!(loaded, 1);
+    let p3 = id(3);
+    let tables = person_tables(&store, team).await;
+    assert!(tables[0].starts_with(&format!("{p3}\t")) && tables[0].lines().count() == 1, "{tables:?}");
+    assert_eq!(tables[1], format!("a1\t{p3}\na2\t{p3}\nb\t{p3}\nc\t{p3}\n"));
+    assert_eq!(tables[2], format!("{p1}\t{p3}\n{p2}\t{p3}\n{p9}\t{p3}\n"));
+    assert_eq!(store.persons_count(team).await.expect("count"), 1);
 
     // Batches written back to back: the later one wins, however close.
     for person in [7, 8] {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use warren_core::jobs::JobBoard;
-use warren_ops::backfill::{backfill, backfill_persons};
+use warren_ops::backfill::{backfill, backfill_persons, PersonsLoad};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventStore};
 
 use crate::config;
@@ -46,6 +46,12 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     // cluster holds at least this much, and ingest catches it up from here.
     let partitions = config.event_log.partitions;
     let table_offsets = delta.offsets(warren_ingest::CONSUMER, partitions).await?;
+    // Ingest writes persons to a cluster only while it holds what the table
+    // holds; one behind gets the meta store's persons replacing its own.
+    let held = clickhouse.offsets(warren_ingest::CONSUMER, partitions).await?;
+    let behind =
+        table_offsets.iter().any(|(partition, offset)| held.get(partition).is_none_or(|h| h < offset));
+    let load = if behind { PersonsLoad::Replace } else { PersonsLoad::BelowIngest };
     println!("loading the Delta table into {cluster}");
     let started = Instant::now();
     let days = backfill(&delta, &clickhouse, |day, index, total| {
@@ -68,7 +74,7 @@ pub async fn run(config_path: Option<PathBuf>, command: ClickHouseCommand) -> an
     );
     let started = Instant::now();
     let mut reported = Instant::now();
-    let projects = backfill_persons(&delta, meta.as_ref(), &clickhouse, |team, persons| {
+    let projects = backfill_persons(&delta, meta.as_ref(), &clickhouse, load, |team, persons| {
         if reported.elapsed().as_secs() >= 5 {
             println!("project {team}: {persons} persons so far");
             reported = Instant::now();

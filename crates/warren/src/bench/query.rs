@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 use warren_core::config::WarrenConfig;
 use warren_meta::MetaStore;
-use warren_ops::backfill::{backfill, backfill_persons};
+use warren_ops::backfill::{backfill, backfill_persons, PersonsLoad};
 use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, Query, QueryBackend, QueryLimits};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore};
 
@@ -310,7 +310,7 @@ async fn load_cluster(
             loaded as f64 / seconds
         );
     }
-    backfill_persons(store, meta.as_ref(), &cluster, |_, _| {})
+    backfill_persons(store, meta.as_ref(), &cluster, PersonsLoad::BelowIngest, |_, _| {})
         .await
         .context("loading persons into the cluster")?;
     Ok(Arc::new(cluster))
