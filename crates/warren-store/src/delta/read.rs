@@ -1,11 +1,12 @@
 //! Reading rows back out of the table: for tools, tests and exports, not
 //! for insights (those plan their own DataFusion queries).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use deltalake::datafusion::prelude::SessionContext;
 use uuid::Uuid;
@@ -14,10 +15,8 @@ use warren_core::person::PersonMode;
 use super::DeltaStore;
 use crate::{EventKey, EventRow, StoreError};
 
-/// Keys further apart in time than this are read by separate statements,
-/// so an old event among recent ones does not widen the read to the days
-/// between them.
-const RUN_GAP_US: i64 = 10 * 60 * 1_000_000;
+/// Keys read by one statement: the join's small side.
+const KEYS_PER_READ: usize = 5_000;
 
 /// The UTC day of a time in µs, as the table's partition column holds it.
 fn day_of(timestamp_us: i64) -> Option<NaiveDate> {
@@ -43,42 +42,52 @@ impl DeltaStore {
         Ok(rows)
     }
 
-    /// The stored rows of `keys` (see [`crate::EventStore::read_events`]).
-    /// Keys close in time are read together: one statement per run of
-    /// them, bounded by their days (the partitions), their times and their
-    /// projects (the files' statistics), the uuids picked out here. Listing
-    /// thousands of uuids in the statement instead makes the pruning of
-    /// files recurse once per uuid.
+    /// The stored rows of `keys` (see [`crate::EventStore::read_events`]),
+    /// a bounded slice of keys at a time. Each slice is joined against the
+    /// table (the slice is the join's small side, so only matching rows are
+    /// held), within the days and times its keys span and their projects —
+    /// the partitions and the files' statistics bound what is scanned.
+    /// Slices are cut from keys sorted by project and time, so a catch-up
+    /// over recent records scans recent files only. (Listing the uuids in
+    /// the statement instead makes file pruning recurse once per uuid.)
     pub async fn read_keys(&self, keys: &[EventKey]) -> Result<Vec<EventRow>, StoreError> {
         let mut keys = keys.to_vec();
-        keys.sort_unstable_by_key(|key| key.timestamp_us);
+        keys.sort_unstable_by_key(|key| (key.team_id, key.timestamp_us));
         let mut rows = Vec::with_capacity(keys.len());
-        let mut rest = keys.as_slice();
-        while let Some(first) = rest.first() {
-            let run = rest
-                .windows(2)
-                .position(|pair| pair[1].timestamp_us - pair[0].timestamp_us > RUN_GAP_US)
-                .map_or(rest.len(), |last| last + 1);
-            let (slice, after) = rest.split_at(run);
-            rest = after;
-            let (from, to) = (first.timestamp_us, slice[slice.len() - 1].timestamp_us);
+        for slice in keys.chunks(KEYS_PER_READ) {
+            let from = slice.iter().map(|key| key.timestamp_us).min().unwrap_or_default();
+            let to = slice.iter().map(|key| key.timestamp_us).max().unwrap_or_default();
             let (Some(first_day), Some(last_day)) = (day_of(from), day_of(to)) else { continue };
             let teams: BTreeSet<i64> = slice.iter().map(|key| key.team_id).collect();
-            let condition = format!(
-                "event_date >= DATE '{}' AND event_date <= DATE '{}' \
-                 AND timestamp >= to_timestamp_micros({from}) AND timestamp <= to_timestamp_micros({to}) \
-                 AND team_id IN ({})",
+            let ctx = SessionContext::new();
+            self.register(&ctx, "events").await?;
+            let wanted = RecordBatch::try_from_iter([
+                (
+                    "team_id",
+                    Arc::new(Int64Array::from_iter_values(slice.iter().map(|k| k.team_id))) as ArrayRef,
+                ),
+                (
+                    "uuid",
+                    Arc::new(StringArray::from_iter_values(
+                        slice.iter().map(|k| k.uuid.hyphenated().to_string()),
+                    )) as ArrayRef,
+                ),
+            ])?;
+            ctx.register_batch("wanted", wanted)?;
+            let sql = format!(
+                "SELECT events.* FROM wanted JOIN events \
+                 ON events.team_id = wanted.team_id AND events.uuid = wanted.uuid \
+                 WHERE events.event_date >= DATE '{}' AND events.event_date <= DATE '{}' \
+                 AND events.timestamp >= to_timestamp_micros({from}) \
+                 AND events.timestamp <= to_timestamp_micros({to}) \
+                 AND events.team_id IN ({})",
                 first_day.format("%Y-%m-%d"),
                 last_day.format("%Y-%m-%d"),
                 teams.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
             );
-            let wanted: HashSet<(i64, Uuid)> = slice.iter().map(|key| (key.team_id, key.uuid)).collect();
-            rows.extend(
-                self.read_rows(Some(&condition))
-                    .await?
-                    .into_iter()
-                    .filter(|row| wanted.contains(&(row.team_id, row.uuid))),
-            );
+            for batch in ctx.sql(&sql).await?.collect().await? {
+                rows.extend(rows_of(&batch)?);
+            }
         }
         Ok(rows)
     }
