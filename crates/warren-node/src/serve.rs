@@ -25,13 +25,54 @@ use crate::NodeError;
 /// `[http] shutdown_timeout_secs`), stops self-monitoring, lets ingest
 /// finish its batch and closes the event log. `repair` opens a damaged
 /// event log by keeping every intact record. Prints the listening lines
-/// scripts wait for ([`LISTENING_LINE`]) once it accepts connections;
-/// `shutdown` should already be listening for its signal by then.
+/// scripts wait for ([`LISTENING_LINE`]) once it accepts connections.
+///
+/// `shutdown` is watched from the first step: resolved while the stores
+/// are still opening (a cluster migration can take long), it abandons the
+/// start where it stands — nothing has been acknowledged yet, and every
+/// step is safe to run again — and returns.
 pub async fn serve(
     config: WarrenConfig,
     repair: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    let (stopping, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let node = tokio::select! {
+        node = start(&config, repair) => node?,
+        () = signalled(stopped.clone()) => {
+            tracing::info!("shutdown asked for while starting: stopped before serving");
+            return Ok(());
+        }
+    };
+    node.run(&config, stopped).await
+}
+
+/// Resolves once the shutdown signal has come.
+async fn signalled(mut stopped: watch::Receiver<bool>) {
+    // An error means the sender is gone, and with it any signal to wait for.
+    if stopped.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A process whose stores are open and whose roles run, about to serve.
+struct Node {
+    log: Arc<SegmentLog>,
+    ingest: Option<IngestRole>,
+    tasks: PeriodicTasks,
+    listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+    state: AppState,
+    monitor: Monitor,
+    internal: Option<warren_meta::Project>,
+}
+
+/// Opens the stores and starts every role but the listeners.
+async fn start(config: &WarrenConfig, repair: bool) -> Result<Node, NodeError> {
     std::fs::create_dir_all(&config.data_dir)
         .step(|| format!("creating data dir {}", config.data_dir.display()))?;
     let metrics = warren_server::metrics::install_recorder()
@@ -39,9 +80,9 @@ pub async fn serve(
 
     // The log first: its lock keeps a second process off this data dir
     // before anything is changed.
-    let log = Arc::new(open_log(&config, repair).await?);
-    let meta = open_meta(&config).await?;
-    bootstrap(meta.as_ref(), &config).await?;
+    let log = Arc::new(open_log(config, repair).await?);
+    let meta = open_meta(config).await?;
+    bootstrap(meta.as_ref(), config).await?;
     let jobs = JobBoard::default();
     let internal = if config.self_monitoring.enabled {
         Some(
@@ -53,14 +94,14 @@ pub async fn serve(
         None
     };
     let mut tasks = PeriodicTasks::new(jobs.clone());
-    schedule_retention(&mut tasks, &config, log.clone(), meta.clone());
+    schedule_retention(&mut tasks, config, log.clone(), meta.clone());
     let store = if config.role.ingests() || config.role.queries() {
-        Some(open_event_store(&config, &jobs).await?)
+        Some(open_event_store(config, &jobs).await?)
     } else {
         None
     };
     let clickhouse = match &store {
-        Some(_) => open_clickhouse(&config, meta.clone(), &jobs).await?,
+        Some(_) => open_clickhouse(config, meta.clone(), &jobs).await?,
         None => None,
     };
     let ingest = match &store {
@@ -69,7 +110,7 @@ pub async fn serve(
             let replica = clickhouse.clone().map(|cluster| cluster as Arc<dyn EventStore>);
             let stores = Stores { canonical: store.clone(), replica };
             Some(IngestRole::start(
-                &config,
+                config,
                 log.clone(),
                 meta.clone(),
                 stores,
@@ -111,52 +152,54 @@ pub async fn serve(
         .with_auth(config.auth.clone())
         .with_instance(instance, monitor.clone());
     if let (Some(store), true) = (&store, config.role.queries()) {
-        let engine = query_engine(&config, store.clone(), clickhouse.clone(), meta)?;
+        let engine = query_engine(config, store.clone(), clickhouse.clone(), meta)?;
         state = state.with_query_engine(Arc::new(engine));
     }
     if let Some(clickhouse) = clickhouse {
         state = state.with_clickhouse(clickhouse);
     }
-    let (stop_monitor, monitor_stopped) = watch::channel(false);
-    let monitoring = tokio::spawn(monitor.run(state.clone(), internal, monitor_stopped));
-    let app = warren_server::router(state.clone(), config.role.captures(), admin.is_none());
-    // Scripts and tests read these lines to find the ports.
-    if let Some(admin) = &admin {
-        let address = admin.local_addr().step(|| "reading the admin listener's address".into())?;
-        println!("{ADMIN_LISTENING_LINE}http://{address}");
-        tracing::info!(%address, "serving /metrics on the admin listener");
-    }
-    println!("{LISTENING_LINE}http://{address}");
-    tracing::info!(%address, role = ?config.role, data_dir = %config.data_dir.display(), "serving");
+    Ok(Node { log, ingest, tasks, listener, admin, state, monitor, internal })
+}
 
-    // One signal stops both listeners.
-    let (stopping, stopped) = watch::channel(false);
-    let public = warren_server::serve(listener, app, &config.http, async move {
-        shutdown.await;
-        let _ = stopping.send(true);
-    });
-    let admin = async {
-        if let Some(admin) = admin {
-            let mut stopped = stopped;
-            let signal = async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-            };
-            warren_server::serve(admin, warren_server::admin_router(state), &config.http, signal).await;
+impl Node {
+    /// Serves until `stopped`, then stops every role in order.
+    async fn run(self, config: &WarrenConfig, stopped: watch::Receiver<bool>) -> Result<(), NodeError> {
+        let Node { log, ingest, tasks, listener, admin, state, monitor, internal } = self;
+        let (stop_monitor, monitor_stopped) = watch::channel(false);
+        let monitoring = tokio::spawn(monitor.run(state.clone(), internal, monitor_stopped));
+        let app = warren_server::router(state.clone(), config.role.captures(), admin.is_none());
+        // Scripts and tests read these lines to find the ports.
+        let address = listener.local_addr().step(|| "reading the listener's address".into())?;
+        if let Some(admin) = &admin {
+            let address = admin.local_addr().step(|| "reading the admin listener's address".into())?;
+            println!("{ADMIN_LISTENING_LINE}http://{address}");
+            tracing::info!(%address, "serving /metrics on the admin listener");
         }
-    };
-    tokio::join!(public, admin);
+        println!("{LISTENING_LINE}http://{address}");
+        tracing::info!(%address, role = ?config.role, data_dir = %config.data_dir.display(), "serving");
 
-    tracing::info!("requests drained");
-    let _ = stop_monitor.send(true);
-    let _ = monitoring.await;
-    if let Some(ingest) = ingest {
-        ingest.stop().await;
+        // One signal stops both listeners.
+        let public = warren_server::serve(listener, app, &config.http, signalled(stopped.clone()));
+        let admin = async {
+            if let Some(admin) = admin {
+                let router = warren_server::admin_router(state);
+                warren_server::serve(admin, router, &config.http, signalled(stopped)).await;
+            }
+        };
+        tokio::join!(public, admin);
+
+        tracing::info!("requests drained");
+        let _ = stop_monitor.send(true);
+        let _ = monitoring.await;
+        if let Some(ingest) = ingest {
+            ingest.stop().await;
+        }
+        tasks.stop();
+        tracing::info!("closing the event log");
+        log.close().await.step(|| "closing the event log".into())?;
+        tracing::info!("stopped cleanly");
+        Ok(())
     }
-    tasks.stop();
-    tracing::info!("closing the event log");
-    log.close().await.step(|| "closing the event log".into())?;
-    tracing::info!("stopped cleanly");
-    Ok(())
 }
 
 /// The event log's and the audit log's retention, whatever the roles.

@@ -33,8 +33,9 @@ pub async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Res
     let mut config = crate::config::load(config_file.as_deref())?;
     apply_flags(&mut config, &args);
     init_tracing(config.log_format, &config.log_level);
-    // Installed before the process says it listens, so a signal sent
-    // right after that line is never lost to the default action.
+    // Installed before anything opens: a signal while the stores open
+    // stops the start, and one sent right after the listening line is
+    // never lost to the default action.
     let shutdown = shutdown_signal()?;
     warren_node::serve(config, args.repair, shutdown).await?;
     Ok(())

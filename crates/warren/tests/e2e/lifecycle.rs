@@ -15,7 +15,7 @@ fn version_prints() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("warren "), "{text}");
     assert!(text.contains("event log segment format 1"), "{text}");
-    assert!(text.contains("meta store schema (sqlite) 7"), "{text}");
+    assert!(text.contains("meta store schema (sqlite) 8"), "{text}");
     assert!(text.contains("meta store schema (postgres) 7"), "{text}");
 }
 
@@ -174,4 +174,36 @@ async fn a_corrupt_log_stops_the_start_until_repair_is_asked_for() {
     first_lines_with(server.data_dir(), &[], &["--repair"]);
     let kept = server.read_log().len();
     assert!((190..200).contains(&kept), "repair kept every intact record ({kept} of 200)");
+}
+
+/// A start held up by a store that does not answer (here a "cluster"
+/// that accepts connections and never replies) still stops on SIGTERM,
+/// cleanly and at once, instead of after the store's timeout.
+#[test]
+fn sigterm_while_the_stores_open_stops_the_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("clickhouse://{}/warren?cluster=silent", silent.local_addr().expect("address"));
+    let child = Command::new(BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("WARREN_CLICKHOUSE__URL", &url)
+        .env("WARREN_LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    // Once the process has connected to the cluster, it is past the
+    // point where its signal handlers are installed and waiting on it.
+    let (_held, _) = silent.accept().expect("the process connects to the cluster");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "SIGTERM during start exits 0: {output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains(warren_core::LISTENING_LINE), "it never served: {stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stopped before serving"), "{stderr}");
 }
