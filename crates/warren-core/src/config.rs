@@ -34,6 +34,7 @@ pub struct WarrenConfig {
     pub ingest: IngestConfig,
     pub event_store: EventStoreConfig,
     pub clickhouse: ClickHouseConfig,
+    pub backup: BackupConfig,
     pub query: QueryConfig,
     pub bootstrap: BootstrapConfig,
     pub auth: AuthConfig,
@@ -60,6 +61,7 @@ impl Default for WarrenConfig {
             ingest: IngestConfig::default(),
             event_store: EventStoreConfig::default(),
             clickhouse: ClickHouseConfig::default(),
+            backup: BackupConfig::default(),
             query: QueryConfig::default(),
             bootstrap: BootstrapConfig::default(),
             auth: AuthConfig::default(),
@@ -299,6 +301,7 @@ pub struct EventStoreConfig {
     /// Object-store options passed to the Delta adapter, e.g. for S3:
     /// `aws_endpoint`, `aws_region`, `aws_access_key_id`,
     /// `aws_secret_access_key`, `aws_allow_http`, `aws_s3_allow_unsafe_rename`.
+    #[serde(deserialize_with = "string_map")]
     pub storage_options: BTreeMap<String, String>,
     /// Compaction rewrites files smaller than this into files about this big.
     pub target_file_bytes: u64,
@@ -325,6 +328,48 @@ impl Default for EventStoreConfig {
             vacuum_retention_hours: 168,
         }
     }
+}
+
+/// Where `warren backup` keeps backups.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// A directory (a path or `file:///path`) or `s3://bucket/prefix`;
+    /// `--to` overrides it. Unset: every backup command needs `--to`.
+    pub url: Option<String>,
+    /// Object-store options for an `s3://` target, named as for
+    /// `[event_store] storage_options`.
+    #[serde(deserialize_with = "string_map")]
+    pub storage_options: BTreeMap<String, String>,
+}
+
+/// A map of options whose values are text to the object store, however
+/// they were written: `aws_allow_http = true` in TOML, or `"true"` from an
+/// environment variable (which the loader reads as a boolean).
+fn string_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Bool(bool),
+        Integer(i64),
+        Float(f64),
+    }
+    let map = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Scalar::Text(text) => text,
+                Scalar::Bool(flag) => flag.to_string(),
+                Scalar::Integer(number) => number.to_string(),
+                Scalar::Float(number) => number.to_string(),
+            };
+            (key, value)
+        })
+        .collect())
 }
 
 /// The scale-out event store: a ClickHouse cluster that ingest writes

@@ -378,3 +378,23 @@ async fn an_append_that_fails_on_one_partition_leaves_nothing_in_the_others() {
     assert_eq!(values(log.read(1, 0, 10).await.expect("read")), [0, 9]);
     log.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn a_log_created_at_given_offsets_numbers_its_records_from_them() {
+    let factory = SegmentFactory::new();
+    let dir = factory.dir.path().join("log");
+    let starts = [7, 1_000];
+    SegmentLog::create_at(&dir, &starts).expect("create");
+    assert!(SegmentLog::create_at(&dir, &starts).is_err(), "a second creation is refused");
+    let log = open(factory.options(5)).await.expect("open");
+    assert_eq!(log.partitions(), 2, "the partitions it was created with");
+    for (partition, start) in (0u32..).zip(starts) {
+        let marks = log.watermarks(partition).await.expect("watermarks");
+        assert_eq!((marks.start, marks.end), (start, start));
+    }
+    let positions = log.append((0..20).map(record).collect()).await.expect("append");
+    for position in positions {
+        assert!(position.offset >= starts[position.partition as usize], "{position:?}");
+    }
+    log.close().await.expect("close");
+}

@@ -11,6 +11,9 @@ pub enum MetaError {
     Invalid { what: &'static str, reason: String },
     #[error("meta store holds a malformed {what}: {reason}")]
     Corrupt { what: &'static str, reason: String },
+    /// Something this store's engine does not do (yet).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     #[error("{reason}")]
     Conflict { what: &'static str, reason: String },
 }

@@ -168,6 +168,11 @@ pub trait MetaSchema: Send + Sync {
 
     /// Every migration this build has or the store applied, by version.
     async fn migration_status(&self) -> Result<Vec<MigrationStatus>, MetaError>;
+
+    /// Writes a consistent copy of the whole store, as of one moment, to
+    /// the new SQLite file `path` while the store stays in use: what a
+    /// backup holds of it.
+    async fn snapshot_into(&self, path: &std::path::Path) -> Result<(), MetaError>;
 }
 
 /// Organizations and projects: who a project belongs to, and how a token finds it.

@@ -5,9 +5,12 @@
 //!
 //! [`backfill`] loads the canonical Delta table and the meta store's
 //! persons into a ClickHouse cluster (`warren clickhouse backfill`).
+//! [`backup`] takes, lists, verifies and deletes backups, and restores
+//! them (`warren backup`, `warren restore`).
 //! Errors are [`OpsError`].
 
 pub mod backfill;
+pub mod backup;
 mod error;
 
 pub use error::OpsError;

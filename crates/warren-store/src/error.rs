@@ -5,6 +5,8 @@ pub enum StoreError {
     Delta(#[from] deltalake::DeltaTableError),
     #[error("building the Arrow batch failed: {0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+    #[error("reading the table's files: {0}")]
+    Files(#[from] deltalake::ObjectStoreError),
     #[error("query failed: {0}")]
     Query(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("unsupported event store URL {url:?}: {reason}")]

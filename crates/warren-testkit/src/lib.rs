@@ -92,9 +92,15 @@ impl TestServer {
 
     /// As [`start`](Self::start), with extra `WARREN_*` settings.
     pub fn start_with_env(binary: impl Into<PathBuf>, env: &[(&str, &str)]) -> Self {
+        Self::start_in(binary, tempfile::tempdir().expect("temp dir"), env)
+    }
+
+    /// As [`start_with_env`](Self::start_with_env), on `dir` as it is (a
+    /// restored data dir, say).
+    pub fn start_in(binary: impl Into<PathBuf>, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
         let mut server = Self {
             binary: binary.into(),
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
             url: String::new(),

@@ -103,4 +103,18 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn object_store_options_are_text_however_they_are_written() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("warren.toml", "[event_store.storage_options]\naws_allow_http = true\n")?;
+            jail.set_env("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ALLOW_HTTP", "true");
+            jail.set_env("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ENDPOINT", "http://127.0.0.1:3900");
+            let config = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.event_store.storage_options["aws_allow_http"], "true");
+            assert_eq!(config.backup.storage_options["aws_allow_http"], "true");
+            assert_eq!(config.backup.storage_options["aws_endpoint"], "http://127.0.0.1:3900");
+            Ok(())
+        });
+    }
 }

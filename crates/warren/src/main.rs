@@ -3,6 +3,7 @@
 //! `warren-ops` runs the chores; this crate only decides what runs and with
 //! which settings.
 
+mod backup;
 mod bench;
 mod clickhouse;
 mod config;
@@ -47,6 +48,11 @@ enum Command {
     /// Chores of the ClickHouse cluster of `[clickhouse] url`.
     #[command(subcommand)]
     Clickhouse(clickhouse::ClickHouseCommand),
+    /// Backups of the deployment: create, list, verify, delete.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore a backup into a new data directory.
+    Restore(backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +70,8 @@ fn main() -> ExitCode {
         Command::Bench(command) => run_async(bench::run(command)),
         Command::Migrate(args) => run_async(migrate::run(cli.config, args)),
         Command::Clickhouse(command) => run_async(clickhouse::run(cli.config, command)),
+        Command::Backup(command) => run_async(backup::run(cli.config, command)),
+        Command::Restore(args) => run_async(backup::restore(cli.config, args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -140,6 +140,50 @@ impl SegmentLog {
         })
     }
 
+    /// The partition count of the log in `dir`, read without opening it
+    /// (a running process holds it); `None` when there is no log there.
+    pub fn partitions_in(dir: &Path) -> Result<Option<u32>, LogError> {
+        let path = dir.join("log.json");
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let meta: LogMeta = serde_json::from_slice(&bytes)
+                    .map_err(|e| LogError::Config(format!("{} is unreadable: {e}", path.display())))?;
+                Ok(Some(meta.partitions))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LogError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Creates, in an empty directory, a log of `starts.len()` partitions
+    /// whose next offsets are `starts`: a deployment restored from a backup
+    /// goes on numbering its records where the stores it got back stopped,
+    /// so its ingest (which resumes at those offsets) reads every new one.
+    /// Blocking.
+    pub fn create_at(dir: &Path, starts: &[u64]) -> Result<(), LogError> {
+        fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        let _lock = lock_dir(dir)?;
+        if dir.join("log.json").exists() {
+            return Err(LogError::Config(format!("{} already holds an event log", dir.display())));
+        }
+        // Left by a creation that was cut short: not a log yet.
+        let partitions = dir.join("partitions");
+        if partitions.exists() {
+            fs::remove_dir_all(&partitions)
+                .map_err(|e| LogError::io(format!("removing {}", partitions.display()), e))?;
+        }
+        let now = unix_millis();
+        for (id, start) in (0u32..).zip(starts) {
+            let partition_dir = dir.join("partitions").join(id.to_string());
+            fs::create_dir_all(&partition_dir)
+                .map_err(|e| LogError::io(format!("creating {}", partition_dir.display()), e))?;
+            partition::create_segment(&partition_dir, id, *start, now)?;
+        }
+        // Last: a log without it is not a log yet, and is created again.
+        read_or_create_meta(dir, starts.len() as u32)?;
+        Ok(())
+    }
+
     fn partition(&self, partition: u32) -> Result<&Arc<Partition>, LogError> {
         self.partitions
             .get(partition as usize)

@@ -45,7 +45,8 @@ macro_rules! meta_store_conformance {
         $crate::meta_store_conformance!(@tests $factory;
             schema:
                 migrations_are_idempotent_and_data_survives_reconnect,
-                migration_status_lists_every_migration;
+                migration_status_lists_every_migration,
+                a_snapshot_holds_the_whole_store_or_is_refused;
             tenancy:
                 bootstrap_creates_project_one_once,
                 bootstrap_takes_fixed_secrets_and_validates_them,

@@ -4,16 +4,26 @@
 use serde_json::json;
 
 use super::{assign, commit, owner, person, MetaFactory};
-use crate::{BootstrapRequest, IngestCommits, MetaSchema, Tenancy};
+use crate::{BootstrapRequest, IngestCommits, MetaError, MetaSchema, Tenancy};
+use warren_core::person::Person;
+use warren_core::ports::ConsumerOffsets;
 
-pub async fn migrations_are_idempotent_and_data_survives_reconnect(factory: &impl MetaFactory) {
+/// A bootstrapped store holding one person, Alice (distinct id `alice`),
+/// committed by ingest up to offsets 7 and 3 of partitions 0 and 1.
+async fn store_with_alice<F: MetaFactory>(factory: &F) -> (F::Store, Person) {
     let store = factory.create().await;
     store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap");
     let alice = person(1, json!({"name": "Alice"}));
     let mut batch = commit();
     batch.persons.push(alice.clone());
     batch.distinct_ids.push(assign("alice", &alice));
+    batch.offsets = vec![(0, 7), (1, 3)];
     store.commit_ingest(&batch).await.expect("commit");
+    (store, alice)
+}
+
+pub async fn migrations_are_idempotent_and_data_survives_reconnect(factory: &impl MetaFactory) {
+    let (store, alice) = store_with_alice(factory).await;
     let store = factory.reconnect(store).await;
     store.migrate().await.expect("migrating twice changes nothing");
     assert!(store.bootstrap(BootstrapRequest::default()).await.expect("bootstrap").is_none());
@@ -28,5 +38,30 @@ pub async fn migration_status_lists_every_migration(factory: &impl MetaFactory) 
         assert_eq!(status.version, i as i64 + 1, "in version order");
         assert_eq!(status.state, crate::MigrationState::Applied, "{status:?}");
         assert!(status.applied_at.is_some() && !status.description.is_empty(), "{status:?}");
+    }
+}
+
+/// A snapshot (what a backup holds) opens as a store of its own with the
+/// same persons and ingest offsets; an engine that cannot take one says so.
+pub async fn a_snapshot_holds_the_whole_store_or_is_refused(factory: &impl MetaFactory) {
+    let (store, alice) = store_with_alice(factory).await;
+    let path = std::env::temp_dir().join(format!("warren-meta-snapshot-{}.db", uuid::Uuid::new_v4()));
+    let outcome = store.snapshot_into(&path).await;
+    match outcome {
+        Ok(()) => {
+            let snapshot =
+                crate::SqlMeta::connect(&format!("sqlite://{}", path.display())).await.expect("open");
+            assert_eq!(owner(&snapshot, "alice").await, Some(alice.uuid), "persons are in the snapshot");
+            assert_eq!(
+                snapshot.ingest_offsets(warren_core::INGEST_CONSUMER).await.expect("offsets"),
+                store.ingest_offsets(warren_core::INGEST_CONSUMER).await.expect("offsets"),
+                "so are ingest's offsets"
+            );
+            assert!(store.snapshot_into(&path).await.is_err(), "an existing file is never overwritten");
+            snapshot.close().await;
+            let _ = std::fs::remove_file(&path);
+        }
+        Err(MetaError::Unsupported(what)) => assert!(what.contains("PostgreSQL"), "{what}"),
+        Err(other) => panic!("snapshot failed: {other}"),
     }
 }

@@ -75,6 +75,13 @@ impl SqlMeta {
         Ok(Self { pool, dialect })
     }
 
+    /// Closes every connection; SQLite folds its write-ahead log into the
+    /// database file, which then stands alone (a snapshot about to be
+    /// copied, say).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub(crate) async fn run_migrations(&self) -> Result<(), MetaError> {
         self.dialect.migrations().run(&self.pool).await?;
         Ok(())
@@ -158,6 +165,25 @@ impl crate::MetaSchema for SqlMeta {
 
     async fn migration_status(&self) -> Result<Vec<crate::MigrationStatus>, MetaError> {
         self.migration_status_rows().await
+    }
+
+    async fn snapshot_into(&self, path: &std::path::Path) -> Result<(), MetaError> {
+        match self.dialect {
+            // One read transaction copies every page of the database, as of
+            // its start, into a new file; writers carry on meanwhile (WAL).
+            Dialect::Sqlite => {
+                let target = path.to_str().ok_or_else(|| MetaError::Invalid {
+                    what: "snapshot path",
+                    reason: format!("{} is not UTF-8", path.display()),
+                })?;
+                sqlx::query("VACUUM INTO ?").bind(target.to_string()).execute(&self.pool).await?;
+                Ok(())
+            }
+            Dialect::Postgres => Err(MetaError::Unsupported(
+                "snapshots of a PostgreSQL meta store: back it up with pg_dump (see docs/runbooks/backup.md)"
+                    .into(),
+            )),
+        }
     }
 }
 

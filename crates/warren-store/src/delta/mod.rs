@@ -1,8 +1,11 @@
 //! [`DeltaStore`]: the events table as a Delta Lake table.
 
+mod files;
 mod maintenance;
 mod read;
 mod schema;
+
+pub use files::{TableFile, TableFiles};
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -110,25 +110,29 @@ impl DeltaStore {
     pub async fn rows_per_day(&self) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
         let ctx = SessionContext::new();
         self.register(&ctx, "events").await?;
-        let batches = ctx
-            .sql("SELECT CAST(event_date AS VARCHAR) AS day, count(*) AS n FROM events GROUP BY event_date ORDER BY day")
-            .await?
-            .collect()
-            .await?;
-        let mut days = Vec::new();
-        for batch in &batches {
-            let day = deltalake::arrow::compute::cast(column(batch, "day")?, &DataType::Utf8)?;
-            let count = deltalake::arrow::compute::cast(column(batch, "n")?, &DataType::Int64)?;
-            let count = count.as_primitive::<Int64Type>();
-            for (i, day) in day.as_string::<i32>().iter().enumerate() {
-                let day = day.unwrap_or_default();
-                let day =
-                    NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| malformed("event_date", day))?;
-                days.push((day, count.value(i).max(0) as u64));
-            }
-        }
-        Ok(days)
+        rows_per_day_in(&ctx).await
     }
+}
+
+/// Rows per UTC day of the table registered as `events` in `ctx`.
+pub(super) async fn rows_per_day_in(ctx: &SessionContext) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
+    let batches = ctx
+        .sql("SELECT CAST(event_date AS VARCHAR) AS day, count(*) AS n FROM events GROUP BY event_date ORDER BY day")
+        .await?
+        .collect()
+        .await?;
+    let mut days = Vec::new();
+    for batch in &batches {
+        let day = deltalake::arrow::compute::cast(column(batch, "day")?, &DataType::Utf8)?;
+        let count = deltalake::arrow::compute::cast(column(batch, "n")?, &DataType::Int64)?;
+        let count = count.as_primitive::<Int64Type>();
+        for (i, day) in day.as_string::<i32>().iter().enumerate() {
+            let day = day.unwrap_or_default();
+            let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| malformed("event_date", day))?;
+            days.push((day, count.value(i).max(0) as u64));
+        }
+    }
+    Ok(days)
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, StoreError> {

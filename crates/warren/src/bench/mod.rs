@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+mod backup;
 mod ingest;
 mod query;
 mod ui;
@@ -26,6 +27,8 @@ pub enum BenchCommand {
     Query(query::QueryBench),
     /// Time what each dashboard page asks the server for, on the query benchmark's events.
     Ui(ui::UiBench),
+    /// Time a full backup and its restore beside tar, and size an incremental one.
+    Backup(backup::BackupBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +62,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ingest(options) => ingest::run(options).await,
         BenchCommand::Query(options) => query::run(options).await,
         BenchCommand::Ui(options) => ui::run(options).await,
+        BenchCommand::Backup(options) => backup::run(options).await,
     }
 }
 

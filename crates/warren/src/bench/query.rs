@@ -61,8 +61,8 @@ pub enum BenchBackend {
     Clickhouse,
 }
 
-const DAYS: u32 = 60;
-const START: &str = "2024-01-01";
+pub(super) const DAYS: u32 = 60;
+pub(super) const START: &str = "2024-01-01";
 
 /// (name, Warren query, ClickHouse SQL)
 fn queries() -> Vec<(&'static str, Value, &'static str)> {

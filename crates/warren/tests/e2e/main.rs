@@ -3,6 +3,7 @@
 //! events table read back afterwards.
 
 mod accounts;
+mod backup;
 mod bad_input;
 mod clickhouse;
 mod connections;

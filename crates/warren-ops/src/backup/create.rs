@@ -1,0 +1,210 @@
+//! [`create`]: one backup of a running (or stopped) deployment.
+//!
+//! The meta store is snapshotted first; its ingest offsets then pick the
+//! events table's version that holds exactly the events those offsets
+//! cover (the table may be one batch ahead of the meta store, never
+//! behind), so the two restore as one consistent moment. Table files never
+//! change once written, which is what lets them be copied while ingest and
+//! upkeep go on, and lets an incremental backup skip the ones its chain
+//! already holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use warren_core::ports::ConsumerOffsets;
+use warren_core::INGEST_CONSUMER;
+use warren_meta::{MetaSchema, SqlMeta};
+use warren_store::DeltaStore;
+
+use super::copy::{copy_object, Throttle};
+use super::manifest::{BackupKind, FileEntry, Manifest, MANIFEST_FORMAT};
+use super::target::BackupTarget;
+use super::{Progress, Report};
+use crate::OpsError;
+
+/// Where a backup's files within the backup (and in a restored data
+/// directory) live.
+pub(crate) const META_FILE: &str = "meta.db";
+pub(crate) const EVENTS_DIR: &str = "events";
+pub(crate) const CONFIG_FILE: &str = "config-at-backup.json";
+
+/// What a backup is taken of.
+pub struct Sources<'a> {
+    pub meta: &'a dyn MetaSchema,
+    pub table: &'a DeltaStore,
+    /// The event log's partition count.
+    pub log_partitions: u32,
+    /// The configuration, secrets redacted: kept for people restoring.
+    pub config: serde_json::Value,
+}
+
+/// How to take it.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions {
+    pub kind: BackupKind,
+    /// Bytes per second to copy at most; `None` copies as fast as the
+    /// stores go.
+    pub max_bytes_per_sec: Option<u64>,
+}
+
+/// One file to put in the backup.
+struct Source {
+    store: Arc<dyn ObjectStore>,
+    from: Path,
+    path: String,
+    size: u64,
+}
+
+/// Takes a backup of `sources` on `target` and returns its manifest.
+/// A run cut short leaves an unfinished backup that this removes first.
+pub async fn create(
+    target: &BackupTarget,
+    sources: Sources<'_>,
+    options: CreateOptions,
+    report: &Report<'_>,
+) -> Result<Manifest, OpsError> {
+    let listing = target.list().await?;
+    for unfinished in &listing.unfinished {
+        tracing::info!(backup = %unfinished, "removing a backup that was cut short");
+        target.remove(unfinished).await?;
+    }
+    let parent = match options.kind {
+        BackupKind::Full => None,
+        BackupKind::Incremental => Some(listing.finished.last().cloned().ok_or_else(|| {
+            OpsError::Refused(format!("{} holds no backup to build on: take a full one first", target.url()))
+        })?),
+    };
+    let id = new_id(listing.finished.last().map(|manifest| manifest.id.as_str()));
+
+    report(&Progress::phase("snapshotting the meta store"));
+    let staging = tempfile::tempdir().map_err(OpsError::io("creating a staging directory"))?;
+    let snapshot = staging.path().join(META_FILE);
+    let created_at = chrono::Utc::now();
+    sources.meta.snapshot_into(&snapshot).await?;
+    let offsets = snapshot_offsets(&snapshot).await?;
+
+    report(&Progress::phase("finding the events table's matching version"));
+    let table_version = sources.table.version_within(INGEST_CONSUMER, &offsets).await?;
+    let table_files = sources.table.files_at(table_version).await?;
+    let events_per_day = by_day(sources.table.rows_per_day_at(table_version).await?);
+
+    let config = serde_json::to_vec_pretty(&sources.config)
+        .map_err(|e| OpsError::Verification(format!("encoding the configuration: {e}")))?;
+    std::fs::write(staging.path().join(CONFIG_FILE), config)
+        .map_err(OpsError::io("writing the configuration's copy"))?;
+    let staged: Arc<dyn ObjectStore> = Arc::new(
+        LocalFileSystem::new_with_prefix(staging.path())
+            .map_err(|e| OpsError::Refused(format!("staging directory: {e}")))?,
+    );
+    let mut files = Vec::new();
+    for name in [META_FILE, CONFIG_FILE] {
+        let size = std::fs::metadata(staging.path().join(name)).map_err(OpsError::io(name))?.len();
+        files.push(Source { store: staged.clone(), from: Path::from(name), path: name.into(), size });
+    }
+    let table_store = sources.table.object_store().await;
+    for file in table_files.files {
+        files.push(Source {
+            store: table_store.clone(),
+            from: Path::from(file.path.as_str()),
+            path: format!("{EVENTS_DIR}/{}", file.path),
+            size: file.size,
+        });
+    }
+
+    // Table files are never rewritten, so one of the same path and size
+    // is the same file; the meta store and configuration change always.
+    let held: HashMap<(&str, u64), &FileEntry> = parent
+        .iter()
+        .flat_map(|parent| &parent.files)
+        .filter(|entry| entry.path.starts_with(&format!("{EVENTS_DIR}/")))
+        .map(|entry| ((entry.path.as_str(), entry.size), entry))
+        .collect();
+    let to_copy: u64 = files
+        .iter()
+        .filter(|file| !held.contains_key(&(file.path.as_str(), file.size)))
+        .map(|f| f.size)
+        .sum();
+    let mut progress = Progress::phase("copying");
+    progress.files = files.len();
+    progress.bytes = to_copy;
+    report(&progress);
+    let started = Instant::now();
+    let mut throttle = Throttle::new(options.max_bytes_per_sec);
+    let mut entries = Vec::with_capacity(files.len());
+    for file in &files {
+        if let Some(entry) = held.get(&(file.path.as_str(), file.size)) {
+            entries.push((*entry).clone());
+        } else {
+            let to = BackupTarget::file_path(&id, &file.path);
+            let copied = copy_object(&file.store, &file.from, target.store(), &to, &mut throttle, |bytes| {
+                progress.bytes_done += bytes;
+                progress.elapsed = started.elapsed();
+                report(&progress);
+            })
+            .await?;
+            if copied.size != file.size {
+                return Err(OpsError::Verification(format!(
+                    "{} changed while it was copied ({} bytes listed, {} read)",
+                    file.path, file.size, copied.size
+                )));
+            }
+            entries.push(FileEntry {
+                path: file.path.clone(),
+                size: copied.size,
+                sha256: copied.sha256,
+                stored_in: id.clone(),
+            });
+        }
+        progress.files_done += 1;
+        report(&progress);
+    }
+
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id,
+        kind: options.kind,
+        parent: parent.map(|parent| parent.id),
+        created_at: created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        warren_version: env!("CARGO_PKG_VERSION").to_string(),
+        table_version,
+        log_partitions: sources.log_partitions,
+        ingest_offsets: offsets.into_iter().collect(),
+        events_per_day,
+        files: entries,
+    };
+    report(&Progress::phase("writing the manifest"));
+    target.put_manifest(&manifest).await?;
+    Ok(manifest)
+}
+
+/// Ingest's offsets as the meta store snapshot holds them; the snapshot
+/// is closed again before it is copied, standing alone.
+async fn snapshot_offsets(snapshot: &std::path::Path) -> Result<HashMap<u32, u64>, OpsError> {
+    let meta = SqlMeta::connect(&format!("sqlite://{}", snapshot.display())).await?;
+    let offsets =
+        meta.ingest_offsets(INGEST_CONSUMER).await.map_err(|e| OpsError::Verification(e.to_string()));
+    meta.close().await;
+    offsets
+}
+
+/// Rows per day keyed as manifests keep them (`YYYY-MM-DD`).
+pub(crate) fn by_day(days: Vec<(chrono::NaiveDate, u64)>) -> std::collections::BTreeMap<String, u64> {
+    days.into_iter().map(|(day, rows)| (day.format("%Y-%m-%d").to_string(), rows)).collect()
+}
+
+/// A new backup's id: the time, to the millisecond, so ids sort as the
+/// backups were taken; never equal to the newest one's.
+fn new_id(newest: Option<&str>) -> String {
+    let mut at = chrono::Utc::now();
+    loop {
+        let id = at.format("%Y%m%dT%H%M%S%.3fZ").to_string();
+        if newest.is_none_or(|newest| id.as_str() > newest) {
+            return id;
+        }
+        at += chrono::Duration::milliseconds(1);
+    }
+}

@@ -1,0 +1,78 @@
+//! [`Manifest`]: what one backup holds, written to the target after every
+//! file it lists — a backup exists once its manifest does.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Whether a backup copied everything or built on the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// Copies every file; depends on no other backup.
+    Full,
+    /// Copies only the files its parent's chain does not hold, and lists
+    /// the rest where the chain keeps them.
+    Incremental,
+}
+
+/// One file of a backup: its path in a restored data directory, its size
+/// and SHA-256, and the backup whose `files/` holds its bytes (this one,
+/// or an earlier one of its chain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub stored_in: String,
+}
+
+/// Everything a backup holds and what it was taken from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: String,
+    pub kind: BackupKind,
+    /// The backup an incremental one built on.
+    pub parent: Option<String>,
+    /// When the snapshot of the meta store was taken (RFC 3339).
+    pub created_at: String,
+    pub warren_version: String,
+    /// The events table's version the backup holds.
+    pub table_version: u64,
+    /// The event log's partition count.
+    pub log_partitions: u32,
+    /// Ingest's offsets in the meta store snapshot, which the table's
+    /// version matches: a restored log starts numbering records there.
+    pub ingest_offsets: BTreeMap<u32, u64>,
+    /// Events per day (`YYYY-MM-DD`) in the table's version: what a
+    /// restore checks the restored table against.
+    pub events_per_day: BTreeMap<String, u64>,
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// Bytes of every file the backup lists.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|file| file.size).sum()
+    }
+
+    /// Bytes this backup copied itself.
+    pub fn copied_bytes(&self) -> u64 {
+        self.files.iter().filter(|file| file.stored_in == self.id).map(|file| file.size).sum()
+    }
+
+    /// Events in the backup.
+    pub fn events(&self) -> u64 {
+        self.events_per_day.values().sum()
+    }
+
+    /// The other backups whose files this one lists: it cannot be
+    /// restored without them.
+    pub fn depends_on(&self) -> BTreeSet<&str> {
+        self.files.iter().map(|file| file.stored_in.as_str()).filter(|id| *id != self.id).collect()
+    }
+}

@@ -1,0 +1,54 @@
+//! Backups of a deployment and restoring them (`warren backup …`,
+//! `warren restore`).
+//!
+//! A backup holds a consistent moment of the deployment: a snapshot of
+//! the meta store and the events table's version that matches its ingest
+//! offsets (see [`create`]), plus the configuration with secrets redacted.
+//! The event log is not copied: its records up to that moment are in the
+//! table. Backups live on a [`BackupTarget`] (a directory or S3), each
+//! described by a [`Manifest`] listing every file with its size and
+//! SHA-256. An incremental backup copies only files its chain does not
+//! hold (table files never change), and a backup other backups depend on
+//! cannot be deleted alone. [`verify`] re-reads a backup; [`restore`] puts
+//! one back into a new data directory, checks it and creates an event log
+//! that goes on from the restored offsets.
+//!
+//! Every command can be killed and run again: a backup exists once its
+//! manifest, written last, does; a restore cut short is started over.
+
+mod copy;
+mod create;
+mod manifest;
+mod restore;
+mod target;
+mod verify;
+
+use std::time::Duration;
+
+pub use create::{create, CreateOptions, Sources};
+pub use manifest::{BackupKind, FileEntry, Manifest, MANIFEST_FORMAT};
+pub use restore::restore;
+pub use target::{BackupTarget, Listing};
+pub use verify::verify;
+
+/// Where a command stands, for a progress line.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// What it is doing.
+    pub phase: &'static str,
+    pub files_done: usize,
+    pub files: usize,
+    pub bytes_done: u64,
+    pub bytes: u64,
+    /// Time spent in this phase.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    fn phase(phase: &'static str) -> Self {
+        Self { phase, ..Self::default() }
+    }
+}
+
+/// Receives progress; called often, so it decides how often to show it.
+pub type Report<'a> = dyn Fn(&Progress) + Send + Sync + 'a;

@@ -1,0 +1,201 @@
+//! [`BackupTarget`]: where backups are kept — a directory or an S3 bucket,
+//! behind `object_store`'s one interface, picked from the URL.
+//!
+//! Layout: `<id>/files/<path>` holds the bytes a backup copied and
+//! `<id>/manifest.json` lists every file of the backup, its chain's
+//! included. The manifest is written last, so a backup cut short leaves a
+//! directory without one: listed as unfinished, never restorable, removed
+//! by the next `create` or `delete`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::manifest::{Manifest, MANIFEST_FORMAT};
+use crate::OpsError;
+
+/// A place backups are written to and read from.
+#[derive(Debug, Clone)]
+pub struct BackupTarget {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    /// The directory of a local target.
+    local: Option<std::path::PathBuf>,
+}
+
+/// The backups a target holds.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Complete backups, oldest first.
+    pub finished: Vec<Manifest>,
+    /// Ids of backups that were cut short (no manifest).
+    pub unfinished: Vec<String>,
+}
+
+impl BackupTarget {
+    /// The target at `url`: a path or `file:///path` (created if missing),
+    /// or `s3://bucket/prefix` with `options` (`aws_endpoint`,
+    /// `aws_region`, `aws_access_key_id`, …).
+    pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, OpsError> {
+        let bad = |reason: String| OpsError::Refused(format!("backup target {url:?}: {reason}"));
+        let mut local = None;
+        let store: Arc<dyn ObjectStore> = if url.starts_with("s3://") || url.starts_with("s3a://") {
+            let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+            let (store, prefix) =
+                object_store::parse_url_opts(&parsed, options.iter()).map_err(|e| bad(e.to_string()))?;
+            Arc::new(PrefixStore::new(store, prefix))
+        } else {
+            let path = match url.strip_prefix("file://") {
+                Some(path) => std::path::PathBuf::from(path),
+                None if !url.contains("://") => std::path::PathBuf::from(url),
+                None => return Err(bad("use a directory, file:///path or s3://bucket/prefix".into())),
+            };
+            std::fs::create_dir_all(&path).map_err(OpsError::io(format!("creating {}", path.display())))?;
+            let store = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(e.to_string()))?;
+            local = Some(path);
+            Arc::new(store)
+        };
+        Ok(Self { store, url: url.to_string(), local })
+    }
+
+    /// Makes what was written to a local target durable (an object store
+    /// acknowledges a put once it is durable).
+    pub(crate) fn persist(&self) -> Result<(), OpsError> {
+        match &self.local {
+            Some(dir) => sync_filesystem(dir),
+            None => Ok(()),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn manifest_path(id: &str) -> Path {
+        Path::from(format!("{id}/manifest.json"))
+    }
+
+    /// Where `stored_in` keeps the bytes of a backup's file `path`.
+    pub(crate) fn file_path(stored_in: &str, path: &str) -> Path {
+        Path::from(format!("{stored_in}/files/{path}"))
+    }
+
+    /// Every backup on the target.
+    pub async fn list(&self) -> Result<Listing, OpsError> {
+        let top = self.store.list_with_delimiter(None).await?;
+        let mut listing = Listing::default();
+        for prefix in top.common_prefixes {
+            let Some(id) = prefix.filename().map(str::to_string) else { continue };
+            match self.manifest(&id).await {
+                Ok(manifest) => listing.finished.push(manifest),
+                Err(OpsError::Target(object_store::Error::NotFound { .. })) => listing.unfinished.push(id),
+                Err(error) => return Err(error),
+            }
+        }
+        listing.finished.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(listing)
+    }
+
+    /// The manifest of backup `id`.
+    pub async fn manifest(&self, id: &str) -> Result<Manifest, OpsError> {
+        let bytes = self.store.get(&Self::manifest_path(id)).await?.bytes().await?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| OpsError::Verification(format!("the manifest of backup {id} is unreadable: {e}")))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(OpsError::Refused(format!(
+                "backup {id} has manifest format {}; this build reads format {MANIFEST_FORMAT}",
+                manifest.format
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// Writes `manifest`, which makes its backup exist (one atomic put),
+    /// once every file it lists is durable.
+    pub(crate) async fn put_manifest(&self, manifest: &Manifest) -> Result<(), OpsError> {
+        let bytes = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| OpsError::Verification(format!("encoding the manifest: {e}")))?;
+        self.persist()?;
+        self.store.put(&Self::manifest_path(&manifest.id), PutPayload::from(bytes)).await?;
+        self.persist()
+    }
+
+    /// Deletes backup `id`: its manifest first (from then on it is
+    /// unfinished, whatever stops this), then its files.
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), OpsError> {
+        match self.store.delete(&Self::manifest_path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let prefix = Path::from(id);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        for object in objects {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // A directory keeps its (now empty) folders, which would still
+        // list as a backup.
+        if let Some(dir) = &self.local {
+            let folder = dir.join(id);
+            match std::fs::remove_dir_all(&folder) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(OpsError::io(format!("removing {}", folder.display()))(error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes backup `id`, refusing while another backup lists its files
+    /// unless `with_dependants`, which deletes those too. Returns the ids
+    /// deleted, dependants first.
+    pub async fn delete(&self, id: &str, with_dependants: bool) -> Result<Vec<String>, OpsError> {
+        let listing = self.list().await?;
+        if !listing.finished.iter().any(|manifest| manifest.id == id)
+            && !listing.unfinished.iter().any(|u| u == id)
+        {
+            return Err(OpsError::Refused(format!("no backup {id} on {}", self.url)));
+        }
+        let dependants: Vec<String> = listing
+            .finished
+            .iter()
+            .filter(|manifest| manifest.depends_on().contains(id))
+            .map(|manifest| manifest.id.clone())
+            .collect();
+        if !dependants.is_empty() && !with_dependants {
+            return Err(OpsError::Refused(format!(
+                "backup {id} holds files that {} need{}; delete {} first, or pass --with-dependants",
+                dependants.join(", "),
+                if dependants.len() == 1 { "s" } else { "" },
+                if dependants.len() == 1 { "it" } else { "them" },
+            )));
+        }
+        let mut deleted = dependants;
+        deleted.push(id.to_string());
+        for backup in &deleted {
+            self.remove(backup).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Flushes the filesystem holding `dir` to disk: one call for every file a
+/// command wrote there, instead of one per file.
+pub(crate) fn sync_filesystem(dir: &std::path::Path) -> Result<(), OpsError> {
+    let handle = std::fs::File::open(dir).map_err(OpsError::io(format!("opening {}", dir.display())))?;
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&handle)).map_err(|errno| OpsError::Io {
+        what: format!("syncing {}", dir.display()),
+        source: std::io::Error::from(errno),
+    })
+}
