@@ -180,7 +180,7 @@ impl crate::MetaSchema for SqlMeta {
                 Ok(())
             }
             Dialect::Postgres => Err(MetaError::Unsupported(
-                "snapshots of a PostgreSQL meta store: back it up with pg_dump (see docs/runbooks/backup.md)"
+                "snapshots of a PostgreSQL meta store: back it up with pg_dump (see docs/runbooks/backup-restore.md)"
                     .into(),
             )),
         }
