@@ -12,6 +12,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::manifest::FileEntry;
+use super::target::BackupTarget;
 use crate::OpsError;
 
 /// What a copy read.
@@ -22,18 +24,18 @@ pub(crate) struct Copied {
 
 /// The size and SHA-256 of bytes as they stream past.
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     hasher: Sha256,
     size: u64,
 }
 
 impl Tally {
-    fn add(&mut self, chunk: &[u8]) {
+    pub fn add(&mut self, chunk: &[u8]) {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
     }
 
-    fn finish(self) -> Copied {
+    pub fn finish(self) -> Copied {
         Copied { size: self.size, sha256: hex::encode(self.hasher.finalize()) }
     }
 }
@@ -94,4 +96,37 @@ pub(crate) async fn checksum(store: &Arc<dyn ObjectStore>, path: &Path) -> Resul
         tally.add(&chunk?);
     }
     Ok(tally.finish())
+}
+
+/// The bytes of `entry` read from `target` piece by piece, each chunk
+/// checked against its SHA-256 and handed to `sink`; what the whole file
+/// read to. A chunk that is missing or wrong is an error naming it.
+pub(crate) async fn read_chunks(
+    target: &Arc<dyn ObjectStore>,
+    entry: &FileEntry,
+    mut sink: impl FnMut(&[u8]) -> Result<(), OpsError>,
+) -> Result<Copied, OpsError> {
+    let mut file = Tally::default();
+    for chunk in &entry.chunks {
+        let path = BackupTarget::chunk_path(&chunk.stored_in, &chunk.sha256);
+        let bytes = match target.get(&path).await {
+            Ok(got) => got.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(OpsError::Verification(format!("{path} (a chunk of {}): missing", entry.path)))
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let mut piece = Tally::default();
+        piece.add(&bytes);
+        let read = piece.finish();
+        if (read.size, read.sha256.as_str()) != (chunk.size, chunk.sha256.as_str()) {
+            return Err(OpsError::Verification(format!(
+                "{path} (a chunk of {}): {} bytes with SHA-256 {}, the manifest says {} bytes with {}",
+                entry.path, read.size, read.sha256, chunk.size, chunk.sha256
+            )));
+        }
+        file.add(&bytes);
+        sink(&bytes)?;
+    }
+    Ok(file.finish())
 }

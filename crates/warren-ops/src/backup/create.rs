@@ -12,16 +12,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use object_store::local::LocalFileSystem;
+use fastcdc::v2020::StreamCDC;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use warren_core::ports::ConsumerOffsets;
 use warren_core::INGEST_CONSUMER;
 use warren_meta::{MetaSchema, SqlMeta};
 use warren_store::DeltaStore;
 
-use super::copy::{copy_object, Throttle};
-use super::manifest::{BackupKind, FileEntry, Manifest, MANIFEST_FORMAT};
+use super::copy::{copy_object, Tally, Throttle};
+use super::manifest::{BackupKind, Chunk, FileEntry, Manifest, MANIFEST_FORMAT};
 use super::target::BackupTarget;
 use super::{Progress, Report};
 use crate::OpsError;
@@ -52,11 +52,89 @@ pub struct CreateOptions {
 }
 
 /// One file to put in the backup.
-struct Source {
-    store: Arc<dyn ObjectStore>,
-    from: Path,
-    path: String,
-    size: u64,
+enum Source {
+    /// A file of the events table, copied whole.
+    Table { store: Arc<dyn ObjectStore>, from: Path, path: String, size: u64 },
+    /// A file made for the backup (the meta store's snapshot), stored in
+    /// chunks.
+    Staged { local: std::path::PathBuf, path: String, size: u64 },
+}
+
+impl Source {
+    fn path(&self) -> &str {
+        match self {
+            Source::Table { path, .. } | Source::Staged { path, .. } => path,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Source::Table { size, .. } | Source::Staged { size, .. } => *size,
+        }
+    }
+}
+
+/// Chunk sizes: small enough that a change to the meta store rewrites few
+/// bytes of the backup, large enough that a big store is not millions of
+/// objects.
+const CHUNK_MIN: usize = 4 * 1024;
+const CHUNK_AVG: usize = 16 * 1024;
+const CHUNK_MAX: usize = 64 * 1024;
+
+/// A staged file stored as content-defined chunks. The meta store's
+/// snapshot is rewritten whole each time, but most of its pages come out
+/// the same, only moved: cut where the content says (not every N bytes),
+/// most chunks are the chain's already, and an incremental backup copies
+/// the few that changed.
+struct ChunkedFile<'a> {
+    target: &'a BackupTarget,
+    id: &'a str,
+    local: &'a std::path::Path,
+    path: &'a str,
+}
+
+impl ChunkedFile<'_> {
+    /// Stores the chunks `held` (SHA-256 → backup keeping it) lacks,
+    /// adding them to it, and returns the file's entry.
+    async fn store(
+        &self,
+        held: &mut HashMap<String, String>,
+        throttle: &mut Throttle,
+        copied: &mut impl FnMut(u64),
+    ) -> Result<FileEntry, OpsError> {
+        let read = std::fs::File::open(self.local).map_err(OpsError::io(format!("reading {}", self.path)))?;
+        let mut file = Tally::default();
+        let mut chunks = Vec::new();
+        // The file is local and read a chunk at a time.
+        for piece in StreamCDC::new(read, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX) {
+            let piece = piece.map_err(|e| OpsError::Verification(format!("reading {}: {e}", self.path)))?;
+            file.add(&piece.data);
+            let mut one = Tally::default();
+            one.add(&piece.data);
+            let sha256 = one.finish().sha256;
+            let stored_in = match held.get(&sha256) {
+                Some(stored_in) => stored_in.clone(),
+                None => {
+                    let size = piece.data.len() as u64;
+                    let to = BackupTarget::chunk_path(self.id, &sha256);
+                    self.target.store().put(&to, PutPayload::from(piece.data)).await?;
+                    throttle.pass(size).await;
+                    copied(size);
+                    held.insert(sha256.clone(), self.id.to_string());
+                    self.id.to_string()
+                }
+            };
+            chunks.push(Chunk { size: piece.length as u64, sha256, stored_in });
+        }
+        let whole = file.finish();
+        Ok(FileEntry {
+            path: self.path.to_string(),
+            size: whole.size,
+            sha256: whole.sha256,
+            stored_in: self.id.to_string(),
+            chunks,
+        })
+    }
 }
 
 /// Takes a backup of `sources` on `target` and returns its manifest.
@@ -96,18 +174,15 @@ pub async fn create(
         .map_err(|e| OpsError::Verification(format!("encoding the configuration: {e}")))?;
     std::fs::write(staging.path().join(CONFIG_FILE), config)
         .map_err(OpsError::io("writing the configuration's copy"))?;
-    let staged: Arc<dyn ObjectStore> = Arc::new(
-        LocalFileSystem::new_with_prefix(staging.path())
-            .map_err(|e| OpsError::Refused(format!("staging directory: {e}")))?,
-    );
     let mut files = Vec::new();
     for name in [META_FILE, CONFIG_FILE] {
-        let size = std::fs::metadata(staging.path().join(name)).map_err(OpsError::io(name))?.len();
-        files.push(Source { store: staged.clone(), from: Path::from(name), path: name.into(), size });
+        let local = staging.path().join(name);
+        let size = std::fs::metadata(&local).map_err(OpsError::io(name))?.len();
+        files.push(Source::Staged { local, path: name.into(), size });
     }
     let table_store = sources.table.object_store().await;
     for file in table_files.files {
-        files.push(Source {
+        files.push(Source::Table {
             store: table_store.clone(),
             from: Path::from(file.path.as_str()),
             path: format!("{EVENTS_DIR}/{}", file.path),
@@ -116,18 +191,21 @@ pub async fn create(
     }
 
     // Table files are never rewritten, so one of the same path and size
-    // is the same file; the meta store and configuration change always.
+    // is the same file; the chain's chunks are known by their content.
     let held: HashMap<(&str, u64), &FileEntry> = parent
         .iter()
         .flat_map(|parent| &parent.files)
         .filter(|entry| entry.path.starts_with(&format!("{EVENTS_DIR}/")))
         .map(|entry| ((entry.path.as_str(), entry.size), entry))
         .collect();
-    let to_copy: u64 = files
+    let mut chunks: HashMap<String, String> = parent
         .iter()
-        .filter(|file| !held.contains_key(&(file.path.as_str(), file.size)))
-        .map(|f| f.size)
-        .sum();
+        .flat_map(|parent| &parent.files)
+        .flat_map(|entry| &entry.chunks)
+        .map(|chunk| (chunk.sha256.clone(), chunk.stored_in.clone()))
+        .collect();
+    let to_copy: u64 =
+        files.iter().filter(|file| !held.contains_key(&(file.path(), file.size()))).map(Source::size).sum();
     let mut progress = Progress::phase("copying");
     progress.files = files.len();
     progress.bytes = to_copy;
@@ -136,28 +214,36 @@ pub async fn create(
     let mut throttle = Throttle::new(options.max_bytes_per_sec);
     let mut entries = Vec::with_capacity(files.len());
     for file in &files {
-        if let Some(entry) = held.get(&(file.path.as_str(), file.size)) {
-            entries.push((*entry).clone());
-        } else {
-            let to = BackupTarget::file_path(&id, &file.path);
-            let copied = copy_object(&file.store, &file.from, target.store(), &to, &mut throttle, |bytes| {
-                progress.bytes_done += bytes;
-                progress.elapsed = started.elapsed();
-                report(&progress);
-            })
-            .await?;
-            if copied.size != file.size {
-                return Err(OpsError::Verification(format!(
-                    "{} changed while it was copied ({} bytes listed, {} read)",
-                    file.path, file.size, copied.size
-                )));
+        let mut copied = |bytes: u64| {
+            progress.bytes_done += bytes;
+            progress.elapsed = started.elapsed();
+            report(&progress);
+        };
+        match file {
+            Source::Table { path, size, .. } if held.contains_key(&(path.as_str(), *size)) => {
+                entries.push(held[&(path.as_str(), *size)].clone());
             }
-            entries.push(FileEntry {
-                path: file.path.clone(),
-                size: copied.size,
-                sha256: copied.sha256,
-                stored_in: id.clone(),
-            });
+            Source::Table { store, from, path, size } => {
+                let to = BackupTarget::file_path(&id, path);
+                let read = copy_object(store, from, target.store(), &to, &mut throttle, &mut copied).await?;
+                if read.size != *size {
+                    return Err(OpsError::Verification(format!(
+                        "{path} changed while it was copied ({size} bytes listed, {} read)",
+                        read.size
+                    )));
+                }
+                entries.push(FileEntry {
+                    path: path.clone(),
+                    size: read.size,
+                    sha256: read.sha256,
+                    stored_in: id.clone(),
+                    chunks: Vec::new(),
+                });
+            }
+            Source::Staged { local, path, .. } => {
+                let chunked = ChunkedFile { target, id: &id, local, path };
+                entries.push(chunked.store(&mut chunks, &mut throttle, &mut copied).await?);
+            }
         }
         progress.files_done += 1;
         report(&progress);

@@ -20,14 +20,37 @@ pub enum BackupKind {
 }
 
 /// One file of a backup: its path in a restored data directory, its size
-/// and SHA-256, and the backup whose `files/` holds its bytes (this one,
-/// or an earlier one of its chain).
+/// and SHA-256, and where its bytes are — whole in the `files/` of
+/// `stored_in` (this backup or an earlier one of its chain), or, when
+/// `chunks` is not empty, as those chunks in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
     pub sha256: String,
     pub stored_in: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<Chunk>,
+}
+
+/// A piece of a chunked file, kept in the `chunks/` of `stored_in` under
+/// its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub size: u64,
+    pub sha256: String,
+    pub stored_in: String,
+}
+
+impl FileEntry {
+    /// Where each piece of the file's bytes is kept, with its size.
+    pub fn pieces(&self) -> Vec<(&str, u64)> {
+        if self.chunks.is_empty() {
+            vec![(self.stored_in.as_str(), self.size)]
+        } else {
+            self.chunks.iter().map(|chunk| (chunk.stored_in.as_str(), chunk.size)).collect()
+        }
+    }
 }
 
 /// Everything a backup holds and what it was taken from.
@@ -62,7 +85,8 @@ impl Manifest {
 
     /// Bytes this backup copied itself.
     pub fn copied_bytes(&self) -> u64 {
-        self.files.iter().filter(|file| file.stored_in == self.id).map(|file| file.size).sum()
+        let pieces = self.files.iter().flat_map(FileEntry::pieces);
+        pieces.filter(|(stored_in, _)| *stored_in == self.id).map(|(_, size)| size).sum()
     }
 
     /// Events in the backup.
@@ -73,6 +97,7 @@ impl Manifest {
     /// The other backups whose files this one lists: it cannot be
     /// restored without them.
     pub fn depends_on(&self) -> BTreeSet<&str> {
-        self.files.iter().map(|file| file.stored_in.as_str()).filter(|id| *id != self.id).collect()
+        let pieces = self.files.iter().flat_map(FileEntry::pieces);
+        pieces.map(|(stored_in, _)| stored_in).filter(|id| *id != self.id).collect()
     }
 }

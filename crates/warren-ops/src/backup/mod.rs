@@ -7,9 +7,10 @@
 //! The event log is not copied: its records up to that moment are in the
 //! table. Backups live on a [`BackupTarget`] (a directory or S3), each
 //! described by a [`Manifest`] listing every file with its size and
-//! SHA-256. An incremental backup copies only files its chain does not
-//! hold (table files never change), and a backup other backups depend on
-//! cannot be deleted alone. [`verify`] re-reads a backup; [`restore`] puts
+//! SHA-256. An incremental backup copies only what its chain does not
+//! hold: new table files (they never change once written) and the chunks
+//! of the meta store's snapshot that changed. A backup other backups
+//! depend on cannot be deleted alone. [`verify`] re-reads a backup; [`restore`] puts
 //! one back into a new data directory, checks it and creates an event log
 //! that goes on from the restored offsets.
 //!

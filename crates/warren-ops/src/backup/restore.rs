@@ -7,6 +7,7 @@
 //! started on the directory ingests every new event after them — nothing
 //! twice, nothing skipped.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use object_store::ObjectStore;
 use warren_log::SegmentLog;
 use warren_store::{DeltaStore, DeltaStoreOptions};
 
-use super::copy::{copy_object, Throttle};
+use super::copy::{copy_object, read_chunks, Throttle};
 use super::create::by_day;
 use super::manifest::Manifest;
 use super::target::{sync_filesystem, BackupTarget};
@@ -51,20 +52,25 @@ pub async fn restore(
     let started = Instant::now();
     let mut unlimited = Throttle::new(None);
     for file in &manifest.files {
-        let from = BackupTarget::file_path(&file.stored_in, &file.path);
-        let copied = copy_object(
-            target.store(),
-            &from,
-            &local,
-            &Path::from(file.path.as_str()),
-            &mut unlimited,
-            |bytes| {
-                progress.bytes_done += bytes;
-                progress.elapsed = started.elapsed();
-                report(&progress);
-            },
-        )
-        .await?;
+        let mut copied = |bytes: u64| {
+            progress.bytes_done += bytes;
+            progress.elapsed = started.elapsed();
+            report(&progress);
+        };
+        let copied = if file.chunks.is_empty() {
+            let from = BackupTarget::file_path(&file.stored_in, &file.path);
+            let to = Path::from(file.path.as_str());
+            copy_object(target.store(), &from, &local, &to, &mut unlimited, &mut copied).await?
+        } else {
+            let to = data_dir.join(&file.path);
+            let what = || format!("writing {}", to.display());
+            let mut out = std::fs::File::create(&to).map_err(OpsError::io(what()))?;
+            read_chunks(target.store(), file, |bytes| {
+                copied(bytes.len() as u64);
+                out.write_all(bytes).map_err(OpsError::io(what()))
+            })
+            .await?
+        };
         if (copied.size, copied.sha256.as_str()) != (file.size, file.sha256.as_str()) {
             return Err(OpsError::Verification(format!(
                 "{} (stored in backup {}) does not match its manifest: {} bytes with SHA-256 {}, \

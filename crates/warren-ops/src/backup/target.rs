@@ -89,6 +89,11 @@ impl BackupTarget {
         Path::from(format!("{stored_in}/files/{path}"))
     }
 
+    /// Where `stored_in` keeps a chunk.
+    pub(crate) fn chunk_path(stored_in: &str, sha256: &str) -> Path {
+        Path::from(format!("{stored_in}/chunks/{sha256}"))
+    }
+
     /// Every backup on the target.
     pub async fn list(&self) -> Result<Listing, OpsError> {
         let top = self.store.list_with_delimiter(None).await?;

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::copy::checksum;
+use super::copy::{checksum, read_chunks};
 use super::target::BackupTarget;
 use super::{Progress, Report};
 use crate::OpsError;
@@ -20,7 +20,12 @@ pub async fn verify(target: &BackupTarget, id: &str, report: &Report<'_>) -> Res
     let mut bad = Vec::new();
     for file in &manifest.files {
         let path = BackupTarget::file_path(&file.stored_in, &file.path);
-        match checksum(target.store(), &path).await {
+        let read = if file.chunks.is_empty() {
+            checksum(target.store(), &path).await
+        } else {
+            read_chunks(target.store(), file, |_| Ok(())).await
+        };
+        match read {
             Ok(read) if (read.size, read.sha256.as_str()) == (file.size, file.sha256.as_str()) => {}
             Ok(read) => bad.push(format!(
                 "{path}: {} bytes with SHA-256 {}, the manifest says {} bytes with {}",
