@@ -38,6 +38,10 @@ pub const FIRST_START_CREDENTIALS: &str = "first-start-credentials";
 /// in the meta store. The System page compares stores by it.
 pub const INGEST_CONSUMER: &str = "ingest";
 
+/// A file in a data directory that `warren restore` is still filling: no
+/// process may serve from it until the restore has finished.
+pub const RESTORING_MARKER: &str = ".warren-restoring";
+
 /// Now, in Unix milliseconds.
 pub fn unix_millis() -> i64 {
     std::time::SystemTime::now()

@@ -75,6 +75,14 @@ struct Node {
 async fn start(config: &WarrenConfig, repair: bool) -> Result<Node, NodeError> {
     std::fs::create_dir_all(&config.data_dir)
         .step(|| format!("creating data dir {}", config.data_dir.display()))?;
+    if config.data_dir.join(warren_core::RESTORING_MARKER).exists() {
+        // Its stores are partial, and a log made here would number records
+        // from 0 while the restored stores expect their offsets.
+        return Err(NodeError::Config(format!(
+            "{} holds a restore that did not finish; run `warren restore` again",
+            config.data_dir.display()
+        )));
+    }
     let metrics = warren_server::metrics::install_recorder()
         .map_err(|error| NodeError::Config(format!("installing the metrics recorder: {error}")))?;
 

@@ -170,7 +170,12 @@ async fn list(config_path: Option<PathBuf>, args: TargetArgs) -> anyhow::Result<
     let listing = target.list().await?;
     if args.json {
         let finished: Vec<_> = listing.finished.iter().map(summary).collect();
-        println!("{}", serde_json::json!({ "backups": finished, "unfinished": listing.unfinished }));
+        let damaged: Vec<_> =
+            listing.damaged.iter().map(|(id, why)| serde_json::json!({"id": id, "error": why})).collect();
+        println!(
+            "{}",
+            serde_json::json!({ "backups": finished, "unfinished": listing.unfinished, "damaged": damaged })
+        );
         return Ok(());
     }
     if listing.finished.is_empty() {
@@ -188,6 +193,9 @@ async fn list(config_path: Option<PathBuf>, args: TargetArgs) -> anyhow::Result<
             manifest.parent.as_ref().map(|parent| format!("  on {parent}")).unwrap_or_default()
         );
     }
+    for (id, why) in &listing.damaged {
+        println!("{id}  damaged: {why}");
+    }
     for id in &listing.unfinished {
         println!("{id}  unfinished (cut short; the next `warren backup create` removes it)");
     }
@@ -196,6 +204,13 @@ async fn list(config_path: Option<PathBuf>, args: TargetArgs) -> anyhow::Result<
 
 pub async fn restore(config_path: Option<PathBuf>, args: RestoreArgs) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
+    if config.meta_url.is_some() || config.event_store.url.is_some() {
+        anyhow::bail!(
+            "restore fills a data directory with the embedded stores; this configuration names an \
+             external meta store or events table, which a restore does not write: run it with a \
+             configuration without meta_url and [event_store] url"
+        );
+    }
     let target = open_target(&config, args.from.as_deref())?;
     let started = Instant::now();
     let manifest = backup::restore(&target, &args.id, &args.data_dir, &progress_printer())

@@ -190,12 +190,17 @@ pub async fn create(
         });
     }
 
-    // Table files are never rewritten, so one of the same path and size
-    // is the same file; the chain's chunks are known by their content.
+    // Data files are never rewritten and carry unique names, so one of
+    // the same path and size is the same file. Commits are not reused:
+    // a restored table writes its own under the numbers the chain used.
+    // The chain's chunks are known by their content.
     let held: HashMap<(&str, u64), &FileEntry> = parent
         .iter()
         .flat_map(|parent| &parent.files)
-        .filter(|entry| entry.path.starts_with(&format!("{EVENTS_DIR}/")))
+        .filter(|entry| {
+            entry.path.starts_with(&format!("{EVENTS_DIR}/"))
+                && !entry.path.starts_with(&format!("{EVENTS_DIR}/_delta_log/"))
+        })
         .map(|entry| ((entry.path.as_str(), entry.size), entry))
         .collect();
     let mut chunks: HashMap<String, String> = parent

@@ -24,9 +24,9 @@ use super::target::{sync_filesystem, BackupTarget};
 use super::{Progress, Report};
 use crate::OpsError;
 
-/// Present in a data directory while a restore fills it: a restore cut
-/// short is started over, and nothing else writes to such a directory.
-const RESTORING_MARKER: &str = ".warren-restoring";
+// Present in a data directory while a restore fills it: a restore cut
+// short is started over, and `warren serve` refuses such a directory.
+use warren_core::RESTORING_MARKER;
 
 /// Restores backup `id` from `target` into `data_dir`, which must be
 /// missing or empty (or left by a restore cut short).
@@ -37,9 +37,11 @@ pub async fn restore(
     report: &Report<'_>,
 ) -> Result<Manifest, OpsError> {
     let manifest = target.manifest(id).await?;
+    check_layout(&manifest)?;
     prepare(data_dir)?;
     let marker = data_dir.join(RESTORING_MARKER);
     std::fs::write(&marker, id).map_err(OpsError::io(format!("writing {}", marker.display())))?;
+    sync_filesystem(data_dir)?;
 
     let local: Arc<dyn ObjectStore> = Arc::new(
         LocalFileSystem::new_with_prefix(data_dir)
@@ -114,11 +116,34 @@ fn prepare(data_dir: &std::path::Path) -> Result<(), OpsError> {
         )));
     }
     tracing::info!(dir = %data_dir.display(), "starting over a restore that was cut short");
-    for entry in entries {
+    // The marker goes last: a restart cut short again still finds it.
+    for entry in entries.iter().filter(|entry| entry.file_name() != RESTORING_MARKER) {
         let path = entry.path();
         let removed =
             if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         removed.map_err(OpsError::io(format!("removing {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Refuses a manifest that would write outside the data directory or
+/// name log partitions the backup does not have.
+fn check_layout(manifest: &Manifest) -> Result<(), OpsError> {
+    use std::path::Component;
+    for file in &manifest.files {
+        let path = std::path::Path::new(&file.path);
+        if !path.components().all(|part| matches!(part, Component::Normal(_))) {
+            return Err(OpsError::Verification(format!(
+                "backup {} names the file {:?}, outside a data directory",
+                manifest.id, file.path
+            )));
+        }
+    }
+    if let Some(partition) = manifest.ingest_offsets.keys().find(|p| **p >= manifest.log_partitions) {
+        return Err(OpsError::Verification(format!(
+            "backup {} has offsets for log partition {partition} of {}",
+            manifest.id, manifest.log_partitions
+        )));
     }
     Ok(())
 }

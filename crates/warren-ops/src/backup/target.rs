@@ -35,6 +35,22 @@ pub struct Listing {
     pub finished: Vec<Manifest>,
     /// Ids of backups that were cut short (no manifest).
     pub unfinished: Vec<String>,
+    /// Ids of backups whose manifest cannot be read, with why: never
+    /// restored or built on, deleted only when asked.
+    pub damaged: Vec<(String, String)>,
+}
+
+/// Whether a folder on the target is named like a backup
+/// (`20261202T133500.123Z`): anything else there is left alone.
+fn is_backup_id(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() == 20
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'T',
+            15 => *b == b'.',
+            19 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
 }
 
 impl BackupTarget {
@@ -99,10 +115,15 @@ impl BackupTarget {
         let top = self.store.list_with_delimiter(None).await?;
         let mut listing = Listing::default();
         for prefix in top.common_prefixes {
-            let Some(id) = prefix.filename().map(str::to_string) else { continue };
+            let Some(id) = prefix.filename().map(str::to_string).filter(|id| is_backup_id(id)) else {
+                continue;
+            };
             match self.manifest(&id).await {
                 Ok(manifest) => listing.finished.push(manifest),
                 Err(OpsError::Target(object_store::Error::NotFound { .. })) => listing.unfinished.push(id),
+                Err(error @ (OpsError::Verification(_) | OpsError::Refused(_))) => {
+                    listing.damaged.push((id, error.to_string()))
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -134,13 +155,18 @@ impl BackupTarget {
         self.persist()
     }
 
+    /// Deletes the manifest of backup `id`, which makes it unfinished.
+    async fn remove_manifest(&self, id: &str) -> Result<(), OpsError> {
+        match self.store.delete(&Self::manifest_path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Deletes backup `id`: its manifest first (from then on it is
     /// unfinished, whatever stops this), then its files.
     pub(crate) async fn remove(&self, id: &str) -> Result<(), OpsError> {
-        match self.store.delete(&Self::manifest_path(id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
+        self.remove_manifest(id).await?;
         let prefix = Path::from(id);
         let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
         for object in objects {
@@ -167,17 +193,31 @@ impl BackupTarget {
     /// deleted, dependants first.
     pub async fn delete(&self, id: &str, with_dependants: bool) -> Result<Vec<String>, OpsError> {
         let listing = self.list().await?;
-        if !listing.finished.iter().any(|manifest| manifest.id == id)
-            && !listing.unfinished.iter().any(|u| u == id)
-        {
+        let known = listing.finished.iter().any(|manifest| manifest.id == id)
+            || listing.unfinished.iter().any(|unfinished| unfinished == id)
+            || listing.damaged.iter().any(|(damaged, _)| damaged == id);
+        if !known {
             return Err(OpsError::Refused(format!("no backup {id} on {}", self.url)));
         }
-        let dependants: Vec<String> = listing
-            .finished
-            .iter()
-            .filter(|manifest| manifest.depends_on().contains(id))
-            .map(|manifest| manifest.id.clone())
-            .collect();
+        // Every backup that needs `id`'s files, directly or through
+        // another one that is deleted with it.
+        let mut doomed = vec![id.to_string()];
+        loop {
+            let more: Vec<String> = listing
+                .finished
+                .iter()
+                .filter(|manifest| !doomed.contains(&manifest.id))
+                .filter(|manifest| {
+                    manifest.depends_on().iter().any(|needed| doomed.iter().any(|d| d == needed))
+                })
+                .map(|manifest| manifest.id.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            doomed.extend(more);
+        }
+        let dependants = &doomed[1..];
         if !dependants.is_empty() && !with_dependants {
             return Err(OpsError::Refused(format!(
                 "backup {id} holds files that {} need{}; delete {} first, or pass --with-dependants",
@@ -186,12 +226,17 @@ impl BackupTarget {
                 if dependants.len() == 1 { "it" } else { "them" },
             )));
         }
-        let mut deleted = dependants;
-        deleted.push(id.to_string());
-        for backup in &deleted {
+        // Every manifest first, newest first: from the first removal on, no
+        // backup that needs a deleted file is listed as restorable, whatever
+        // stops this.
+        doomed.sort_unstable_by(|a, b| b.cmp(a));
+        for backup in &doomed {
+            self.remove_manifest(backup).await?;
+        }
+        for backup in &doomed {
             self.remove(backup).await?;
         }
-        Ok(deleted)
+        Ok(doomed)
     }
 }
 
@@ -203,4 +248,17 @@ pub(crate) fn sync_filesystem(dir: &std::path::Path) -> Result<(), OpsError> {
         what: format!("syncing {}", dir.display()),
         source: std::io::Error::from(errno),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_backup_id;
+
+    #[test]
+    fn only_folders_named_like_backups_are_backups() {
+        assert!(is_backup_id("20261202T133500.123Z"));
+        assert!(!is_backup_id("lost+found"));
+        assert!(!is_backup_id("20261202T133500.123"));
+        assert!(!is_backup_id("2026120xT133500.123Z"));
+    }
 }

@@ -34,6 +34,7 @@ pub async fn verify(target: &BackupTarget, id: &str, report: &Report<'_>) -> Res
             Err(OpsError::Target(object_store::Error::NotFound { .. })) => {
                 bad.push(format!("{path}: missing"))
             }
+            Err(OpsError::Verification(what)) => bad.push(what),
             Err(error) => return Err(error),
         }
         progress.files_done += 1;

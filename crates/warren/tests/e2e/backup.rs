@@ -228,6 +228,16 @@ async fn a_killed_backup_is_never_listed_and_the_next_run_completes() {
     assert_eq!(listed["backups"].as_array().expect("backups").len(), 1, "{listed}");
     assert_eq!(listed["unfinished"], json!([]), "the next run removed what the killed one left");
     warren_ok(&["backup", "verify", done["id"].as_str().expect("id"), "--to", to], &[]);
+
+    // A directory a restore did not finish is never served.
+    let half = tempfile::tempdir().expect("dir");
+    std::fs::write(half.path().join(warren_core::RESTORING_MARKER), "an id").expect("marker");
+    let refused = warren(
+        &["serve", "--data-dir", half.path().to_str().expect("utf-8"), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(!refused.status.success(), "a half-restored directory is refused");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("run `warren restore` again"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
