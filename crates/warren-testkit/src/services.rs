@@ -11,9 +11,17 @@ use std::time::{Duration, Instant};
 
 use crate::require;
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, below the kernel's
+/// ephemeral range (32768 and up): a service the tests stop and start
+/// again on its port must not find it taken meanwhile as the local port of
+/// some client's connection, which the kernel picks from that range.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    loop {
+        let port = rand::random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub(crate) fn run(command: &mut Command, what: &str) -> String {
