@@ -330,17 +330,58 @@ impl Default for EventStoreConfig {
     }
 }
 
-/// Where `warren backup` keeps backups.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Where `warren backup` keeps backups, and the backups `warren serve`
+/// takes by itself once `url` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
     /// A directory (a path or `file:///path`) or `s3://bucket/prefix`;
-    /// `--to` overrides it. Unset: every backup command needs `--to`.
+    /// `--to` overrides it. Unset: every backup command needs `--to`, and
+    /// `warren serve` takes no backups.
     pub url: Option<String>,
     /// Object-store options for an `s3://` target, named as for
     /// `[event_store] storage_options`.
     #[serde(deserialize_with = "string_map")]
     pub storage_options: BTreeMap<String, String>,
+    /// How often `warren serve` archives the event log to the target,
+    /// which bounds what a restore to a moment can miss; 0 turns
+    /// archiving (and restoring to a moment) off.
+    pub archive_interval_secs: u64,
+    /// How often `warren serve` takes an incremental backup, which bounds
+    /// how old restored product entities can be; 0 turns scheduled
+    /// backups off.
+    pub interval_mins: u64,
+    /// A scheduled backup is a full one when the newest full backup is
+    /// older than this.
+    pub full_interval_hours: u64,
+    /// Retention of scheduled backups: every backup of the last
+    /// `keep_all_hours`, then the newest of each of the last `keep_daily`
+    /// days and `keep_weekly` weeks, with every backup those build on.
+    pub keep_all_hours: u64,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            storage_options: BTreeMap::new(),
+            archive_interval_secs: 60,
+            interval_mins: 15,
+            full_interval_hours: 24,
+            keep_all_hours: 24,
+            keep_daily: 7,
+            keep_weekly: 4,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// Whether `warren serve` archives the event log.
+    pub fn archives_log(&self) -> bool {
+        self.url.is_some() && self.archive_interval_secs > 0
+    }
 }
 
 /// A map of options whose values are text to the object store, however

@@ -38,6 +38,10 @@ pub const FIRST_START_CREDENTIALS: &str = "first-start-credentials";
 /// in the meta store. The System page compares stores by it.
 pub const INGEST_CONSUMER: &str = "ingest";
 
+/// The event-log consumer group of the log's archiving to the backup
+/// target: retention keeps every record until it is archived.
+pub const LOG_ARCHIVE_CONSUMER: &str = "backup-archive";
+
 /// A file in a data directory that `warren restore` is still filling: no
 /// process may serve from it until the restore has finished.
 pub const RESTORING_MARKER: &str = ".warren-restoring";

@@ -15,13 +15,15 @@ use crate::error::Step;
 use crate::NodeError;
 
 /// The data dir's event log. Whatever the roles of this process, ingest
-/// reads it: its records are kept for ingest from the first one on, and
-/// for the cluster's catching up when there is one.
+/// reads it: its records are kept for ingest from the first one on, for
+/// the cluster's catching up when there is one, and until archived when
+/// the log is archived to the backup target.
 pub async fn open_log(config: &WarrenConfig, repair: bool) -> Result<SegmentLog, NodeError> {
     let options = SegmentLogOptions {
         repair,
         consumers: std::iter::once(warren_ingest::CONSUMER)
             .chain(config.clickhouse.url.as_ref().map(|_| warren_ingest::REPLICA_CONSUMER))
+            .chain(config.backup.archives_log().then_some(warren_core::LOG_ARCHIVE_CONSUMER))
             .map(str::to_string)
             .collect(),
         ..SegmentLogOptions::from_config(config.data_dir.join("log"), &config.event_log)

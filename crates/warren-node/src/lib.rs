@@ -8,11 +8,13 @@
 //! sign-in. [`serve`] starts the roles the configuration asks for — the
 //! HTTP API with capture, ingest (`ingest`), queries, self-monitoring —
 //! and runs every periodic chore through one runner (`tasks`), each with
-//! its entry on the job board; it returns once the shutdown future
+//! its entry on the job board, the backups of `[backup]` among them
+//! (`backups`); it returns once the shutdown future
 //! resolves and everything has drained, the event log closed last.
 //! Errors are [`NodeError`].
 
 pub mod adapters;
+mod backups;
 mod bootstrap;
 mod error;
 mod ingest;

@@ -14,6 +14,7 @@ use warren_server::{AppState, InstanceInfo, Monitor};
 use warren_store::EventStore;
 
 use crate::adapters::{open_clickhouse, open_event_store, open_log, open_meta, query_engine};
+use crate::backups::schedule_backups;
 use crate::bootstrap::{bootstrap, INTERNAL_PROJECT_NAME};
 use crate::error::Step;
 use crate::ingest::{IngestRole, Stores};
@@ -112,6 +113,8 @@ async fn start(config: &WarrenConfig, repair: bool) -> Result<Node, NodeError> {
         Some(_) => open_clickhouse(config, meta.clone(), &jobs).await?,
         None => None,
     };
+    let backed_up = store.clone().filter(|_| config.role.ingests());
+    schedule_backups(&mut tasks, config, log.clone(), meta.clone(), backed_up)?;
     let ingest = match &store {
         Some(store) if config.role.ingests() => {
             // The cluster is a replica of the canonical table.

@@ -39,7 +39,7 @@ use warren_core::person::{PersonChanges, PersonsSnapshot};
 pub use clickhouse::{
     migrations, quote as clickhouse_literal, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl,
 };
-pub use delta::{DeltaStore, DeltaStoreOptions, TableFile, TableFiles};
+pub use delta::{DaySummary, DeltaStore, DeltaStoreOptions, TableFile, TableFiles};
 /// The Arrow and DataFusion this crate was built with, for callers that
 /// query the table: one version across the workspace.
 pub use deltalake::{arrow, datafusion};

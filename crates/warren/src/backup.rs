@@ -26,6 +26,10 @@ pub enum BackupCommand {
     Verify(IdArgs),
     /// Delete a backup; refused while later backups need its files.
     Delete(DeleteArgs),
+    /// Restore a backup (the newest when none is named) into a scratch
+    /// directory and check it: every file, every day's events and
+    /// checksum, and insights answered as when the backup was taken.
+    Drill(DrillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +59,11 @@ pub struct CreateArgs {
     /// Copy at most this many MiB per second.
     #[arg(long)]
     max_mib_per_sec: Option<f64>,
+    /// Skip recording each day's checksum and the drill's answers (two
+    /// reads of the whole events table); `warren backup drill` cannot
+    /// check such a backup.
+    #[arg(long)]
+    no_checks: bool,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +72,18 @@ pub struct IdArgs {
     target: TargetArgs,
     /// The backup's id, as `warren backup list` shows it.
     id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The backup to drill; the newest taken with checks when unset.
+    id: Option<String>,
+    /// Where to restore it (new or empty); a temporary directory, removed
+    /// after a drill that passes, when unset.
+    #[arg(long)]
+    scratch: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -77,7 +98,13 @@ pub struct DeleteArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The backup to restore, as `warren backup list` shows it.
-    id: String,
+    #[arg(required_unless_present = "at", conflicts_with = "at")]
+    id: Option<String>,
+    /// Restore the deployment as it was at this moment (RFC 3339, or
+    /// `YYYY-MM-DD HH:MM:SS` in UTC): the newest backup before it, and the
+    /// archived event log replayed up to the events received by then.
+    #[arg(long, value_parser = parse_moment)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
     /// Where the backups are (see `warren backup create --to`).
     #[arg(long)]
     from: Option<String>,
@@ -117,6 +144,7 @@ pub async fn run(config_path: Option<PathBuf>, command: BackupCommand) -> anyhow
             println!("backup {} verified: every file matches its manifest", args.id);
             Ok(())
         }
+        BackupCommand::Drill(args) => drill(config_path, args).await,
         BackupCommand::Delete(args) => {
             let (_, target) = load(config_path.as_deref(), &args.target.target)?;
             for id in target.delete(&args.target.id, args.with_dependants).await? {
@@ -139,6 +167,7 @@ async fn create(config_path: Option<PathBuf>, args: CreateArgs) -> anyhow::Resul
     };
     let options = CreateOptions {
         kind,
+        record_checks: !args.no_checks,
         max_bytes_per_sec: args.max_mib_per_sec.map(|mib| (mib * 1024.0 * 1024.0).max(1.0) as u64),
     };
     let sources =
@@ -146,7 +175,7 @@ async fn create(config_path: Option<PathBuf>, args: CreateArgs) -> anyhow::Resul
     let started = Instant::now();
     let manifest = backup::create(&target, sources, options, &progress_printer())
         .await
-        .context("the backup stopped; run it again (what it left is cleaned up)")?;
+        .map_err(|e| stopped(e, "the backup stopped; run it again (what it left is cleaned up)"))?;
     if args.target.json {
         println!("{}", serde_json::to_string(&summary(&manifest))?);
     } else {
@@ -165,6 +194,58 @@ async fn create(config_path: Option<PathBuf>, args: CreateArgs) -> anyhow::Resul
     Ok(())
 }
 
+async fn drill(config_path: Option<PathBuf>, args: DrillArgs) -> anyhow::Result<()> {
+    let (_, target) = load(config_path.as_deref(), &args.target)?;
+    let id = match args.id {
+        Some(id) => id,
+        None => {
+            let listing = target.list().await?;
+            let newest = listing.finished.iter().rev().find(|manifest| manifest.checks_recorded);
+            newest
+                .map(|manifest| manifest.id.clone())
+                .with_context(|| format!("{} holds no backup taken with checks to drill", target.url()))?
+        }
+    };
+    let temporary = match &args.scratch {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("warren-drill-").tempdir()?),
+    };
+    let scratch = args
+        .scratch
+        .clone()
+        .unwrap_or_else(|| temporary.as_ref().map(|dir| dir.path().to_path_buf()).unwrap_or_default());
+    let started = Instant::now();
+    let drilled = backup::drill(&target, &id, &scratch, &progress_printer()).await;
+    let drilled = match drilled {
+        Ok(drilled) => drilled,
+        Err(error) => {
+            // Kept for a look at what differs.
+            let kept = temporary.map(tempfile::TempDir::keep);
+            let kept =
+                kept.map(|dir| format!(" (the restore is kept in {})", dir.display())).unwrap_or_default();
+            return Err(anyhow::Error::new(error).context(format!("the drill of backup {id} failed{kept}")));
+        }
+    };
+    if args.target.json {
+        println!(
+            "{}",
+            serde_json::json!({"backup": drilled.backup, "days": drilled.days, "events": drilled.events,
+                "answers": drilled.answers, "seconds": started.elapsed().as_secs_f64()})
+        );
+    } else {
+        println!(
+            "drill of backup {} passed in {:.1} s: restored, {} events on {} days match their checksums, \
+             {} insight answers match those recorded at backup time",
+            drilled.backup,
+            started.elapsed().as_secs_f64(),
+            drilled.events,
+            drilled.days,
+            drilled.answers
+        );
+    }
+    Ok(())
+}
+
 async fn list(config_path: Option<PathBuf>, args: TargetArgs) -> anyhow::Result<()> {
     let (_, target) = load(config_path.as_deref(), &args)?;
     let listing = target.list().await?;
@@ -172,9 +253,14 @@ async fn list(config_path: Option<PathBuf>, args: TargetArgs) -> anyhow::Result<
         let finished: Vec<_> = listing.finished.iter().map(summary).collect();
         let damaged: Vec<_> =
             listing.damaged.iter().map(|(id, why)| serde_json::json!({"id": id, "error": why})).collect();
+        let reach: Vec<_> = backup::reach(&target)
+            .await?
+            .iter()
+            .map(|reach| serde_json::json!({"backup": reach.backup, "from_ms": reach.from_ms, "until_ms": reach.until_ms}))
+            .collect();
         println!(
             "{}",
-            serde_json::json!({ "backups": finished, "unfinished": listing.unfinished, "damaged": damaged })
+            serde_json::json!({ "backups": finished, "unfinished": listing.unfinished, "damaged": damaged, "reach": reach })
         );
         return Ok(());
     }
@@ -199,6 +285,8 @@ async fn list(config_path: Option<PathBuf>, args: TargetArgs) -> anyhow::Result<
     for id in &listing.unfinished {
         println!("{id}  unfinished (cut short; the next `warren backup create` removes it)");
     }
+    let reach = backup::reach(&target).await?;
+    println!("restorable moments (`warren restore --at`): {}", backup::describe_windows(&reach));
     Ok(())
 }
 
@@ -213,23 +301,68 @@ pub async fn restore(config_path: Option<PathBuf>, args: RestoreArgs) -> anyhow:
     }
     let target = open_target(&config, args.from.as_deref())?;
     let started = Instant::now();
-    let manifest = backup::restore(&target, &args.id, &args.data_dir, &progress_printer())
-        .await
-        .context("the restore stopped; run it again to start it over")?;
-    println!(
-        "restored backup {} into {}: {} events, {} files, {} in {:.1} s; checked against the manifest",
-        manifest.id,
-        args.data_dir.display(),
-        manifest.events(),
-        manifest.files.len(),
-        mib(manifest.total_bytes()),
-        started.elapsed().as_secs_f64()
-    );
+    match (&args.id, args.at) {
+        (_, Some(at)) => {
+            let restored = backup::restore_at(
+                &target,
+                at.timestamp_millis(),
+                &args.data_dir,
+                config.ingest.clone(),
+                &progress_printer(),
+            )
+            .await
+            .map_err(|e| stopped(e, "the restore stopped; run it again to start it over"))?;
+            println!(
+                "restored {} into {}: backup {} and {} archived events received by then replayed, \
+                 {} events in all, in {:.1} s; checked against the manifest",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                args.data_dir.display(),
+                restored.manifest.id,
+                restored.replayed,
+                restored.events,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        (Some(id), None) => {
+            let manifest = backup::restore(&target, id, &args.data_dir, &progress_printer())
+                .await
+                .map_err(|e| stopped(e, "the restore stopped; run it again to start it over"))?;
+            println!(
+                "restored backup {} into {}: {} events, {} files, {} in {:.1} s; checked against the manifest",
+                manifest.id,
+                args.data_dir.display(),
+                manifest.events(),
+                manifest.files.len(),
+                mib(manifest.total_bytes()),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        (None, None) => anyhow::bail!("name a backup, or a moment with --at"),
+    }
     println!("start it with: warren serve --data-dir {}", args.data_dir.display());
     if config.clickhouse.url.is_some() {
         println!("the ClickHouse cluster is not in backups: load it with `warren clickhouse backfill`");
     }
     Ok(())
+}
+
+/// An operation's error, with what to do about it unless it refused to
+/// start (the refusal says what to do instead).
+fn stopped(error: warren_ops::OpsError, what_to_do: &'static str) -> anyhow::Error {
+    match error {
+        warren_ops::OpsError::Refused(_) => error.into(),
+        other => anyhow::Error::new(other).context(what_to_do),
+    }
+}
+
+/// A moment as `--at` takes it: RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC.
+fn parse_moment(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.to_utc());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map(|at| at.and_utc()).map_err(|_| {
+        format!("{text:?} is not a moment: use RFC 3339 (2026-12-02T13:45:00Z) or 2026-12-02 13:45:00 (UTC)")
+    })
 }
 
 /// What scripts read of a backup.
@@ -265,6 +398,8 @@ fn progress_printer() -> impl Fn(&Progress) + Send + Sync {
         *last = (progress.phase, Some(Instant::now()));
         if progress.files == 0 {
             eprintln!("{}…", progress.phase);
+        } else if progress.bytes == 0 {
+            eprintln!("{}: {}/{}", progress.phase, progress.files_done, progress.files);
         } else {
             let seconds = progress.elapsed.as_secs_f64().max(0.001);
             eprintln!(

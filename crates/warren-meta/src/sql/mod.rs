@@ -9,6 +9,7 @@ mod dialect;
 mod entities;
 mod locks;
 mod persons;
+mod snapshot;
 mod statement;
 mod tenancy;
 
@@ -169,20 +170,8 @@ impl crate::MetaSchema for SqlMeta {
 
     async fn snapshot_into(&self, path: &std::path::Path) -> Result<(), MetaError> {
         match self.dialect {
-            // One read transaction copies every page of the database, as of
-            // its start, into a new file; writers carry on meanwhile (WAL).
-            Dialect::Sqlite => {
-                let target = path.to_str().ok_or_else(|| MetaError::Invalid {
-                    what: "snapshot path",
-                    reason: format!("{} is not UTF-8", path.display()),
-                })?;
-                sqlx::query("VACUUM INTO ?").bind(target.to_string()).execute(&self.pool).await?;
-                Ok(())
-            }
-            Dialect::Postgres => Err(MetaError::Unsupported(
-                "snapshots of a PostgreSQL meta store: back it up with pg_dump (see docs/runbooks/backup-restore.md)"
-                    .into(),
-            )),
+            Dialect::Sqlite => snapshot::sqlite(&self.pool, path).await,
+            Dialect::Postgres => snapshot::postgres(self, path).await,
         }
     }
 }

@@ -21,6 +21,7 @@ use warren_meta::{MetaSchema, SqlMeta};
 use warren_store::DeltaStore;
 
 use super::copy::{copy_object, Tally, Throttle};
+use super::drill::{day_checks, record_answers};
 use super::manifest::{BackupKind, Chunk, FileEntry, Manifest, MANIFEST_FORMAT};
 use super::target::BackupTarget;
 use super::{Progress, Report};
@@ -46,6 +47,9 @@ pub struct Sources<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct CreateOptions {
     pub kind: BackupKind,
+    /// Record each day's checksum and the drill's insight answers (each
+    /// a read of the whole table) for `warren backup drill`.
+    pub record_checks: bool,
     /// Bytes per second to copy at most; `None` copies as fast as the
     /// stores go.
     pub max_bytes_per_sec: Option<u64>,
@@ -161,12 +165,16 @@ pub async fn create(
     report(&Progress::phase("snapshotting the meta store"));
     let staging = tempfile::tempdir().map_err(OpsError::io("creating a staging directory"))?;
     let snapshot = staging.path().join(META_FILE);
-    let created_at = chrono::Utc::now();
     sources.meta.snapshot_into(&snapshot).await?;
-    let offsets = snapshot_offsets(&snapshot).await?;
-
-    report(&Progress::phase("finding the events table's matching version"));
-    let table_version = sources.table.version_within(INGEST_CONSUMER, &offsets).await?;
+    // Taken once the snapshot is: every event the backup holds was
+    // received before, which is what a restore to a moment relies on.
+    let created_at = chrono::Utc::now();
+    // The snapshot is closed again before it is copied, standing alone.
+    let snapshot_meta = Arc::new(SqlMeta::connect(&format!("sqlite://{}", snapshot.display())).await?);
+    let moment =
+        at_moment(sources.table, snapshot_meta.clone(), created_at, options.record_checks, report).await;
+    snapshot_meta.close().await;
+    let Moment { offsets, table_version, days, answers } = moment?;
     let table_files = sources.table.files_at(table_version).await?;
     let events_per_day = by_day(sources.table.rows_per_day_at(table_version).await?);
 
@@ -265,6 +273,9 @@ pub async fn create(
         log_partitions: sources.log_partitions,
         ingest_offsets: offsets.into_iter().collect(),
         events_per_day,
+        checks_recorded: options.record_checks,
+        days,
+        answers,
         files: entries,
     };
     report(&Progress::phase("writing the manifest"));
@@ -272,14 +283,34 @@ pub async fn create(
     Ok(manifest)
 }
 
-/// Ingest's offsets as the meta store snapshot holds them; the snapshot
-/// is closed again before it is copied, standing alone.
-async fn snapshot_offsets(snapshot: &std::path::Path) -> Result<HashMap<u32, u64>, OpsError> {
-    let meta = SqlMeta::connect(&format!("sqlite://{}", snapshot.display())).await?;
+/// The backup's moment, as the meta store's snapshot fixes it.
+struct Moment {
+    /// Ingest's offsets in the snapshot.
+    offsets: HashMap<u32, u64>,
+    /// The table's version that holds exactly the events they cover.
+    table_version: u64,
+    days: std::collections::BTreeMap<String, super::manifest::DayCheck>,
+    answers: Vec<super::manifest::RecordedAnswer>,
+}
+
+async fn at_moment(
+    table: &DeltaStore,
+    snapshot: Arc<SqlMeta>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    record_checks: bool,
+    report: &Report<'_>,
+) -> Result<Moment, OpsError> {
     let offsets =
-        meta.ingest_offsets(INGEST_CONSUMER).await.map_err(|e| OpsError::Verification(e.to_string()));
-    meta.close().await;
-    offsets
+        snapshot.ingest_offsets(INGEST_CONSUMER).await.map_err(|e| OpsError::Verification(e.to_string()))?;
+    report(&Progress::phase("finding the events table's matching version"));
+    let table_version = table.version_within(INGEST_CONSUMER, &offsets).await?;
+    let (mut days, mut answers) = Default::default();
+    if record_checks {
+        report(&Progress::phase("recording each day's checksum and the drill's answers"));
+        days = day_checks(table.day_summaries_at(table_version).await?);
+        answers = record_answers(Arc::new(table.view_at(table_version).await?), snapshot, created_at).await?;
+    }
+    Ok(Moment { offsets, table_version, days, answers })
 }
 
 /// Rows per day keyed as manifests keep them (`YYYY-MM-DD`).

@@ -74,7 +74,35 @@ pub struct Manifest {
     /// Events per day (`YYYY-MM-DD`) in the table's version: what a
     /// restore checks the restored table against.
     pub events_per_day: BTreeMap<String, u64>,
+    /// Rows and an order-free checksum of them per day, and the drill's
+    /// insights answered at the backup's moment: what `warren backup
+    /// drill` compares a restore with. Empty when the backup was taken
+    /// without them (`CreateOptions::record_checks`), which
+    /// `checks_recorded` tells apart from a backup of an empty table.
+    #[serde(default)]
+    pub checks_recorded: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub days: BTreeMap<String, DayCheck>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<RecordedAnswer>,
     pub files: Vec<FileEntry>,
+}
+
+/// One day of the events table as backed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCheck {
+    pub rows: u64,
+    /// [`warren_store::DaySummary::checksum`], in hex.
+    pub checksum: String,
+}
+
+/// An insight's answer at the backup's moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedAnswer {
+    pub team_id: i64,
+    pub name: String,
+    pub query: serde_json::Value,
+    pub results: serde_json::Value,
 }
 
 impl Manifest {

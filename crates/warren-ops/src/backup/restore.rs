@@ -36,6 +36,20 @@ pub async fn restore(
     data_dir: &std::path::Path,
     report: &Report<'_>,
 ) -> Result<Manifest, OpsError> {
+    let manifest = restore_files(target, id, data_dir, report).await?;
+    finish(data_dir)?;
+    Ok(manifest)
+}
+
+/// Restores backup `id` and checks it, leaving the directory marked as a
+/// restore in progress for [`finish`]: what comes between (a replay of
+/// the archived log) is cut short safely.
+pub(crate) async fn restore_files(
+    target: &BackupTarget,
+    id: &str,
+    data_dir: &std::path::Path,
+    report: &Report<'_>,
+) -> Result<Manifest, OpsError> {
     let manifest = target.manifest(id).await?;
     check_layout(&manifest)?;
     prepare(data_dir)?;
@@ -93,9 +107,14 @@ pub async fn restore(
 
     report(&Progress::phase("checking the restored events table"));
     check_table(data_dir, &manifest).await?;
-    sync_filesystem(data_dir)?;
-    std::fs::remove_file(&marker).map_err(OpsError::io(format!("removing {}", marker.display())))?;
     Ok(manifest)
+}
+
+/// Ends a restore: everything is made durable, then the marker goes.
+pub(crate) fn finish(data_dir: &std::path::Path) -> Result<(), OpsError> {
+    sync_filesystem(data_dir)?;
+    let marker = data_dir.join(RESTORING_MARKER);
+    std::fs::remove_file(&marker).map_err(OpsError::io(format!("removing {}", marker.display())))
 }
 
 /// Makes sure `data_dir` may be restored into, emptying what a restore
@@ -158,10 +177,7 @@ fn log_starts(manifest: &Manifest) -> Vec<u64> {
 /// Opens the restored table and compares its events per day with the
 /// manifest's.
 async fn check_table(data_dir: &std::path::Path, manifest: &Manifest) -> Result<(), OpsError> {
-    // The table sits where an unconfigured data directory keeps it.
-    let config = warren_core::config::EventStoreConfig::default();
-    let options = DeltaStoreOptions::from_config(&config, data_dir)?;
-    let table = DeltaStore::open(options).await?;
+    let table = open_table(data_dir).await?;
     let restored = by_day(table.rows_per_day().await?);
     if restored != manifest.events_per_day {
         return Err(OpsError::Verification(format!(
@@ -173,4 +189,12 @@ async fn check_table(data_dir: &std::path::Path, manifest: &Manifest) -> Result<
         )));
     }
     Ok(())
+}
+
+/// The events table of a restored data directory, which sits where an
+/// unconfigured data directory keeps it.
+pub(crate) async fn open_table(data_dir: &std::path::Path) -> Result<DeltaStore, OpsError> {
+    let config = warren_core::config::EventStoreConfig::default();
+    let options = DeltaStoreOptions::from_config(&config, data_dir)?;
+    Ok(DeltaStore::open(options).await?)
 }

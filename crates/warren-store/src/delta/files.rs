@@ -16,7 +16,7 @@ use deltalake::logstore::get_actions;
 use deltalake::{DeltaTable, DeltaTableBuilder, ObjectStore};
 use futures_util::TryStreamExt;
 
-use super::read::rows_per_day_in;
+use super::read::{day_summaries_in, rows_per_day_in, DaySummary};
 use super::DeltaStore;
 use crate::StoreError;
 
@@ -93,7 +93,7 @@ impl DeltaStore {
     }
 
     /// The table as it was at `version`.
-    async fn at(&self, version: u64) -> Result<DeltaTable, StoreError> {
+    pub(super) async fn at(&self, version: u64) -> Result<DeltaTable, StoreError> {
         Ok(DeltaTableBuilder::from_url(self.options.url.clone())?
             .with_storage_options(self.options.storage_options.clone())
             .with_version(version)
@@ -109,6 +109,16 @@ impl DeltaStore {
         table.update_datafusion_session(&ctx.state())?;
         ctx.register_table("events", table.table_provider().await?)?;
         rows_per_day_in(&ctx).await
+    }
+
+    /// Rows and their checksum per UTC day in the table as it was at
+    /// `version`.
+    pub async fn day_summaries_at(&self, version: u64) -> Result<Vec<DaySummary>, StoreError> {
+        let table = self.at(version).await?;
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        ctx.register_table("events", table.table_provider().await?)?;
+        day_summaries_in(&ctx).await
     }
 
     /// The files a reader of `version` needs: its commits and checkpoints

@@ -6,6 +6,7 @@ mod read;
 mod schema;
 
 pub use files::{TableFile, TableFiles};
+pub use read::DaySummary;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -105,6 +106,8 @@ pub struct DeltaStore {
     table: Mutex<DeltaTable>,
     options: DeltaStoreOptions,
     last_vacuum: Mutex<Instant>,
+    /// The version a read-only view ([`DeltaStore::view_at`]) stays at.
+    pinned: Option<u64>,
 }
 
 impl std::fmt::Debug for DeltaStore {
@@ -141,7 +144,29 @@ impl DeltaStore {
         report_table_gauges(&table);
         // A fresh process vacuums within its first upkeep round.
         let never = Instant::now().checked_sub(options.vacuum_every).unwrap_or_else(Instant::now);
-        Ok(Self { table: Mutex::new(table), options, last_vacuum: Mutex::new(never) })
+        Ok(Self { table: Mutex::new(table), options, last_vacuum: Mutex::new(never), pinned: None })
+    }
+
+    /// A read-only view of the table as it was at `version`: queries on
+    /// it see that version whatever is committed since; writes are refused.
+    pub async fn view_at(&self, version: u64) -> Result<Self, StoreError> {
+        let table = self.at(version).await?;
+        let never = Instant::now();
+        Ok(Self {
+            table: Mutex::new(table),
+            options: self.options.clone(),
+            last_vacuum: Mutex::new(never),
+            pinned: Some(version),
+        })
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.pinned {
+            Some(version) => {
+                Err(StoreError::Invalid(format!("a view of the table at version {version} is read-only")))
+            }
+            None => Ok(()),
+        }
     }
 
     /// A DataFusion provider for the table as it is now, commits by other
@@ -149,7 +174,9 @@ impl DeltaStore {
     pub async fn table_provider(&self) -> Result<Arc<dyn TableProvider>, StoreError> {
         let table = {
             let mut table = self.table.lock().await;
-            table.update_state().await?;
+            if self.pinned.is_none() {
+                table.update_state().await?;
+            }
             table.clone()
         };
         Ok(table.table_provider().await?)
@@ -185,6 +212,7 @@ impl EventStore for DeltaStore {
         rows: Vec<EventRow>,
         offsets: &[(u32, u64)],
     ) -> Result<(), StoreError> {
+        self.writable()?;
         let started = Instant::now();
         let row_count = rows.len();
         let transactions = offsets
@@ -251,6 +279,7 @@ impl EventStore for DeltaStore {
     async fn delete_events(&self, team_id: i64, range: std::ops::Range<i64>) -> Result<u64, StoreError> {
         use deltalake::datafusion::prelude::{col, lit, Expr};
         use deltalake::datafusion::scalar::ScalarValue;
+        self.writable()?;
         let day = |us: i64| i32::try_from(us.div_euclid(86_400_000_000)).ok();
         let at = |us: i64| lit(ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())));
         let date = |day: i32| lit(ScalarValue::Date32(Some(day)));
@@ -283,6 +312,7 @@ impl EventStore for DeltaStore {
     }
 
     async fn maintain(&self) -> Result<MaintenanceReport, StoreError> {
+        self.writable()?;
         let mut table = self.table.lock().await;
         let mut last_vacuum = self.last_vacuum.lock().await;
         let report = maintenance::run(&mut table, &self.options, &mut last_vacuum).await;

@@ -106,6 +106,13 @@ impl DeltaStore {
         Ok(teams)
     }
 
+    /// Rows and their checksum per UTC day, oldest first.
+    pub async fn day_summaries(&self) -> Result<Vec<DaySummary>, StoreError> {
+        let ctx = SessionContext::new();
+        self.register(&ctx, "events").await?;
+        day_summaries_in(&ctx).await
+    }
+
     /// Rows per UTC day (the table's partitions), oldest first.
     pub async fn rows_per_day(&self) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
         let ctx = SessionContext::new();
@@ -133,6 +140,71 @@ pub(super) async fn rows_per_day_in(ctx: &SessionContext) -> Result<Vec<(NaiveDa
         }
     }
     Ok(days)
+}
+
+/// One UTC day of the table: its rows and a checksum of them that does
+/// not depend on their order or files — what a drill compares a restored
+/// table with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaySummary {
+    pub day: NaiveDate,
+    pub rows: u64,
+    /// The wrapping sum, over the day's rows, of the first 8 bytes of the
+    /// SHA-256 of each row's project, uuid, event, distinct id, person
+    /// and time: a lost, added or changed row changes it.
+    pub checksum: u64,
+}
+
+/// [`DaySummary`] of every day of the table registered as `events` in
+/// `ctx`, oldest first; streamed, so memory stays small however large the
+/// table.
+pub(super) async fn day_summaries_in(ctx: &SessionContext) -> Result<Vec<DaySummary>, StoreError> {
+    use futures_util::TryStreamExt;
+    use sha2::{Digest, Sha256};
+    let mut stream = ctx
+        .sql(
+            "SELECT CAST(event_date AS VARCHAR) AS day, team_id, uuid, event, distinct_id, person_id, \
+             CAST(timestamp AS BIGINT) AS at FROM events",
+        )
+        .await?
+        .execute_stream()
+        .await?;
+    let mut days: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+    while let Some(batch) = stream.try_next().await? {
+        let text = |name: &str| -> Result<ArrayRef, StoreError> {
+            Ok(deltalake::arrow::compute::cast(column(&batch, name)?, &DataType::Utf8)?)
+        };
+        let (day, uuid, event, distinct_id, person) =
+            (text("day")?, text("uuid")?, text("event")?, text("distinct_id")?, text("person_id")?);
+        let long = |name: &str| -> Result<ArrayRef, StoreError> {
+            Ok(deltalake::arrow::compute::cast(column(&batch, name)?, &DataType::Int64)?)
+        };
+        let (team, at) = (long("team_id")?, long("at")?);
+        let (team, at) = (team.as_primitive::<Int64Type>(), at.as_primitive::<Int64Type>());
+        for row in 0..batch.num_rows() {
+            let mut hash = Sha256::new();
+            hash.update(team.value(row).to_le_bytes());
+            for part in [&uuid, &event, &distinct_id, &person] {
+                let value = part.as_string::<i32>().value(row);
+                hash.update((value.len() as u64).to_le_bytes());
+                hash.update(value.as_bytes());
+            }
+            hash.update(at.value(row).to_le_bytes());
+            let digest = hash.finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            let entry = days.entry(day.as_string::<i32>().value(row).to_string()).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.wrapping_add(u64::from_le_bytes(first));
+        }
+    }
+    days.into_iter()
+        .map(|(day, (rows, checksum))| {
+            let day =
+                NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| malformed("event_date", &day))?;
+            Ok(DaySummary { day, rows, checksum })
+        })
+        .collect()
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, StoreError> {

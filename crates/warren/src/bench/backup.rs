@@ -117,7 +117,7 @@ async fn take(config: &WarrenConfig, target: &BackupTarget, kind: BackupKind) ->
         log_partitions: partitions,
         config: config.redacted(),
     };
-    let options = CreateOptions { kind, max_bytes_per_sec: None };
+    let options = CreateOptions { kind, record_checks: false, max_bytes_per_sec: None };
     Ok(backup::create(target, sources, options, &|_| {}).await?)
 }
 

@@ -15,12 +15,12 @@ use crate::sdk::python;
 use crate::{http, BIN};
 
 /// Runs `warren ARGS` with `env`; its output whatever the status.
-fn warren(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn warren(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN).args(args).envs(env.iter().copied()).output().expect("run warren")
 }
 
 /// Runs `warren ARGS`, which must succeed; its stdout.
-fn warren_ok(args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) fn warren_ok(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = warren(args, env);
     assert!(
         output.status.success(),
@@ -32,21 +32,21 @@ fn warren_ok(args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 /// The last line of `--json` output, parsed.
-fn json_of(stdout: &str) -> Value {
+pub(crate) fn json_of(stdout: &str) -> Value {
     serde_json::from_str(stdout.lines().last().expect("a line")).expect("json")
 }
 
-fn backup_create(data_dir: &Path, to: &str, kind: &str, env: &[(&str, &str)]) -> Value {
+pub(crate) fn backup_create(data_dir: &Path, to: &str, kind: &str, env: &[(&str, &str)]) -> Value {
     let data_dir = data_dir.to_str().expect("utf-8");
     json_of(&warren_ok(&["backup", "create", kind, "--to", to, "--data-dir", data_dir, "--json"], env))
 }
 
-fn backup_list(to: &str, env: &[(&str, &str)]) -> Value {
+pub(crate) fn backup_list(to: &str, env: &[(&str, &str)]) -> Value {
     json_of(&warren_ok(&["backup", "list", "--to", to, "--json"], env))
 }
 
 /// One sample of each kind of product entity (shared with the API tests).
-fn entity_samples() -> Vec<(String, Value)> {
+pub(crate) fn entity_samples() -> Vec<(String, Value)> {
     let samples: Vec<Value> = serde_json::from_str(include_str!("../../../../tests/api/entity_samples.json"))
         .expect("tests/api/entity_samples.json");
     samples
@@ -55,7 +55,7 @@ fn entity_samples() -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn create_entities(server: &TestServer) {
+pub(crate) async fn create_entities(server: &TestServer) {
     for (collection, body) in entity_samples() {
         let response = http()
             .post(format!("{}/api/projects/1/{collection}/", server.url))
@@ -70,7 +70,7 @@ async fn create_entities(server: &TestServer) {
 
 /// Everything a restore must give back, as the APIs answer it: events
 /// with their persons, persons, and every kind of entity.
-async fn answers(server: &TestServer) -> Value {
+pub(crate) async fn answers(server: &TestServer) -> Value {
     let sql = |query: &str| json!({"kind": "HogQLQuery", "query": query});
     let mut entities = serde_json::Map::new();
     for (collection, _) in entity_samples() {
@@ -92,7 +92,7 @@ async fn answers(server: &TestServer) -> Value {
     })
 }
 
-async fn send_pageviews(server: &TestServer, distinct_id: &str, count: usize) {
+pub(crate) async fn send_pageviews(server: &TestServer, distinct_id: &str, count: usize) {
     let batch: Vec<Value> = (0..count)
         .map(|i| json!({"event": "$pageview", "distinct_id": distinct_id, "properties": {"i": i}}))
         .collect();
@@ -105,7 +105,7 @@ async fn send_pageviews(server: &TestServer, distinct_id: &str, count: usize) {
     assert_eq!(response.status(), 200);
 }
 
-async fn count(server: &TestServer) -> i64 {
+pub(crate) async fn count(server: &TestServer) -> i64 {
     let rows = results(server, json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events"})).await;
     rows[0][0].as_i64().expect("count")
 }
@@ -246,14 +246,7 @@ async fn backups_on_s3_restore_like_backups_in_a_directory() {
     let server = TestServer::start(BIN);
     send_pageviews(&server, "s3", 30).await;
     wait_for_events(&server, 30).await;
-    let env = [
-        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ENDPOINT", garage.endpoint.as_str()),
-        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_REGION", garage.region.as_str()),
-        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ACCESS_KEY_ID", garage.access_key_id.as_str()),
-        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_SECRET_ACCESS_KEY", garage.secret_access_key.as_str()),
-        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ALLOW_HTTP", "true"),
-    ];
-    let to = format!("s3://{}/{}/backups", garage.bucket, uuid::Uuid::new_v4());
+    let (to, env) = s3_target(garage);
     let full = backup_create(server.data_dir(), &to, "--full", &env);
     send_pageviews(&server, "s3", 10).await;
     wait_for_events(&server, 40).await;
@@ -269,8 +262,23 @@ async fn backups_on_s3_restore_like_backups_in_a_directory() {
     assert_eq!(count(&restored).await, 40);
 }
 
+/// A new prefix of Garage's bucket to keep backups under, and the settings
+/// that reach it.
+pub(crate) fn s3_target(
+    garage: &warren_testkit::services::GarageServer,
+) -> (String, Vec<(&'static str, &str)>) {
+    let env = vec![
+        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ENDPOINT", garage.endpoint.as_str()),
+        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_REGION", garage.region.as_str()),
+        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ACCESS_KEY_ID", garage.access_key_id.as_str()),
+        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_SECRET_ACCESS_KEY", garage.secret_access_key.as_str()),
+        ("WARREN_BACKUP__STORAGE_OPTIONS__AWS_ALLOW_HTTP", "true"),
+    ];
+    (format!("s3://{}/{}/backups", garage.bucket, uuid::Uuid::new_v4()), env)
+}
+
 /// Every file under `dir`, recursively.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut files = Vec::new();
     for entry in entries.flatten() {

@@ -16,6 +16,7 @@ mod flags;
 mod ingest;
 mod lifecycle;
 mod overload;
+mod point_in_time;
 mod query;
 mod sdk;
 
