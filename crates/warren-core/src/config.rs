@@ -360,6 +360,10 @@ pub struct BackupConfig {
     pub keep_all_hours: u64,
     pub keep_daily: u32,
     pub keep_weekly: u32,
+    /// Drill every scheduled full backup (restore it into a scratch
+    /// directory under the data dir and compare), so the System page
+    /// shows whether the latest one restores.
+    pub drill_full_backups: bool,
 }
 
 impl Default for BackupConfig {
@@ -373,6 +377,7 @@ impl Default for BackupConfig {
             keep_all_hours: 24,
             keep_daily: 7,
             keep_weekly: 4,
+            drill_full_backups: true,
         }
     }
 }

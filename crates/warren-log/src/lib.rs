@@ -16,7 +16,8 @@ use async_trait::async_trait;
 
 pub use error::LogError;
 pub use segment::{
-    RetentionPolicy, RetentionReport, SegmentLog, SegmentLogOptions, FORMAT_VERSION as SEGMENT_FORMAT_VERSION,
+    LogInfo, RetentionPolicy, RetentionReport, SegmentLog, SegmentLogOptions,
+    FORMAT_VERSION as SEGMENT_FORMAT_VERSION, MAX_RECORD_BYTES,
 };
 
 /// A record to append. The log picks its partition from `key`.

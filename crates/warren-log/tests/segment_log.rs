@@ -396,5 +396,22 @@ async fn a_log_created_at_given_offsets_numbers_its_records_from_them() {
     for position in positions {
         assert!(position.offset >= starts[position.partition as usize], "{position:?}");
     }
+    // A new history of records: another id than any other log's, kept
+    // across reopening.
+    let id = log.id().to_string();
     log.close().await.expect("close");
+    drop(log);
+    let info = SegmentLog::info_in(&dir).expect("info").expect("a log");
+    assert_eq!((info.partitions, info.id.as_deref()), (2, Some(id.as_str())));
+    let reopened = open(factory.options(5)).await.expect("open");
+    assert_eq!(reopened.id(), id, "the id stays with the log");
+    reopened.close().await.expect("close");
+    let other = SegmentFactory::new();
+    let other_dir = other.dir.path().join("log");
+    SegmentLog::create_at(&other_dir, &starts).expect("create");
+    assert_ne!(
+        SegmentLog::info_in(&other_dir).expect("info").expect("a log").id,
+        Some(id),
+        "each log its own id"
+    );
 }

@@ -23,7 +23,10 @@ pub async fn open_log(config: &WarrenConfig, repair: bool) -> Result<SegmentLog,
         repair,
         consumers: std::iter::once(warren_ingest::CONSUMER)
             .chain(config.clickhouse.url.as_ref().map(|_| warren_ingest::REPLICA_CONSUMER))
-            .chain(config.backup.archives_log().then_some(warren_core::LOG_ARCHIVE_CONSUMER))
+            .chain(
+                (config.backup.archives_log() && config.role.ingests())
+                    .then_some(warren_core::LOG_ARCHIVE_CONSUMER),
+            )
             .map(str::to_string)
             .collect(),
         ..SegmentLogOptions::from_config(config.data_dir.join("log"), &config.event_log)

@@ -114,7 +114,7 @@ async fn start(config: &WarrenConfig, repair: bool) -> Result<Node, NodeError> {
         None => None,
     };
     let backed_up = store.clone().filter(|_| config.role.ingests());
-    schedule_backups(&mut tasks, config, log.clone(), meta.clone(), backed_up)?;
+    schedule_backups(&mut tasks, config, log.clone(), meta.clone(), backed_up, &jobs)?;
     let ingest = match &store {
         Some(store) if config.role.ingests() => {
             // The cluster is a replica of the canonical table.

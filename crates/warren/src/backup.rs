@@ -159,8 +159,8 @@ async fn create(config_path: Option<PathBuf>, args: CreateArgs) -> anyhow::Resul
     let (config, target) = load(config_path.as_deref(), &args.target)?;
     let meta = warren_node::adapters::connect_meta(&config).await?;
     let table = warren_node::adapters::open_event_store(&config, &JobBoard::default()).await?;
-    let log_partitions =
-        SegmentLog::partitions_in(&config.data_dir.join("log"))?.unwrap_or(config.event_log.partitions);
+    let log = SegmentLog::info_in(&config.data_dir.join("log"))?;
+    let log_partitions = log.as_ref().map_or(config.event_log.partitions, |log| log.partitions);
     let kind = match (args.full, args.incremental) {
         (false, true) => BackupKind::Incremental,
         _ => BackupKind::Full,
@@ -168,10 +168,16 @@ async fn create(config_path: Option<PathBuf>, args: CreateArgs) -> anyhow::Resul
     let options = CreateOptions {
         kind,
         record_checks: !args.no_checks,
+        scheduled: false,
         max_bytes_per_sec: args.max_mib_per_sec.map(|mib| (mib * 1024.0 * 1024.0).max(1.0) as u64),
     };
-    let sources =
-        Sources { meta: meta.as_ref(), table: table.as_ref(), log_partitions, config: config.redacted() };
+    let sources = Sources {
+        meta: meta.as_ref(),
+        table: table.as_ref(),
+        log_partitions,
+        log_id: log.and_then(|log| log.id),
+        config: config.redacted(),
+    };
     let started = Instant::now();
     let manifest = backup::create(&target, sources, options, &progress_printer())
         .await
@@ -285,8 +291,14 @@ async fn list(config_path: Option<PathBuf>, args: TargetArgs) -> anyhow::Result<
     for id in &listing.unfinished {
         println!("{id}  unfinished (cut short; the next `warren backup create` removes it)");
     }
-    let reach = backup::reach(&target).await?;
-    println!("restorable moments (`warren restore --at`): {}", backup::describe_windows(&reach));
+    match backup::reach(&target).await {
+        Ok(reach) => {
+            println!("restorable moments (`warren restore --at`): {}", backup::describe_windows(&reach))
+        }
+        Err(error) => println!(
+            "restorable moments (`warren restore --at`): unknown, the archive cannot be read: {error}"
+        ),
+    }
     Ok(())
 }
 

@@ -27,13 +27,13 @@ use warren_core::config::EventLogConfig;
 use warren_core::metrics as names;
 use warren_core::unix_millis;
 
-use self::format::{decode_record, RecordError, HEADER_LEN, MAX_RECORD_BYTES};
+use self::format::{decode_record, RecordError, HEADER_LEN};
 use self::offsets::OffsetStore;
 use self::partition::{open_partition, Partition};
 use self::writer::{AppendRequest, Writer};
 use crate::{AppendRecord, EventLog, LogError, LogRecord, RecordPosition, Watermarks};
 
-pub use self::format::FORMAT_VERSION;
+pub use self::format::{FORMAT_VERSION, MAX_RECORD_BYTES};
 pub use self::retention::{RetentionPolicy, RetentionReport};
 
 /// Bytes read per call when reading records back.
@@ -81,6 +81,20 @@ impl SegmentLogOptions {
 struct LogMeta {
     format_version: u32,
     partitions: u32,
+    /// Names this log's history of records: a log made anew (by a restore,
+    /// say) numbers records from offsets another log used, and archives
+    /// of the two must never be mistaken for one another. Logs made before
+    /// it existed get one when next opened.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// What a log's directory says of it, read without opening the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogInfo {
+    pub partitions: u32,
+    /// `None` for a log made by an older build and not opened since.
+    pub id: Option<String>,
 }
 
 /// The embedded [`EventLog`].
@@ -93,6 +107,8 @@ pub struct SegmentLog {
     append_timeout: Duration,
     offsets: Arc<OffsetStore>,
     /// Held for the life of the log so a second process cannot open it.
+    /// See [`LogInfo::id`].
+    id: String,
     _lock: File,
 }
 
@@ -102,7 +118,7 @@ impl SegmentLog {
         let dir = &options.dir;
         fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let lock = lock_dir(dir)?;
-        let partitions = read_or_create_meta(dir, options.partitions)?;
+        let (partitions, id) = read_or_create_meta(dir, options.partitions)?;
         let now = unix_millis();
         let mut shared = Vec::with_capacity(partitions as usize);
         let mut active = Vec::with_capacity(partitions as usize);
@@ -136,19 +152,25 @@ impl SegmentLog {
             max_pending_bytes,
             append_timeout: options.append_timeout,
             offsets,
+            id,
             _lock: lock,
         })
     }
 
-    /// The partition count of the log in `dir`, read without opening it
-    /// (a running process holds it); `None` when there is no log there.
-    pub fn partitions_in(dir: &Path) -> Result<Option<u32>, LogError> {
+    /// The id of this log's history of records (see [`LogInfo`]).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What `dir`'s `log.json` says, without opening the log (which
+    /// another process may hold); `None` when there is no log there.
+    pub fn info_in(dir: &Path) -> Result<Option<LogInfo>, LogError> {
         let path = dir.join("log.json");
         match fs::read(&path) {
             Ok(bytes) => {
                 let meta: LogMeta = serde_json::from_slice(&bytes)
                     .map_err(|e| LogError::Config(format!("{} is unreadable: {e}", path.display())))?;
-                Ok(Some(meta.partitions))
+                Ok(Some(LogInfo { partitions: meta.partitions, id: meta.id }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(LogError::io(format!("reading {}", path.display()), e)),
@@ -247,7 +269,9 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
     }
 }
 
-fn read_or_create_meta(dir: &Path, partitions: u32) -> Result<u32, LogError> {
+/// The log's partition count and id, from `log.json`, which is written
+/// (with a new id) when missing and given an id when it has none.
+fn read_or_create_meta(dir: &Path, partitions: u32) -> Result<(u32, String), LogError> {
     let path = dir.join("log.json");
     match fs::read(&path) {
         Ok(bytes) => {
@@ -270,23 +294,43 @@ fn read_or_create_meta(dir: &Path, partitions: u32) -> Result<u32, LogError> {
                     "the event log keeps the partition count it was created with"
                 );
             }
-            Ok(meta.partitions)
+            match meta.id {
+                Some(id) => Ok((meta.partitions, id)),
+                None => {
+                    let (id, partitions) = (new_log_id(), meta.partitions);
+                    write_meta(dir, &LogMeta { id: Some(id.clone()), ..meta })?;
+                    Ok((partitions, id))
+                }
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if partitions == 0 {
                 return Err(LogError::Config("an event log needs at least one partition".into()));
             }
-            let meta = LogMeta { format_version: format::FORMAT_VERSION, partitions };
-            let staging = dir.join("log.json.new");
-            fs::write(&staging, serde_json::to_vec_pretty(&meta).unwrap_or_default())
-                .and_then(|()| File::open(&staging)?.sync_all())
-                .and_then(|()| fs::rename(&staging, &path))
-                .map_err(|e| LogError::io(format!("writing {}", path.display()), e))?;
-            partition::sync_dir(dir)?;
-            Ok(partitions)
+            let id = new_log_id();
+            write_meta(
+                dir,
+                &LogMeta { format_version: format::FORMAT_VERSION, partitions, id: Some(id.clone()) },
+            )?;
+            Ok((partitions, id))
         }
         Err(e) => Err(LogError::io(format!("reading {}", path.display()), e)),
     }
+}
+
+fn new_log_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Writes `log.json` whole or not at all.
+fn write_meta(dir: &Path, meta: &LogMeta) -> Result<(), LogError> {
+    let path = dir.join("log.json");
+    let staging = dir.join("log.json.new");
+    fs::write(&staging, serde_json::to_vec_pretty(meta).unwrap_or_default())
+        .and_then(|()| File::open(&staging)?.sync_all())
+        .and_then(|()| fs::rename(&staging, &path))
+        .map_err(|e| LogError::io(format!("writing {}", path.display()), e))?;
+    partition::sync_dir(dir)
 }
 
 #[async_trait]

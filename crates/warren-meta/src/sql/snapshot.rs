@@ -6,19 +6,16 @@
 //! on). PostgreSQL is copied table by table inside one `REPEATABLE READ,
 //! READ ONLY` transaction — every table as of the same moment, writers
 //! carrying on — into a new SQLite store of this build's schema; its
-//! sequences go along, so ids are never handed out twice after a restore.
+//! sequences go along where SQLite keeps one (tables with AUTOINCREMENT:
+//! entities and the audit log, whose deleted ids must stay unused).
 //! Both engines share table and column names and hold only integers and
 //! text, which is what makes the copy a plain one.
 
 use futures_util::TryStreamExt;
-use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{Dialect, SqlMeta};
 use crate::{MetaError, MetaSchema, MigrationState};
-
-/// Rows inserted per statement batch, inside one transaction.
-const COPY_BATCH: usize = 500;
 
 pub(super) async fn sqlite(pool: &AnyPool, path: &std::path::Path) -> Result<(), MetaError> {
     sqlx::query("VACUUM INTO ?").bind(utf8(path)?.to_string()).execute(pool).await?;
@@ -81,10 +78,11 @@ async fn copy_into(source: &SqlMeta, path: &std::path::Path) -> Result<(), MetaE
             .fetch_all(&mut *writer)
             .await?
             .iter()
+            // SQLite's rule for integer affinity: the declared type names INT.
             .map(|row| {
                 Ok((
                     row.try_get::<String, _>(0)?,
-                    row.try_get::<String, _>(1)?.eq_ignore_ascii_case("INTEGER"),
+                    row.try_get::<String, _>(1)?.to_uppercase().contains("INT"),
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()?;
@@ -103,27 +101,17 @@ async fn copy_into(source: &SqlMeta, path: &std::path::Path) -> Result<(), MetaE
         sqlx::query(&format!("DELETE FROM \"{table}\"")).execute(&mut *writer).await?;
         let query = format!("SELECT {select} FROM \"{table}\"");
         let mut rows = sqlx::query(&query).fetch(&mut *reader);
-        let mut batch: Vec<AnyRow> = Vec::with_capacity(COPY_BATCH);
-        loop {
-            let next = rows.try_next().await?;
-            let done = next.is_none();
-            batch.extend(next);
-            if batch.len() == COPY_BATCH || (done && !batch.is_empty()) {
-                for row in batch.drain(..) {
-                    let mut statement = sqlx::query(&insert);
-                    for (i, (_, integer)) in columns.iter().enumerate() {
-                        statement = if *integer {
-                            statement.bind(row.try_get::<Option<i64>, _>(i)?)
-                        } else {
-                            statement.bind(row.try_get::<Option<String>, _>(i)?)
-                        };
-                    }
-                    statement.execute(&mut *writer).await?;
-                }
+        // Rows stream from one connection into the other.
+        while let Some(row) = rows.try_next().await? {
+            let mut statement = sqlx::query(&insert);
+            for (i, (_, integer)) in columns.iter().enumerate() {
+                statement = if *integer {
+                    statement.bind(row.try_get::<Option<i64>, _>(i)?)
+                } else {
+                    statement.bind(row.try_get::<Option<String>, _>(i)?)
+                };
             }
-            if done {
-                break;
-            }
+            statement.execute(&mut *writer).await?;
         }
     }
     // Where each sequence stands: ids of deleted rows are not handed out again.

@@ -4,9 +4,14 @@
 //! Layout on the target, beside the backups:
 //!
 //! ```text
-//! log/<partition>/<from>-<end>.gz  the partition's records at offsets from..end
-//! log/progress.json                every record received up to `covered_until_ms` is archived
+//! log/<log id>/<partition>/<from>-<end>.gz  the partition's records at offsets from..end
+//! log/<log id>/progress.json                every record received up to `covered_until_ms` is archived
 //! ```
+//!
+//! A log's id names its history of records: a restored deployment's log
+//! numbers records from offsets its source used, and archives under its
+//! own id, so the two never mix. Backups record the id of the log their
+//! offsets belong to.
 //!
 //! [`archive_log`] is one run (a periodic job of `warren serve`): it
 //! reads each partition on from what the [`LOG_ARCHIVE_CONSUMER`] group
@@ -33,14 +38,15 @@ use crate::OpsError;
 
 const PREFIX: &str = "log";
 const MAGIC: &[u8; 8] = b"WLOGARC1";
-/// Records read from the log at a time.
-const PAGE: usize = 2_000;
+/// Records read from the log at a time: few, since one may be large.
+const PAGE: usize = 100;
 /// An object is cut once it holds this many bytes of records, so memory
 /// stays bounded however far behind the archive is.
 const OBJECT_BYTES: usize = 32 * 1024 * 1024;
-/// The most an object may hold once inflated: a damaged or hostile one
-/// cannot exhaust memory.
-const MAX_INFLATED_BYTES: u64 = 4 * OBJECT_BYTES as u64;
+/// The most an object may hold once inflated: a full object plus the
+/// largest record the log takes (its last one) and the framing. A damaged
+/// or hostile object cannot exhaust memory.
+const MAX_INFLATED_BYTES: u64 = (OBJECT_BYTES + 2 * warren_log::MAX_RECORD_BYTES + 1024 * 1024) as u64;
 
 /// How far the archive reaches: every record received at or before
 /// `covered_until_ms` is archived, and each partition up to its offset in
@@ -72,8 +78,8 @@ pub(crate) struct Archived {
 }
 
 impl Archived {
-    fn path(&self) -> Path {
-        Path::from(format!("{PREFIX}/{}/{:020}-{:020}.gz", self.partition, self.from, self.end))
+    fn path(&self, log_id: &str) -> Path {
+        Path::from(format!("{PREFIX}/{log_id}/{}/{:020}-{:020}.gz", self.partition, self.from, self.end))
     }
 
     fn parse(partition: u32, name: &str) -> Option<Self> {
@@ -82,17 +88,18 @@ impl Archived {
     }
 }
 
-fn progress_path() -> Path {
-    Path::from(format!("{PREFIX}/progress.json"))
+fn progress_path(log_id: &str) -> Path {
+    Path::from(format!("{PREFIX}/{log_id}/progress.json"))
 }
 
-/// Archives what `log` holds beyond the last run. `settle_ms` is how long
-/// an append may take (`[event_log] append_timeout_ms`): a record received
-/// earlier than that before the run began is durable by then, or was never
-/// acknowledged.
+/// Archives what `log` (whose id is `log_id`) holds beyond the last run.
+/// `settle_ms` is how long an append may take (`[event_log]
+/// append_timeout_ms` and a margin): a record received earlier than that
+/// before the run began is durable by then, or was never acknowledged.
 pub async fn archive_log(
     target: &BackupTarget,
     log: &dyn EventLog,
+    log_id: &str,
     settle_ms: i64,
 ) -> Result<ArchiveRun, OpsError> {
     let started_ms = warren_core::unix_millis();
@@ -112,57 +119,83 @@ pub async fn archive_log(
             );
             next = marks.start;
         }
-        let mut batch: Vec<LogRecord> = Vec::new();
-        let mut batch_bytes = 0;
-        let mut from = next;
+        let mut object = Pending { partition, from: next, records: Vec::new(), bytes: 0 };
         while next < marks.end {
             let page = log.read(partition, next, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            next = last.offset + 1;
-            for record in page.into_iter().filter(|record| record.offset < marks.end) {
-                batch_bytes += record.key.len() + record.value.len() + 24;
-                batch.push(record);
+            if page.is_empty() {
+                return Err(OpsError::Verification(format!(
+                    "partition {partition} of the event log has no records from offset {next} though it ends at {}",
+                    marks.end
+                )));
             }
-            if batch_bytes >= OBJECT_BYTES {
-                let end = next.min(marks.end);
-                put_object(target, Archived { partition, from, end }, &batch, &mut run).await?;
-                log.commit(LOG_ARCHIVE_CONSUMER, partition, end).await?;
-                (batch, batch_bytes, from) = (Vec::new(), 0, end);
+            for record in page {
+                if record.offset >= marks.end {
+                    next = marks.end;
+                    break;
+                }
+                next = record.offset + 1;
+                object.bytes += record.key.len() + record.value.len() + 24;
+                object.records.push(record);
+                // Cut per record, so an object stays near its size.
+                if object.bytes >= OBJECT_BYTES {
+                    object.store(target, log, log_id, next, &mut run).await?;
+                }
             }
         }
-        if !batch.is_empty() {
-            put_object(target, Archived { partition, from, end: marks.end }, &batch, &mut run).await?;
-        }
-        if committed != Some(marks.end) {
+        object.store(target, log, log_id, marks.end, &mut run).await?;
+        if committed.is_none_or(|committed| committed < marks.end) {
             log.commit(LOG_ARCHIVE_CONSUMER, partition, marks.end).await?;
         }
         progress.ends.insert(partition, marks.end);
     }
     let bytes = serde_json::to_vec(&progress)
         .map_err(|e| OpsError::Verification(format!("encoding the archive's progress: {e}")))?;
-    target.persist()?;
-    target.store().put(&progress_path(), PutPayload::from(bytes)).await?;
+    target.store().put(&progress_path(log_id), PutPayload::from(bytes)).await?;
     target.persist()?;
     Ok(run)
 }
 
-async fn put_object(
-    target: &BackupTarget,
-    object: Archived,
-    records: &[LogRecord],
-    run: &mut ArchiveRun,
-) -> Result<(), OpsError> {
-    let bytes = encode(records).map_err(OpsError::io("compressing archived records"))?;
-    run.records += records.len() as u64;
-    run.objects += 1;
-    run.bytes += bytes.len() as u64;
-    target.store().put(&object.path(), PutPayload::from(bytes)).await?;
-    Ok(())
+/// Records of one partition waiting to be stored as one object.
+struct Pending {
+    partition: u32,
+    from: u64,
+    records: Vec<LogRecord>,
+    bytes: usize,
+}
+
+impl Pending {
+    /// Stores the records (up to offset `end`) as one object, durable
+    /// before the log is told they are archived, and starts the next.
+    async fn store(
+        &mut self,
+        target: &BackupTarget,
+        log: &dyn EventLog,
+        log_id: &str,
+        end: u64,
+        run: &mut ArchiveRun,
+    ) -> Result<(), OpsError> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let object = Archived { partition: self.partition, from: self.from, end };
+        let bytes = encode(&self.records).map_err(OpsError::io("compressing archived records"))?;
+        run.records += self.records.len() as u64;
+        run.objects += 1;
+        run.bytes += bytes.len() as u64;
+        target.store().put(&object.path(log_id), PutPayload::from(bytes)).await?;
+        target.persist()?;
+        log.commit(LOG_ARCHIVE_CONSUMER, self.partition, end).await?;
+        (self.from, self.records, self.bytes) = (end, Vec::new(), 0);
+        Ok(())
+    }
 }
 
 /// The archive's progress, or `None` before its first run.
-pub async fn archive_progress(target: &BackupTarget) -> Result<Option<ArchiveProgress>, OpsError> {
-    match target.store().get(&progress_path()).await {
+pub async fn archive_progress(
+    target: &BackupTarget,
+    log_id: &str,
+) -> Result<Option<ArchiveProgress>, OpsError> {
+    match target.store().get(&progress_path(log_id)).await {
         Ok(found) => {
             let bytes = found.bytes().await?;
             let progress = serde_json::from_slice(&bytes)
@@ -174,18 +207,23 @@ pub async fn archive_progress(target: &BackupTarget) -> Result<Option<ArchivePro
     }
 }
 
-/// Every archived object of partitions `0..partitions`, by first offset.
-pub(crate) async fn archived(target: &BackupTarget, partitions: u32) -> Result<Vec<Vec<Archived>>, OpsError> {
+/// Every archived object of log `log_id`'s partitions `0..partitions`,
+/// by first offset.
+pub(crate) async fn archived(
+    target: &BackupTarget,
+    log_id: &str,
+    partitions: u32,
+) -> Result<Vec<Vec<Archived>>, OpsError> {
     let mut all = Vec::with_capacity(partitions as usize);
     for partition in 0..partitions {
-        all.push(objects_of(target, partition).await?);
+        all.push(objects_of(target, log_id, partition).await?);
     }
     Ok(all)
 }
 
-async fn objects_of(target: &BackupTarget, partition: u32) -> Result<Vec<Archived>, OpsError> {
+async fn objects_of(target: &BackupTarget, log_id: &str, partition: u32) -> Result<Vec<Archived>, OpsError> {
     use futures_util::TryStreamExt;
-    let prefix = Path::from(format!("{PREFIX}/{partition}"));
+    let prefix = Path::from(format!("{PREFIX}/{log_id}/{partition}"));
     let listed: Vec<_> = target.store().list(Some(&prefix)).try_collect().await?;
     let mut objects: Vec<Archived> =
         listed.iter().filter_map(|object| Archived::parse(partition, object.location.filename()?)).collect();
@@ -193,43 +231,54 @@ async fn objects_of(target: &BackupTarget, partition: u32) -> Result<Vec<Archive
     Ok(objects)
 }
 
-/// The objects of one partition's `objects` that hold its records from
-/// `from` to `end` without a gap, in order; `Err` names the first offset
-/// none holds.
-pub(crate) fn chain(objects: &[Archived], from: u64, end: u64) -> Result<Vec<Archived>, u64> {
+/// The objects of one partition's `objects` (sorted by first offset) that
+/// hold its records from `from` on without a gap, in order, and the offset
+/// they reach: one pass, however many objects there are.
+pub(crate) fn chain(objects: &[Archived], from: u64) -> (Vec<Archived>, u64) {
     let mut chain = Vec::new();
     let mut need = from;
-    while need < end {
-        // Of the objects holding `need`, the one reaching furthest.
-        let next =
-            objects.iter().filter(|object| object.from <= need && object.end > need).max_by_key(|o| o.end);
-        let Some(object) = next else { return Err(need) };
+    let mut next = 0;
+    loop {
+        // Of the objects starting at or before `need`, the one reaching
+        // furthest; those passed over never reach further later.
+        let mut best: Option<&Archived> = None;
+        while let Some(object) = objects.get(next).filter(|object| object.from <= need) {
+            if object.end > need && best.is_none_or(|best| object.end > best.end) {
+                best = Some(object);
+            }
+            next += 1;
+        }
+        let Some(object) = best else { return (chain, need) };
         need = object.end;
         chain.push(object.clone());
     }
-    Ok(chain)
 }
 
 /// The records of one archived object.
 pub(crate) async fn read_object(
     target: &BackupTarget,
+    log_id: &str,
     object: &Archived,
 ) -> Result<Vec<LogRecord>, OpsError> {
-    let bytes = target.store().get(&object.path()).await?.bytes().await?;
+    let bytes = target.store().get(&object.path(log_id)).await?.bytes().await?;
     decode(object.partition, &bytes).map_err(|why| {
-        OpsError::Verification(format!("archived log object {} is damaged: {why}", object.path()))
+        OpsError::Verification(format!("archived log object {} is damaged: {why}", object.path(log_id)))
     })
 }
 
-/// Deletes archived objects every backup kept has no use for: those
-/// wholly before `keep_from` (partition → the oldest kept backup's
-/// offset). Returns how many were deleted.
-pub async fn prune_archive(target: &BackupTarget, keep_from: &BTreeMap<u32, u64>) -> Result<u64, OpsError> {
+/// Deletes the archived objects of log `log_id` that no kept backup has a
+/// use for: those wholly before `keep_from` (partition → the oldest kept
+/// backup's offset). Returns how many were deleted.
+pub async fn prune_archive(
+    target: &BackupTarget,
+    log_id: &str,
+    keep_from: &BTreeMap<u32, u64>,
+) -> Result<u64, OpsError> {
     let mut deleted = 0;
     for (partition, keep) in keep_from {
-        for object in objects_of(target, *partition).await? {
+        for object in objects_of(target, log_id, *partition).await? {
             if object.end <= *keep {
-                match target.store().delete(&object.path()).await {
+                match target.store().delete(&object.path(log_id)).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
                     Err(error) => return Err(error.into()),
                 }
@@ -264,9 +313,14 @@ fn encode(records: &[LogRecord]) -> std::io::Result<Vec<u8>> {
 fn decode(partition: u32, compressed: &[u8]) -> Result<Vec<LogRecord>, String> {
     let mut raw = Vec::new();
     GzDecoder::new(compressed)
-        .take(MAX_INFLATED_BYTES)
+        .take(MAX_INFLATED_BYTES + 1)
         .read_to_end(&mut raw)
         .map_err(|e| format!("cannot be inflated: {e}"))?;
+    if raw.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(format!(
+            "it inflates to more than {MAX_INFLATED_BYTES} bytes, more than an archive writes"
+        ));
+    }
     if raw.len() < MAGIC.len() + 32 || &raw[..MAGIC.len()] != MAGIC {
         return Err("not an archive of log records".into());
     }
@@ -335,17 +389,20 @@ mod tests {
     fn a_chain_follows_offsets_across_overlaps_and_stops_at_a_gap() {
         let object = |from, end| Archived { partition: 0, from, end };
         // A run killed before its commit leaves 10..20 beside 10..25.
-        let objects = vec![object(0, 10), object(10, 25), object(10, 20), object(25, 30), object(40, 50)];
-        assert_eq!(chain(&objects, 5, 30), Ok(vec![object(0, 10), object(10, 25), object(25, 30)]));
-        assert_eq!(chain(&objects, 12, 26), Ok(vec![object(10, 25), object(25, 30)]));
-        assert_eq!(chain(&objects, 30, 30), Ok(vec![]));
-        assert_eq!(chain(&objects, 5, 45), Err(30));
+        let mut objects = vec![object(0, 10), object(10, 25), object(10, 20), object(25, 30), object(40, 50)];
+        objects.sort_by_key(|object| (object.from, std::cmp::Reverse(object.end)));
+        assert_eq!(chain(&objects, 5), (vec![object(0, 10), object(10, 25), object(25, 30)], 30));
+        assert_eq!(chain(&objects, 12), (vec![object(10, 25), object(25, 30)], 30));
+        assert_eq!(chain(&objects, 30), (vec![], 30));
+        assert_eq!(chain(&objects, 41), (vec![object(40, 50)], 50));
+        assert_eq!(chain(&objects, 60), (vec![], 60));
     }
 
     #[test]
     fn object_names_round_trip() {
         let object = Archived { partition: 2, from: 40, end: 1234 };
-        let path = object.path();
+        let path = object.path("0af3");
+        assert!(path.as_ref().starts_with("log/0af3/2/"), "{path}");
         assert_eq!(Archived::parse(2, path.filename().expect("test setup")), Some(object));
         assert_eq!(Archived::parse(2, "progress.json"), None);
     }

@@ -37,8 +37,9 @@ pub(crate) const CONFIG_FILE: &str = "config-at-backup.json";
 pub struct Sources<'a> {
     pub meta: &'a dyn MetaSchema,
     pub table: &'a DeltaStore,
-    /// The event log's partition count.
+    /// The event log's partition count and id.
     pub log_partitions: u32,
+    pub log_id: Option<String>,
     /// The configuration, secrets redacted: kept for people restoring.
     pub config: serde_json::Value,
 }
@@ -50,6 +51,8 @@ pub struct CreateOptions {
     /// Record each day's checksum and the drill's insight answers (each
     /// a read of the whole table) for `warren backup drill`.
     pub record_checks: bool,
+    /// Taken by a schedule, whose retention may delete it.
+    pub scheduled: bool,
     /// Bytes per second to copy at most; `None` copies as fast as the
     /// stores go.
     pub max_bytes_per_sec: Option<u64>,
@@ -271,6 +274,8 @@ pub async fn create(
         warren_version: env!("CARGO_PKG_VERSION").to_string(),
         table_version,
         log_partitions: sources.log_partitions,
+        log_id: sources.log_id,
+        scheduled: options.scheduled,
         ingest_offsets: offsets.into_iter().collect(),
         events_per_day,
         checks_recorded: options.record_checks,

@@ -109,6 +109,12 @@ pub async fn drill(
     scratch: &std::path::Path,
     report: &Report<'_>,
 ) -> Result<DrillReport, OpsError> {
+    if !target.manifest(id).await?.checks_recorded {
+        return Err(OpsError::Refused(format!(
+            "backup {id} was taken without checks to compare with (`--no-checks`, a scheduled incremental, or an \
+             older Warren): drill a full backup"
+        )));
+    }
     let manifest = restore(target, id, scratch, report).await?;
     report(&Progress::phase("comparing every day's rows and checksum"));
     let table = Arc::new(open_table(scratch).await?);
@@ -134,13 +140,6 @@ pub async fn drill(
 }
 
 fn check_days(manifest: &Manifest, restored: BTreeMap<String, DayCheck>) -> Result<(), OpsError> {
-    if !manifest.checks_recorded {
-        return Err(OpsError::Refused(format!(
-            "backup {} was taken without checks to compare with (`--no-checks`, a scheduled incremental, or an \
-             older Warren): drill a full backup",
-            manifest.id
-        )));
-    }
     let differing: Vec<String> = manifest
         .days
         .keys()

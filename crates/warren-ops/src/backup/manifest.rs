@@ -68,6 +68,15 @@ pub struct Manifest {
     pub table_version: u64,
     /// The event log's partition count.
     pub log_partitions: u32,
+    /// The id of the log the ingest offsets belong to, under which its
+    /// archive is kept (`None`: taken of a log without one, which
+    /// cannot be rolled forward).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
+    /// Taken by `warren serve`'s schedule, which its retention may delete;
+    /// backups taken by hand are left to their owner.
+    #[serde(default)]
+    pub scheduled: bool,
     /// Ingest's offsets in the meta store snapshot, which the table's
     /// version matches: a restored log starts numbering records there.
     pub ingest_offsets: BTreeMap<u32, u64>,

@@ -9,6 +9,7 @@
 //! them through ingest's own code rebuilds persons as they were; product
 //! entities are the backup's, as of when it was taken.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use warren_core::config::IngestConfig;
@@ -16,7 +17,7 @@ use warren_core::INGEST_CONSUMER;
 use warren_log::{AppendRecord, EventLog, SegmentLog, SegmentLogOptions};
 use warren_meta::SqlMeta;
 
-use super::archive::{archive_progress, archived, chain, read_object, Archived};
+use super::archive::{archive_progress, archived, chain, read_object, ArchiveProgress, Archived};
 use super::create::META_FILE;
 use super::manifest::Manifest;
 use super::restore::{finish, open_table, restore_files};
@@ -50,28 +51,70 @@ pub struct PointInTime {
 /// How far each finished backup on `target` reaches, oldest first.
 pub async fn reach(target: &BackupTarget) -> Result<Vec<Reach>, OpsError> {
     let listing = target.list().await?;
-    let progress = archive_progress(target).await?;
-    let partitions = listing.finished.iter().map(|manifest| manifest.log_partitions).max().unwrap_or(0);
-    let objects = match &progress {
-        Some(_) => archived(target, partitions).await?,
-        None => Vec::new(),
-    };
+    // Each log's archive, read once however many backups share it.
+    let mut archives: BTreeMap<String, Option<Archive>> = BTreeMap::new();
     let mut reaches = Vec::new();
     for manifest in &listing.finished {
         let from_ms = taken_ms(manifest)?;
-        let archived_on =
-            progress.as_ref().filter(|progress| progress.covered_until_ms > from_ms).filter(|progress| {
-                (0..manifest.log_partitions).all(|partition| {
-                    let from = manifest.ingest_offsets.get(&partition).copied().unwrap_or(0);
-                    let end = progress.ends.get(&partition).copied().unwrap_or(0);
-                    let objects = objects.get(partition as usize).map(Vec::as_slice).unwrap_or_default();
-                    chain(objects, from, end).is_ok()
-                })
-            });
-        let until_ms = archived_on.map_or(from_ms, |progress| progress.covered_until_ms);
+        let mut until_ms = from_ms;
+        if let Some(log_id) = &manifest.log_id {
+            if !archives.contains_key(log_id) {
+                let archive = Archive::read(target, log_id, manifest.log_partitions).await?;
+                archives.insert(log_id.clone(), archive);
+            }
+            if let Some(archive) = archives.get(log_id).and_then(Option::as_ref) {
+                if archive.progress.covered_until_ms > from_ms && archive.replays(manifest).is_ok() {
+                    until_ms = archive.progress.covered_until_ms;
+                }
+            }
+        }
         reaches.push(Reach { backup: manifest.id.clone(), from_ms, until_ms });
     }
     Ok(reaches)
+}
+
+/// One log's archive: how far it reaches, and its objects per partition.
+struct Archive {
+    log_id: String,
+    progress: ArchiveProgress,
+    objects: Vec<Vec<Archived>>,
+}
+
+impl Archive {
+    /// The archive of log `log_id`, `None` before its first run.
+    async fn read(target: &BackupTarget, log_id: &str, partitions: u32) -> Result<Option<Self>, OpsError> {
+        let Some(progress) = archive_progress(target, log_id).await? else { return Ok(None) };
+        let objects = archived(target, log_id, partitions).await?;
+        Ok(Some(Self { log_id: log_id.to_string(), progress, objects }))
+    }
+
+    /// The objects, per partition, that hold every record after
+    /// `manifest`'s offsets up to the progress's ends and on as far as
+    /// they go without a gap (a record made durable late is archived by a
+    /// later run); `Err` says where a partition's records are missing.
+    fn replays(&self, manifest: &Manifest) -> Result<Vec<(u32, u64, Vec<Archived>)>, OpsError> {
+        let mut chains = Vec::new();
+        for partition in 0..manifest.log_partitions {
+            let from = manifest.ingest_offsets.get(&partition).copied().unwrap_or(0);
+            let end = self.progress.ends.get(&partition).copied().unwrap_or(0);
+            if end < from {
+                return Err(OpsError::Verification(format!(
+                    "the archive of log {} ends partition {partition} at offset {end}, before backup {}'s {from}",
+                    self.log_id, manifest.id
+                )));
+            }
+            let objects = self.objects.get(partition as usize).map(Vec::as_slice).unwrap_or_default();
+            let (chain, reached) = chain(objects, from);
+            if reached < end {
+                return Err(OpsError::Verification(format!(
+                    "the archive of log {} has no records of partition {partition} from offset {reached}",
+                    self.log_id
+                )));
+            }
+            chains.push((partition, from, chain));
+        }
+        Ok(chains)
+    }
 }
 
 /// When `manifest`'s backup was taken, in Unix milliseconds.
@@ -136,9 +179,14 @@ pub async fn restore_at(
             describe_windows(&reaches)
         )));
     };
+    let manifest = target.manifest(&chosen.backup).await?;
+    // Reached, so the backup has a log id and the archive is there.
+    let log_id = manifest.log_id.clone().unwrap_or_default();
+    let archive = Archive::read(target, &log_id, manifest.log_partitions)
+        .await?
+        .ok_or_else(|| OpsError::Verification(format!("the archive of log {log_id} is gone")))?;
+    let chains = archive.replays(&manifest)?;
     let manifest = restore_files(target, &chosen.backup, data_dir, report).await?;
-    let progress = archive_progress(target).await?.unwrap_or_default();
-    let objects = archived(target, manifest.log_partitions).await?;
 
     let options = SegmentLogOptions {
         consumers: vec![INGEST_CONSUMER.to_string()],
@@ -149,19 +197,6 @@ pub async fn restore_at(
             .await
             .map_err(|e| OpsError::Verification(format!("opening the restored event log: {e}")))??,
     );
-    // Every partition's archived objects from the backup's offsets on.
-    let mut chains = Vec::new();
-    for partition in 0..manifest.log_partitions {
-        let from = manifest.ingest_offsets.get(&partition).copied().unwrap_or(0);
-        let end = progress.ends.get(&partition).copied().unwrap_or(from);
-        let objects = objects.get(partition as usize).map(Vec::as_slice).unwrap_or_default();
-        let chain = chain(objects, from, end).map_err(|gap| {
-            OpsError::Verification(format!(
-                "the archived log of partition {partition} has no records from offset {gap}"
-            ))
-        })?;
-        chains.push((partition, from, chain));
-    }
     let mut shown = Progress::phase("replaying the archived event log (objects)");
     shown.files = chains.iter().map(|(_, _, chain)| chain.len()).sum();
     report(&shown);
@@ -171,7 +206,8 @@ pub async fn restore_at(
             shown.files_done += objects;
             report(&shown);
         };
-        replayed += replay(target, log.as_ref(), chain, *partition, *from, at_ms, &mut done).await?;
+        let source = (target, log_id.as_str());
+        replayed += replay(source, log.as_ref(), chain, *partition, *from, at_ms, &mut done).await?;
     }
 
     report(&Progress::phase("ingesting the replayed events"));
@@ -200,7 +236,7 @@ pub async fn restore_at(
 /// Appends the records of `chain` from offset `from` received at or
 /// before `at_ms` to `log`, in their order; returns how many.
 async fn replay(
-    target: &BackupTarget,
+    (target, log_id): (&BackupTarget, &str),
     log: &dyn EventLog,
     chain: &[Archived],
     partition: u32,
@@ -212,7 +248,7 @@ async fn replay(
     let mut replayed = 0;
     let mut batch = Vec::with_capacity(APPEND_BATCH);
     for object in chain {
-        for record in read_object(target, object).await? {
+        for record in read_object(target, log_id, object).await? {
             if record.offset < next || record.offset >= object.end {
                 continue;
             }

@@ -46,8 +46,11 @@ pub fn backups_to_keep(
         })
         .collect();
     let mut keep: BTreeSet<String> = finished.last().map(|newest| newest.id.clone()).into_iter().collect();
-    let recent =
-        now - chrono::Duration::hours(i64::try_from(policy.keep_all_hours).unwrap_or(i64::MAX / 3_600_000));
+    let recent = i64::try_from(policy.keep_all_hours)
+        .ok()
+        .and_then(chrono::Duration::try_hours)
+        .and_then(|hours| now.checked_sub_signed(hours))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     keep.extend(taken.iter().filter(|(at, _)| *at >= recent).map(|(_, manifest)| manifest.id.clone()));
     // The newest backup of each period: later backups overwrite earlier.
     let mut daily: BTreeMap<chrono::NaiveDate, &str> = BTreeMap::new();
@@ -87,33 +90,51 @@ pub fn backups_to_keep(
     keep
 }
 
-/// Deletes the backups on `target` that `policy` does not keep, newest
-/// first (a backup's dependants are newer than it), then the archived log
-/// no kept backup needs.
+/// Deletes the scheduled backups on `target` that `policy` does not keep,
+/// newest first (a backup's dependants are newer than it), then each
+/// log's archive that no kept backup needs. Backups taken by hand are
+/// never deleted, nor anything they need.
 pub async fn apply_retention(
     target: &BackupTarget,
     policy: RetentionPolicy,
     now: DateTime<Utc>,
 ) -> Result<RetentionOutcome, OpsError> {
     let listing = target.list().await?;
-    let keep = backups_to_keep(&listing.finished, now, policy);
+    let scheduled: Vec<Manifest> = listing.finished.iter().filter(|m| m.scheduled).cloned().collect();
+    let mut keep = backups_to_keep(&scheduled, now, policy);
+    keep.extend(by_hand_and_what_they_need(&listing.finished));
     let mut outcome = RetentionOutcome { kept: keep.len(), ..RetentionOutcome::default() };
     for manifest in listing.finished.iter().rev().filter(|manifest| !keep.contains(&manifest.id)) {
         outcome.deleted.extend(target.delete(&manifest.id, false).await?);
     }
-    let kept: Vec<&Manifest> =
-        listing.finished.iter().filter(|manifest| keep.contains(&manifest.id)).collect();
-    if let Some(partitions) = kept.iter().map(|manifest| manifest.log_partitions).max() {
-        let keep_from: BTreeMap<u32, u64> = (0..partitions)
-            .map(|partition| {
-                let oldest =
-                    kept.iter().map(|m| m.ingest_offsets.get(&partition).copied().unwrap_or(0)).min();
-                (partition, oldest.unwrap_or(0))
-            })
-            .collect();
-        outcome.archive_objects_deleted = prune_archive(target, &keep_from).await?;
+    // Scheduled backups decide how far back each log's archive goes.
+    let mut keep_from: BTreeMap<&str, BTreeMap<u32, u64>> = BTreeMap::new();
+    let kept = scheduled.iter().filter(|manifest| keep.contains(&manifest.id));
+    for manifest in kept {
+        let Some(log_id) = manifest.log_id.as_deref() else { continue };
+        let oldest = keep_from.entry(log_id).or_default();
+        for partition in 0..manifest.log_partitions {
+            let offset = manifest.ingest_offsets.get(&partition).copied().unwrap_or(0);
+            let entry = oldest.entry(partition).or_insert(offset);
+            *entry = (*entry).min(offset);
+        }
+    }
+    for (log_id, from) in keep_from {
+        outcome.archive_objects_deleted += prune_archive(target, log_id, &from).await?;
     }
     Ok(outcome)
+}
+
+/// The backups taken by hand and every backup they build on.
+fn by_hand_and_what_they_need(finished: &[Manifest]) -> BTreeSet<String> {
+    finished
+        .iter()
+        .filter(|manifest| !manifest.scheduled)
+        .flat_map(|manifest| {
+            let needed = manifest.depends_on().into_iter().map(str::to_string);
+            std::iter::once(manifest.id.clone()).chain(needed)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -144,6 +165,8 @@ mod tests {
             warren_version: String::new(),
             table_version: 0,
             log_partitions: 1,
+            log_id: None,
+            scheduled: true,
             ingest_offsets: BTreeMap::new(),
             events_per_day: BTreeMap::new(),
             checks_recorded: false,

@@ -50,7 +50,9 @@ impl DeltaStore {
     pub async fn version_within(&self, writer: &str, offsets: &HashMap<u32, u64>) -> Result<u64, StoreError> {
         let (log_store, latest) = {
             let mut table = self.table.lock().await;
-            table.update_state().await?;
+            if self.pinned.is_none() {
+                table.update_state().await?;
+            }
             (table.log_store(), table.version().unwrap_or(0))
         };
         // Transactions are named `writer:partition` (`super::app_id`).

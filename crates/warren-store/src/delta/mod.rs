@@ -107,7 +107,7 @@ pub struct DeltaStore {
     options: DeltaStoreOptions,
     last_vacuum: Mutex<Instant>,
     /// The version a read-only view ([`DeltaStore::view_at`]) stays at.
-    pinned: Option<u64>,
+    pub(super) pinned: Option<u64>,
 }
 
 impl std::fmt::Debug for DeltaStore {
@@ -260,7 +260,9 @@ impl EventStore for DeltaStore {
 
     async fn offsets(&self, writer: &str, partitions: u32) -> Result<HashMap<u32, u64>, StoreError> {
         let mut table = self.table.lock().await;
-        table.update_state().await?;
+        if self.pinned.is_none() {
+            table.update_state().await?;
+        }
         let log_store = table.log_store();
         let snapshot = table.snapshot()?;
         let mut offsets = HashMap::new();

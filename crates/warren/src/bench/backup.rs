@@ -109,15 +109,16 @@ pub async fn run(options: BackupBench) -> anyhow::Result<()> {
 async fn take(config: &WarrenConfig, target: &BackupTarget, kind: BackupKind) -> anyhow::Result<Manifest> {
     let meta = warren_node::adapters::connect_meta(config).await?;
     let table = warren_node::adapters::open_event_store(config, &Default::default()).await?;
-    let partitions = warren_log::SegmentLog::partitions_in(&config.data_dir.join("log"))?
-        .unwrap_or(config.event_log.partitions);
+    let log = warren_log::SegmentLog::info_in(&config.data_dir.join("log"))?;
+    let partitions = log.as_ref().map_or(config.event_log.partitions, |log| log.partitions);
     let sources = Sources {
         meta: meta.as_ref(),
         table: table.as_ref(),
         log_partitions: partitions,
+        log_id: log.and_then(|log| log.id),
         config: config.redacted(),
     };
-    let options = CreateOptions { kind, record_checks: false, max_bytes_per_sec: None };
+    let options = CreateOptions { kind, record_checks: false, scheduled: false, max_bytes_per_sec: None };
     Ok(backup::create(target, sources, options, &|_| {}).await?)
 }
 

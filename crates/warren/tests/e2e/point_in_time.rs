@@ -152,14 +152,32 @@ async fn restores_to_moments(to: &str, source: &[(&str, &str)], target: &[(&str,
 
     // The second moment: the incremental backup and the events after it,
     // the merge and the new annotation included.
-    let restored = TestServer::start_in(BIN, restore_at(to, &second_moment, target), &[]);
+    // The restored deployment archives to the same target, as a
+    // replacement keeping its configuration would.
+    let mut restored_env = target.to_vec();
+    restored_env.extend([
+        ("WARREN_BACKUP__URL", to),
+        ("WARREN_BACKUP__ARCHIVE_INTERVAL_SECS", "1"),
+        ("WARREN_BACKUP__INTERVAL_MINS", "0"),
+    ]);
+    let restored = TestServer::start_in(BIN, restore_at(to, &second_moment, target), &restored_env);
     let restored_answers = answers(&restored).await;
     assert_eq!(restored_answers, at_second_moment, "restored to {second_moment}");
     assert_ne!(restored_answers["persons"], at_first_moment["persons"], "the merge is replayed");
-    // Ingest goes on after the replayed events.
+    // Ingest goes on after the replayed events, and they are archived
+    // apart from the source's log, whose offsets they reuse.
     send_pageviews(&restored, "after-the-restore", 5).await;
     wait_for_events(&restored, sent + 5).await;
+    let archived_after = a_quiet_moment().await;
+    wait_for_archive(to, &archived_after, target);
     drop(restored);
+    let again = TestServer::start_in(BIN, restore_at(to, &first_moment, target), &[]);
+    assert_eq!(
+        answers(&again).await,
+        at_first_moment,
+        "the source's archive is untouched by the restored log's"
+    );
+    drop(again);
 
     // Before the first backup nothing can be restored: refused, with the
     // moments that can.
@@ -208,8 +226,8 @@ async fn a_drill_fails_when_the_restore_answers_differently() {
 }
 
 /// `warren serve` with a backup target takes a full backup when it starts
-/// (with the drill's checks) and archives its log, each a job on the
-/// System page.
+/// (with the drill's checks), drills it and archives its log, each a job
+/// on the System page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warren_serve_takes_backups_and_archives_its_log_by_itself() {
     let backups = tempfile::tempdir().expect("dir");
@@ -219,6 +237,9 @@ async fn warren_serve_takes_backups_and_archives_its_log_by_itself() {
     let created = job_detail(&server, "backup.create", |summary| summary["last"]["outcome"] == "ok").await;
     let detail = created["last"]["detail"].as_str().expect("detail");
     assert!(detail.contains("(Full)"), "the first scheduled backup is a full one: {detail}");
+    // The full backup was drilled: the System page shows it restores.
+    let drill = job_detail(&server, "backup.drill", |summary| summary["runs"].as_u64() >= Some(1)).await;
+    assert_eq!(drill["last"]["outcome"], "ok", "{drill}");
     job_detail(&server, "backup.archive", |summary| {
         summary["last"]["detail"].as_str().is_some_and(|detail| detail.starts_with("archived"))
     })
