@@ -38,7 +38,7 @@ use audit::{AuditEntry, AuditFilter};
 use entities::{Entity, EntityKind, EntityWrite, EventDefinition, PropertyDefinition};
 
 pub use error::MetaError;
-pub use sql::{Dialect, SqlMeta};
+pub use sql::{dump_sqlite, load_sqlite, Dialect, DumpCounts, SqlMeta};
 pub use warren_core::person::{DistinctIdAssignment, PersonMerge};
 pub use warren_core::ports::{OperationRecord, OperationState};
 

@@ -79,5 +79,36 @@ pub async fn a_snapshot_holds_the_whole_store(factory: &impl MetaFactory) {
     );
     assert!(store.snapshot_into(&path).await.is_err(), "an existing file is never overwritten");
     snapshot.close().await;
-    let _ = std::fs::remove_file(&path);
+
+    // As a backup keeps it: dumped as rows and loaded into a new file,
+    // the same store.
+    let mut dump = Vec::new();
+    let dumped = crate::dump_sqlite(&path, &mut dump).await.expect("dump");
+    let loaded_path = path.with_extension("loaded.db");
+    let loaded = crate::load_sqlite(dump.as_slice(), &loaded_path).await.expect("load");
+    assert_eq!(dumped, loaded);
+    assert!(loaded.rows > 0 && loaded.tables > 5, "{loaded:?}");
+    let cut = &dump[..dump.len() - 20];
+    let refused = crate::load_sqlite(cut, &path.with_extension("cut.db")).await;
+    assert!(refused.is_err(), "a dump cut short never loads");
+    let reloaded =
+        crate::SqlMeta::connect(&format!("sqlite://{}", loaded_path.display())).await.expect("open");
+    assert_eq!(owner(&reloaded, "alice").await, Some(alice.uuid));
+    assert_eq!(
+        reloaded.ingest_offsets(warren_core::INGEST_CONSUMER).await.expect("offsets"),
+        store.ingest_offsets(warren_core::INGEST_CONSUMER).await.expect("offsets"),
+    );
+    let statuses = reloaded.migration_status().await.expect("status");
+    assert!(statuses.iter().all(|s| s.state == crate::MigrationState::Applied), "{statuses:?}");
+    let dashboards = reloaded.entities(project, EntityKind::Dashboard).await.expect("entities");
+    assert_eq!(dashboards.iter().map(|e| e.id).collect::<Vec<_>>(), vec![kept.id, next.id]);
+    let after = reloaded.create_entity(write("after")).await.expect("create");
+    assert!(after.id > next.id, "sequences come along: {} after {}", after.id, next.id);
+    reloaded.close().await;
+    for file in [path, loaded_path] {
+        let _ = std::fs::remove_file(&file);
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
 }

@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod dialect;
+mod dump;
 mod entities;
 mod locks;
 mod persons;
@@ -14,6 +15,7 @@ mod statement;
 mod tenancy;
 
 pub use dialect::Dialect;
+pub use dump::{dump_sqlite, load_sqlite, DumpCounts};
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

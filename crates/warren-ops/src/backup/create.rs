@@ -20,7 +20,7 @@ use warren_core::INGEST_CONSUMER;
 use warren_meta::{MetaSchema, SqlMeta};
 use warren_store::DeltaStore;
 
-use super::copy::{copy_object, Tally, Throttle};
+use super::copy::{checksum, copy_object, Tally, Throttle};
 use super::drill::{day_checks, record_answers};
 use super::manifest::{BackupKind, Chunk, FileEntry, Manifest, MANIFEST_FORMAT};
 use super::target::BackupTarget;
@@ -30,6 +30,9 @@ use crate::OpsError;
 /// Where a backup's files within the backup (and in a restored data
 /// directory) live.
 pub(crate) const META_FILE: &str = "meta.db";
+/// The meta store as the backup keeps it: its rows (`warren_meta::dump_sqlite`),
+/// which a restore loads into [`META_FILE`].
+pub(crate) const META_DUMP: &str = "meta.rows";
 pub(crate) const EVENTS_DIR: &str = "events";
 pub(crate) const CONFIG_FILE: &str = "config-at-backup.json";
 
@@ -186,7 +189,15 @@ pub async fn create(
     std::fs::write(staging.path().join(CONFIG_FILE), config)
         .map_err(OpsError::io("writing the configuration's copy"))?;
     let mut files = Vec::new();
-    for name in [META_FILE, CONFIG_FILE] {
+    report(&Progress::phase("writing the meta store's rows"));
+    let dump = staging.path().join(META_DUMP);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&dump).map_err(OpsError::io("writing the meta store's rows"))?,
+    );
+    warren_meta::dump_sqlite(&snapshot, &mut out).await?;
+    std::io::Write::flush(&mut out).map_err(OpsError::io("writing the meta store's rows"))?;
+    drop(out);
+    for name in [META_DUMP, CONFIG_FILE] {
         let local = staging.path().join(name);
         let size = std::fs::metadata(&local).map_err(OpsError::io(name))?.len();
         files.push(Source::Staged { local, path: name.into(), size });
@@ -202,16 +213,14 @@ pub async fn create(
     }
 
     // Data files are never rewritten and carry unique names, so one of
-    // the same path and size is the same file. Commits are not reused:
-    // a restored table writes its own under the numbers the chain used.
-    // The chain's chunks are known by their content.
+    // the same path and size is the same file. A commit of the same number
+    // may not be (a restored table writes its own under the numbers the
+    // chain used): it is reused only when its content is the same too. The
+    // chain's chunks are known by their content.
     let held: HashMap<(&str, u64), &FileEntry> = parent
         .iter()
         .flat_map(|parent| &parent.files)
-        .filter(|entry| {
-            entry.path.starts_with(&format!("{EVENTS_DIR}/"))
-                && !entry.path.starts_with(&format!("{EVENTS_DIR}/_delta_log/"))
-        })
+        .filter(|entry| entry.path.starts_with(&format!("{EVENTS_DIR}/")))
         .map(|entry| ((entry.path.as_str(), entry.size), entry))
         .collect();
     let mut chunks: HashMap<String, String> = parent
@@ -220,8 +229,11 @@ pub async fn create(
         .flat_map(|entry| &entry.chunks)
         .map(|chunk| (chunk.sha256.clone(), chunk.stored_in.clone()))
         .collect();
-    let to_copy: u64 =
-        files.iter().filter(|file| !held.contains_key(&(file.path(), file.size()))).map(Source::size).sum();
+    let to_copy: u64 = files
+        .iter()
+        .filter(|file| is_commit(file.path()) || !held.contains_key(&(file.path(), file.size())))
+        .map(Source::size)
+        .sum();
     let mut progress = Progress::phase("copying");
     progress.files = files.len();
     progress.bytes = to_copy;
@@ -235,10 +247,13 @@ pub async fn create(
             progress.elapsed = started.elapsed();
             report(&progress);
         };
+        if let Some(entry) = reusable(file, &held).await? {
+            entries.push(entry);
+            progress.files_done += 1;
+            report(&progress);
+            continue;
+        }
         match file {
-            Source::Table { path, size, .. } if held.contains_key(&(path.as_str(), *size)) => {
-                entries.push(held[&(path.as_str(), *size)].clone());
-            }
             Source::Table { store, from, path, size } => {
                 let to = BackupTarget::file_path(&id, path);
                 let read = copy_object(store, from, target.store(), &to, &mut throttle, &mut copied).await?;
@@ -286,6 +301,24 @@ pub async fn create(
     report(&Progress::phase("writing the manifest"));
     target.put_manifest(&manifest).await?;
     Ok(manifest)
+}
+
+fn is_commit(path: &str) -> bool {
+    path.strip_prefix(EVENTS_DIR).is_some_and(|rest| rest.starts_with("/_delta_log/"))
+}
+
+/// The chain's entry for `file` when the chain holds it already: a data
+/// file of the same path and size, or a commit whose content is the same.
+async fn reusable(
+    file: &Source,
+    held: &HashMap<(&str, u64), &FileEntry>,
+) -> Result<Option<FileEntry>, OpsError> {
+    let Source::Table { store, from, path, size } = file else { return Ok(None) };
+    let Some(entry) = held.get(&(path.as_str(), *size)) else { return Ok(None) };
+    if is_commit(path) && checksum(store, from).await?.sha256 != entry.sha256 {
+        return Ok(None);
+    }
+    Ok(Some((*entry).clone()))
 }
 
 /// The backup's moment, as the meta store's snapshot fixes it.

@@ -18,7 +18,7 @@ use warren_log::SegmentLog;
 use warren_store::{DeltaStore, DeltaStoreOptions};
 
 use super::copy::{copy_object, read_chunks, Throttle};
-use super::create::by_day;
+use super::create::{by_day, META_DUMP, META_FILE};
 use super::manifest::Manifest;
 use super::target::{sync_filesystem, BackupTarget};
 use super::{Progress, Report};
@@ -96,6 +96,14 @@ pub(crate) async fn restore_files(
         }
         progress.files_done += 1;
         report(&progress);
+    }
+
+    if manifest.files.iter().any(|file| file.path == META_DUMP) {
+        report(&Progress::phase("loading the meta store's rows"));
+        let dump = data_dir.join(META_DUMP);
+        let read = std::fs::File::open(&dump).map_err(OpsError::io(format!("reading {}", dump.display())))?;
+        warren_meta::load_sqlite(std::io::BufReader::new(read), &data_dir.join(META_FILE)).await?;
+        std::fs::remove_file(&dump).map_err(OpsError::io(format!("removing {}", dump.display())))?;
     }
 
     report(&Progress::phase("creating the event log"));

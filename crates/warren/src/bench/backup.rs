@@ -45,10 +45,15 @@ pub async fn run(options: BackupBench) -> anyhow::Result<()> {
     let backup_secs = started.elapsed().as_secs_f64();
 
     // tar of the very files the backup holds, read from the data dir (the
-    // meta store's live file stands in for its snapshot).
+    // meta store's live file stands in for its snapshot's rows).
     let list = scratch.path().join("files.txt");
-    let paths: Vec<&str> =
-        full.files.iter().map(|file| file.path.as_str()).filter(|p| !p.starts_with("config")).collect();
+    // (The backup keeps the meta store as rows; tar copies its file.)
+    let paths: Vec<&str> = full
+        .files
+        .iter()
+        .map(|file| if file.path == "meta.rows" { "meta.db" } else { file.path.as_str() })
+        .filter(|p| !p.starts_with("config"))
+        .collect();
     std::fs::write(&list, paths.join("\n"))?;
     let archive = scratch.path().join("data.tar");
     let tar_secs = timed(
