@@ -56,14 +56,14 @@ async fn copy_into(source: &SqlMeta, path: &std::path::Path) -> Result<(), MetaE
     let target = SqlMeta::connect(&format!("sqlite://{}", utf8(path)?)).await?;
     debug_assert_eq!(target.dialect, Dialect::Sqlite);
     target.migrate().await?;
-    let mut writer = target.pool.acquire().await?;
+    let mut connection = target.pool.acquire().await?;
     // Tables are filled in any order: references hold once all are.
-    sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *writer).await?;
+    sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *connection).await?;
     let tables: Vec<String> = sqlx::query(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
          AND name <> '_sqlx_migrations' ORDER BY rowid",
     )
-    .fetch_all(&mut *writer)
+    .fetch_all(&mut *connection)
     .await?
     .iter()
     .map(|row| row.try_get::<String, _>(0))
@@ -71,7 +71,7 @@ async fn copy_into(source: &SqlMeta, path: &std::path::Path) -> Result<(), MetaE
 
     let mut reader = source.pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *reader).await?;
-    let mut writer = sqlx::Connection::begin(&mut *writer).await?;
+    let mut writer = sqlx::Connection::begin(&mut *connection).await?;
     for table in &tables {
         let columns: Vec<(String, bool)> = sqlx::query("SELECT name, type FROM pragma_table_info($1)")
             .bind(table.clone())
@@ -142,6 +142,8 @@ async fn copy_into(source: &SqlMeta, path: &std::path::Path) -> Result<(), MetaE
     }
     reader.rollback().await?;
     writer.commit().await?;
+    // Back to the pool before it closes, which waits for every connection.
+    drop(connection);
     target.close().await;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! and keeping to a bandwidth limit, so neither memory nor a shared link
 //! is swamped by a large file.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::manifest::FileEntry;
 use super::target::BackupTarget;
+use super::{Progress, Report};
 use crate::OpsError;
 
 /// What a copy read.
@@ -40,39 +41,72 @@ impl Tally {
     }
 }
 
-/// Keeps a run of copies under a number of bytes per second.
-pub(crate) struct Throttle {
+/// How many files a backup or restore copies at once: enough to keep a
+/// disk or an S3 connection pool busy while hashing goes on, few enough
+/// that memory stays a handful of buffers.
+pub(crate) const COPIES_AT_ONCE: usize = 8;
+
+/// The progress and bandwidth of a run of copies, several going at once:
+/// they count their bytes here, and wait here when the run is over its
+/// limit of bytes per second.
+pub(crate) struct CopyRun<'a> {
+    progress: Mutex<Progress>,
     limit: Option<u64>,
     started: Instant,
-    bytes: u64,
+    report: &'a Report<'a>,
 }
 
-impl Throttle {
-    pub fn new(limit: Option<u64>) -> Self {
-        Self { limit: limit.filter(|limit| *limit > 0), started: Instant::now(), bytes: 0 }
-    }
-
-    /// Counts `bytes` and sleeps until the run is back under the limit.
-    pub async fn pass(&mut self, bytes: u64) {
-        self.bytes += bytes;
-        if let Some(limit) = self.limit {
-            let due = Duration::from_secs_f64(self.bytes as f64 / limit as f64);
-            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
+impl<'a> CopyRun<'a> {
+    /// Starts a run of `files` files and `bytes` bytes to copy.
+    pub fn new(files: usize, bytes: u64, limit: Option<u64>, report: &'a Report<'a>) -> Self {
+        let mut progress = Progress::phase("copying");
+        progress.files = files;
+        progress.bytes = bytes;
+        report(&progress);
+        Self {
+            progress: Mutex::new(progress),
+            limit: limit.filter(|limit| *limit > 0),
+            started: Instant::now(),
+            report,
         }
     }
+
+    /// Counts `bytes` copied and returns how long to wait to be back
+    /// under the limit.
+    pub fn count(&self, bytes: u64) -> Duration {
+        let mut progress = self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        progress.bytes_done += bytes;
+        progress.elapsed = self.started.elapsed();
+        (self.report)(&progress);
+        let Some(limit) = self.limit else { return Duration::ZERO };
+        Duration::from_secs_f64(progress.bytes_done as f64 / limit as f64).saturating_sub(progress.elapsed)
+    }
+
+    /// Counts `bytes` copied and waits until the run is back under the
+    /// limit.
+    pub async fn copied(&self, bytes: u64) {
+        let wait = self.count(bytes);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Counts a file done.
+    pub fn file_done(&self) {
+        let mut progress = self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        progress.files_done += 1;
+        (self.report)(&progress);
+    }
 }
 
-/// Copies `from` on `source` to `to` on `target`, calling `copied` with
-/// each chunk's size.
+/// Copies `from` on `source` to `to` on `target`, counting its bytes in
+/// `run`.
 pub(crate) async fn copy_object(
     source: &Arc<dyn ObjectStore>,
     from: &Path,
     target: &Arc<dyn ObjectStore>,
     to: &Path,
-    throttle: &mut Throttle,
-    mut copied: impl FnMut(u64),
+    run: &CopyRun<'_>,
 ) -> Result<Copied, OpsError> {
     let mut stream = source.get(from).await?.into_stream();
     let mut writer = BufWriter::new(target.clone(), to.clone());
@@ -81,8 +115,7 @@ pub(crate) async fn copy_object(
         let chunk = chunk?;
         tally.add(&chunk);
         writer.write_all(&chunk).await.map_err(OpsError::io(format!("writing {to}")))?;
-        throttle.pass(chunk.len() as u64).await;
-        copied(chunk.len() as u64);
+        run.copied(chunk.len() as u64).await;
     }
     writer.shutdown().await.map_err(OpsError::io(format!("finishing {to}")))?;
     Ok(tally.finish())

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use fastcdc::v2020::StreamCDC;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use warren_core::ports::ConsumerOffsets;
@@ -20,7 +20,7 @@ use warren_core::INGEST_CONSUMER;
 use warren_meta::{MetaSchema, SqlMeta};
 use warren_store::DeltaStore;
 
-use super::copy::{checksum, copy_object, Tally, Throttle};
+use super::copy::{checksum, copy_object, CopyRun, Tally, COPIES_AT_ONCE};
 use super::drill::{day_checks, record_answers};
 use super::manifest::{BackupKind, Chunk, FileEntry, Manifest, MANIFEST_FORMAT};
 use super::target::BackupTarget;
@@ -109,8 +109,7 @@ impl ChunkedFile<'_> {
     async fn store(
         &self,
         held: &mut HashMap<String, String>,
-        throttle: &mut Throttle,
-        copied: &mut impl FnMut(u64),
+        run: &CopyRun<'_>,
     ) -> Result<FileEntry, OpsError> {
         let read = std::fs::File::open(self.local).map_err(OpsError::io(format!("reading {}", self.path)))?;
         let mut file = Tally::default();
@@ -128,8 +127,7 @@ impl ChunkedFile<'_> {
                     let size = piece.data.len() as u64;
                     let to = BackupTarget::chunk_path(self.id, &sha256);
                     self.target.store().put(&to, PutPayload::from(piece.data)).await?;
-                    throttle.pass(size).await;
-                    copied(size);
+                    run.copied(size).await;
                     held.insert(sha256.clone(), self.id.to_string());
                     self.id.to_string()
                 }
@@ -181,8 +179,8 @@ pub async fn create(
         at_moment(sources.table, snapshot_meta.clone(), created_at, options.record_checks, report).await;
     snapshot_meta.close().await;
     let Moment { offsets, table_version, days, answers } = moment?;
-    let table_files = sources.table.files_at(table_version).await?;
-    let events_per_day = by_day(sources.table.rows_per_day_at(table_version).await?);
+    let mut table_files = sources.table.files_at(table_version).await?;
+    let events_per_day = by_day(std::mem::take(&mut table_files.rows_per_day));
 
     let config = serde_json::to_vec_pretty(&sources.config)
         .map_err(|e| OpsError::Verification(format!("encoding the configuration: {e}")))?;
@@ -234,51 +232,22 @@ pub async fn create(
         .filter(|file| is_commit(file.path()) || !held.contains_key(&(file.path(), file.size())))
         .map(Source::size)
         .sum();
-    let mut progress = Progress::phase("copying");
-    progress.files = files.len();
-    progress.bytes = to_copy;
-    report(&progress);
-    let started = Instant::now();
-    let mut throttle = Throttle::new(options.max_bytes_per_sec);
-    let mut entries = Vec::with_capacity(files.len());
-    for file in &files {
-        let mut copied = |bytes: u64| {
-            progress.bytes_done += bytes;
-            progress.elapsed = started.elapsed();
-            report(&progress);
-        };
-        if let Some(entry) = reusable(file, &held).await? {
-            entries.push(entry);
-            progress.files_done += 1;
-            report(&progress);
-            continue;
+    let run = CopyRun::new(files.len(), to_copy, options.max_bytes_per_sec, report);
+    let (staged, table): (Vec<Source>, Vec<Source>) =
+        files.into_iter().partition(|file| matches!(file, Source::Staged { .. }));
+    let mut entries = Vec::with_capacity(staged.len() + table.len());
+    for file in &staged {
+        if let Source::Staged { local, path, .. } = file {
+            let chunked = ChunkedFile { target, id: &id, local, path };
+            entries.push(chunked.store(&mut chunks, &run).await?);
+            run.file_done();
         }
-        match file {
-            Source::Table { store, from, path, size } => {
-                let to = BackupTarget::file_path(&id, path);
-                let read = copy_object(store, from, target.store(), &to, &mut throttle, &mut copied).await?;
-                if read.size != *size {
-                    return Err(OpsError::Verification(format!(
-                        "{path} changed while it was copied ({size} bytes listed, {} read)",
-                        read.size
-                    )));
-                }
-                entries.push(FileEntry {
-                    path: path.clone(),
-                    size: read.size,
-                    sha256: read.sha256,
-                    stored_in: id.clone(),
-                    chunks: Vec::new(),
-                });
-            }
-            Source::Staged { local, path, .. } => {
-                let chunked = ChunkedFile { target, id: &id, local, path };
-                entries.push(chunked.store(&mut chunks, &mut throttle, &mut copied).await?);
-            }
-        }
-        progress.files_done += 1;
-        report(&progress);
     }
+    // Made up front, as named futures: a stream mapping a closure to
+    // these would not be provably `Send` for the scheduled backup's task.
+    let copies: Vec<_> = table.iter().map(|file| copy_table_file(file, &held, target, &id, &run)).collect();
+    entries
+        .extend(futures_util::stream::iter(copies).buffered(COPIES_AT_ONCE).try_collect::<Vec<_>>().await?);
 
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -301,6 +270,49 @@ pub async fn create(
     report(&Progress::phase("writing the manifest"));
     target.put_manifest(&manifest).await?;
     Ok(manifest)
+}
+
+/// Copies a file of the events table into backup `id`, unless the chain
+/// (`held`) holds it already.
+async fn copy_table_file(
+    file: &Source,
+    held: &HashMap<(&str, u64), &FileEntry>,
+    target: &BackupTarget,
+    id: &str,
+    run: &CopyRun<'_>,
+) -> Result<FileEntry, OpsError> {
+    let entry = match reusable(file, held).await? {
+        Some(entry) => entry,
+        None => copy_new_table_file(file, target, id, run).await?,
+    };
+    run.file_done();
+    Ok(entry)
+}
+
+async fn copy_new_table_file(
+    file: &Source,
+    target: &BackupTarget,
+    id: &str,
+    run: &CopyRun<'_>,
+) -> Result<FileEntry, OpsError> {
+    let Source::Table { store, from, path, size } = file else {
+        return Err(OpsError::Verification(format!("{} is not a file of the events table", file.path())));
+    };
+    let to = BackupTarget::file_path(id, path);
+    let read = copy_object(store, from, target.store(), &to, run).await?;
+    if read.size != *size {
+        return Err(OpsError::Verification(format!(
+            "{path} changed while it was copied ({size} bytes listed, {} read)",
+            read.size
+        )));
+    }
+    Ok(FileEntry {
+        path: path.clone(),
+        size: read.size,
+        sha256: read.sha256,
+        stored_in: id.to_string(),
+        chunks: Vec::new(),
+    })
 }
 
 fn is_commit(path: &str) -> bool {

@@ -157,6 +157,16 @@ fn check_days(manifest: &Manifest, restored: BTreeMap<String, DayCheck>) -> Resu
             differing.join("; ")
         )));
     }
+    // The manifest's rows per day come from the table's log (each file's
+    // recorded row count); the scan just read the data files themselves.
+    let scanned: BTreeMap<String, u64> =
+        restored.iter().map(|(day, check)| (day.clone(), check.rows)).collect();
+    if scanned != manifest.events_per_day {
+        return Err(OpsError::Verification(format!(
+            "backup {}'s table log lists {:?} rows per day, its data files hold {scanned:?}",
+            manifest.id, manifest.events_per_day
+        )));
+    }
     Ok(())
 }
 

@@ -9,17 +9,17 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
 
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use warren_log::SegmentLog;
 use warren_store::{DeltaStore, DeltaStoreOptions};
 
-use super::copy::{copy_object, read_chunks, Throttle};
+use super::copy::{copy_object, read_chunks, CopyRun, COPIES_AT_ONCE};
 use super::create::{by_day, META_DUMP, META_FILE};
-use super::manifest::Manifest;
+use super::manifest::{FileEntry, Manifest};
 use super::target::{sync_filesystem, BackupTarget};
 use super::{Progress, Report};
 use crate::OpsError;
@@ -39,6 +39,39 @@ pub async fn restore(
     let manifest = restore_files(target, id, data_dir, report).await?;
     finish(data_dir)?;
     Ok(manifest)
+}
+
+/// Copies one file of a backup into `data_dir` and checks it against its
+/// entry.
+async fn restore_file(
+    target: &BackupTarget,
+    file: &FileEntry,
+    data_dir: &std::path::Path,
+    local: &Arc<dyn ObjectStore>,
+    run: &CopyRun<'_>,
+) -> Result<(), OpsError> {
+    let copied = if file.chunks.is_empty() {
+        let from = BackupTarget::file_path(&file.stored_in, &file.path);
+        copy_object(target.store(), &from, local, &Path::from(file.path.as_str()), run).await?
+    } else {
+        let to = data_dir.join(&file.path);
+        let what = || format!("writing {}", to.display());
+        let mut out = std::fs::File::create(&to).map_err(OpsError::io(what()))?;
+        read_chunks(target.store(), file, |bytes| {
+            // A restore has no bandwidth limit: nothing to wait for.
+            run.count(bytes.len() as u64);
+            out.write_all(bytes).map_err(OpsError::io(what()))
+        })
+        .await?
+    };
+    if (copied.size, copied.sha256.as_str()) != (file.size, file.sha256.as_str()) {
+        return Err(OpsError::Verification(format!(
+            "{} (stored in backup {}) does not match its manifest: {} bytes with SHA-256 {}, expected {} bytes with {}",
+            file.path, file.stored_in, copied.size, copied.sha256, file.size, file.sha256
+        )));
+    }
+    run.file_done();
+    Ok(())
 }
 
 /// Restores backup `id` and checks it, leaving the directory marked as a
@@ -61,42 +94,19 @@ pub(crate) async fn restore_files(
         LocalFileSystem::new_with_prefix(data_dir)
             .map_err(|e| OpsError::Refused(format!("data directory {}: {e}", data_dir.display())))?,
     );
-    let mut progress = Progress::phase("copying");
-    progress.files = manifest.files.len();
-    progress.bytes = manifest.total_bytes();
-    report(&progress);
-    let started = Instant::now();
-    let mut unlimited = Throttle::new(None);
-    for file in &manifest.files {
-        let mut copied = |bytes: u64| {
-            progress.bytes_done += bytes;
-            progress.elapsed = started.elapsed();
-            report(&progress);
-        };
-        let copied = if file.chunks.is_empty() {
-            let from = BackupTarget::file_path(&file.stored_in, &file.path);
-            let to = Path::from(file.path.as_str());
-            copy_object(target.store(), &from, &local, &to, &mut unlimited, &mut copied).await?
-        } else {
-            let to = data_dir.join(&file.path);
-            let what = || format!("writing {}", to.display());
-            let mut out = std::fs::File::create(&to).map_err(OpsError::io(what()))?;
-            read_chunks(target.store(), file, |bytes| {
-                copied(bytes.len() as u64);
-                out.write_all(bytes).map_err(OpsError::io(what()))
-            })
-            .await?
-        };
-        if (copied.size, copied.sha256.as_str()) != (file.size, file.sha256.as_str()) {
-            return Err(OpsError::Verification(format!(
-                "{} (stored in backup {}) does not match its manifest: {} bytes with SHA-256 {}, \
-                 expected {} bytes with {}; run `warren backup verify {}`",
-                file.path, file.stored_in, copied.size, copied.sha256, file.size, file.sha256, manifest.id
-            )));
+    let run = CopyRun::new(manifest.files.len(), manifest.total_bytes(), None, report);
+    // Made up front, as named futures: a stream mapping a closure to
+    // these would not be provably `Send` for the drill's task.
+    let copies: Vec<_> =
+        manifest.files.iter().map(|file| restore_file(target, file, data_dir, &local, &run)).collect();
+    let copied =
+        futures_util::stream::iter(copies).buffer_unordered(COPIES_AT_ONCE).try_collect::<()>().await;
+    copied.map_err(|error| match error {
+        OpsError::Verification(what) => {
+            OpsError::Verification(format!("{what}; run `warren backup verify {}`", manifest.id))
         }
-        progress.files_done += 1;
-        report(&progress);
-    }
+        other => other,
+    })?;
 
     if manifest.files.iter().any(|file| file.path == META_DUMP) {
         report(&Progress::phase("loading the meta store's rows"));

@@ -17,6 +17,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, ObjectStore};
 use futures_util::TryStreamExt;
 
 use super::read::{day_summaries_in, rows_per_day_in, DaySummary};
+use super::schema::PARTITION_COLUMN;
 use super::DeltaStore;
 use crate::StoreError;
 
@@ -32,6 +33,9 @@ pub struct TableFile {
 pub struct TableFiles {
     pub version: u64,
     pub files: Vec<TableFile>,
+    /// Rows per UTC day at `version`, oldest first: what a copy of that
+    /// version is checked against.
+    pub rows_per_day: Vec<(NaiveDate, u64)>,
 }
 
 impl DeltaStore {
@@ -103,16 +107,6 @@ impl DeltaStore {
             .await?)
     }
 
-    /// Rows per UTC day, oldest first, in the table as it was at
-    /// `version`: what a copy of that version is checked against.
-    pub async fn rows_per_day_at(&self, version: u64) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
-        let table = self.at(version).await?;
-        let ctx = SessionContext::new();
-        table.update_datafusion_session(&ctx.state())?;
-        ctx.register_table("events", table.table_provider().await?)?;
-        rows_per_day_in(&ctx).await
-    }
-
     /// Rows and their checksum per UTC day in the table as it was at
     /// `version`.
     pub async fn day_summaries_at(&self, version: u64) -> Result<Vec<DaySummary>, StoreError> {
@@ -145,8 +139,37 @@ impl DeltaStore {
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(TableFiles { version, files })
+        let rows_per_day = rows_per_day_of(&table).await?;
+        Ok(TableFiles { version, files, rows_per_day })
     }
+}
+
+/// Rows per UTC day of `table`, oldest first. Each data file holds one
+/// day (the partition) and its add action records its rows, so the log
+/// answers without reading a data file; a table with a file whose
+/// statistics are missing is counted by a scan instead.
+pub(super) async fn rows_per_day_of(table: &DeltaTable) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
+    if let Some(days) = rows_per_day_listed(table)? {
+        return Ok(days);
+    }
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("events", table.table_provider().await?)?;
+    rows_per_day_in(&ctx).await
+}
+
+/// Rows per day as the add actions record them; `None` when a file's
+/// day or row count is missing.
+fn rows_per_day_listed(table: &DeltaTable) -> Result<Option<Vec<(NaiveDate, u64)>>, StoreError> {
+    let mut days = std::collections::BTreeMap::<NaiveDate, u64>::new();
+    for file in table.snapshot()?.log_data() {
+        let day = file.partition_values_map().remove(PARTITION_COLUMN).flatten();
+        let day = day.and_then(|day| NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok());
+        let (Some(day), Some(rows)) = (day, file.num_records()) else { return Ok(None) };
+        *days.entry(day).or_default() += rows as u64;
+    }
+    // A day whose rows were all deleted keeps no file, as a scan sees it.
+    Ok(Some(days.into_iter().filter(|(_, rows)| *rows > 0).collect()))
 }
 
 /// The version a `_delta_log` file belongs to, for commits

@@ -115,9 +115,14 @@ impl DeltaStore {
 
     /// Rows per UTC day (the table's partitions), oldest first.
     pub async fn rows_per_day(&self) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
-        let ctx = SessionContext::new();
-        self.register(&ctx, "events").await?;
-        rows_per_day_in(&ctx).await
+        let table = {
+            let mut table = self.table.lock().await;
+            if self.pinned.is_none() {
+                table.update_state().await?;
+            }
+            table.clone()
+        };
+        super::files::rows_per_day_of(&table).await
     }
 }
 
