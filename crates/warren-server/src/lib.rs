@@ -30,7 +30,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -152,6 +152,10 @@ pub fn router(state: AppState, with_capture: bool, with_metrics: bool) -> Router
         .merge(ui::routes())
         .route("/_liveness", get(|| async { "ok" }))
         .route("/_readiness", get(readiness))
+        // An SDK asking for something Warren does not serve (a recording
+        // endpoint, a lazily loaded script) gets an answer its page may
+        // read, rather than a CORS failure that hides the 404.
+        .fallback_service(any(|| async { ApiError::NotFound }).layer(sdk_cors()))
         .layer(axum::middleware::from_fn(metrics::track))
         // A bug must cost one request a 500, not its connection.
         .layer(CatchPanicLayer::custom(|_| {

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -39,8 +39,10 @@ use crate::{ApiError, AppState};
 /// posthog-node and posthog-js `token`.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct FlagsRequest {
+    #[serde(alias = "$token")]
     token: Option<String>,
     api_key: Option<String>,
+    #[serde(default, alias = "$distinct_id")]
     #[schema(value_type = Object)]
     distinct_id: Value,
     /// Group type → group key.
@@ -54,25 +56,28 @@ pub(crate) struct FlagsRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     group_properties: Map<String, Value>,
-    /// Only these flags, when given.
+    /// Only these flags, when given (posthog-js names it `flag_keys`).
+    #[serde(alias = "flag_keys")]
     flag_keys_to_evaluate: Option<Vec<String>>,
 }
 
 /// Reads an SDK's request within the admission budget: the body, then its
-/// JSON, gunzipped when it is gzip, at most capture's single-event limit
-/// either way. The ticket is held until the answer.
+/// JSON in any encoding capture takes (gzip, a `data=` form, base64, lz64:
+/// posthog-js sends `/flags` as a base64 form when it has no remote
+/// configuration), at most capture's single-event limit. The ticket is
+/// held until the answer.
 async fn request(
     state: &AppState,
     headers: &HeaderMap,
+    query: Option<&str>,
     body: Body,
 ) -> Result<(Ticket, FlagsRequest), ApiError> {
     let limit = state.capture.max_event_bytes;
     let (mut ticket, body) = crate::capture::admitted_body(state, headers, body, limit).await?;
-    let json = if body.starts_with(&[0x1f, 0x8b]) {
-        crate::capture::gunzip(&body, limit, &mut |bytes| ticket.reserve(bytes))?
-    } else {
-        body
-    };
+    let query = crate::capture::CaptureQuery::parse(query);
+    let json =
+        crate::capture::decode(&query, headers, &body, false, limit, &mut |bytes| ticket.reserve(bytes))?
+            .json;
     // The parsed request takes about as much again.
     ticket.reserve(json.len())?;
     let request = serde_json::from_slice(&json).map_err(|e| ApiError::InvalidPayload(e.to_string()))?;
@@ -86,7 +91,7 @@ struct Flag {
     filters: FlagFilters,
 }
 
-fn active(entity: &Entity) -> bool {
+pub(super) fn active(entity: &Entity) -> bool {
     entity.body.get("active") != Some(&Value::Bool(false))
 }
 
@@ -282,9 +287,10 @@ fn legacy(results: &[(Flag, flags::FlagEvaluation)]) -> (Map<String, Value>, Map
 pub(super) async fn evaluate(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (_ticket, request) = request(&state, &headers, body).await?;
+    let (_ticket, request) = request(&state, &headers, query.as_deref(), body).await?;
     let (_, results) = evaluate_request(&state, request).await?;
     metrics::counter!(names::FLAG_REQUESTS, "endpoint" => "flags").increment(1);
     let flags: Map<String, Value> =
@@ -302,9 +308,10 @@ pub(super) async fn evaluate(
 pub(super) async fn decide(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (_ticket, request) = request(&state, &headers, body).await?;
+    let (_ticket, request) = request(&state, &headers, query.as_deref(), body).await?;
     let (_, results) = evaluate_request(&state, request).await?;
     metrics::counter!(names::FLAG_REQUESTS, "endpoint" => "decide").increment(1);
     let (values, payloads) = legacy(&results);

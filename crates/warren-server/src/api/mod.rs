@@ -18,6 +18,7 @@ mod openapi;
 mod persons;
 mod query;
 mod rate_limit;
+mod remote_config;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -424,6 +425,22 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             .guard(Guard::ProjectToken)
             .body("FlagsRequest")
             .to(flags::decide),
+        spec(
+            M::GET,
+            "/array/{token}/config",
+            "sdk.remote_config",
+            "The remote configuration posthog-js loads first",
+        )
+        .guard(Guard::ProjectToken)
+        .to(remote_config::config),
+        spec(
+            M::GET,
+            "/array/{token}/config.js",
+            "sdk.remote_config_js",
+            "The remote configuration as the script posthog-js loads first",
+        )
+        .guard(Guard::ProjectToken)
+        .to(remote_config::config_js),
     ];
     for kind in EntityKind::ALL {
         all.extend(entities::endpoints(kind));

@@ -24,8 +24,7 @@ use warren_core::metrics as names;
 use warren_log::AppendRecord;
 
 use self::events::{event_token, parse_batch, validate_event, validate_token};
-pub(crate) use self::payload::gunzip;
-use self::payload::CaptureQuery;
+pub(crate) use self::payload::{decode, CaptureQuery};
 use self::timestamp::EventClock;
 use crate::admission::Ticket;
 use crate::{ApiError, AppState};

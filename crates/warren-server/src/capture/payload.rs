@@ -238,7 +238,7 @@ fn looks_like_base64(bytes: &[u8]) -> bool {
 /// cannot take memory the budget has not granted.
 const GUNZIP_CHUNK: usize = 1 << 20;
 
-pub(crate) fn gunzip(bytes: &[u8], limit: usize, reserve: Reserve<'_>) -> Result<Bytes, ApiError> {
+fn gunzip(bytes: &[u8], limit: usize, reserve: Reserve<'_>) -> Result<Bytes, ApiError> {
     let mut decoder = MultiGzDecoder::new(bytes);
     let mut out = Vec::new();
     loop {

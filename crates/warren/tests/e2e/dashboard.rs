@@ -263,7 +263,7 @@ async fn warren_writes_its_health_as_events_of_its_internal_project() {
     assert!(entry("instance.health", 403), "a refused poll is audited");
 }
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let path = PathBuf::from(std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     let playwright = repo_root().join("tests/sdk/node_modules/playwright-core");
     (path.exists() && playwright.exists()).then_some(path)

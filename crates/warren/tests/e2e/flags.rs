@@ -216,3 +216,92 @@ async fn sdks_evaluate_flags_remotely_as_they_do_locally() {
         .expect("definitions");
     assert_eq!(definitions.status().as_u16(), 401);
 }
+
+/// What posthog-js asks before anything else, answered as PostHog does:
+/// the remote configuration (JSON and script) that turns autocapture and
+/// gzip on, and `/flags` in the base64 form it falls back to; every
+/// answer, refusals included, readable by a page on another origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_js_gets_its_remote_config_and_flags_in_every_encoding() {
+    use base64::Engine;
+    let server = TestServer::start(BIN);
+    let api = Client::anonymous(&server).with_key(API_KEY);
+    create_flags(&api).await;
+    let client = http();
+    let origin = "http://shop.example.com:8080";
+    let get = |path: String| client.get(format!("{}{path}", server.url)).header("origin", origin).send();
+    let cors = |response: &reqwest::Response| {
+        response.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()).map(String::from)
+    };
+
+    let config = get(format!("/array/{TOKEN}/config")).await.expect("config");
+    assert_eq!(config.status(), 200);
+    assert_eq!(cors(&config).as_deref(), Some(origin));
+    let config: Value = config.json().await.expect("config JSON");
+    assert_eq!(config["autocapture_opt_out"], false, "{config}");
+    assert_eq!(config["hasFeatureFlags"], true);
+    assert!(config["supportedCompression"].as_array().expect("list").contains(&json!("gzip-js")));
+    assert_eq!(config["sessionRecording"], false, "no recording endpoint, so none asked for");
+
+    let script = get(format!("/array/{TOKEN}/config.js")).await.expect("config.js");
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"].to_str().expect("ascii").starts_with("application/javascript"));
+    let script = script.text().await.expect("script");
+    assert!(script.contains(&format!("window._POSTHOG_REMOTE_CONFIG[\"{TOKEN}\"]")), "{script}");
+    assert!(script.contains("\"autocapture_opt_out\":false"), "{script}");
+
+    // Refusals carry CORS too, or the page sees only a network error.
+    let unknown = get("/array/phc_no_such_project/config".into()).await.expect("unknown");
+    assert_eq!((unknown.status().as_u16(), cors(&unknown).as_deref()), (404, Some(origin)));
+    let malformed = get("/array/not%20a%20token/config.js".into()).await.expect("malformed");
+    assert_eq!((malformed.status().as_u16(), cors(&malformed).as_deref()), (400, Some(origin)));
+    let elsewhere = get("/static/lazy-recorder.js".into()).await.expect("unserved");
+    assert_eq!((elsewhere.status().as_u16(), cors(&elsewhere).as_deref()), (404, Some(origin)));
+    let body: Value = elsewhere.json().await.expect("error JSON");
+    assert_eq!(body["code"], "not_found", "{body}");
+
+    // `/flags` as posthog-js sends it without gzip: a base64 form, with
+    // `flag_keys` naming the flags wanted.
+    let request = json!({"token": TOKEN, "distinct_id": "user-1", "person_properties": {"email": "a@example.com"}, "flag_keys": ["beta", "off"]});
+    let encoded = base64::engine::general_purpose::STANDARD.encode(request.to_string());
+    let form = format!("data={}", url_escape(&encoded));
+    let flags = client
+        .post(format!("{}/flags/?v=2&compression=base64", server.url))
+        .header("origin", origin)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("flags");
+    assert_eq!(flags.status(), 200);
+    assert_eq!(cors(&flags).as_deref(), Some(origin));
+    let flags: Value = flags.json().await.expect("flags JSON");
+    assert_eq!(flags["flags"]["beta"]["enabled"], true, "{flags}");
+    assert_eq!(flags["flags"]["beta"]["metadata"]["payload"], "{\"color\": \"blue\"}");
+    let keys: Vec<&String> = flags["flags"].as_object().expect("flags").keys().collect();
+    assert_eq!(keys, ["beta"], "only the flags asked for, and only active ones");
+
+    // gzip, announced by nothing but its first bytes, as posthog-js sends it.
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, request.to_string().as_bytes()).expect("gzip");
+    let flags = client
+        .post(format!("{}/flags/?v=2", server.url))
+        .header("content-type", "text/plain")
+        .body(gzip.finish().expect("gzip"))
+        .send()
+        .await
+        .expect("gzip flags");
+    assert_eq!(flags.status(), 200);
+    let flags: Value = flags.json().await.expect("flags JSON");
+    assert_eq!(flags["flags"]["beta"]["enabled"], true, "{flags}");
+}
+
+/// Percent-escapes what a form value may not hold as it is.
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}

@@ -63,3 +63,61 @@ fn posthog_js_encodings_land_in_the_log_exactly() {
     }
     run_sender(PathBuf::from("node"), "js_encoders.mjs");
 }
+
+/// posthog-js from npm in Chromium, on a page of another origin, with its
+/// defaults: remote configuration, flags, autocapture and events all
+/// answered (tests/sdk/browser_posthog_js.mjs), and every event it sent
+/// in Warren's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
+    let browser = crate::dashboard::chromium();
+    let modules = repo_root().join("tests/sdk/node_modules/posthog-js");
+    if !require(
+        browser.is_some() && modules.exists(),
+        "chromium, playwright-core and posthog-js in tests/sdk",
+    ) {
+        return;
+    }
+    let mut server = TestServer::start(BIN);
+    let api = crate::accounts::Client::anonymous(&server).with_key(warren_testkit::API_KEY);
+    let flag = serde_json::json!({"key": "new-checkout", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]}});
+    api.ok(reqwest::Method::POST, "/api/projects/1/feature_flags/", Some(flag)).await;
+
+    let script = repo_root().join("tests/sdk/browser_posthog_js.mjs");
+    let mut command = Command::new("node");
+    command.arg(script).args([&server.url, TOKEN, "new-checkout"]).current_dir(repo_root().join("tests/sdk"));
+    command.env("CHROMIUM_PATH", browser.expect("checked"));
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("node");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "posthog-js in the browser: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"));
+
+    let sent: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    assert!(sent.iter().any(|event| event["event"] == "$autocapture"), "{sent:?}");
+    // posthog-js sends on its own schedule; what the page printed was sent
+    // and answered 200, so it is in the log once the server has stopped.
+    server.stop();
+    let log = server.read_log();
+    for event in &sent {
+        let uuid = event["uuid"].as_str().expect("uuid");
+        let stored: Vec<_> = log.iter().filter(|record| record.uuid.to_string() == uuid).collect();
+        assert_eq!(stored.len(), 1, "{event} is in the log once");
+        assert_eq!(stored[0].event, event["event"].as_str().expect("name"));
+        if stored[0].event == "$autocapture" {
+            assert!(
+                stored[0].data.contains("buy-button"),
+                "the click's elements are stored: {}",
+                stored[0].data
+            );
+        }
+    }
+}

@@ -1,0 +1,132 @@
+// posthog-js, as npm ships it, in Debian's Chromium on a page of another
+// origin, sending to Warren with its defaults: it must get its remote
+// configuration, load its flags, autocapture a click and send its events,
+// with no request refused or blocked. Prints one line per check, then the
+// events it sent as JSON lines (`{"event": …, "distinct_id": …}`) for the
+// caller to find in Warren; exits non-zero on the first thing that is not
+// as expected.
+//
+//   node browser_posthog_js.mjs <warren url> <project token> <flag key>
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { chromium } from "playwright-core";
+
+const [warren, token, flag] = process.argv.slice(2);
+if (!flag) {
+  console.error("usage: browser_posthog_js.mjs <warren url> <project token> <flag key>");
+  process.exit(2);
+}
+const TIMEOUT = 30_000;
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+// The shop: its own origin (another port), serving posthog-js's snippet build.
+const bundle = readFileSync(new URL("./node_modules/posthog-js/dist/array.full.js", import.meta.url));
+const page_html = `<!doctype html><html><head><title>Shop</title>
+<script src="/posthog.js"></script>
+<script>posthog.init(${JSON.stringify(token)}, { api_host: ${JSON.stringify(warren)} });</script>
+</head><body><h1>Shop</h1><button id="buy" class="buy-button">Buy now</button></body></html>`;
+const shop = createServer((request, response) => {
+  if (request.url.startsWith("/posthog.js")) {
+    response.writeHead(200, { "content-type": "application/javascript" });
+    response.end(bundle);
+  } else {
+    response.writeHead(200, { "content-type": "text/html" });
+    response.end(page_html);
+  }
+});
+await new Promise((resolve) => shop.listen(0, "127.0.0.1", resolve));
+const shopUrl = `http://127.0.0.1:${shop.address().port}/`;
+
+const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "warren-chromium-")), {
+  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+  headless: true,
+  // A person's browser: posthog-js drops, as a bot's, the events of a
+  // browser that says it is automated (`navigator.webdriver`) or headless.
+  args: [
+    "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-blink-features=AutomationControlled",
+  ],
+  userAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+});
+const page = context.pages()[0] || (await context.newPage());
+page.setDefaultTimeout(TIMEOUT);
+
+// Every exchange with Warren, and every event posthog-js sent.
+const answers = [];
+const problems = [];
+const sent = [];
+page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+page.on("requestfailed", (request) => {
+  if (request.url().startsWith(warren)) problems.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
+});
+page.on("response", async (response) => {
+  const request = response.request();
+  if (!request.url().startsWith(warren)) return;
+  const path = new URL(request.url()).pathname;
+  answers.push({ method: request.method(), path, status: response.status() });
+  if (response.status() >= 400) problems.push(`${request.method()} ${request.url()}: ${response.status()}`);
+  if (request.method() === "POST" && /^\/(e|i\/v0\/e)\/?$/.test(path)) {
+    for (const event of decodeBatch(request)) sent.push(event);
+  }
+});
+
+/** The events of a capture request, in whichever encoding posthog-js chose. */
+function decodeBatch(request) {
+  let body = request.postDataBuffer();
+  if (!body) return [];
+  if (body[0] === 0x1f && body[1] === 0x8b) body = gunzipSync(body);
+  let text = body.toString("utf8");
+  if (text.startsWith("data=")) {
+    text = Buffer.from(decodeURIComponent(text.slice(5).split("&")[0]), "base64").toString("utf8");
+  }
+  const json = JSON.parse(text);
+  return Array.isArray(json) ? json : json.batch || [json];
+}
+
+async function waitFor(what, predicate) {
+  const deadline = Date.now() + TIMEOUT;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${TIMEOUT} ms; answers: ${JSON.stringify(answers)}; problems: ${problems.join("; ")}`);
+    await page.waitForTimeout(200);
+  }
+}
+
+try {
+  await page.goto(shopUrl);
+  const config = () => answers.find((a) => a.path === `/array/${token}/config.js` || a.path === `/array/${token}/config`);
+  await waitFor("the remote configuration", config);
+  check(config().status === 200, `remote configuration answered ${config().status}`);
+  console.log(`[posthog-js] remote configuration: ${config().path} answered 200`);
+
+  await page.waitForFunction((key) => window.posthog.isFeatureEnabled(key) === true, flag);
+  const flags = answers.find((a) => a.path.startsWith("/flags"));
+  check(flags && flags.status === 200, `flags answered ${flags && flags.status}`);
+  console.log(`[posthog-js] flag ${flag} is on, from /flags`);
+
+  await page.click("#buy");
+  await page.evaluate(() => window.posthog.identify("browser-buyer@example.com", { email: "browser-buyer@example.com" }));
+  await page.evaluate(() => window.posthog.capture("checkout started", { cart: 3 }));
+  await waitFor("an $autocapture of the click, and the custom event", () =>
+    sent.some((e) => e.event === "$autocapture") && sent.some((e) => e.event === "checkout started"));
+  const click = sent.find((e) => e.event === "$autocapture");
+  const chain = click.properties.$elements_chain || "";
+  check(chain.includes("buy-button"), `the click's $elements_chain names the button: ${chain}`);
+  check(sent.some((e) => e.event === "$pageview"), "a $pageview was sent");
+  console.log(`[posthog-js] autocaptured the click: ${chain.slice(0, 80)}`);
+
+  check(problems.length === 0, `refused or blocked:\n${problems.join("\n")}`);
+  const used = [...new Set(answers.map((a) => `${a.method} ${a.path} ${a.status}`))].sort();
+  console.log(`[posthog-js] every answer: ${used.join(", ")}`);
+  for (const event of sent) {
+    console.log(JSON.stringify({ event: event.event, distinct_id: event.properties.distinct_id, uuid: event.uuid }));
+  }
+  console.log("all checks passed");
+} finally {
+  await context.close();
+  shop.close();
+}
