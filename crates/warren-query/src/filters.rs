@@ -84,8 +84,9 @@ pub fn filter(f: &PropertyFilter, project: &ProjectContext) -> Result<Expr, Quer
             };
             condition(Target::Column(column), f)
         }
+        "element" => crate::elements::condition(f),
         other => Err(QueryError::invalid(format!(
-            "property filters of type {other:?} are not supported (use event, person, group, event_metadata or cohort)"
+            "property filters of type {other:?} are not supported (use event, person, group, element, event_metadata or cohort)"
         ))),
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod catalog;
+mod elements;
 mod engine;
 mod error;
 mod filters;

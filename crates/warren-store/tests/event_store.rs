@@ -112,3 +112,32 @@ async fn small_files_are_compacted() {
     assert!(report.files_compacted > report.files_written, "small files were compacted: {report:?}");
     assert_eq!(factory.rows(&store).await.len(), 60);
 }
+
+/// Rows per day come from the table log's statistics; they must agree with
+/// a scan of the data files after appends, compaction and deletes.
+#[tokio::test]
+async fn rows_per_day_from_the_log_agree_with_a_scan() {
+    use warren_store::EventStore;
+    let factory = DeltaFactory::local();
+    let store = factory.open().await;
+    for batch in 0..10u64 {
+        let rows: Vec<EventRow> =
+            (batch * 6..batch * 6 + 6).map(warren_store::conformance::sample_row).collect();
+        store.append("ingest", rows, &[(0, (batch + 1) * 6)]).await.expect("append");
+    }
+    let scanned = |summaries: Vec<warren_store::DaySummary>| -> Vec<(chrono::NaiveDate, u64)> {
+        summaries.into_iter().map(|day| (day.day, day.rows)).collect()
+    };
+    let listed = store.rows_per_day().await.expect("rows per day");
+    assert_eq!(listed.iter().map(|(_, rows)| rows).sum::<u64>(), 60);
+    assert_eq!(listed, scanned(store.day_summaries().await.expect("scan")));
+    store.maintain().await.expect("maintain");
+    assert_eq!(store.rows_per_day().await.expect("after compaction"), listed);
+    // Every event of project 2 (sample rows are from 2024).
+    let year_2100_us = 4_102_444_800_000_000;
+    let deleted = store.delete_events(2, i64::MIN..year_2100_us).await.expect("delete");
+    assert_eq!(deleted, 30);
+    let after = store.rows_per_day().await.expect("after the delete");
+    assert_eq!(after.iter().map(|(_, rows)| rows).sum::<u64>(), 30);
+    assert_eq!(after, scanned(store.day_summaries().await.expect("scan")));
+}

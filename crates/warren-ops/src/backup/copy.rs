@@ -46,6 +46,10 @@ impl Tally {
 /// that memory stays a handful of buffers.
 pub(crate) const COPIES_AT_ONCE: usize = 8;
 
+/// The buffer of each copy's upload, which a multipart upload sends as a
+/// part once full.
+const UPLOAD_PART_BYTES: usize = 5 * 1024 * 1024;
+
 /// The progress and bandwidth of a run of copies, several going at once:
 /// they count their bytes here, and wait here when the run is over its
 /// limit of bytes per second.
@@ -73,6 +77,7 @@ impl<'a> CopyRun<'a> {
 
     /// Counts `bytes` copied and returns how long to wait to be back
     /// under the limit.
+    #[must_use]
     pub fn count(&self, bytes: u64) -> Duration {
         let mut progress = self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         progress.bytes_done += bytes;
@@ -109,7 +114,10 @@ pub(crate) async fn copy_object(
     run: &CopyRun<'_>,
 ) -> Result<Copied, OpsError> {
     let mut stream = source.get(from).await?.into_stream();
-    let mut writer = BufWriter::new(target.clone(), to.clone());
+    // S3's smallest part, two in flight: with COPIES_AT_ONCE copies, at
+    // most 8 × 15 MiB of a run's data is in memory at once.
+    let mut writer =
+        BufWriter::with_capacity(target.clone(), to.clone(), UPLOAD_PART_BYTES).with_max_concurrency(2);
     let mut tally = Tally::default();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;

@@ -61,27 +61,13 @@ pub struct CreateOptions {
     pub max_bytes_per_sec: Option<u64>,
 }
 
-/// One file to put in the backup.
-enum Source {
-    /// A file of the events table, copied whole.
-    Table { store: Arc<dyn ObjectStore>, from: Path, path: String, size: u64 },
-    /// A file made for the backup (the meta store's snapshot), stored in
-    /// chunks.
-    Staged { local: std::path::PathBuf, path: String, size: u64 },
-}
-
-impl Source {
-    fn path(&self) -> &str {
-        match self {
-            Source::Table { path, .. } | Source::Staged { path, .. } => path,
-        }
-    }
-
-    fn size(&self) -> u64 {
-        match self {
-            Source::Table { size, .. } | Source::Staged { size, .. } => *size,
-        }
-    }
+/// A file of the events table, copied whole.
+struct TableSource {
+    store: Arc<dyn ObjectStore>,
+    from: Path,
+    /// Its path in the backup.
+    path: String,
+    size: u64,
 }
 
 /// Chunk sizes: small enough that a change to the meta store rewrites few
@@ -186,7 +172,6 @@ pub async fn create(
         .map_err(|e| OpsError::Verification(format!("encoding the configuration: {e}")))?;
     std::fs::write(staging.path().join(CONFIG_FILE), config)
         .map_err(OpsError::io("writing the configuration's copy"))?;
-    let mut files = Vec::new();
     report(&Progress::phase("writing the meta store's rows"));
     let dump = staging.path().join(META_DUMP);
     let mut out = std::io::BufWriter::new(
@@ -195,14 +180,17 @@ pub async fn create(
     warren_meta::dump_sqlite(&snapshot, &mut out).await?;
     std::io::Write::flush(&mut out).map_err(OpsError::io("writing the meta store's rows"))?;
     drop(out);
+    // Made for the backup, stored in chunks.
+    let mut staged = Vec::new();
     for name in [META_DUMP, CONFIG_FILE] {
         let local = staging.path().join(name);
         let size = std::fs::metadata(&local).map_err(OpsError::io(name))?.len();
-        files.push(Source::Staged { local, path: name.into(), size });
+        staged.push((local, name, size));
     }
     let table_store = sources.table.object_store().await;
+    let mut table = Vec::new();
     for file in table_files.files {
-        files.push(Source::Table {
+        table.push(TableSource {
             store: table_store.clone(),
             from: Path::from(file.path.as_str()),
             path: format!("{EVENTS_DIR}/{}", file.path),
@@ -227,21 +215,18 @@ pub async fn create(
         .flat_map(|entry| &entry.chunks)
         .map(|chunk| (chunk.sha256.clone(), chunk.stored_in.clone()))
         .collect();
-    let to_copy: u64 = files
-        .iter()
-        .filter(|file| is_commit(file.path()) || !held.contains_key(&(file.path(), file.size())))
-        .map(Source::size)
-        .sum();
-    let run = CopyRun::new(files.len(), to_copy, options.max_bytes_per_sec, report);
-    let (staged, table): (Vec<Source>, Vec<Source>) =
-        files.into_iter().partition(|file| matches!(file, Source::Staged { .. }));
+    let to_copy: u64 = staged.iter().map(|(_, _, size)| size).sum::<u64>()
+        + table
+            .iter()
+            .filter(|file| is_commit(&file.path) || !held.contains_key(&(file.path.as_str(), file.size)))
+            .map(|file| file.size)
+            .sum::<u64>();
+    let run = CopyRun::new(staged.len() + table.len(), to_copy, options.max_bytes_per_sec, report);
     let mut entries = Vec::with_capacity(staged.len() + table.len());
-    for file in &staged {
-        if let Source::Staged { local, path, .. } = file {
-            let chunked = ChunkedFile { target, id: &id, local, path };
-            entries.push(chunked.store(&mut chunks, &run).await?);
-            run.file_done();
-        }
+    for (local, path, _) in &staged {
+        let chunked = ChunkedFile { target, id: &id, local, path };
+        entries.push(chunked.store(&mut chunks, &run).await?);
+        run.file_done();
     }
     // Made up front, as named futures: a stream mapping a closure to
     // these would not be provably `Send` for the scheduled backup's task.
@@ -275,7 +260,7 @@ pub async fn create(
 /// Copies a file of the events table into backup `id`, unless the chain
 /// (`held`) holds it already.
 async fn copy_table_file(
-    file: &Source,
+    file: &TableSource,
     held: &HashMap<(&str, u64), &FileEntry>,
     target: &BackupTarget,
     id: &str,
@@ -289,15 +274,14 @@ async fn copy_table_file(
     Ok(entry)
 }
 
+/// Copies a file of the events table the chain does not hold.
 async fn copy_new_table_file(
-    file: &Source,
+    file: &TableSource,
     target: &BackupTarget,
     id: &str,
     run: &CopyRun<'_>,
 ) -> Result<FileEntry, OpsError> {
-    let Source::Table { store, from, path, size } = file else {
-        return Err(OpsError::Verification(format!("{} is not a file of the events table", file.path())));
-    };
+    let TableSource { store, from, path, size } = file;
     let to = BackupTarget::file_path(id, path);
     let read = copy_object(store, from, target.store(), &to, run).await?;
     if read.size != *size {
@@ -322,10 +306,10 @@ fn is_commit(path: &str) -> bool {
 /// The chain's entry for `file` when the chain holds it already: a data
 /// file of the same path and size, or a commit whose content is the same.
 async fn reusable(
-    file: &Source,
+    file: &TableSource,
     held: &HashMap<(&str, u64), &FileEntry>,
 ) -> Result<Option<FileEntry>, OpsError> {
-    let Source::Table { store, from, path, size } = file else { return Ok(None) };
+    let TableSource { store, from, path, size } = file;
     let Some(entry) = held.get(&(path.as_str(), *size)) else { return Ok(None) };
     if is_commit(path) && checksum(store, from).await?.sha256 != entry.sha256 {
         return Ok(None);

@@ -59,7 +59,7 @@ async fn restore_file(
         let mut out = std::fs::File::create(&to).map_err(OpsError::io(what()))?;
         read_chunks(target.store(), file, |bytes| {
             // A restore has no bandwidth limit: nothing to wait for.
-            run.count(bytes.len() as u64);
+            let _no_wait = run.count(bytes.len() as u64);
             out.write_all(bytes).map_err(OpsError::io(what()))
         })
         .await?

@@ -39,10 +39,9 @@ use crate::{ApiError, AppState};
 /// posthog-node and posthog-js `token`.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct FlagsRequest {
-    #[serde(alias = "$token")]
     token: Option<String>,
     api_key: Option<String>,
-    #[serde(default, alias = "$distinct_id")]
+    #[serde(default)]
     #[schema(value_type = Object)]
     distinct_id: Value,
     /// Group type → group key.
@@ -91,8 +90,13 @@ struct Flag {
     filters: FlagFilters,
 }
 
-pub(super) fn active(entity: &Entity) -> bool {
+fn active(entity: &Entity) -> bool {
     entity.body.get("active") != Some(&Value::Bool(false))
+}
+
+/// Whether `/flags` would evaluate any flag of `project`.
+pub(super) async fn has_active_flags(state: &AppState, project: &Project) -> Result<bool, ApiError> {
+    Ok(flags_of(state, project).await?.iter().any(|flag| active(&flag.entity)))
 }
 
 async fn flags_of(state: &AppState, project: &Project) -> Result<Vec<Flag>, ApiError> {

@@ -14,7 +14,6 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use warren_meta::entities::EntityKind;
 use warren_meta::Project;
 
 use crate::{ApiError, AppState};
@@ -61,12 +60,15 @@ async fn project(state: &AppState, token: &str) -> Result<Project, ApiError> {
     if !well_formed {
         return Err(ApiError::InvalidRequest("a project token is letters, digits, `_` and `-`".into()));
     }
+    // Every page load of every site asks: made-up tokens stop at the cache.
+    if !state.tokens.is_known(token).await? {
+        return Err(ApiError::NotFound);
+    }
     state.meta.project_by_token(token).await?.ok_or(ApiError::NotFound)
 }
 
 async fn remote_config(state: &AppState, project: &Project, token: &str) -> Result<Value, ApiError> {
-    let flags = state.meta.entities(project.id, EntityKind::FeatureFlag).await?;
-    let has_flags = flags.iter().any(super::flags::active);
+    let has_flags = super::flags::has_active_flags(state, project).await?;
     Ok(json!({
         "token": token,
         "supportedCompression": ["gzip", "gzip-js"],

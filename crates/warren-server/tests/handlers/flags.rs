@@ -291,7 +291,7 @@ async fn flags_requests_without_a_known_token_or_a_distinct_id_are_refused() {
             StatusCode::UNAUTHORIZED,
             "unknown_token",
         ),
-        (json!({"token": token}), StatusCode::BAD_REQUEST, "invalid_payload"),
+        (json!({"token": token}), StatusCode::BAD_REQUEST, "missing_distinct_id"),
         (json!({"token": token, "distinct_id": ""}), StatusCode::BAD_REQUEST, "missing_distinct_id"),
         (json!({"token": token, "distinct_id": null}), StatusCode::BAD_REQUEST, "missing_distinct_id"),
         (json!({"token": token, "distinct_id": ["a"]}), StatusCode::BAD_REQUEST, "missing_distinct_id"),

@@ -159,13 +159,15 @@ pub(super) async fn rows_per_day_of(table: &DeltaTable) -> Result<Vec<(NaiveDate
 }
 
 /// Rows per day as the add actions record them; `None` when a file's
-/// day or row count is missing.
+/// day or row count is missing, or rows of it are deleted by a vector.
 fn rows_per_day_listed(table: &DeltaTable) -> Result<Option<Vec<(NaiveDate, u64)>>, StoreError> {
     let mut days = std::collections::BTreeMap::<NaiveDate, u64>::new();
     for file in table.snapshot()?.log_data() {
         let day = file.partition_values_map().remove(PARTITION_COLUMN).flatten();
         let day = day.and_then(|day| NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok());
-        let (Some(day), Some(rows)) = (day, file.num_records()) else { return Ok(None) };
+        // A deletion vector hides rows the recorded count still includes.
+        let rows = file.num_records().filter(|_| file.deletion_vector_descriptor().is_none());
+        let (Some(day), Some(rows)) = (day, rows) else { return Ok(None) };
         *days.entry(day).or_default() += rows as u64;
     }
     // A day whose rows were all deleted keeps no file, as a scan sees it.

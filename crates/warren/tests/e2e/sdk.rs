@@ -103,6 +103,31 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect();
     assert!(sent.iter().any(|event| event["event"] == "$autocapture"), "{sent:?}");
+    // The click is found by its elements, as PostHog's element filters
+    // find it: by CSS selector, tag, text, or not at all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let clicks = serde_json::json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events WHERE event = '$autocapture'"});
+    while crate::query::results(&server, clicks.clone()).await[0][0] != 1 {
+        assert!(std::time::Instant::now() < deadline, "the click was not ingested");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for (key, operator, value, expected) in [
+        ("selector", "exact", "button.buy-button", 1),
+        ("selector", "exact", "body button#buy", 1),
+        ("selector", "exact", ".missing", 0),
+        ("tag_name", "exact", "button", 1),
+        ("text", "exact", "Buy now", 1),
+        ("text", "icontains", "buy", 1),
+        ("text", "is_not", "Buy now", 0),
+    ] {
+        let trends = serde_json::json!({"kind": "TrendsQuery", "dateRange": {"date_from": "-1d"},
+            "series": [{"kind": "EventsNode", "event": "$autocapture",
+                "properties": [{"type": "element", "key": key, "operator": operator, "value": value}]}]});
+        let results = crate::query::results(&server, trends).await;
+        let total: f64 = results[0]["data"].as_array().expect("data").iter().filter_map(|v| v.as_f64()).sum();
+        assert_eq!(total as i64, expected, "clicks whose {key} {operator} {value:?}: {results}");
+    }
+
     // posthog-js sends on its own schedule; what the page printed was sent
     // and answered 200, so it is in the log once the server has stopped.
     server.stop();

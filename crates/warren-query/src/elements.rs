@@ -1,0 +1,272 @@
+//! Filters on the elements an autocaptured event names (`"type":
+//! "element"`), matched as regexes on the `elements_chain` column.
+//!
+//! posthog-js writes the chain as text: the clicked element first, then
+//! each ancestor, separated by `;`. An element reads
+//! `tag.classA.classB:attr__id="buy"href="/cart"nth-child="2"text="Buy"`:
+//! its tag, its classes in sorted order, then its attributes. Each filter
+//! becomes one regex kept within one element (`[^;]`), which both engines
+//! evaluate (Rust's `regex` syntax and RE2 agree on what is used here).
+
+use serde_json::Value;
+
+use crate::error::QueryError;
+use crate::model::PropertyFilter;
+use crate::plan::{Column, Expr};
+
+/// `key` is `tag_name`, `text`, `href` or `selector` (a CSS selector of
+/// tags, classes and ids, with descendant and child combinators).
+pub fn condition(f: &PropertyFilter) -> Result<Expr, QueryError> {
+    let operator = f.operator.as_deref().unwrap_or("exact");
+    let values: Vec<String> = match &f.value {
+        Value::Array(items) => items.iter().map(text).collect::<Result<_, _>>()?,
+        other => vec![text(other)?],
+    };
+    if values.is_empty() {
+        return Err(QueryError::invalid(format!("element filter on {:?} has an empty value list", f.key)));
+    }
+    let (patterns, negated) = match operator {
+        "exact" | "is_not" => {
+            let patterns = values.iter().map(|value| exact(&f.key, value)).collect::<Result<Vec<_>, _>>()?;
+            (patterns, operator == "is_not")
+        }
+        "icontains" | "not_icontains" | "regex" | "not_regex" => {
+            let attribute = match f.key.as_str() {
+                "text" => "text",
+                "href" => "href",
+                other => {
+                    return Err(QueryError::invalid(format!(
+                        "operator {operator} on elements takes text or href, not {other:?}"
+                    )))
+                }
+            };
+            let inner = |value: &String| match operator {
+                "icontains" | "not_icontains" => format!("(?i)[^\"]*{}[^\"]*", regex::escape(value)),
+                _ => format!("(?:{value})"),
+            };
+            let patterns =
+                values.iter().map(|value| within_element(&attribute_is(attribute, &inner(value)))).collect();
+            (patterns, operator.starts_with("not_"))
+        }
+        "is_set" | "is_not_set" => {
+            return Ok(Expr::RegexMatch {
+                expr: Box::new(Expr::col(Column::ElementsChain)),
+                pattern: ".".into(),
+                negated: operator == "is_not_set",
+            })
+        }
+        other => {
+            return Err(QueryError::invalid(format!(
+            "unknown operator {other:?} for elements (use exact, is_not, icontains, not_icontains, regex, \
+                 not_regex, is_set, is_not_set)"
+        )))
+        }
+    };
+    let pattern = patterns.join("|");
+    regex::RegexBuilder::new(&pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| QueryError::invalid(format!("invalid element pattern {pattern:?}: {e}")))?;
+    Ok(Expr::RegexMatch { expr: Box::new(Expr::col(Column::ElementsChain)), pattern, negated })
+}
+
+fn exact(key: &str, value: &str) -> Result<String, QueryError> {
+    match key {
+        "tag_name" => Ok(format!("(?:^|;){}(?:[.:;]|$)", regex::escape(value))),
+        "text" | "href" => Ok(within_element(&attribute_is(key, &regex::escape(&quoted(value))))),
+        "selector" => selector(value),
+        other => Err(QueryError::invalid(format!(
+            "element filters take tag_name, text, href or selector, not {other:?}"
+        ))),
+    }
+}
+
+/// A pattern for one element anywhere in the chain that holds `inner`.
+fn within_element(inner: &str) -> String {
+    format!("(?:^|;)[^;]*{inner}")
+}
+
+/// `attribute="value"`, where `value` is a pattern matching the quoted
+/// text between the quotes.
+fn attribute_is(attribute: &str, value: &str) -> String {
+    format!("(?:^|[:\"]){attribute}=\"{value}\"")
+}
+
+/// Quotes inside values are written escaped in the chain.
+fn quoted(value: &str) -> String {
+    value.replace('"', "\\\"")
+}
+
+/// One compound selector: `tag`, `.class`es and an `#id`.
+#[derive(Default)]
+struct Compound {
+    tag: Option<String>,
+    classes: Vec<String>,
+    id: Option<String>,
+}
+
+/// A CSS selector as a pattern on the chain. The chain lists the clicked
+/// element before its ancestors, so the selector's last compound is
+/// matched first and each earlier one after it: right after (`>`, a
+/// parent) or anywhere further on (a space, an ancestor).
+fn selector(text: &str) -> Result<String, QueryError> {
+    let mut parts: Vec<(Compound, bool)> = Vec::new();
+    let mut child = false;
+    for token in text.replace('>', " > ").split_whitespace() {
+        if token == ">" {
+            child = true;
+            continue;
+        }
+        parts.push((compound(token)?, child));
+        child = false;
+    }
+    if parts.is_empty() || child {
+        return Err(QueryError::invalid(format!("selector {text:?} is empty or ends with a combinator")));
+    }
+    let mut pattern = String::from("(?:^|;)");
+    let mut joins_parent = false;
+    for (i, (part, is_child)) in parts.iter().rev().enumerate() {
+        if i > 0 && !joins_parent {
+            // Past any number of elements between.
+            pattern.push_str("(?:[^;]*;)*");
+        }
+        pattern.push_str(&element(part));
+        joins_parent = *is_child;
+    }
+    Ok(pattern)
+}
+
+fn compound(token: &str) -> Result<Compound, QueryError> {
+    let mut part = Compound::default();
+    let unsupported =
+        || QueryError::invalid(format!("selector part {token:?}: only tags, .classes and #ids are matched"));
+    let mut rest = token;
+    let name_end = |s: &str| s.find(['.', '#']).unwrap_or(s.len());
+    let end = name_end(rest);
+    if end > 0 {
+        let tag = &rest[..end];
+        if tag != "*" {
+            part.tag = Some(name(tag).ok_or_else(unsupported)?);
+        }
+        rest = &rest[end..];
+    }
+    while let Some(marker) = rest.chars().next() {
+        let after = &rest[1..];
+        let end = name_end(after);
+        let value = name(&after[..end]).ok_or_else(unsupported)?;
+        match marker {
+            '.' => part.classes.push(value),
+            _ => part.id = Some(value),
+        }
+        rest = &after[end..];
+    }
+    part.classes.sort();
+    Ok(part)
+}
+
+/// A tag, class or id name, refused when it holds what a selector would
+/// use for attributes or pseudo-classes (not matched here).
+fn name(text: &str) -> Option<String> {
+    let valid = !text.is_empty() && text.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    valid.then(|| text.to_string())
+}
+
+/// One whole element of the chain, its `;` included, with `part`'s tag,
+/// classes (sorted, as the chain has them, others between) and id.
+fn element(part: &Compound) -> String {
+    let mut pattern = match &part.tag {
+        Some(tag) => regex::escape(tag),
+        None => "[^;.:]*".into(),
+    };
+    for class in &part.classes {
+        pattern.push_str(&format!("(?:\\.[^;.:]+)*\\.{}", regex::escape(class)));
+    }
+    pattern.push_str("(?:\\.[^;.:]+)*");
+    match &part.id {
+        Some(id) => pattern.push_str(&format!(":[^;]*attr__id=\"{}\"[^;]*", regex::escape(id))),
+        None => pattern.push_str("(?::[^;]*)?"),
+    }
+    pattern.push_str("(?:;|$)");
+    pattern
+}
+
+fn text(value: &Value) -> Result<String, QueryError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(QueryError::invalid(format!("element filter value {other} is not text"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHAIN: &str = "button.buy-button.primary:attr__class=\"buy-button primary\"attr__id=\"buy\"nth-child=\"2\"text=\"Buy now\";div.cart:attr__class=\"cart\";a:href=\"/shop\"attr__href=\"/shop\";body;html";
+
+    fn matches(key: &str, operator: &str, value: &str) -> bool {
+        let filter = PropertyFilter {
+            key: key.into(),
+            value: Value::String(value.into()),
+            operator: Some(operator.into()),
+            kind: "element".into(),
+            group_type_index: None,
+        };
+        let Expr::RegexMatch { pattern, negated, .. } = condition(&filter).expect("a filter") else {
+            panic!("a regex")
+        };
+        regex::Regex::new(&pattern).expect("valid").is_match(CHAIN) != negated
+    }
+
+    #[test]
+    fn selectors_match_the_element_and_its_ancestors() {
+        for selector in [
+            "button",
+            ".buy-button",
+            "button.primary.buy-button",
+            "#buy",
+            "div > button",
+            "a button",
+            "body .buy-button",
+            "div.cart > .primary#buy",
+        ] {
+            assert!(matches("selector", "exact", selector), "{selector}");
+        }
+        for selector in [
+            "span",
+            ".missing",
+            "#other",
+            "a > button",
+            "button div",
+            "button.primary.missing",
+            "html > button",
+        ] {
+            assert!(!matches("selector", "exact", selector), "{selector}");
+        }
+        assert!(matches("selector", "is_not", ".missing"));
+        let filter = |value: &str| PropertyFilter {
+            key: "selector".into(),
+            value: Value::String(value.into()),
+            operator: None,
+            kind: "element".into(),
+            group_type_index: None,
+        };
+        assert!(condition(&filter("a[href]")).is_err(), "attribute selectors are refused, not misread");
+        assert!(condition(&filter("div >")).is_err());
+    }
+
+    #[test]
+    fn tags_texts_and_links_match_whole_values_or_parts() {
+        assert!(matches("tag_name", "exact", "button"));
+        assert!(matches("tag_name", "exact", "a"));
+        assert!(!matches("tag_name", "exact", "butto"));
+        assert!(matches("text", "exact", "Buy now"));
+        assert!(!matches("text", "exact", "Buy"));
+        assert!(matches("text", "icontains", "BUY"));
+        assert!(matches("text", "regex", "Buy (now|later)"));
+        assert!(matches("text", "not_icontains", "sell"));
+        assert!(matches("href", "exact", "/shop"));
+        assert!(!matches("href", "exact", "/sho"));
+        assert!(matches("tag_name", "is_set", ""));
+    }
+}
