@@ -6,7 +6,12 @@
 // caller to find in Warren; exits non-zero on the first thing that is not
 // as expected.
 //
-//   node browser_posthog_js.mjs <warren url> <project token> <flag key>
+//   node browser_posthog_js.mjs <warren url> <project token> <flag key> [gzip|uncompressed]
+//
+// The flag must be on for everyone; `checkout-variant`, if the project
+// has it, must give everyone variant `test` with payload {"price": 9}.
+// `gzip` (the default) expects the events gzipped, as the remote
+// configuration asks; `uncompressed` sets `disable_compression`.
 import { createServer } from "node:http";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +19,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
-const [warren, token, flag] = process.argv.slice(2);
+const [warren, token, flag, mode = "gzip"] = process.argv.slice(2);
 if (!flag) {
   console.error("usage: browser_posthog_js.mjs <warren url> <project token> <flag key>");
   process.exit(2);
@@ -24,11 +29,13 @@ function check(condition, message) {
   if (!condition) throw new Error(`check failed: ${message}`);
 }
 
+const options = { api_host: warren, ...(mode === "uncompressed" ? { disable_compression: true } : {}) };
+
 // The shop: its own origin (another port), serving posthog-js's snippet build.
 const bundle = readFileSync(new URL("./node_modules/posthog-js/dist/array.full.js", import.meta.url));
 const page_html = `<!doctype html><html><head><title>Shop</title>
 <script src="/posthog.js"></script>
-<script>posthog.init(${JSON.stringify(token)}, { api_host: ${JSON.stringify(warren)} });</script>
+<script>posthog.init(${JSON.stringify(token)}, ${JSON.stringify(options)});</script>
 </head><body><h1>Shop</h1><button id="buy" class="buy-button">Buy now</button></body></html>`;
 const shop = createServer((request, response) => {
   if (request.url.startsWith("/posthog.js")) {
@@ -60,6 +67,7 @@ page.setDefaultTimeout(TIMEOUT);
 const answers = [];
 const problems = [];
 const sent = [];
+const encodings = new Set();
 page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
 page.on("requestfailed", (request) => {
   if (request.url().startsWith(warren)) problems.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
@@ -79,8 +87,10 @@ page.on("response", async (response) => {
 function decodeBatch(request) {
   let body = request.postDataBuffer();
   if (!body) return [];
-  if (body[0] === 0x1f && body[1] === 0x8b) body = gunzipSync(body);
+  const gzipped = body[0] === 0x1f && body[1] === 0x8b;
+  if (gzipped) body = gunzipSync(body);
   let text = body.toString("utf8");
+  encodings.add(gzipped ? "gzip" : text.startsWith("data=") ? "base64" : "json");
   if (text.startsWith("data=")) {
     text = Buffer.from(decodeURIComponent(text.slice(5).split("&")[0]), "base64").toString("utf8");
   }
@@ -108,11 +118,31 @@ try {
   check(flags && flags.status === 200, `flags answered ${flags && flags.status}`);
   console.log(`[posthog-js] flag ${flag} is on, from /flags`);
 
+  // A multivariate flag and its payload, as the server evaluates them.
+  const variant = await page.evaluate(() => window.posthog.getFeatureFlag("checkout-variant"));
+  const payload = await page.evaluate(() => window.posthog.getFeatureFlagPayload("checkout-variant"));
+  check(variant === "test", `checkout-variant is ${variant}`);
+  check(payload && payload.price === 9, `checkout-variant's payload is ${JSON.stringify(payload)}`);
+  console.log(`[posthog-js] checkout-variant is ${variant} with payload ${JSON.stringify(payload)}`);
+
+  // Flags asked again: after a reload, and after identify and group.
+  const flagRequests = () => answers.filter((a) => a.path.startsWith("/flags")).length;
+  const before = flagRequests();
+  await page.evaluate(() => window.posthog.reloadFeatureFlags());
+  await waitFor("flags reloaded", () => flagRequests() > before);
+
   await page.click("#buy");
+  await page.evaluate(() => window.posthog.group("company", "acme", { plan: "enterprise" }));
   await page.evaluate(() => window.posthog.identify("browser-buyer@example.com", { email: "browser-buyer@example.com" }));
   await page.evaluate(() => window.posthog.capture("checkout started", { cart: 3 }));
-  await waitFor("an $autocapture of the click, and the custom event", () =>
-    sent.some((e) => e.event === "$autocapture") && sent.some((e) => e.event === "checkout started"));
+  await waitFor("an $autocapture of the click, the group and the custom event", () =>
+    ["$autocapture", "$groupidentify", "checkout started"].every((name) => sent.some((e) => e.event === name)));
+  // gzip once the remote configuration offers it (a batch sent before it
+  // arrived may be plain); never anything but JSON when compression is off.
+  const encoded = mode === "uncompressed" ? encodings.size === 1 && encodings.has("json") : encodings.has("gzip");
+  check(encoded, `events sent as ${[...encodings]} in mode ${mode}`);
+  console.log(`[posthog-js] events sent as ${[...encodings].join(" and ")}`);
+  check(sent.some((e) => e.event === "$feature_flag_called"), "a $feature_flag_called was sent");
   const click = sent.find((e) => e.event === "$autocapture");
   const chain = click.properties.$elements_chain || "";
   check(chain.includes("buy-button"), `the click's $elements_chain names the button: ${chain}`);
@@ -123,7 +153,7 @@ try {
   const used = [...new Set(answers.map((a) => `${a.method} ${a.path} ${a.status}`))].sort();
   console.log(`[posthog-js] every answer: ${used.join(", ")}`);
   for (const event of sent) {
-    console.log(JSON.stringify({ event: event.event, distinct_id: event.properties.distinct_id, uuid: event.uuid }));
+    console.log(JSON.stringify({ event: event.event, distinct_id: event.properties.distinct_id, uuid: event.uuid, groups: event.properties.$groups || null }));
   }
   console.log("all checks passed");
 } finally {

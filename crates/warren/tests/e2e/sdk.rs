@@ -80,22 +80,37 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
     }
     let mut server = TestServer::start(BIN);
     let api = crate::accounts::Client::anonymous(&server).with_key(warren_testkit::API_KEY);
-    let flag = serde_json::json!({"key": "new-checkout", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]}});
-    api.ok(reqwest::Method::POST, "/api/projects/1/feature_flags/", Some(flag)).await;
+    for flag in [
+        serde_json::json!({"key": "new-checkout", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]}}),
+        serde_json::json!({"key": "checkout-variant", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}],
+            "multivariate": {"variants": [{"key": "control", "rollout_percentage": 0}, {"key": "test", "rollout_percentage": 100}]},
+            "payloads": {"test": "{\"price\": 9}"}}}),
+    ] {
+        api.ok(reqwest::Method::POST, "/api/projects/1/feature_flags/", Some(flag)).await;
+    }
 
-    let script = repo_root().join("tests/sdk/browser_posthog_js.mjs");
-    let mut command = Command::new("node");
-    command.arg(script).args([&server.url, TOKEN, "new-checkout"]).current_dir(repo_root().join("tests/sdk"));
-    command.env("CHROMIUM_PATH", browser.expect("checked"));
-    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("node");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "posthog-js in the browser: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("all checks passed"));
+    // With the configuration's gzip, then with posthog-js's compression off.
+    let mut stdout = String::new();
+    for mode in ["gzip", "uncompressed"] {
+        let script = repo_root().join("tests/sdk/browser_posthog_js.mjs");
+        let mut command = Command::new("node");
+        command
+            .arg(script)
+            .args([&server.url, TOKEN, "new-checkout", mode])
+            .current_dir(repo_root().join("tests/sdk"));
+        command.env("CHROMIUM_PATH", browser.clone().expect("checked"));
+        let output =
+            tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("node");
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        println!("{out}");
+        assert!(
+            output.status.success(),
+            "posthog-js in the browser ({mode}): {out}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(out.contains("all checks passed"));
+        stdout.push_str(&out);
+    }
 
     let sent: Vec<serde_json::Value> = stdout
         .lines()
@@ -107,17 +122,18 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
     // find it: by CSS selector, tag, text, or not at all.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let clicks = serde_json::json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events WHERE event = '$autocapture'"});
-    while crate::query::results(&server, clicks.clone()).await[0][0] != 1 {
+    while crate::query::results(&server, clicks.clone()).await[0][0] != 2 {
         assert!(std::time::Instant::now() < deadline, "the click was not ingested");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // One click per run of the page.
     for (key, operator, value, expected) in [
-        ("selector", "exact", "button.buy-button", 1),
-        ("selector", "exact", "body button#buy", 1),
+        ("selector", "exact", "button.buy-button", 2),
+        ("selector", "exact", "body button#buy", 2),
         ("selector", "exact", ".missing", 0),
-        ("tag_name", "exact", "button", 1),
-        ("text", "exact", "Buy now", 1),
-        ("text", "icontains", "buy", 1),
+        ("tag_name", "exact", "button", 2),
+        ("text", "exact", "Buy now", 2),
+        ("text", "icontains", "buy", 2),
         ("text", "is_not", "Buy now", 0),
     ] {
         let trends = serde_json::json!({"kind": "TrendsQuery", "dateRange": {"date_from": "-1d"},
@@ -137,6 +153,13 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
         let stored: Vec<_> = log.iter().filter(|record| record.uuid.to_string() == uuid).collect();
         assert_eq!(stored.len(), 1, "{event} is in the log once");
         assert_eq!(stored[0].event, event["event"].as_str().expect("name"));
+        if stored[0].event == "checkout started" {
+            assert!(
+                stored[0].data.contains("acme"),
+                "events after group() carry the group: {}",
+                stored[0].data
+            );
+        }
         if stored[0].event == "$autocapture" {
             assert!(
                 stored[0].data.contains("buy-button"),
