@@ -282,16 +282,32 @@ impl EventStore for DeltaStore {
         use deltalake::datafusion::prelude::{col, lit, Expr};
         use deltalake::datafusion::scalar::ScalarValue;
         self.writable()?;
+        // The predicate is written out as SQL text, whose times have four-
+        // digit years: a bound beyond them (`i64::MIN`, `i64::MAX` for "all
+        // time") bounds nothing, or everything.
+        let writable = |us: i64| {
+            chrono::DateTime::from_timestamp_micros(us)
+                .is_some_and(|at| (0..=9999).contains(&chrono::Datelike::year(&at)))
+        };
+        let nothing_between = range.start >= range.end
+            || (!writable(range.end) && range.end < 0)
+            || (!writable(range.start) && range.start > 0);
+        if nothing_between {
+            return Ok(0);
+        }
         let day = |us: i64| i32::try_from(us.div_euclid(86_400_000_000)).ok();
         let at = |us: i64| lit(ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())));
         let date = |day: i32| lit(ScalarValue::Date32(Some(day)));
         // The partition column bounds the days read, so upkeep that runs
         // often touches only the days it is about.
-        let mut predicate: Expr = col("team_id").eq(lit(team_id)).and(col("timestamp").lt(at(range.end)));
-        if let Some(last) = day(range.end) {
-            predicate = predicate.and(col(schema::PARTITION_COLUMN).lt_eq(date(last)));
+        let mut predicate: Expr = col("team_id").eq(lit(team_id));
+        if writable(range.end) {
+            predicate = predicate.and(col("timestamp").lt(at(range.end)));
+            if let Some(last) = day(range.end) {
+                predicate = predicate.and(col(schema::PARTITION_COLUMN).lt_eq(date(last)));
+            }
         }
-        if range.start != i64::MIN {
+        if writable(range.start) {
             predicate = predicate.and(col("timestamp").gt_eq(at(range.start)));
             if let Some(first) = day(range.start) {
                 predicate = predicate.and(col(schema::PARTITION_COLUMN).gt_eq(date(first)));
