@@ -115,10 +115,19 @@ try {
   for (const [i, person] of people.entries()) {
     posthog.identify({ distinctId: person, properties: { email: `${person}@example.com`, plan: i === 0 ? "pro" : "free" } });
     sent += 1;
+    // Alice and Bob browse in one session each, 50 s long; each of
+    // Carol's pageviews is a session of its own (a bounce).
+    const base = Math.floor(Date.now() / 1000) * 1000;
     for (let n = 0; n < 6; n += 1) {
       posthog.capture({
-        distinctId: person, event: "$pageview",
-        properties: { $current_url: `https://shop.example/page/${n}`, $browser: i === 1 ? "Firefox" : "Chrome" },
+        distinctId: person, event: "$pageview", timestamp: new Date(base - (5 - n) * 10_000),
+        properties: {
+          $current_url: `https://shop.example/page/${n}`, $pathname: `/page/${n}`,
+          $browser: i === 1 ? "Firefox" : "Chrome", $device_type: i === 1 ? "Mobile" : "Desktop",
+          $session_id: i === 2 ? `${person}-${n}` : `${person}-session`,
+          ...(n === 0 ? { $referring_domain: i === 0 ? "www.google.com" : "$direct" } : {}),
+          ...(i === 1 ? { utm_source: "newsletter" } : {}),
+        },
       });
       sent += 1;
     }
@@ -140,6 +149,24 @@ try {
   await noErrorNotice("the overview");
   await shot("03-overview-after");
   console.log(`[browser]    events received ${before} → ${after}`);
+
+  say("web analytics: visitors, pageviews, sessions, bounces, session length and the top lists");
+  await page.click('[data-nav="Web analytics"]');
+  const web = async (id) => Number(await page.getAttribute(`[data-testid="web-${id}"]`, "data-value"));
+  await page.waitForSelector('[data-testid="web-pages"]');
+  check(await page.inputValue('select[aria-label="Range"]') === "7", "the last 7 days by default");
+  check(await web("pageviews") === 18, `pageviews: ${await web("pageviews")}`);
+  check(await web("visitors") === 3, `visitors: ${await web("visitors")}`);
+  check(await web("sessions") === 8, `sessions: ${await web("sessions")}`);
+  check(Math.abs(await web("bounce-rate") - 0.75) < 1e-9, `bounce rate: ${await web("bounce-rate")}`);
+  check(Math.abs(await web("session-duration") - 12.5) < 1e-9, `session length: ${await web("session-duration")}`);
+  const column = async (table) => page.locator(`[data-testid="web-${table}"] tbody tr td:first-child`).allTextContents();
+  check((await column("pages")).length === 6, `top pages: ${await column("pages")}`);
+  check((await column("referrers")).join(",") === "$direct,www.google.com", `referrers: ${await column("referrers")}`);
+  check((await column("utm-sources")).join(",") === "newsletter", `UTM sources: ${await column("utm-sources")}`);
+  check((await column("devices")).join(",") === "Desktop,Mobile", `devices: ${await column("devices")}`);
+  await noErrorNotice("web analytics");
+  await shot("04-web-analytics");
 
   say("the events page lists them, newest first, with details on a click");
   await page.click('[data-nav="Events"]');

@@ -60,6 +60,7 @@ fn rewrite_sql_expr(expr: &SqlExpr) -> Result<Option<SqlExpr>, QueryError> {
                 "toString" => one("CAST({} AS VARCHAR)")?,
                 "toFloat" | "toFloat64OrNull" | "toFloatOrNull" => one("try_cast({} AS DOUBLE)")?,
                 "toInt" | "toInt64OrNull" | "toIntOrNull" => one("try_cast({} AS BIGINT)")?,
+                "toUnixTimestamp" => one("CAST(date_part('epoch', {}) AS BIGINT)")?,
                 "toStartOfHour" => one("date_trunc('hour', {})")?,
                 "toStartOfDay" => one("date_trunc('day', {})")?,
                 "toMonday" | "toStartOfWeek" => one("date_trunc('week', {})")?,

@@ -51,7 +51,7 @@ pub(crate) async fn log_in(server: &TestServer, email: &str, password: &str) -> 
 async fn pages_need_a_session_and_their_assets_are_embedded() {
     let server = monitored(&[]);
     let client = no_redirects();
-    for page in ["/", "/events?event=x", "/persons/abc", "/insights/new", "/system"] {
+    for page in ["/", "/events?event=x", "/persons/abc", "/web", "/insights/new", "/system"] {
         let response = client.get(format!("{}{page}", server.url)).send().await.expect("page");
         assert_eq!(response.status().as_u16(), 303, "{page} without a session");
         let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -312,7 +312,16 @@ fn the_dashboard_works_in_a_real_browser() {
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     pictures.sort();
-    for page in ["login", "overview-after", "events", "insight-trends", "dashboard", "person", "system"] {
+    for page in [
+        "login",
+        "overview-after",
+        "web-analytics",
+        "events",
+        "insight-trends",
+        "dashboard",
+        "person",
+        "system",
+    ] {
         assert!(
             pictures.iter().any(|p| p.contains(page) && p.ends_with(".png")),
             "no {page} screenshot: {pictures:?}"

@@ -126,6 +126,12 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
         assert!(std::time::Instant::now() < deadline, "the click was not ingested");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // Each run of the page is one session, and its pageviews carry its id
+    // (what the dashboard's web analytics count sessions by).
+    let sessions = serde_json::json!({"kind": "HogQLQuery", "query": "SELECT count(DISTINCT properties.$session_id), \
+        min(toUnixTimestamp(timestamp)) > 1700000000 FROM events WHERE event = '$pageview'"});
+    assert_eq!(crate::query::results(&server, sessions).await, serde_json::json!([[2, true]]));
+
     // One click per run of the page.
     for (key, operator, value, expected) in [
         ("selector", "exact", "button.buy-button", 2),

@@ -7,6 +7,7 @@ import { h, clear, notice } from "./dom.js";
 import * as overview from "./overview.js";
 import * as events from "./events.js";
 import * as persons from "./persons.js";
+import * as web from "./web.js";
 import * as insights from "./insights.js";
 import * as dashboards from "./dashboards.js";
 import * as system from "./system.js";
@@ -15,6 +16,7 @@ const PAGES = [
   { path: "/", title: "Overview", module: overview },
   { path: "/events", title: "Events", module: events },
   { path: "/persons", title: "Persons", module: persons },
+  { path: "/web", title: "Web analytics", module: web },
   { path: "/insights", title: "Insights", module: insights },
   { path: "/dashboards", title: "Dashboards", module: dashboards },
   { path: "/system", title: "System", module: system },
