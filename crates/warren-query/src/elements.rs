@@ -4,9 +4,11 @@
 //! posthog-js writes the chain as text: the clicked element first, then
 //! each ancestor, separated by `;`. An element reads
 //! `tag.classA.classB:attr__id="buy"href="/cart"nth-child="2"text="Buy"`:
-//! its tag, its classes in sorted order, then its attributes. Each filter
-//! becomes one regex kept within one element (`[^;]`), which both engines
-//! evaluate (Rust's `regex` syntax and RE2 agree on what is used here).
+//! its tag, its classes in sorted order (a class may hold `:`, as
+//! `hover:underline` does), then its attributes, quotes in values written
+//! `\"`. Both engines evaluate the regexes, so they keep to what Rust's
+//! `regex` and ClickHouse's RE2 agree on: no `(?i)` (ClickHouse's
+//! substring prefilter ignores it), case folded with `[aA]` classes.
 
 use serde_json::Value;
 
@@ -18,6 +20,14 @@ use crate::plan::{Column, Expr};
 /// tags, classes and ids, with descendant and child combinators).
 pub fn condition(f: &PropertyFilter) -> Result<Expr, QueryError> {
     let operator = f.operator.as_deref().unwrap_or("exact");
+    let chain = || Box::new(Expr::col(Column::ElementsChain));
+    if let "is_set" | "is_not_set" = operator {
+        return Ok(Expr::RegexMatch {
+            expr: chain(),
+            pattern: ".".into(),
+            negated: operator == "is_not_set",
+        });
+    }
     let values: Vec<String> = match &f.value {
         Value::Array(items) => items.iter().map(text).collect::<Result<_, _>>()?,
         other => vec![text(other)?],
@@ -41,19 +51,15 @@ pub fn condition(f: &PropertyFilter) -> Result<Expr, QueryError> {
                 }
             };
             let inner = |value: &String| match operator {
-                "icontains" | "not_icontains" => format!("(?i)[^\"]*{}[^\"]*", regex::escape(value)),
-                _ => format!("(?:{value})"),
+                "icontains" | "not_icontains" => Ok(format!("[^\"]*{}[^\"]*", any_case(&quoted(value)))),
+                // Checked alone first, so it cannot close the group around it.
+                _ => checked(value.clone()).map(|value| format!("(?:{value})")),
             };
-            let patterns =
-                values.iter().map(|value| within_element(&attribute_is(attribute, &inner(value)))).collect();
+            let patterns = values
+                .iter()
+                .map(|value| Ok(attribute_is(attribute, &inner(value)?)))
+                .collect::<Result<Vec<_>, QueryError>>()?;
             (patterns, operator.starts_with("not_"))
-        }
-        "is_set" | "is_not_set" => {
-            return Ok(Expr::RegexMatch {
-                expr: Box::new(Expr::col(Column::ElementsChain)),
-                pattern: ".".into(),
-                negated: operator == "is_not_set",
-            })
         }
         other => {
             return Err(QueryError::invalid(format!(
@@ -62,18 +68,32 @@ pub fn condition(f: &PropertyFilter) -> Result<Expr, QueryError> {
         )))
         }
     };
-    let pattern = patterns.join("|");
+    let pattern = checked(patterns.join("|"))?;
+    Ok(Expr::RegexMatch { expr: chain(), pattern, negated })
+}
+
+fn checked(pattern: String) -> Result<String, QueryError> {
     regex::RegexBuilder::new(&pattern)
         .size_limit(1 << 20)
         .build()
         .map_err(|e| QueryError::invalid(format!("invalid element pattern {pattern:?}: {e}")))?;
-    Ok(Expr::RegexMatch { expr: Box::new(Expr::col(Column::ElementsChain)), pattern, negated })
+    Ok(pattern)
+}
+
+/// `text` escaped, each ASCII letter matching either case.
+fn any_case(text: &str) -> String {
+    text.chars()
+        .map(|c| match (c.to_ascii_lowercase(), c.to_ascii_uppercase()) {
+            (lower, upper) if c.is_ascii_alphabetic() => format!("[{lower}{upper}]"),
+            _ => regex::escape(&c.to_string()),
+        })
+        .collect()
 }
 
 fn exact(key: &str, value: &str) -> Result<String, QueryError> {
     match key {
         "tag_name" => Ok(format!("(?:^|;){}(?:[.:;]|$)", regex::escape(value))),
-        "text" | "href" => Ok(within_element(&attribute_is(key, &regex::escape(&quoted(value))))),
+        "text" | "href" => Ok(attribute_is(key, &regex::escape(&quoted(value)))),
         "selector" => selector(value),
         other => Err(QueryError::invalid(format!(
             "element filters take tag_name, text, href or selector, not {other:?}"
@@ -81,13 +101,9 @@ fn exact(key: &str, value: &str) -> Result<String, QueryError> {
     }
 }
 
-/// A pattern for one element anywhere in the chain that holds `inner`.
-fn within_element(inner: &str) -> String {
-    format!("(?:^|;)[^;]*{inner}")
-}
-
-/// `attribute="value"`, where `value` is a pattern matching the quoted
-/// text between the quotes.
+/// `attribute="value"` in any element, where `value` is a pattern for the
+/// text between the quotes; an attribute follows the `:` that ends the
+/// classes or another attribute's closing quote.
 fn attribute_is(attribute: &str, value: &str) -> String {
     format!("(?:^|[:\"]){attribute}=\"{value}\"")
 }
@@ -146,7 +162,8 @@ fn compound(token: &str) -> Result<Compound, QueryError> {
     if end > 0 {
         let tag = &rest[..end];
         if tag != "*" {
-            part.tag = Some(name(tag).ok_or_else(unsupported)?);
+            // The chain has tags as the DOM names them in HTML: lowercase.
+            part.tag = Some(name(tag).ok_or_else(unsupported)?.to_ascii_lowercase());
         }
         rest = &rest[end..];
     }
@@ -178,13 +195,17 @@ fn element(part: &Compound) -> String {
         Some(tag) => regex::escape(tag),
         None => "[^;.:]*".into(),
     };
+    // A class runs to the next `.`, or to the `:` that starts the
+    // attributes, `:key="` (a class holds neither `=` nor `"`).
+    const CLASS: &str = r#"(?:\.[^;.:"=]+(?::[^;.:"=]+)*)"#;
+    const ATTRIBUTES: &str = r#":[^;.:"=]+="[^;]*"#;
     for class in &part.classes {
-        pattern.push_str(&format!("(?:\\.[^;.:]+)*\\.{}", regex::escape(class)));
+        pattern.push_str(&format!("{CLASS}*\\.{}", regex::escape(class)));
     }
-    pattern.push_str("(?:\\.[^;.:]+)*");
+    pattern.push_str(&format!("{CLASS}*"));
     match &part.id {
-        Some(id) => pattern.push_str(&format!(":[^;]*attr__id=\"{}\"[^;]*", regex::escape(id))),
-        None => pattern.push_str("(?::[^;]*)?"),
+        Some(id) => pattern.push_str(&format!("{ATTRIBUTES}attr__id=\"{}\"[^;]*", regex::escape(id))),
+        None => pattern.push_str(&format!("(?:{ATTRIBUTES})?")),
     }
     pattern.push_str("(?:;|$)");
     pattern
@@ -202,7 +223,10 @@ fn text(value: &Value) -> Result<String, QueryError> {
 mod tests {
     use super::*;
 
-    const CHAIN: &str = "button.buy-button.primary:attr__class=\"buy-button primary\"attr__id=\"buy\"nth-child=\"2\"text=\"Buy now\";div.cart:attr__class=\"cart\";a:href=\"/shop\"attr__href=\"/shop\";body;html";
+    /// As posthog-js 1.449 writes it: classes sorted, `attr__id` and
+    /// `attr_id`, attributes sorted, a Tailwind class holding `:`, quotes
+    /// in a value escaped.
+    const CHAIN: &str = r#"button.buy-button.hover:underline.primary:attr__class="buy-button primary hover:underline"attr__id="buy"attr_id="buy"nth-child="2"nth-of-type="1"text="Buy \"now\"";div.cart:attr__class="cart"nth-child="1"nth-of-type="1";a:attr__href="/shop"href="/shop"nth-child="3"nth-of-type="1";body:nth-child="2"nth-of-type="1";html"#;
 
     fn matches(key: &str, operator: &str, value: &str) -> bool {
         let filter = PropertyFilter {
@@ -222,24 +246,31 @@ mod tests {
     fn selectors_match_the_element_and_its_ancestors() {
         for selector in [
             "button",
+            "BUTTON",
             ".buy-button",
+            ".primary",
             "button.primary.buy-button",
             "#buy",
             "div > button",
             "a button",
             "body .buy-button",
             "div.cart > .primary#buy",
+            "html body",
         ] {
             assert!(matches("selector", "exact", selector), "{selector}");
         }
         for selector in [
             "span",
             ".missing",
+            ".hover",
+            ".buy",
             "#other",
+            "#bu",
             "a > button",
             "button div",
             "button.primary.missing",
             "html > button",
+            ".nth-child",
         ] {
             assert!(!matches("selector", "exact", selector), "{selector}");
         }
@@ -260,13 +291,30 @@ mod tests {
         assert!(matches("tag_name", "exact", "button"));
         assert!(matches("tag_name", "exact", "a"));
         assert!(!matches("tag_name", "exact", "butto"));
-        assert!(matches("text", "exact", "Buy now"));
+        assert!(matches("text", "exact", r#"Buy "now""#));
         assert!(!matches("text", "exact", "Buy"));
         assert!(matches("text", "icontains", "BUY"));
-        assert!(matches("text", "regex", "Buy (now|later)"));
+        assert!(matches("text", "icontains", r#""NOW""#));
+        assert!(matches("text", "regex", "Buy ..(now|later).."));
+        assert!(matches("href", "icontains", "SHOP"));
         assert!(matches("text", "not_icontains", "sell"));
         assert!(matches("href", "exact", "/shop"));
         assert!(!matches("href", "exact", "/sho"));
         assert!(matches("tag_name", "is_set", ""));
+    }
+
+    #[test]
+    fn a_regex_cannot_reach_outside_its_attribute() {
+        let filter = |value: &str| PropertyFilter {
+            key: "text".into(),
+            value: Value::String(value.into()),
+            operator: Some("regex".into()),
+            kind: "element".into(),
+            group_type_index: None,
+        };
+        assert!(condition(&filter("a)|(?:b")).is_err());
+        assert!(condition(&filter("Buy(")).is_err());
+        let no_value = PropertyFilter { value: Value::Null, operator: Some("is_set".into()), ..filter("") };
+        assert!(condition(&no_value).is_ok(), "is_set needs no value");
     }
 }

@@ -129,7 +129,7 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
     // Each run of the page is one session, and its pageviews carry its id
     // (what the dashboard's web analytics count sessions by).
     let sessions = serde_json::json!({"kind": "HogQLQuery", "query": "SELECT count(DISTINCT properties.$session_id), \
-        min(toUnixTimestamp(timestamp)) > 1700000000 FROM events WHERE event = '$pageview'"});
+        min(toUnixTimestamp(timestamp)) BETWEEN 1700000000 AND 4000000000 FROM events WHERE event = '$pageview' AND timestamp >= now() - INTERVAL 24 HOUR"});
     assert_eq!(crate::query::results(&server, sessions).await, serde_json::json!([[2, true]]));
 
     // One click per run of the page.

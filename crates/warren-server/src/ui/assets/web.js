@@ -18,9 +18,10 @@ const BREAKDOWNS = [
   { id: "devices", title: "Devices", property: "$device_type", label: "Device" },
 ];
 
-/** Pageviews since `days` ago, as a SQL condition. */
+/** Pageviews since `days` ago, as a SQL condition: in hours, which both
+ * engines count alike (a ClickHouse day follows its zone's clock changes). */
 function pageviews(days) {
-  return `event = '$pageview' AND timestamp >= now() - INTERVAL ${Number(days)} DAY`;
+  return `event = '$pageview' AND timestamp >= now() - INTERVAL ${Number(days) * 24} HOUR`;
 }
 
 function overviewSql(days) {
@@ -72,8 +73,11 @@ export function render(main, context) {
   main.append(h("h1", {}, "Web analytics"), h("form", { class: "filters" }, range), tiles, tables);
   const sql = (query) => context.query({ kind: "HogQLQuery", query }).then((answer) => answer.results);
 
+  // Counts loads, so the answers of a range since changed are dropped.
+  let loads = 0;
   async function load() {
     const days = Number(range.value);
+    const load = ++loads;
     clear(tiles).append(h("p", { class: "muted" }, "Loading…"));
     clear(tables);
     try {
@@ -81,6 +85,7 @@ export function render(main, context) {
         sql(overviewSql(days)), sql(sessionsSql(days)),
         ...BREAKDOWNS.map((b) => sql(breakdownSql(b.property, days))),
       ]);
+      if (load !== loads) return;
       const [views, visitors] = overview;
       const [count, bounce, duration] = sessions;
       clear(tiles).append(
@@ -92,7 +97,7 @@ export function render(main, context) {
       BREAKDOWNS.forEach((breakdown, i) => tables.append(
         h("section", { class: "card" }, h("h3", {}, breakdown.title), breakdownTable(breakdown, breakdowns[i]))));
     } catch (error) {
-      clear(tiles).append(notice(error.message, "error"));
+      if (load === loads) clear(tiles).append(notice(error.message, "error"));
     }
   }
   range.addEventListener("change", load);
