@@ -119,7 +119,36 @@ fn insight_queries() -> Vec<Value> {
                WHERE person.properties.email IS NOT NULL GROUP BY email ORDER BY email"}),
         json!({"kind": "HogQLQuery", "query": MERGED_PERSONS}),
         json!({"kind": "HogQLQuery", "query": "SELECT id, properties FROM persons ORDER BY id"}),
+        element_filters(),
     ]
+}
+
+/// Two clicks as posthog-js describes their elements.
+fn clicks() -> Vec<Value> {
+    let click = |chain: &str, at: &str| json!({"event": "$autocapture", "distinct_id": "u1", "timestamp": at, "properties": {"$elements_chain": chain}});
+    vec![
+        click(
+            r#"button.buy.hover:underline:attr__class="buy hover:underline"nth-child="1"nth-of-type="1"text="Checkout now";div.cart:nth-child="1"nth-of-type="1";body"#,
+            "2024-03-02T12:30:00Z",
+        ),
+        click(
+            r#"a:attr__href="/checkout"href="/checkout"nth-child="2"nth-of-type="1"text="Go to checkout";body"#,
+            "2024-03-02T12:31:00Z",
+        ),
+    ]
+}
+
+/// Clicks by CSS selector, by text in any case (longer than ClickHouse's
+/// regex prefilter reads case-blind) and by tag: 1, 2 and 1 of them.
+fn element_filters() -> Value {
+    let clicks = |key: &str, operator: &str, value: &str| {
+        json!({"kind": "EventsNode", "event": "$autocapture",
+               "properties": [{"type": "element", "key": key, "operator": operator, "value": value}]})
+    };
+    json!({"kind": "TrendsQuery", "dateRange": {"date_from": "2024-03-01", "date_to": "2024-03-03"}, "series": [
+        clicks("selector", "exact", "div > button.buy"),
+        clicks("text", "icontains", "CHECKOUT"),
+        clicks("tag_name", "exact", "a")]})
 }
 
 /// The persons of the merged distinct ids' events.
@@ -141,9 +170,17 @@ async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
         BIN,
         &[("WARREN_CLICKHOUSE__URL", &url), ("WARREN_QUERY__BACKEND", "clickhouse")],
     );
-    let sent = send_insight_events(&python, &server, true);
+    let sent = send_insight_events(&python, &server, true) + capture(&server, clicks()).await as i64;
     // Counted by the cluster itself.
     wait_for_events(&server, sent).await;
+    let by_elements = results(&server, element_filters()).await;
+    let totals: Vec<f64> = by_elements
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|series| series["count"].as_f64().expect("count"))
+        .collect();
+    assert_eq!(totals, [1.0, 2.0, 1.0], "clicks found by their elements on the cluster: {by_elements}");
     // anon-4's first event is stored with the person merged away, so the
     // answers below hold only if the cluster resolves it.
     let stored = crate::ingest::wait_until_rows(server.data_dir(), |rows| {
