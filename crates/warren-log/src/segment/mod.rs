@@ -257,15 +257,32 @@ impl Drop for SegmentLog {
     }
 }
 
+/// How long a held lock is waited for. A process forked by this one (any
+/// `Command`) holds a copy of the lock until it execs, so a log closed
+/// and opened again at once can find it held for a moment; another
+/// process using the log holds it for good.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn lock_dir(dir: &Path) -> Result<File, LogError> {
     let path = dir.join("LOCK");
     let file = File::create(&path).map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => {
-            Err(LogError::Config(format!("event log {} is in use by another process", dir.display())))
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Config(format!(
+                    "event log {} is in use by another process",
+                    dir.display()
+                )))
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(LogError::io(format!("locking {}", path.display()), e))
+            }
         }
-        Err(fs::TryLockError::Error(e)) => Err(LogError::io(format!("locking {}", path.display()), e)),
     }
 }
 
