@@ -13,6 +13,7 @@
 use serde_json::Value;
 
 use crate::error::QueryError;
+use crate::filters::checked_regex;
 use crate::model::PropertyFilter;
 use crate::plan::{Column, Expr};
 
@@ -53,7 +54,7 @@ pub fn condition(f: &PropertyFilter) -> Result<Expr, QueryError> {
             let inner = |value: &String| match operator {
                 "icontains" | "not_icontains" => Ok(format!("[^\"]*{}[^\"]*", any_case(&quoted(value)))),
                 // Checked alone first, so it cannot close the group around it.
-                _ => checked(value.clone()).map(|value| format!("(?:{value})")),
+                _ => checked_regex(value.clone()).map(|value| format!("(?:{value})")),
             };
             let patterns = values
                 .iter()
@@ -68,16 +69,8 @@ pub fn condition(f: &PropertyFilter) -> Result<Expr, QueryError> {
         )))
         }
     };
-    let pattern = checked(patterns.join("|"))?;
+    let pattern = checked_regex(patterns.join("|"))?;
     Ok(Expr::RegexMatch { expr: chain(), pattern, negated })
-}
-
-fn checked(pattern: String) -> Result<String, QueryError> {
-    regex::RegexBuilder::new(&pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| QueryError::invalid(format!("invalid element pattern {pattern:?}: {e}")))?;
-    Ok(pattern)
 }
 
 /// `text` escaped, each ASCII letter matching either case.

@@ -179,7 +179,7 @@ fn text_of(value: &Value) -> Result<String, QueryError> {
 /// Regexes are checked here so a bad one is the asker's 400 rather than an
 /// engine failure. The `regex` crate's syntax is DataFusion's and close to
 /// ClickHouse's RE2.
-fn checked_regex(pattern: String) -> Result<String, QueryError> {
+pub(crate) fn checked_regex(pattern: String) -> Result<String, QueryError> {
     regex::RegexBuilder::new(&pattern)
         .size_limit(1 << 20)
         .build()

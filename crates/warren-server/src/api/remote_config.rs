@@ -26,8 +26,7 @@ pub(super) async fn config(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let project = project(&state, &token).await?;
-    let config = remote_config(&state, &project, &token).await?;
+    let config = remote_config(&state, &token).await?;
     Ok(([(header::CACHE_CONTROL, CACHE_CONTROL)], axum::Json(config)).into_response())
 }
 
@@ -35,8 +34,7 @@ pub(super) async fn config_js(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let project = project(&state, &token).await?;
-    let config = remote_config(&state, &project, &token).await?;
+    let config = remote_config(&state, &token).await?;
     // The token is checked to be `[A-Za-z0-9_-]`, and both are written as
     // JSON, which is JavaScript: nothing in them can end the script.
     let script = format!(
@@ -67,8 +65,9 @@ async fn project(state: &AppState, token: &str) -> Result<Project, ApiError> {
     state.meta.project_by_token(token).await?.ok_or(ApiError::NotFound)
 }
 
-async fn remote_config(state: &AppState, project: &Project, token: &str) -> Result<Value, ApiError> {
-    let has_flags = super::flags::has_active_flags(state, project).await?;
+/// The configuration of the project of `token`.
+async fn remote_config(state: &AppState, token: &str) -> Result<Value, ApiError> {
+    let has_flags = super::flags::has_active_flags(state, &project(state, token).await?).await?;
     Ok(json!({
         "token": token,
         "supportedCompression": ["gzip", "gzip-js"],
