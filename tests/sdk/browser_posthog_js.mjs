@@ -1,14 +1,16 @@
 // posthog-js, as npm ships it, in Debian's Chromium on a page of another
 // origin, sending to Warren with its defaults: it must get its remote
 // configuration, load its flags, autocapture a click and send its events,
-// with no request refused or blocked. Prints one line per check, then the
-// events it sent as JSON lines (`{"event": …, "distinct_id": …}`) for the
-// caller to find in Warren; exits non-zero on the first thing that is not
-// as expected.
+// record the session (a DOM change included) to `/s/`, with no request
+// refused or blocked. Prints one line per check, then the events it sent as
+// JSON lines (`{"event": …, "distinct_id": …}`) and the recorded session
+// (`{"recording": …}`) for the caller to find in Warren; exits non-zero on
+// the first thing that is not as expected.
 //
 //   node browser_posthog_js.mjs <warren url> <project token> <flag key> [gzip|uncompressed]
 //
-// The flag must be on for everyone; `checkout-variant`, if the project
+// The project must record sessions (`session_recording_opt_in`). The flag
+// must be on for everyone; `checkout-variant`, if the project
 // has it, must give everyone variant `test` with payload {"price": 9}.
 // `gzip` (the default) expects the events gzipped, as the remote
 // configuration asks; `uncompressed` sets `disable_compression`.
@@ -36,7 +38,14 @@ const bundle = readFileSync(new URL("./node_modules/posthog-js/dist/array.full.j
 const page_html = `<!doctype html><html><head><title>Shop</title>
 <script src="/posthog.js"></script>
 <script>posthog.init(${JSON.stringify(token)}, ${JSON.stringify(options)});</script>
-</head><body><h1>Shop</h1><button id="buy" class="buy-button">Buy now</button></body></html>`;
+</head><body><h1>Shop</h1><button id="buy" class="buy-button">Buy now</button>
+<button id="reveal">Show the receipt</button>
+<script>document.getElementById("reveal").addEventListener("click", () => {
+  const receipt = document.createElement("p");
+  receipt.id = "receipt";
+  receipt.textContent = "Thanks for buying";
+  document.body.append(receipt);
+});</script></body></html>`;
 const shop = createServer((request, response) => {
   if (request.url.startsWith("/posthog.js")) {
     response.writeHead(200, { "content-type": "application/javascript" });
@@ -68,6 +77,8 @@ const answers = [];
 const problems = [];
 const sent = [];
 const encodings = new Set();
+// The rrweb events of every recording batch posthog-js sent to /s/.
+const snapshots = [];
 page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
 page.on("requestfailed", (request) => {
   if (request.url().startsWith(warren)) problems.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
@@ -80,6 +91,9 @@ page.on("response", async (response) => {
   if (response.status() >= 400) problems.push(`${request.method()} ${request.url()}: ${response.status()}`);
   if (request.method() === "POST" && /^\/(e|i\/v0\/e)\/?$/.test(path)) {
     for (const event of decodeBatch(request)) sent.push(event);
+  }
+  if (request.method() === "POST" && /^\/s\/?$/.test(path) && response.status() === 200) {
+    for (const event of decodeBatch(request)) snapshots.push(event);
   }
 });
 
@@ -149,12 +163,32 @@ try {
   check(sent.some((e) => e.event === "$pageview"), "a $pageview was sent");
   console.log(`[posthog-js] autocaptured the click: ${chain.slice(0, 80)}`);
 
+  // The session is recorded: rrweb's full snapshot, then the receipt the
+  // click adds, sent to /s/ (posthog-js holds its buffer until the person
+  // interacts, so the mouse moves first).
+  await page.mouse.move(20, 20);
+  await page.mouse.move(120, 80);
+  await page.waitForTimeout(300);
+  await page.click("#reveal");
+  await page.mouse.move(200, 120);
+  const rrweb = () => snapshots.flatMap((event) => event.properties.$snapshot_data || []);
+  // posthog-js gzips a mutation's lists into Latin-1 strings ("cv").
+  const adds = (event) => typeof event.data.adds === "string"
+    ? gunzipSync(Buffer.from(event.data.adds, "latin1")).toString("utf8") : JSON.stringify(event.data.adds || []);
+  const receipt = (event) => event.type === 3 && event.data.source === 0 && adds(event).includes("Thanks for buying");
+  await waitFor("the recording's full snapshot and the receipt's mutation at /s/", () =>
+    rrweb().some((event) => event.type === 2) && rrweb().some(receipt));
+  const sessions = new Set(snapshots.map((event) => event.properties.$session_id));
+  check(sessions.size === 1, `one recorded session, not ${[...sessions]}`);
+  console.log(`[posthog-js] recorded ${rrweb().length} rrweb events of session ${[...sessions][0]} to /s/`);
+
   check(problems.length === 0, `refused or blocked:\n${problems.join("\n")}`);
   const used = [...new Set(answers.map((a) => `${a.method} ${a.path} ${a.status}`))].sort();
   console.log(`[posthog-js] every answer: ${used.join(", ")}`);
   for (const event of sent) {
     console.log(JSON.stringify({ event: event.event, distinct_id: event.properties.distinct_id, uuid: event.uuid, groups: event.properties.$groups || null }));
   }
+  console.log(JSON.stringify({ recording: [...sessions][0], events: rrweb().length }));
   console.log("all checks passed");
 } finally {
   await context.close();

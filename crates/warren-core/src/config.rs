@@ -39,6 +39,7 @@ pub struct WarrenConfig {
     pub bootstrap: BootstrapConfig,
     pub auth: AuthConfig,
     pub self_monitoring: SelfMonitoringConfig,
+    pub recordings: RecordingsConfig,
 }
 
 /// Warren's crates (every target starting `warren`) at INFO, everything
@@ -66,6 +67,7 @@ impl Default for WarrenConfig {
             bootstrap: BootstrapConfig::default(),
             auth: AuthConfig::default(),
             self_monitoring: SelfMonitoringConfig::default(),
+            recordings: RecordingsConfig::default(),
         }
     }
 }
@@ -327,6 +329,42 @@ impl Default for EventStoreConfig {
             checkpoint_interval: 100,
             vacuum_retention_hours: 168,
         }
+    }
+}
+
+/// Session recordings: where their blobs are kept and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingsConfig {
+    /// The blob store: a directory, `file:///path` or `s3://bucket/prefix`;
+    /// `recordings/` inside `data_dir` when unset.
+    pub url: Option<String>,
+    /// Object-store options for S3 (`aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`).
+    #[serde(deserialize_with = "string_map")]
+    pub storage_options: BTreeMap<String, String>,
+    /// A recording is deleted once its last event is this old; 0 keeps
+    /// recordings for ever.
+    pub retention_days: u64,
+    /// How often retention looks for recordings to delete.
+    pub retention_interval_secs: u64,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            storage_options: BTreeMap::new(),
+            retention_days: 30,
+            retention_interval_secs: 3600,
+        }
+    }
+}
+
+impl RecordingsConfig {
+    /// The blob store's URL: `url`, or `recordings/` inside `data_dir`.
+    pub fn url_in(&self, data_dir: &std::path::Path) -> String {
+        self.url.clone().unwrap_or_else(|| data_dir.join("recordings").display().to_string())
     }
 }
 

@@ -5,9 +5,9 @@
 //! reads back, persons and groups as ingest builds them, the configuration
 //! structs that the binary loads and hands to each role, the project-token
 //! rule, the names of every metric Warren exports, the in-memory board where
-//! background jobs report their runs, and the small ports (consumer
-//! offsets, a migration ledger) that the event stores need from the meta
-//! store. It performs no I/O and depends on no
+//! background jobs report their runs, session recordings' chunks, and the
+//! small ports (consumer offsets, a migration ledger, the blob store of
+//! recordings) that meet between crates. It performs no I/O and depends on no
 //! runtime, so every other crate can depend on it.
 
 pub mod config;
@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod person;
 pub mod ports;
+pub mod recording;
 pub mod token;
 
 pub use event::CapturedEvent;

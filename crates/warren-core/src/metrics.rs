@@ -97,6 +97,10 @@ pub const INGEST_REPLICA_LAG_RECORDS: &str = "warren_ingest_replica_lag_records"
 /// Writes to the replica that failed, after which it fell behind and
 /// catches up by itself.
 pub const INGEST_REPLICA_FAILURES: &str = "warren_ingest_replica_failures_total";
+/// Bytes of session-recording blobs ingest wrote (compressed).
+pub const INGEST_RECORDING_BYTES: &str = "warren_ingest_recording_bytes_total";
+/// Recording chunks retention deleted, blob and row.
+pub const RECORDING_CHUNKS_DELETED: &str = "warren_recording_chunks_deleted_total";
 /// Bytes of the data files in the events table's current version.
 pub const STORE_BYTES: &str = "warren_store_bytes";
 /// Runs of background jobs, labelled `job` and `outcome` (ok, failed).
@@ -150,6 +154,8 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (INGEST_PERSONS_CREATED, Kind::Counter, "Persons created by ingest."),
     (INGEST_PERSONS_MERGED, Kind::Counter, "Persons merged into another."),
     (INGEST_BATCH_FAILURES, Kind::Counter, "Ingest batches that failed and were retried."),
+    (INGEST_RECORDING_BYTES, Kind::Counter, "Bytes of session-recording blobs ingest wrote."),
+    (RECORDING_CHUNKS_DELETED, Kind::Counter, "Session-recording chunks deleted by retention."),
     (
         INGEST_EVENTS_LOST_TO_RETENTION,
         Kind::Counter,

@@ -4,7 +4,8 @@
 //! migrations with its lock ([`MigrationLedger`]); `warren-meta`
 //! implements both, and a store takes a [`ClusterLedger`]. The System page
 //! shows what a scale-out store says of itself ([`SystemStatus`]) without
-//! the server reaching the store.
+//! the server reaching the store. Session recordings' blobs go to a
+//! [`BlobStore`], written by ingest and read by the API.
 
 use std::collections::HashMap;
 
@@ -115,4 +116,21 @@ impl<T: ConsumerOffsets + MigrationLedger + ?Sized> ClusterLedger for T {}
 #[async_trait]
 pub trait SystemStatus: Send + Sync {
     async fn system_status(&self) -> serde_json::Value;
+}
+
+/// Whole objects by key: where session recordings keep their blobs. The
+/// adapter (a directory or an S3 bucket) is picked from a URL.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Writes `bytes` at `key`, replacing what was there, durably.
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), PortError>;
+
+    /// The bytes at `key`, or `None` when there are none.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError>;
+
+    /// Removes `key`; a key that is not there is not an error.
+    async fn delete(&self, key: &str) -> Result<(), PortError>;
+
+    /// Every key under `prefix`, in no particular order.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError>;
 }

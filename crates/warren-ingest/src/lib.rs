@@ -12,7 +12,10 @@
 //! loses nor duplicates an event. Records the log deleted before ingest
 //! read them (only retention told to ignore consumers does that) are
 //! counted, logged and put on the job board, never skipped silently.
-//! Sender mistakes become ingestion warnings. A replica beside the event
+//! Session recordings' `$snapshot` records skip persons and rows: each
+//! batch writes them as one blob per session to the blob store before it
+//! commits, and their chunks' rows go to the meta store with its offsets
+//! (`recordings`). Sender mistakes become ingestion warnings. A replica beside the event
 //! store (the ClickHouse cluster) is written after it and catches up by
 //! itself when it was away (`replica`): its outage never stops ingest.
 //!
@@ -26,10 +29,12 @@ mod normalize;
 mod person_size;
 mod persons;
 mod pipeline;
+mod recordings;
 mod replica;
 mod store_persons;
 mod teams;
 
 pub use error::IngestError;
 pub use pipeline::{Ingester, CONSUMER, RETENTION_GAP_JOB};
+pub use recordings::delete_expired_recordings;
 pub use replica::{REPLICA_CONSUMER, REPLICA_JOB};

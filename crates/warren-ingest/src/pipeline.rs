@@ -10,6 +10,8 @@ use warren_core::config::IngestConfig;
 use warren_core::jobs::{JobBoard, Outcome};
 use warren_core::metrics as names;
 use warren_core::person::{IngestionWarning, TeamId};
+use warren_core::ports::BlobStore;
+use warren_core::recording::SNAPSHOT_EVENT;
 use warren_core::CapturedEvent;
 use warren_log::{EventLog, LogError, LogRecord};
 use warren_meta::{IngestCommit, MetaStore};
@@ -20,6 +22,7 @@ use crate::definitions::Definitions;
 use crate::groups::GroupBatch;
 use crate::normalize::{normalize, Event};
 use crate::persons::{PersonBatch, PersonOnEvent};
+use crate::recordings::RecordingBatch;
 use crate::replica::{Replica, REPLICA_CONSUMER};
 use crate::store_persons::MergedBefore;
 use crate::teams::Teams;
@@ -52,6 +55,8 @@ pub struct Ingester {
     /// so a batch retried over the same gap does not count it twice.
     gap_reported: Vec<u64>,
     replica: Option<Replica>,
+    /// Where session recordings' blobs go; without one they are dropped.
+    blobs: Option<Arc<dyn BlobStore>>,
 }
 
 /// A log record, decoded.
@@ -86,7 +91,16 @@ impl Ingester {
             jobs: JobBoard::default(),
             gap_reported: Vec::new(),
             replica: None,
+            blobs: None,
         }
+    }
+
+    /// Stores session recordings' blobs in `blobs`; an ingester without a
+    /// blob store drops `$snapshot` records (counted as
+    /// `outcome="recording_dropped"`).
+    pub fn with_recordings(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self
     }
 
     /// Keeps `replica` equal to the event store, written beside it while
@@ -338,6 +352,7 @@ impl Ingester {
         records: Vec<LogRecord>,
         stored_next: &[u64],
         warnings: &mut Vec<IngestionWarning>,
+        recordings: &mut RecordingBatch,
     ) -> Result<Vec<Item>, IngestError> {
         let mut items = Vec::with_capacity(records.len());
         let mut unknown = HashSet::new();
@@ -365,6 +380,17 @@ impl Ingester {
                 metrics::counter!(names::INGEST_EVENTS, "outcome" => "duplicate").increment(1);
                 continue;
             }
+            if captured.event == SNAPSHOT_EVENT {
+                // Written again when replayed below the table's offsets:
+                // the meta store's rows of a replayed batch were lost.
+                match self.blobs {
+                    Some(_) => recordings.add(team_id, record.partition, record.offset, &captured, warnings),
+                    None => {
+                        metrics::counter!(names::INGEST_EVENTS, "outcome" => "recording_dropped").increment(1)
+                    }
+                }
+                continue;
+            }
             let (event, event_warnings) = normalize(captured, team_id, record.timestamp_ms);
             warnings.extend(event_warnings);
             items.push(Item {
@@ -388,9 +414,11 @@ impl Ingester {
         let record_count = records.len();
         let oldest_received_ms = records.iter().map(|record| record.timestamp_ms).min();
         let mut warnings = Vec::new();
-        let items = self.decode(records, stored_next, &mut warnings).await?;
-        let uuids: Vec<(TeamId, uuid::Uuid)> =
+        let mut recordings = RecordingBatch::default();
+        let items = self.decode(records, stored_next, &mut warnings, &mut recordings).await?;
+        let mut uuids: Vec<(TeamId, uuid::Uuid)> =
             items.iter().map(|item| (item.event.team_id, item.event.uuid)).collect();
+        uuids.append(&mut recordings.uuids);
         let events: Vec<&Event> = items.iter().map(|item| &item.event).collect();
         let definitions = self.definitions.collect(&events);
         let mut persons =
@@ -418,6 +446,11 @@ impl Ingester {
         };
         persons.into_commit(&mut commit);
         groups.into_commit(&mut commit);
+        // Blobs before anything commits: a crash after this point replays
+        // the batch, which writes the same blobs again.
+        if let (Some(blobs), false) = (&self.blobs, recordings.is_empty()) {
+            commit.recordings = recordings.write(blobs.as_ref()).await?;
+        }
 
         let to_store: Vec<(u32, u64)> = offsets
             .iter()

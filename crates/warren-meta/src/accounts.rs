@@ -104,6 +104,7 @@ pub struct ProjectUpdate {
     pub week_start_day: Option<i32>,
     /// JSON list of property filters.
     pub test_account_filters: Option<String>,
+    pub session_recording_opt_in: Option<bool>,
 }
 
 /// A personal API key as it may be shown: never its secret.

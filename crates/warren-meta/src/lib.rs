@@ -8,7 +8,8 @@
 //! sessions, projects, personal API keys; [`accounts`]), the audit log
 //! ([`audit`]), product entities and definitions ([`entities`]), and what
 //! ingest builds: persons and their distinct ids, person-id overrides,
-//! groups and group types, ingestion warnings, and the log offsets that
+//! groups and group types, ingestion warnings, session recordings' chunks
+//! ([`Recordings`]), and the log offsets that
 //! person updates cover (committed in the same transaction as the updates,
 //! so replaying the log never applies an event twice).
 //!
@@ -29,6 +30,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, TeamId};
 use warren_core::ports::ClusterLedger;
+use warren_core::recording::{RecordingChunk, RecordingSummary};
 
 use accounts::{
     ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate,
@@ -59,6 +61,8 @@ pub struct Project {
     pub test_account_filters: String,
     /// Warren's own project, where self-monitoring writes its events.
     pub internal: bool,
+    /// Whether posthog-js records sessions (the remote configuration tells it).
+    pub session_recording_opt_in: bool,
 }
 
 /// What a fresh deployment starts with. Fields left `None` are generated.
@@ -110,6 +114,8 @@ pub struct IngestCommit {
     pub event_definitions: Vec<EventDefinition>,
     /// Property names seen in the batch for the first time by this ingest.
     pub property_definitions: Vec<PropertyDefinition>,
+    /// The recording chunks whose blobs the batch wrote.
+    pub recordings: Vec<RecordingChunk>,
 }
 
 /// One schema migration as this build knows it and the store applied it.
@@ -140,7 +146,16 @@ pub enum MigrationState {
 /// any of them. It includes the ports the event stores take
 /// ([`ClusterLedger`]): consumer offsets and the migration ledger.
 pub trait MetaStore:
-    MetaSchema + Tenancy + Accounts + AuditLog + Entities + PersonStore + IngestCommits + ClusterLedger + 'static
+    MetaSchema
+    + Tenancy
+    + Accounts
+    + AuditLog
+    + Entities
+    + PersonStore
+    + IngestCommits
+    + Recordings
+    + ClusterLedger
+    + 'static
 {
 }
 
@@ -152,6 +167,7 @@ impl<T> MetaStore for T where
         + Entities
         + PersonStore
         + IngestCommits
+        + Recordings
         + ClusterLedger
         + 'static
 {
@@ -411,6 +427,39 @@ pub trait PersonStore: Send + Sync {
 pub trait IngestCommits: Send + Sync {
     /// Applies an ingest batch and records its offsets, all or nothing.
     async fn commit_ingest(&self, commit: &IngestCommit) -> Result<(), MetaError>;
+}
+
+/// Session recordings' chunks, as ingest commits them
+/// ([`IngestCommit::recordings`]); the blobs are in the blob store.
+#[async_trait]
+pub trait Recordings: Send + Sync {
+    /// A project's recorded sessions, newest first, `limit` from `offset`;
+    /// with `person`, only those the person's distinct ids sent.
+    async fn recordings(
+        &self,
+        team_id: TeamId,
+        person: Option<Uuid>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<RecordingSummary>, MetaError>;
+
+    /// One session's chunks in recording order (none for an unknown one).
+    async fn recording_chunks(
+        &self,
+        team_id: TeamId,
+        session_id: &str,
+    ) -> Result<Vec<RecordingChunk>, MetaError>;
+
+    /// Up to `limit` chunks of any project whose last event is older than
+    /// `before_ms`, oldest first: what retention deletes next.
+    async fn expired_recording_chunks(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordingChunk>, MetaError>;
+
+    /// Forgets `chunks`, whose blobs the caller has deleted.
+    async fn delete_recording_chunks(&self, chunks: &[RecordingChunk]) -> Result<(), MetaError>;
 }
 
 /// The person a distinct id belongs to, if any.

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use warren_core::config::{QueryBackendKind, WarrenConfig};
 use warren_core::jobs::JobBoard;
+use warren_core::ports::BlobStore;
 use warren_log::{SegmentLog, SegmentLogOptions};
 use warren_meta::{MetaStore, SqlMeta};
 use warren_query::{ClickHouseBackend, DataFusionBackend, QueryBackend, QueryEngine, QueryLimits};
-use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions};
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, ObjectBlobStore};
 
 use crate::error::Step;
 use crate::NodeError;
@@ -64,6 +65,14 @@ pub async fn open_event_store(config: &WarrenConfig, jobs: &JobBoard) -> Result<
     let url = options.url.clone();
     let store = DeltaStore::open(options).await.step(|| format!("opening the event store {url}"))?;
     Ok(Arc::new(store))
+}
+
+/// The blob store of session recordings, `[recordings] url`.
+pub fn open_recording_blobs(config: &WarrenConfig) -> Result<Arc<dyn BlobStore>, NodeError> {
+    let url = config.recordings.url_in(&config.data_dir);
+    let blobs = ObjectBlobStore::open(&url, &config.recordings.storage_options)
+        .step(|| format!("opening the recordings' blob store {url}"))?;
+    Ok(Arc::new(blobs))
 }
 
 /// The ClickHouse cluster of `[clickhouse] url`, its schema brought up to

@@ -1,6 +1,7 @@
 //! The ingest role as a process runs it: the ingester over the event log,
 //! the canonical table and the cluster beside it, and the periodic chores
-//! of those stores (upkeep, the internal project's retention).
+//! of those stores (upkeep, the internal project's retention, session
+//! recordings' retention).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use warren_core::config::WarrenConfig;
 use warren_core::jobs::JobBoard;
+use warren_core::ports::BlobStore;
 use warren_log::SegmentLog;
 use warren_meta::MetaStore;
 use warren_store::EventStore;
@@ -18,6 +20,8 @@ use crate::tasks::{FirstRun, PeriodicTasks};
 pub(crate) struct Stores {
     pub canonical: Arc<dyn EventStore>,
     pub replica: Option<Arc<dyn EventStore>>,
+    /// Session recordings' blobs.
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 impl Stores {
@@ -47,12 +51,30 @@ impl IngestRole {
         let url = config.event_store.url.clone().unwrap_or_else(|| "events/ in the data dir".into());
         let (stop, stopped) = watch::channel(false);
         let mut ingester =
-            warren_ingest::Ingester::new(log, meta, stores.canonical.clone(), config.ingest.clone())
-                .with_jobs(jobs.clone());
+            warren_ingest::Ingester::new(log, meta.clone(), stores.canonical.clone(), config.ingest.clone())
+                .with_jobs(jobs.clone())
+                .with_recordings(stores.blobs.clone());
         if let Some(replica) = &stores.replica {
             ingester = ingester.with_replica(replica.clone());
         }
         let consumer = tokio::spawn(ingester.run(stopped));
+        let days = config.recordings.retention_days;
+        if days > 0 {
+            let every = Duration::from_secs(config.recordings.retention_interval_secs.max(1));
+            let blobs = stores.blobs.clone();
+            tasks.every("recordings.retention", every, FirstRun::AtStart, move || {
+                let (meta, blobs) = (meta.clone(), blobs.clone());
+                async move {
+                    let keep_ms = i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+                    let before = warren_core::unix_millis().saturating_sub(keep_ms);
+                    let deleted =
+                        warren_ingest::delete_expired_recordings(meta.as_ref(), blobs.as_ref(), before)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    Ok(format!("{deleted} recording chunks older than {days} days deleted"))
+                }
+            });
+        }
         let stores = Arc::new(stores);
         let every = Duration::from_secs(config.event_store.maintenance_interval_secs.max(1));
         let upkept = stores.clone();

@@ -13,7 +13,9 @@ use warren_meta::{AuditLog, MetaStore};
 use warren_server::{AppState, InstanceInfo, Monitor};
 use warren_store::EventStore;
 
-use crate::adapters::{open_clickhouse, open_event_store, open_log, open_meta, query_engine};
+use crate::adapters::{
+    open_clickhouse, open_event_store, open_log, open_meta, open_recording_blobs, query_engine,
+};
 use crate::backups::schedule_backups;
 use crate::bootstrap::{bootstrap, INTERNAL_PROJECT_NAME};
 use crate::error::Step;
@@ -115,11 +117,15 @@ async fn start(config: &WarrenConfig, repair: bool) -> Result<Node, NodeError> {
     };
     let backed_up = store.clone().filter(|_| config.role.ingests());
     schedule_backups(&mut tasks, config, log.clone(), meta.clone(), backed_up, &jobs)?;
-    let ingest = match &store {
-        Some(store) if config.role.ingests() => {
+    let blobs = match &store {
+        Some(_) => Some(open_recording_blobs(config)?),
+        None => None,
+    };
+    let ingest = match (&store, &blobs) {
+        (Some(store), Some(blobs)) if config.role.ingests() => {
             // The cluster is a replica of the canonical table.
             let replica = clickhouse.clone().map(|cluster| cluster as Arc<dyn EventStore>);
-            let stores = Stores { canonical: store.clone(), replica };
+            let stores = Stores { canonical: store.clone(), replica, blobs: blobs.clone() };
             Some(IngestRole::start(
                 config,
                 log.clone(),
@@ -165,6 +171,9 @@ async fn start(config: &WarrenConfig, repair: bool) -> Result<Node, NodeError> {
     if let (Some(store), true) = (&store, config.role.queries()) {
         let engine = query_engine(config, store.clone(), clickhouse.clone(), meta)?;
         state = state.with_query_engine(Arc::new(engine));
+    }
+    if let (Some(blobs), true) = (blobs, config.role.queries()) {
+        state = state.with_recordings(blobs);
     }
     if let Some(clickhouse) = clickhouse {
         state = state.with_clickhouse(clickhouse);

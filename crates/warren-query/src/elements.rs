@@ -197,7 +197,8 @@ fn element(part: &Compound) -> String {
     }
     pattern.push_str(&format!("{CLASS}*"));
     match &part.id {
-        Some(id) => pattern.push_str(&format!("{ATTRIBUTES}attr__id=\"{}\"[^;]*", regex::escape(id))),
+        // The id may be the first attribute (an element without classes).
+        Some(id) => pattern.push_str(&format!(":(?:[^;]*\")?attr__id=\"{}\"[^;]*", regex::escape(id))),
         None => pattern.push_str(&format!("(?:{ATTRIBUTES})?")),
     }
     pattern.push_str("(?:;|$)");
@@ -233,6 +234,17 @@ mod tests {
             panic!("a regex")
         };
         regex::Regex::new(&pattern).expect("valid").is_match(CHAIN) != negated
+    }
+
+    #[test]
+    fn an_id_matches_as_the_first_attribute_too() {
+        let chain = r#"button:attr__id="reveal"attr_id="reveal"nth-child="3"nth-of-type="2"text="Show";body:nth-child="2""#;
+        let pattern = regex::Regex::new(&selector("#reveal").expect("selector")).expect("regex");
+        assert!(pattern.is_match(chain));
+        let pattern = regex::Regex::new(&selector("body > button#reveal").expect("selector")).expect("regex");
+        assert!(pattern.is_match(chain));
+        let pattern = regex::Regex::new(&selector("#eveal").expect("selector")).expect("regex");
+        assert!(!pattern.is_match(chain));
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub enum ApiError {
     MissingEventName,
     #[error("event has no distinct_id")]
     MissingDistinctId,
+    #[error("a recording's event has no `$session_id`")]
+    MissingSessionId,
+    #[error("invalid `$session_id`: up to 128 letters, digits, `-` and `_`")]
+    InvalidSessionId,
+    #[error("a recording's event has no `$snapshot_data` array or object")]
+    MissingSnapshotData,
     #[error("invalid uuid {0:?}")]
     InvalidUuid(String),
     #[error("events in one request carry different tokens")]
@@ -104,6 +110,9 @@ impl ApiError {
             | Self::InvalidCompression(_)
             | Self::MissingEventName
             | Self::MissingDistinctId
+            | Self::MissingSessionId
+            | Self::InvalidSessionId
+            | Self::MissingSnapshotData
             | Self::InvalidUuid(_)
             | Self::MultipleTokens => StatusCode::BAD_REQUEST,
             Self::MissingToken
@@ -148,6 +157,9 @@ impl ApiError {
             Self::InvalidCompression(_) => "invalid_compression",
             Self::MissingEventName => "missing_event_name",
             Self::MissingDistinctId => "missing_distinct_id",
+            Self::MissingSessionId => "missing_session_id",
+            Self::InvalidSessionId => "invalid_session_id",
+            Self::MissingSnapshotData => "missing_snapshot_data",
             Self::InvalidUuid(_) => "invalid_uuid",
             Self::MultipleTokens => "multiple_tokens",
             Self::MissingToken => "missing_token",

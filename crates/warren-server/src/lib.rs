@@ -79,6 +79,8 @@ pub struct AppState {
     monitor: Monitor,
     /// The ClickHouse cluster ingest writes, for the System page.
     clickhouse: Option<Arc<dyn warren_core::ports::SystemStatus>>,
+    /// Session recordings' blobs, when this process answers queries.
+    recordings: Option<Arc<dyn warren_core::ports::BlobStore>>,
 }
 
 impl AppState {
@@ -105,7 +107,14 @@ impl AppState {
             instance: Arc::new(InstanceInfo::default()),
             monitor: Monitor::new(Default::default(), Default::default(), "warren".into()),
             clickhouse: None,
+            recordings: None,
         }
+    }
+
+    /// Serves session recordings from `blobs`.
+    pub fn with_recordings(mut self, blobs: Arc<dyn warren_core::ports::BlobStore>) -> Self {
+        self.recordings = Some(blobs);
+        self
     }
 
     /// Describes this process to the System page, and shares the monitor

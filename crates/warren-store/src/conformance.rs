@@ -6,7 +6,8 @@
 //! offsets commit with their rows, everything survives a reopen, upkeep
 //! loses nothing, concurrent appends all land, deleting a project's old
 //! rows touches nothing else, and rows read back by key are the stored
-//! ones.
+//! ones. [`blob_store_conformance`] is the suite of the recordings' blob
+//! store, whatever holds it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -218,4 +219,26 @@ pub async fn read_events_answers_the_rows_asked_for(factory: &impl StoreFactory)
     let read = by_uuid(store.read_events(&keys).await.expect("read events"));
     assert_eq!(read, by_uuid(wanted), "exactly the stored rows asked for");
     assert!(store.read_events(&[]).await.expect("read nothing").is_empty());
+}
+
+/// The properties every [`warren_core::ports::BlobStore`] has: what is put
+/// is read back whole, a put replaces, missing keys read as `None` and
+/// delete quietly, and listing finds exactly the keys under a prefix.
+pub async fn blob_store_conformance(blobs: &dyn warren_core::ports::BlobStore) {
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    blobs.put("recordings/1/s1/a.jsonl.gz", big.clone()).await.expect("put");
+    blobs.put("recordings/1/s1/b.jsonl.gz", b"first".to_vec()).await.expect("put");
+    blobs.put("recordings/1/s1/b.jsonl.gz", b"second".to_vec()).await.expect("put again");
+    blobs.put("recordings/2/s1/a.jsonl.gz", b"other project".to_vec()).await.expect("put");
+    assert_eq!(blobs.get("recordings/1/s1/a.jsonl.gz").await.expect("get"), Some(big));
+    assert_eq!(blobs.get("recordings/1/s1/b.jsonl.gz").await.expect("get"), Some(b"second".to_vec()));
+    assert_eq!(blobs.get("recordings/1/s1/c.jsonl.gz").await.expect("get"), None);
+    let mut listed = blobs.list("recordings/1").await.expect("list");
+    listed.sort();
+    assert_eq!(listed, vec!["recordings/1/s1/a.jsonl.gz", "recordings/1/s1/b.jsonl.gz"]);
+    blobs.delete("recordings/1/s1/a.jsonl.gz").await.expect("delete");
+    blobs.delete("recordings/1/s1/a.jsonl.gz").await.expect("delete what is gone");
+    assert_eq!(blobs.get("recordings/1/s1/a.jsonl.gz").await.expect("get"), None);
+    assert_eq!(blobs.list("recordings/1").await.expect("list"), vec!["recordings/1/s1/b.jsonl.gz"]);
+    assert_eq!(blobs.list("recordings/2").await.expect("list").len(), 1);
 }

@@ -9,7 +9,7 @@ pub enum StoreError {
     Files(#[from] deltalake::ObjectStoreError),
     #[error("query failed: {0}")]
     Query(#[from] deltalake::datafusion::error::DataFusionError),
-    #[error("unsupported event store URL {url:?}: {reason}")]
+    #[error("unsupported storage URL {url:?}: {reason}")]
     UnsupportedUrl { url: String, reason: String },
     #[error("invalid event store option: {0}")]
     Invalid(String),

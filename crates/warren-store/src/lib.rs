@@ -21,8 +21,10 @@
 //!
 //! This crate knows rows, not persons: ingest decides what a row says and
 //! hands over what changed of persons; the meta store is reached only
-//! through the small ports of `warren_core::ports`.
+//! through the small ports of `warren_core::ports`. [`ObjectBlobStore`]
+//! is the blob store of session recordings on the same kinds of storage.
 
+mod blobs;
 mod clickhouse;
 pub mod conformance;
 mod delta;
@@ -36,6 +38,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use warren_core::person::{PersonChanges, PersonsSnapshot};
 
+pub use blobs::{open_object_store, ObjectBlobStore, OpenedObjectStore};
 pub use clickhouse::{
     migrations, quote as clickhouse_literal, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl,
 };

@@ -1,13 +1,13 @@
 //! The EventStore conformance suite, run against the Delta adapter on a
 //! local directory and on a real S3-compatible server (Garage) started by
-//! the test kit.
+//! the test kit; and the blob store's suite on both.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use warren_core::config::EventStoreConfig;
 use warren_store::conformance::StoreFactory;
-use warren_store::{DeltaStore, DeltaStoreOptions, EventRow};
+use warren_store::{DeltaStore, DeltaStoreOptions, EventRow, ObjectBlobStore};
 
 struct DeltaFactory {
     /// Holds local tables (and the data dir of S3 ones).
@@ -27,16 +27,7 @@ impl DeltaFactory {
 
     /// A table under a fresh prefix of the shared Garage bucket.
     fn s3() -> Option<Self> {
-        let garage = warren_testkit::services::GarageServer::shared()?;
-        let options = BTreeMap::from([
-            ("aws_endpoint".to_string(), garage.endpoint.clone()),
-            ("aws_region".to_string(), garage.region.clone()),
-            ("aws_access_key_id".to_string(), garage.access_key_id.clone()),
-            ("aws_secret_access_key".to_string(), garage.secret_access_key.clone()),
-            ("aws_allow_http".to_string(), "true".to_string()),
-            ("aws_virtual_hosted_style_request".to_string(), "false".to_string()),
-        ]);
-        let url = format!("s3://{}/{}/events", garage.bucket, uuid::Uuid::new_v4());
+        let (url, options) = garage_prefix("events")?;
         Some(Self::with_url(Some(url), options))
     }
 
@@ -44,6 +35,21 @@ impl DeltaFactory {
         let options = DeltaStoreOptions::from_config(&self.config, self.dir.path()).expect("options");
         DeltaStore::open(options).await.expect("open the events table")
     }
+}
+
+/// A fresh prefix of the shared Garage bucket, and the options to reach it.
+fn garage_prefix(name: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let garage = warren_testkit::services::GarageServer::shared()?;
+    let options = BTreeMap::from([
+        ("aws_endpoint".to_string(), garage.endpoint.clone()),
+        ("aws_region".to_string(), garage.region.clone()),
+        ("aws_access_key_id".to_string(), garage.access_key_id.clone()),
+        ("aws_secret_access_key".to_string(), garage.secret_access_key.clone()),
+        ("aws_allow_http".to_string(), "true".to_string()),
+        ("aws_virtual_hosted_style_request".to_string(), "false".to_string()),
+    ]);
+    let url = format!("s3://{}/{}/{name}", garage.bucket, uuid::Uuid::new_v4());
+    Some((url, options))
 }
 
 #[async_trait]
@@ -72,6 +78,21 @@ mod local {
 mod s3 {
     use super::*;
     warren_store::event_store_conformance!(DeltaFactory::s3());
+}
+
+#[tokio::test]
+async fn blob_store_on_a_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blobs = ObjectBlobStore::open(&dir.path().display().to_string(), &BTreeMap::new()).expect("open");
+    warren_store::conformance::blob_store_conformance(&blobs).await;
+    assert!(dir.path().join("recordings/1/s1/b.jsonl.gz").exists(), "kept as files under the directory");
+}
+
+#[tokio::test]
+async fn blob_store_on_s3() {
+    let Some((url, options)) = garage_prefix("recordings") else { return };
+    let blobs = ObjectBlobStore::open(&url, &options).expect("open");
+    warren_store::conformance::blob_store_conformance(&blobs).await;
 }
 
 #[tokio::test]

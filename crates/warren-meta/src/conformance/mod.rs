@@ -4,7 +4,7 @@
 //! [`meta_store_conformance!`](crate::meta_store_conformance), which expands
 //! to one `#[tokio::test]` per property. Each role trait of [`MetaStore`] has
 //! its own module of properties: [`schema`], [`tenancy`], [`accounts`],
-//! [`audit`], [`entities`], [`persons`] (with ingest commits) and [`ledger`]
+//! [`audit`], [`entities`], [`persons`] (with ingest commits), [`recordings`] and [`ledger`]
 //! (core's consumer offsets and migration ledger). Each module imports only
 //! the role traits it calls, so it shows what an adapter of that role needs.
 
@@ -20,6 +20,7 @@ pub mod audit;
 pub mod entities;
 pub mod ledger;
 pub mod persons;
+pub mod recordings;
 pub mod schema;
 pub mod tenancy;
 
@@ -69,6 +70,9 @@ macro_rules! meta_store_conformance {
                 groups_and_group_types,
                 warnings_newest_first,
                 batches_larger_than_one_statement;
+            recordings:
+                recordings_are_listed_per_project_and_person,
+                a_replayed_chunk_replaces_its_row_and_retention_finds_old_ones;
             ledger:
                 ingest_offsets_are_per_consumer,
                 store_migrations_keep_their_operations_and_one_lock_holder;

@@ -97,6 +97,7 @@ pub async fn projects_are_created_and_updated(factory: &impl MetaFactory) {
             ProjectUpdate {
                 week_start_day: Some(1),
                 name: Some("Web app".into()),
+                session_recording_opt_in: Some(true),
                 ..ProjectUpdate::default()
             },
         )
@@ -107,6 +108,7 @@ pub async fn projects_are_created_and_updated(factory: &impl MetaFactory) {
         (updated.name.as_str(), updated.week_start_day, updated.timezone.as_str()),
         ("Web app", 1, "Asia/Tokyo")
     );
+    assert!(updated.session_recording_opt_in && !project.session_recording_opt_in);
     assert!(store
         .update_project(project.id, ProjectUpdate { week_start_day: Some(5), ..ProjectUpdate::default() })
         .await

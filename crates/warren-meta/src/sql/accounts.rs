@@ -318,7 +318,8 @@ pub(super) async fn update_project(
     let row = sqlx::query(&format!(
         "UPDATE projects SET name = COALESCE($2, name), timezone = COALESCE($3, timezone),
              week_start_day = COALESCE($4, week_start_day),
-             test_account_filters = COALESCE($5, test_account_filters)
+             test_account_filters = COALESCE($5, test_account_filters),
+             session_recording_opt_in = COALESCE($6, session_recording_opt_in)
          WHERE id = $1 RETURNING {PROJECT_COLUMNS}"
     ))
     .bind(id)
@@ -326,6 +327,7 @@ pub(super) async fn update_project(
     .bind(update.timezone)
     .bind(update.week_start_day.map(i64::from))
     .bind(update.test_account_filters)
+    .bind(update.session_recording_opt_in.map(i64::from))
     .fetch_optional(pool)
     .await?;
     Ok(row.as_ref().map(project_from_row).transpose()?)

@@ -10,6 +10,7 @@ mod dump;
 mod entities;
 mod locks;
 mod persons;
+mod recordings;
 mod snapshot;
 mod statement;
 mod tenancy;
@@ -26,6 +27,7 @@ use sqlx::{AnyPool, Executor};
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, TeamId};
 use warren_core::ports::{ConsumerOffsets, MigrationLedger, OperationRecord, OperationState, PortError};
+use warren_core::recording::{RecordingChunk, RecordingSummary};
 
 use crate::accounts::{
     ApiKey, CreatedApiKey, Member, Membership, NewApiKey, NewProject, NewUser, Organization, ProjectUpdate,
@@ -481,6 +483,39 @@ impl crate::PersonStore for SqlMeta {
 impl crate::IngestCommits for SqlMeta {
     async fn commit_ingest(&self, commit: &crate::IngestCommit) -> Result<(), MetaError> {
         persons::commit_ingest(&self.pool, self.dialect, commit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Recordings for SqlMeta {
+    async fn recordings(
+        &self,
+        team_id: TeamId,
+        person: Option<Uuid>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<RecordingSummary>, MetaError> {
+        recordings::recordings(&self.pool, team_id, person, limit, offset).await
+    }
+
+    async fn recording_chunks(
+        &self,
+        team_id: TeamId,
+        session_id: &str,
+    ) -> Result<Vec<RecordingChunk>, MetaError> {
+        recordings::recording_chunks(&self.pool, team_id, session_id).await
+    }
+
+    async fn expired_recording_chunks(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordingChunk>, MetaError> {
+        recordings::expired_chunks(&self.pool, before_ms, limit).await
+    }
+
+    async fn delete_recording_chunks(&self, chunks: &[RecordingChunk]) -> Result<(), MetaError> {
+        recordings::delete_chunks(&self.pool, chunks).await
     }
 }
 

@@ -293,6 +293,7 @@ pub(super) async fn commit_ingest(
         .execute(&mut *tx)
         .await?;
     }
+    super::recordings::upsert_chunks(&mut tx, dialect, &commit.recordings).await?;
     tx.commit().await?;
     Ok(())
 }

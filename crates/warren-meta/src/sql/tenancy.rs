@@ -12,7 +12,7 @@ use crate::keys::{
 use crate::{BootstrapRequest, Bootstrapped, MetaError, Project};
 
 pub(super) const PROJECT_COLUMNS: &str =
-    "id, organization_id, name, api_token, timezone, week_start_day, test_account_filters, internal";
+    "id, organization_id, name, api_token, timezone, week_start_day, test_account_filters, internal, session_recording_opt_in";
 
 pub(super) fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
@@ -24,6 +24,7 @@ pub(super) fn project_from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         week_start_day: int(row, "week_start_day")? as i32,
         test_account_filters: text(row, "test_account_filters")?,
         internal: int(row, "internal")? != 0,
+        session_recording_opt_in: int(row, "session_recording_opt_in")? != 0,
     })
 }
 

@@ -213,8 +213,16 @@ pub async fn restore_at(
     report(&Progress::phase("ingesting the replayed events"));
     let meta = Arc::new(SqlMeta::connect(&format!("sqlite://{}", data_dir.join(META_FILE).display())).await?);
     let table = Arc::new(open_table(data_dir).await?);
-    let ingested =
-        warren_ingest::Ingester::new(log.clone(), meta.clone(), table.clone(), ingest).catch_up().await;
+    // Recordings replayed go where a deployment of this data dir keeps them
+    // by default.
+    let blobs = warren_store::ObjectBlobStore::open(
+        &data_dir.join("recordings").display().to_string(),
+        &Default::default(),
+    )?;
+    let ingested = warren_ingest::Ingester::new(log.clone(), meta.clone(), table.clone(), ingest)
+        .with_recordings(Arc::new(blobs))
+        .catch_up()
+        .await;
     log.close().await?;
     meta.close().await;
     ingested.map_err(|e| OpsError::Verification(format!("ingesting the replayed events: {e}")))?;

@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::manifest::{Manifest, MANIFEST_FORMAT};
@@ -58,24 +56,13 @@ impl BackupTarget {
     /// or `s3://bucket/prefix` with `options` (`aws_endpoint`,
     /// `aws_region`, `aws_access_key_id`, …).
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, OpsError> {
-        let bad = |reason: String| OpsError::Refused(format!("backup target {url:?}: {reason}"));
-        let mut local = None;
-        let store: Arc<dyn ObjectStore> = if url.starts_with("s3://") || url.starts_with("s3a://") {
-            let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-            let (store, prefix) =
-                object_store::parse_url_opts(&parsed, options.iter()).map_err(|e| bad(e.to_string()))?;
-            Arc::new(PrefixStore::new(store, prefix))
-        } else {
-            let path = match url.strip_prefix("file://") {
-                Some(path) => std::path::PathBuf::from(path),
-                None if !url.contains("://") => std::path::PathBuf::from(url),
-                None => return Err(bad("use a directory, file:///path or s3://bucket/prefix".into())),
-            };
-            std::fs::create_dir_all(&path).map_err(OpsError::io(format!("creating {}", path.display())))?;
-            let store = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(e.to_string()))?;
-            local = Some(path);
-            Arc::new(store)
-        };
+        let opened = warren_store::open_object_store(url, options).map_err(|error| match error {
+            warren_store::StoreError::UnsupportedUrl { reason, .. } => {
+                OpsError::Refused(format!("backup target {url:?}: {reason}"))
+            }
+            other => OpsError::Refused(format!("backup target {url:?}: {other}")),
+        })?;
+        let (store, local) = (opened.store, opened.local);
         Ok(Self { store, url: url.to_string(), local })
     }
 

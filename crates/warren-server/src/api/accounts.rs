@@ -62,6 +62,7 @@ pub(crate) fn project_json(project: &Project) -> Value {
         "week_start_day": project.week_start_day,
         "test_account_filters": serde_json::from_str::<Value>(&project.test_account_filters).unwrap_or(json!([])),
         "internal": project.internal,
+        "session_recording_opt_in": project.session_recording_opt_in,
     })
 }
 
@@ -126,6 +127,8 @@ pub(crate) struct ProjectUpdateRequest {
     /// PostHog property filters applied by `filterTestAccounts`.
     #[schema(value_type = Option<Vec<Object>>)]
     test_account_filters: Option<Vec<Value>>,
+    /// Whether posthog-js records sessions of the project.
+    session_recording_opt_in: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -565,6 +568,7 @@ pub(super) async fn update_project(
         timezone: request.timezone,
         week_start_day: request.week_start_day,
         test_account_filters,
+        session_recording_opt_in: request.session_recording_opt_in,
     };
     let project = state.meta.update_project(project.id, update).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(project_json(&project)))

@@ -47,7 +47,7 @@ impl Access {
 }
 
 /// Every scope a key may be given, as `<resource>:read|write`.
-pub(crate) const RESOURCES: [&str; 14] = [
+pub(crate) const RESOURCES: [&str; 15] = [
     "action",
     "annotation",
     "cohort",
@@ -62,6 +62,7 @@ pub(crate) const RESOURCES: [&str; 14] = [
     "project",
     "property_definition",
     "query",
+    "session_recording",
 ];
 
 /// Checks a key's requested scopes before it is created.

@@ -316,7 +316,7 @@ pub(super) async fn decide(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let (_ticket, request) = request(&state, &headers, query.as_deref(), body).await?;
-    let (_, results) = evaluate_request(&state, request).await?;
+    let (project, results) = evaluate_request(&state, request).await?;
     metrics::counter!(names::FLAG_REQUESTS, "endpoint" => "decide").increment(1);
     let (values, payloads) = legacy(&results);
     Ok(Json(json!({
@@ -326,7 +326,7 @@ pub(super) async fn decide(
         "config": {"enable_collect_everything": true},
         "isAuthenticated": false,
         "supportedCompression": ["gzip", "gzip-js"],
-        "sessionRecording": false,
+        "sessionRecording": super::remote_config::session_recording(&project),
         "siteApps": [],
     })))
 }

@@ -18,6 +18,7 @@ mod openapi;
 mod persons;
 mod query;
 mod rate_limit;
+mod recordings;
 mod remote_config;
 
 use std::collections::HashMap;
@@ -335,6 +336,38 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         )
         .resource("person")
         .to(persons::one),
+        spec(
+            M::GET,
+            "/api/projects/{project_id}/session_recordings",
+            "session_recording.list",
+            "Recorded sessions, newest first; `person_id` keeps one person's",
+        )
+        .resource("session_recording")
+        .to(recordings::list),
+        spec(
+            M::GET,
+            "/api/projects/{project_id}/session_recordings/{session_id}",
+            "session_recording.read",
+            "One recorded session",
+        )
+        .resource("session_recording")
+        .to(recordings::one),
+        spec(
+            M::GET,
+            "/api/projects/{project_id}/session_recordings/{session_id}/snapshots",
+            "session_recording.snapshots",
+            "A recorded session's rrweb events, as JSON lines `{\"window_id\", \"event\"}`",
+        )
+        .resource("session_recording")
+        .to(recordings::snapshots),
+        spec(
+            M::DELETE,
+            "/api/projects/{project_id}/session_recordings/{session_id}",
+            "session_recording.delete",
+            "Delete a recorded session",
+        )
+        .resource("session_recording")
+        .to(recordings::delete),
         spec(
             M::GET,
             "/api/projects/{project_id}/ingestion_warnings",

@@ -7,8 +7,9 @@
 //! `supportedCompression` it sends every request uncompressed, and it
 //! falls back to identified-only person profiles. So the answer names
 //! every field the SDK reads, each set to what Warren serves: autocapture
-//! and gzip on; session recording, surveys, heatmaps and the other
-//! features Warren has no endpoint for, off.
+//! and gzip on; session recording as the project's
+//! `session_recording_opt_in` says (sent to `/s/`); surveys, heatmaps and
+//! the other features Warren has no endpoint for, off.
 
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -65,9 +66,21 @@ async fn project(state: &AppState, token: &str) -> Result<Project, ApiError> {
     state.meta.project_by_token(token).await?.ok_or(ApiError::NotFound)
 }
 
+/// What posthog-js is told about recording the project's sessions. Any
+/// object turns recording on; the SDK's defaults (no sampling, no minimum
+/// duration, no linked flag) record every session.
+pub(super) fn session_recording(project: &Project) -> Value {
+    match project.session_recording_opt_in {
+        true => json!({"endpoint": "/s/", "consoleLogRecordingEnabled": false, "recorderVersion": "v2"}),
+        false => json!(false),
+    }
+}
+
 /// The configuration of the project of `token`.
 async fn remote_config(state: &AppState, token: &str) -> Result<Value, ApiError> {
-    let has_flags = super::flags::has_active_flags(state, &project(state, token).await?).await?;
+    let project = project(state, token).await?;
+    let has_flags = super::flags::has_active_flags(state, &project).await?;
+    let recording = session_recording(&project);
     Ok(json!({
         "token": token,
         "supportedCompression": ["gzip", "gzip-js"],
@@ -78,7 +91,7 @@ async fn remote_config(state: &AppState, token: &str) -> Result<Value, ApiError>
         "elementsChainAsString": true,
         "analytics": {"endpoint": "/i/v0/e/"},
         "defaultIdentifiedOnly": true,
-        "sessionRecording": false,
+        "sessionRecording": recording,
         "capturePerformance": false,
         "captureDeadClicks": false,
         "heatmaps": false,

@@ -136,7 +136,7 @@ fn string_field(object: &RawObject<'_>, keys: &[&str]) -> Option<String> {
     keys.iter().find_map(|key| object.get(key).and_then(as_string))
 }
 
-fn as_string(value: &RawValue) -> Option<String> {
+pub(super) fn as_string(value: &RawValue) -> Option<String> {
     let text = value.get().trim();
     if text.starts_with('"') {
         serde_json::from_str(text).ok()

@@ -5,6 +5,7 @@
 mod events;
 mod lz64;
 mod payload;
+mod recordings;
 pub(crate) mod timestamp;
 
 use std::net::SocketAddr;
@@ -36,20 +37,23 @@ struct RouteKind {
     legacy: bool,
     /// `/engage`: an event without a name is `$identify`.
     engage: bool,
-    /// `/batch`: the larger body limit.
+    /// `/batch` and `/s`: the larger body limit.
     batch: bool,
+    /// `/s`: session recordings, `$snapshot` events only.
+    recordings: bool,
 }
 
 /// Parse-time memory per JSON object, reserved from the budget up front.
 const PARSE_BYTES_PER_OBJECT: usize = 64;
 
 const ROUTES: &[(&str, RouteKind)] = &[
-    ("/e", RouteKind { legacy: true, engage: false, batch: false }),
-    ("/i/v0/e", RouteKind { legacy: false, engage: false, batch: false }),
-    ("/track", RouteKind { legacy: true, engage: false, batch: false }),
-    ("/engage", RouteKind { legacy: true, engage: true, batch: false }),
-    ("/capture", RouteKind { legacy: true, engage: false, batch: false }),
-    ("/batch", RouteKind { legacy: false, engage: false, batch: true }),
+    ("/e", RouteKind { legacy: true, engage: false, batch: false, recordings: false }),
+    ("/i/v0/e", RouteKind { legacy: false, engage: false, batch: false, recordings: false }),
+    ("/track", RouteKind { legacy: true, engage: false, batch: false, recordings: false }),
+    ("/engage", RouteKind { legacy: true, engage: true, batch: false, recordings: false }),
+    ("/capture", RouteKind { legacy: true, engage: false, batch: false, recordings: false }),
+    ("/batch", RouteKind { legacy: false, engage: false, batch: true, recordings: false }),
+    ("/s", RouteKind { legacy: false, engage: false, batch: true, recordings: true }),
 ];
 
 /// Whether `path` (a route pattern, without the trailing slash) is one of
@@ -96,6 +100,9 @@ async fn capture(
     let batch = parse_batch(&decoded.json, kind.engage)?;
     if batch.events.is_empty() {
         return Err(ApiError::EmptyBatch);
+    }
+    if kind.recordings {
+        batch.events.iter().try_for_each(recordings::check_snapshot)?;
     }
     let events = batch.events.len() as u64;
     let result = store_batch(&state, &query, &parts.headers, peer, batch).await;

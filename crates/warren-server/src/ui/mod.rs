@@ -32,6 +32,10 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("events.js", "text/javascript; charset=utf-8", include_bytes!("assets/events.js")),
     ("persons.js", "text/javascript; charset=utf-8", include_bytes!("assets/persons.js")),
     ("web.js", "text/javascript; charset=utf-8", include_bytes!("assets/web.js")),
+    ("recordings.js", "text/javascript; charset=utf-8", include_bytes!("assets/recordings.js")),
+    // rrweb's session player, vendored from npm by `scripts/vendor-rrweb-player`.
+    ("rrweb-player.js", "text/javascript; charset=utf-8", include_bytes!("vendor/rrweb-player.js")),
+    ("rrweb-player.css", "text/css; charset=utf-8", include_bytes!("vendor/rrweb-player.css")),
     ("insights.js", "text/javascript; charset=utf-8", include_bytes!("assets/insights.js")),
     ("dashboards.js", "text/javascript; charset=utf-8", include_bytes!("assets/dashboards.js")),
     ("system.js", "text/javascript; charset=utf-8", include_bytes!("assets/system.js")),
@@ -49,6 +53,8 @@ const PAGES: &[&str] = &[
     "/persons",
     "/persons/{id}",
     "/web",
+    "/recordings",
+    "/recordings/{id}",
     "/insights",
     "/insights/{id}",
     "/dashboards",
@@ -59,6 +65,15 @@ const PAGES: &[&str] = &[
 /// No inline script or style, nothing from elsewhere, never in a frame.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
      script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The recordings' pages: the player rebuilds recorded pages in a frame of
+/// this document, whose `<style>` elements and `style` attributes are
+/// inline styles, and whose images come from the recorded site. Scripts
+/// stay as strict: rrweb never runs a recorded page's scripts.
+const RECORDINGS_CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; img-src 'self' data: blob: http: https:; \
+     style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
 
 pub(crate) fn routes() -> Router<AppState> {
     let mut router = Router::new()
@@ -72,14 +87,18 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 fn html(body: &'static str) -> Response {
+    html_with(body, CONTENT_SECURITY_POLICY)
+}
+
+fn html_with(body: &'static str, policy: &'static str) -> Response {
     let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
-    secure(response.headers_mut());
+    secure(response.headers_mut(), policy);
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-fn secure(headers: &mut HeaderMap) {
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+fn secure(headers: &mut HeaderMap, policy: &'static str) {
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -113,6 +132,11 @@ fn next_of(query: Option<&str>) -> String {
 
 async fn app_page(State(state): State<AppState>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     if signed_in(&state, &headers).await {
+        // The app switches pages without reloading, except into the
+        // recordings', which need their own policy (`app.js`).
+        if uri.path().starts_with("/recordings") {
+            return html_with(APP_PAGE, RECORDINGS_CONTENT_SECURITY_POLICY);
+        }
         return html(APP_PAGE);
     }
     let here = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -147,7 +171,7 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     }
     let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
     let headers = response.headers_mut();
-    secure(headers);
+    secure(headers, CONTENT_SECURITY_POLICY);
     // Revalidated on every load, so a new build's assets are used at once.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(value) = HeaderValue::from_str(etag) {

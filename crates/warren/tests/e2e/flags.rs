@@ -241,7 +241,7 @@ async fn posthog_js_gets_its_remote_config_and_flags_in_every_encoding() {
     assert_eq!(config["autocapture_opt_out"], false, "{config}");
     assert_eq!(config["hasFeatureFlags"], true);
     assert!(config["supportedCompression"].as_array().expect("list").contains(&json!("gzip-js")));
-    assert_eq!(config["sessionRecording"], false, "no recording endpoint, so none asked for");
+    assert_eq!(config["sessionRecording"], false, "a project records once it opts in");
 
     let script = get(format!("/array/{TOKEN}/config.js")).await.expect("config.js");
     assert_eq!(script.status(), 200);

@@ -78,8 +78,17 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
     ) {
         return;
     }
-    let mut server = TestServer::start(BIN);
+    use crate::dashboard::{ADMIN_EMAIL, ADMIN_PASSWORD};
+    let mut server = TestServer::start_with_env(
+        BIN,
+        &[
+            ("WARREN_BOOTSTRAP__ADMIN_EMAIL", ADMIN_EMAIL),
+            ("WARREN_BOOTSTRAP__ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+    );
     let api = crate::accounts::Client::anonymous(&server).with_key(warren_testkit::API_KEY);
+    let recording_on = serde_json::json!({"session_recording_opt_in": true});
+    api.ok(reqwest::Method::PATCH, "/api/projects/1/", Some(recording_on)).await;
     for flag in [
         serde_json::json!({"key": "new-checkout", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]}}),
         serde_json::json!({"key": "checkout-variant", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}],
@@ -112,17 +121,32 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
         stdout.push_str(&out);
     }
 
-    let sent: Vec<serde_json::Value> = stdout
+    let lines: Vec<serde_json::Value> = stdout
         .lines()
         .filter(|line| line.starts_with('{'))
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect();
+    let (recorded, sent): (Vec<_>, Vec<_>) =
+        lines.into_iter().partition(|line| line.get("recording").is_some());
+    let recorded: Vec<(String, i64)> = recorded
+        .iter()
+        .map(|line| {
+            (
+                line["recording"].as_str().expect("session id").to_string(),
+                line["events"].as_i64().expect("count"),
+            )
+        })
+        .collect();
+    assert_eq!(recorded.len(), 2, "one recorded session per run of the page");
+    recordings_are_listed_and_played_back(&server, &api, &recorded, browser.as_deref().expect("checked"))
+        .await;
     assert!(sent.iter().any(|event| event["event"] == "$autocapture"), "{sent:?}");
     // The click is found by its elements, as PostHog's element filters
     // find it: by CSS selector, tag, text, or not at all.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let clicks = serde_json::json!({"kind": "HogQLQuery", "query": "SELECT count() FROM events WHERE event = '$autocapture'"});
-    while crate::query::results(&server, clicks.clone()).await[0][0] != 2 {
+    // Two clicks per run of the page: the purchase and the receipt.
+    while crate::query::results(&server, clicks.clone()).await[0][0] != 4 {
         assert!(std::time::Instant::now() < deadline, "the click was not ingested");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
@@ -132,15 +156,16 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
         min(toUnixTimestamp(timestamp)) BETWEEN 1700000000 AND 4000000000 FROM events WHERE event = '$pageview' AND timestamp >= now() - INTERVAL 24 HOUR"});
     assert_eq!(crate::query::results(&server, sessions).await, serde_json::json!([[2, true]]));
 
-    // One click per run of the page.
+    // Per run of the page, one click on the purchase and one on the receipt.
     for (key, operator, value, expected) in [
         ("selector", "exact", "button.buy-button", 2),
         ("selector", "exact", "body button#buy", 2),
         ("selector", "exact", ".missing", 0),
-        ("tag_name", "exact", "button", 2),
+        ("tag_name", "exact", "button", 4),
         ("text", "exact", "Buy now", 2),
         ("text", "icontains", "buy", 2),
-        ("text", "is_not", "Buy now", 0),
+        ("text", "is_not", "Buy now", 2),
+        ("selector", "exact", "#reveal", 2),
     ] {
         let trends = serde_json::json!({"kind": "TrendsQuery", "dateRange": {"date_from": "-1d"},
             "series": [{"kind": "EventsNode", "event": "$autocapture",
@@ -168,10 +193,109 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
         }
         if stored[0].event == "$autocapture" {
             assert!(
-                stored[0].data.contains("buy-button"),
+                stored[0].data.contains("buy-button") || stored[0].data.contains(r#"attr__id=\"reveal\""#),
                 "the click's elements are stored: {}",
                 stored[0].data
             );
         }
     }
+}
+
+/// The sessions the page recorded, through the API (listed for the project
+/// and for the person who bought, with their rrweb events unpacked) and in
+/// the dashboard's player.
+async fn recordings_are_listed_and_played_back(
+    server: &TestServer,
+    api: &crate::accounts::Client,
+    recorded: &[(String, i64)],
+    browser: &std::path::Path,
+) {
+    use reqwest::Method;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Every rrweb event each page sent to /s/ (and was answered 200 for).
+    let listed = loop {
+        let list = api.ok(Method::GET, "/api/projects/1/session_recordings/", None).await;
+        let stored: Vec<(String, i64)> = list["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| (r["id"].as_str().expect("id").into(), r["event_count"].as_i64().expect("count")))
+            .collect();
+        if recorded.iter().all(|sent| stored.contains(sent)) {
+            break list;
+        }
+        assert!(std::time::Instant::now() < deadline, "the recordings were not ingested: {list}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let results = listed["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{listed}");
+    for recording in results {
+        assert!(
+            recording["start_url"].as_str().is_some_and(|url| url.starts_with("http://127.0.0.1:")),
+            "{recording}"
+        );
+        assert!(recording["event_count"].as_i64() > Some(2), "{recording}");
+        assert!(recording["click_count"].as_i64() >= Some(2), "two clicks per page: {recording}");
+    }
+
+    // Both runs identified the same buyer: their sessions are the person's.
+    let buyer =
+        api.ok(Method::GET, "/api/projects/1/persons/?distinct_id=browser-buyer%40example.com", None).await;
+    let person = buyer["results"][0]["id"].as_str().expect("the buyer").to_string();
+    let theirs =
+        api.ok(Method::GET, &format!("/api/projects/1/session_recordings/?person_id={person}"), None).await;
+    assert_eq!(theirs["results"].as_array().map(Vec::len), Some(2), "{theirs}");
+
+    // The rrweb events come back plain, posthog-js's packing undone.
+    let session = &recorded[0].0;
+    let one = api.ok(Method::GET, &format!("/api/projects/1/session_recordings/{session}/"), None).await;
+    assert_eq!(one["id"], session.as_str());
+    let snapshots = crate::http()
+        .get(format!("{}/api/projects/1/session_recordings/{session}/snapshots/", server.url))
+        .bearer_auth(warren_testkit::API_KEY)
+        .send()
+        .await
+        .expect("snapshots");
+    assert_eq!(snapshots.status(), 200);
+    let text = snapshots.text().await.expect("lines");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("line")["event"].clone())
+        .collect();
+    assert!(
+        events.iter().any(|event| event["type"] == 2 && event["data"]["node"].is_object()),
+        "a full snapshot"
+    );
+    assert!(events.iter().all(|event| event.get("cv").is_none()), "nothing left packed");
+    assert!(
+        events.iter().any(
+            |event| event["type"] == 3 && event["data"]["adds"].to_string().contains("Thanks for buying")
+        ),
+        "the receipt's mutation"
+    );
+    let (missing, _) =
+        api.call(Method::GET, "/api/projects/1/session_recordings/no-such-session/", None).await;
+    assert_eq!(missing, 404);
+
+    let shots = std::env::var_os("WARREN_TEST_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-artifacts"))
+        .join("recordings");
+    let output = Command::new("node")
+        .arg(repo_root().join("tests/sdk/browser_recording_player.mjs"))
+        .args([server.url.as_str(), crate::dashboard::ADMIN_EMAIL, crate::dashboard::ADMIN_PASSWORD, session])
+        .arg(&shots)
+        .env("CHROMIUM_PATH", browser)
+        .current_dir(repo_root().join("tests/sdk"))
+        .output()
+        .expect("running the player test");
+    let out = String::from_utf8_lossy(&output.stdout);
+    println!("{out}");
+    assert!(
+        output.status.success() && out.contains("all checks passed"),
+        "the recording in the dashboard's player (screenshots in {}): {out}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(shots.join("recording-later-frame.png").exists());
 }

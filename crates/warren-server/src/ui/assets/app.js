@@ -8,6 +8,7 @@ import * as overview from "./overview.js";
 import * as events from "./events.js";
 import * as persons from "./persons.js";
 import * as web from "./web.js";
+import * as recordings from "./recordings.js";
 import * as insights from "./insights.js";
 import * as dashboards from "./dashboards.js";
 import * as system from "./system.js";
@@ -17,6 +18,8 @@ const PAGES = [
   { path: "/events", title: "Events", module: events },
   { path: "/persons", title: "Persons", module: persons },
   { path: "/web", title: "Web analytics", module: web },
+  // Loaded afresh: the player needs the page policy the server sends with it.
+  { path: "/recordings", title: "Recordings", module: recordings, reload: true },
   { path: "/insights", title: "Insights", module: insights },
   { path: "/dashboards", title: "Dashboards", module: dashboards },
   { path: "/system", title: "System", module: system },
@@ -87,7 +90,7 @@ async function boot() {
     const link = event.target.closest("a[href]");
     if (!link || link.target || event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
     const url = new URL(link.href, window.location.href);
-    if (url.origin !== window.location.origin || !pageFor(url.pathname)) return;
+    if (url.origin !== window.location.origin || !pageFor(url.pathname) || pageFor(url.pathname).reload) return;
     event.preventDefault();
     navigate(url.pathname + url.search);
   });

@@ -1,7 +1,8 @@
 // Persons: search by distinct id, uuid, email, name or key=value; one person's
-// properties, distinct ids and events.
+// properties, distinct ids, recordings and events.
 import { h, clear, notice, time, number, propertyTable } from "./dom.js";
 import { eventTable } from "./events.js";
+import { recordingList } from "./recordings.js";
 
 const PAGE = 50;
 
@@ -69,6 +70,7 @@ async function one(main, context, id) {
       h("section", { class: "card" }, h("h3", {}, "Properties"), propertyTable(person.properties, "person-properties")),
       h("section", { class: "card" }, h("h3", {}, "Distinct ids"),
         h("ul", { class: "plain", "data-testid": "person-distinct-ids" }, person.distinct_ids.map((d) => h("li", { class: "mono" }, d))))),
+    h("section", { class: "card" }, h("h3", {}, "Recordings"), recordingList(context, `person_id=${person.id}`)),
     h("section", { class: "card" }, h("h3", {}, "Events (last 90 days)"), events));
   try {
     const answer = await context.query({
