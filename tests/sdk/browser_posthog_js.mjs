@@ -83,6 +83,12 @@ page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
 page.on("requestfailed", (request) => {
   if (request.url().startsWith(warren)) problems.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
 });
+// What posthog-js sends by navigator.sendBeacon ("ping" requests; their
+// bodies are not shown to the test, so Warren's log is where they are read).
+const beacons = [];
+context.on("request", (request) => {
+  if (request.url().startsWith(warren) && request.resourceType() === "ping") beacons.push(new URL(request.url()).pathname);
+});
 page.on("response", async (response) => {
   const request = response.request();
   if (!request.url().startsWith(warren)) return;
@@ -183,6 +189,14 @@ try {
   console.log(`[posthog-js] recorded ${rrweb().length} rrweb events of session ${[...sessions][0]} to /s/`);
 
   check(problems.length === 0, `refused or blocked:\n${problems.join("\n")}`);
+  // Leaving the page: posthog-js's pagehide handler sends $pageleave and
+  // whatever it still holds by sendBeacon, whose answer no page hears (the
+  // caller finds the events in Warren's log, which only an accepted request
+  // fills). Headless Chromium drops beacons of a real navigation, so the
+  // page is told it is hidden as a navigation would tell it.
+  await page.evaluate(() => window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: false })));
+  await waitFor("events sent by sendBeacon", () => beacons.some((path) => /^\/(e|i\/v0\/e)\/?$/.test(path)));
+  console.log(`[posthog-js] on leaving the page, sent to ${beacons.join(", ")} by sendBeacon`);
   const used = [...new Set(answers.map((a) => `${a.method} ${a.path} ${a.status}`))].sort();
   console.log(`[posthog-js] every answer: ${used.join(", ")}`);
   for (const event of sent) {

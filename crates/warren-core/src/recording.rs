@@ -64,9 +64,10 @@ impl RecordingChunk {
     }
 }
 
-/// The blob of chunk `chunk` of `session_id` in project `team_id`.
+/// The blob of chunk `chunk` of `session_id` in project `team_id`, within
+/// the blob store.
 pub fn blob_key(team_id: TeamId, session_id: &str, chunk: &str) -> String {
-    format!("recordings/{team_id}/{session_id}/{chunk}.jsonl.gz")
+    format!("{team_id}/{session_id}/{chunk}.jsonl.gz")
 }
 
 /// A recorded session as the list shows it: its chunks added up.
@@ -121,9 +122,6 @@ mod tests {
     #[test]
     fn chunk_names_sort_in_log_order() {
         assert!(RecordingChunk::name_at(1, 99) < RecordingChunk::name_at(1, 100));
-        assert_eq!(
-            blob_key(7, "s", "00001-00000000000000000099"),
-            "recordings/7/s/00001-00000000000000000099.jsonl.gz"
-        );
+        assert_eq!(blob_key(7, "s", "00001-00000000000000000099"), "7/s/00001-00000000000000000099.jsonl.gz");
     }
 }

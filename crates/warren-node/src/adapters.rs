@@ -10,6 +10,7 @@ use warren_core::ports::BlobStore;
 use warren_log::{SegmentLog, SegmentLogOptions};
 use warren_meta::{MetaStore, SqlMeta};
 use warren_query::{ClickHouseBackend, DataFusionBackend, QueryBackend, QueryEngine, QueryLimits};
+use warren_store::{open_object_store, OpenedObjectStore};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, ObjectBlobStore};
 
 use crate::error::Step;
@@ -73,6 +74,13 @@ pub fn open_recording_blobs(config: &WarrenConfig) -> Result<Arc<dyn BlobStore>,
     let blobs = ObjectBlobStore::open(&url, &config.recordings.storage_options)
         .step(|| format!("opening the recordings' blob store {url}"))?;
     Ok(Arc::new(blobs))
+}
+
+/// The same blob store as objects, for what copies it whole (backups).
+pub fn open_recording_objects(config: &WarrenConfig) -> Result<OpenedObjectStore, NodeError> {
+    let url = config.recordings.url_in(&config.data_dir);
+    open_object_store(&url, &config.recordings.storage_options)
+        .step(|| format!("opening the recordings' blob store {url}"))
 }
 
 /// The ClickHouse cluster of `[clickhouse] url`, its schema brought up to

@@ -81,13 +81,14 @@ pub(crate) fn schedule_backups(
         keep_weekly: settings.keep_weekly,
     };
     let redacted = config.redacted();
+    let recordings = crate::adapters::open_recording_objects(config)?.store;
     let (partitions, log_id) = (log.partitions(), log.id().to_string());
     let drill_full = settings.drill_full_backups;
     let scratch = config.data_dir.join("drills");
     let jobs = jobs.clone();
     tasks.every("backup.create", every, FirstRun::AtStart, move || {
         let (target, meta, table, redacted) = (target.clone(), meta.clone(), table.clone(), redacted.clone());
-        let (scratch, jobs, log_id) = (scratch.clone(), jobs.clone(), log_id.clone());
+        let (scratch, jobs, log_id, recordings) = (scratch.clone(), jobs.clone(), log_id.clone(), recordings.clone());
         async move {
             let listing = target.list().await.map_err(|e| e.to_string())?;
             let newest_full = listing.finished.iter().rev().find(|manifest| manifest.kind == BackupKind::Full);
@@ -102,6 +103,7 @@ pub(crate) fn schedule_backups(
                 log_partitions: partitions,
                 log_id: Some(log_id),
                 config: redacted,
+                recordings,
             };
             // Checks read the whole table: a full backup records them.
             let full = kind == BackupKind::Full;

@@ -177,6 +177,7 @@ async fn create(config_path: Option<PathBuf>, args: CreateArgs) -> anyhow::Resul
         log_partitions,
         log_id: log.and_then(|log| log.id),
         config: config.redacted(),
+        recordings: warren_node::adapters::open_recording_objects(&config)?.store,
     };
     let started = Instant::now();
     let manifest = backup::create(&target, sources, options, &progress_printer())

@@ -6,7 +6,9 @@
 //! behind), so the two restore as one consistent moment. Table files never
 //! change once written, which is what lets them be copied while ingest and
 //! upkeep go on, and lets an incremental backup skip the ones its chain
-//! already holds.
+//! already holds. Session recordings' blobs are copied the same way: the
+//! snapshot's chunk rows name them, and a blob never changes once its row
+//! is committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use warren_core::ports::ConsumerOffsets;
 use warren_core::INGEST_CONSUMER;
-use warren_meta::{MetaSchema, SqlMeta};
+use warren_meta::{MetaSchema, Recordings, SqlMeta};
 use warren_store::DeltaStore;
 
 use super::copy::{checksum, copy_object, CopyRun, Tally, COPIES_AT_ONCE};
@@ -34,6 +36,9 @@ pub(crate) const META_FILE: &str = "meta.db";
 /// which a restore loads into [`META_FILE`].
 pub(crate) const META_DUMP: &str = "meta.rows";
 pub(crate) const EVENTS_DIR: &str = "events";
+/// The recordings' blobs, each under its key in the blob store: where a
+/// restored data directory's default blob store has them.
+pub(crate) const RECORDINGS_DIR: &str = "recordings";
 pub(crate) const CONFIG_FILE: &str = "config-at-backup.json";
 
 /// What a backup is taken of.
@@ -45,6 +50,8 @@ pub struct Sources<'a> {
     pub log_id: Option<String>,
     /// The configuration, secrets redacted: kept for people restoring.
     pub config: serde_json::Value,
+    /// The blob store of session recordings (`[recordings] url`).
+    pub recordings: Arc<dyn ObjectStore>,
 }
 
 /// How to take it.
@@ -163,8 +170,11 @@ pub async fn create(
     let snapshot_meta = Arc::new(SqlMeta::connect(&format!("sqlite://{}", snapshot.display())).await?);
     let moment =
         at_moment(sources.table, snapshot_meta.clone(), created_at, options.record_checks, report).await;
+    // Every chunk the snapshot names (each is "older than" the end of time).
+    let recorded = snapshot_meta.expired_recording_chunks(i64::MAX, u32::MAX).await;
     snapshot_meta.close().await;
     let Moment { offsets, table_version, days, answers } = moment?;
+    let recordings = recording_files(&sources.recordings, recorded?).await?;
     let mut table_files = sources.table.files_at(table_version).await?;
     let events_per_day = by_day(std::mem::take(&mut table_files.rows_per_day));
 
@@ -197,6 +207,7 @@ pub async fn create(
             size: file.size,
         });
     }
+    table.extend(recordings);
 
     // Data files are never rewritten and carry unique names, so one of
     // the same path and size is the same file. A commit of the same number
@@ -206,7 +217,10 @@ pub async fn create(
     let held: HashMap<(&str, u64), &FileEntry> = parent
         .iter()
         .flat_map(|parent| &parent.files)
-        .filter(|entry| entry.path.starts_with(&format!("{EVENTS_DIR}/")))
+        .filter(|entry| {
+            entry.path.starts_with(&format!("{EVENTS_DIR}/"))
+                || entry.path.starts_with(&format!("{RECORDINGS_DIR}/"))
+        })
         .map(|entry| ((entry.path.as_str(), entry.size), entry))
         .collect();
     let mut chunks: HashMap<String, String> = parent
@@ -297,6 +311,31 @@ async fn copy_new_table_file(
         stored_in: id.to_string(),
         chunks: Vec::new(),
     })
+}
+
+/// The blobs of the snapshot's recording chunks, with their sizes. A blob
+/// retention deleted since the snapshot is left out: its row is expired
+/// and the next retention run deletes it from the restored store too.
+async fn recording_files(
+    store: &Arc<dyn ObjectStore>,
+    chunks: Vec<warren_core::recording::RecordingChunk>,
+) -> Result<Vec<TableSource>, OpsError> {
+    let mut files = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let key = chunk.blob_key();
+        let from = Path::from(key.as_str());
+        match store.head(&from).await {
+            Ok(found) => {
+                let path = format!("{RECORDINGS_DIR}/{key}");
+                files.push(TableSource { store: store.clone(), from, path, size: found.size });
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                tracing::warn!(blob = %key, "a recording's blob was deleted during the backup; left out");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(files)
 }
 
 fn is_commit(path: &str) -> bool {

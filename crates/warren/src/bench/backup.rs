@@ -150,6 +150,7 @@ async fn take(config: &WarrenConfig, target: &BackupTarget, kind: BackupKind) ->
         log_partitions: partitions,
         log_id: log.and_then(|log| log.id),
         config: config.redacted(),
+        recordings: warren_node::adapters::open_recording_objects(config)?.store,
     };
     let options = CreateOptions { kind, record_checks: false, scheduled: false, max_bytes_per_sec: None };
     let created = backup::create(target, sources, options, &|_| {}).await;

@@ -1,7 +1,8 @@
 //! `warren backup` and `warren restore` end to end: events and persons
 //! sent by posthog-python, backed up full and incrementally while the
 //! server runs, restored into a new directory that answers as the source
-//! did and goes on ingesting; damaged, chained, killed and S3 backups.
+//! did (session recordings included) and goes on ingesting; damaged,
+//! chained, killed and S3 backups.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -83,13 +84,64 @@ pub(crate) async fn answers(server: &TestServer) -> Value {
         assert!(response.status().is_success(), "listing {collection}: {}", response.status());
         entities.insert(collection, response.json().await.expect("json"));
     }
+    let recordings = get_json(server, "/api/projects/1/session_recordings/").await;
+    let mut played = serde_json::Map::new();
+    for recording in recordings["results"].as_array().expect("results") {
+        let id = recording["id"].as_str().expect("id");
+        let path = format!("/api/projects/1/session_recordings/{id}/snapshots/");
+        let response =
+            http().get(format!("{}{path}", server.url)).bearer_auth(API_KEY).send().await.expect("get");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        played.insert(id.to_string(), Value::String(response.text().await.expect("lines")));
+    }
     json!({
+        "recordings": recordings,
+        "recorded_events": played,
         "events": results(server, sql(
             "SELECT uuid, event, distinct_id, person_id, timestamp, properties FROM events ORDER BY uuid"
         )).await,
         "persons": results(server, sql("SELECT id, properties, is_identified FROM persons ORDER BY id")).await,
         "entities": entities,
     })
+}
+
+async fn get_json(server: &TestServer, path: &str) -> Value {
+    let response =
+        http().get(format!("{}{path}", server.url)).bearer_auth(API_KEY).send().await.expect("get");
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().await.expect("json")
+}
+
+/// Sends `count` rrweb events of `session` to `/s/`, as posthog-js does,
+/// and waits until the session holds `total` of them.
+pub(crate) async fn send_recording(server: &TestServer, session: &str, count: usize, total: usize) {
+    let start = 1_796_000_000_000i64 + total as i64 * 1000;
+    let rrweb: Vec<Value> = (0..count)
+        .map(|i| match i {
+            0 => json!({"type": 4, "timestamp": start, "data": {"href": "https://shop.test/", "width": 800, "height": 600}}),
+            _ => json!({"type": 3, "timestamp": start + i as i64, "data": {"source": 1, "positions": [{"x": i, "y": i, "id": 1, "timeOffset": 0}]}}),
+        })
+        .collect();
+    let batch = json!([{"event": "$snapshot", "properties": {"distinct_id": "recorded-person", "token": TOKEN,
+        "$session_id": session, "$window_id": "window-1", "$snapshot_data": rrweb}}]);
+    let response = http().post(format!("{}/s/", server.url)).json(&batch).send().await.expect("send");
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let one = http()
+            .get(format!("{}/api/projects/1/session_recordings/{session}/", server.url))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("get");
+        if one.status().is_success()
+            && one.json::<Value>().await.expect("json")["event_count"] == json!(total)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the recording of {session} was not ingested");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub(crate) async fn send_pageviews(server: &TestServer, distinct_id: &str, count: usize) {
@@ -119,6 +171,7 @@ async fn a_restored_backup_answers_as_the_source_did_and_ingest_goes_on() {
     let server = TestServer::start(BIN);
     let sent = send_insight_events(&python, &server, true);
     create_entities(&server).await;
+    send_recording(&server, "session-before-the-full-backup", 20, 20).await;
     wait_for_events(&server, sent).await;
     let backups = tempfile::tempdir().expect("dir");
     let to = backups.path().to_str().expect("utf-8");
@@ -128,6 +181,9 @@ async fn a_restored_backup_answers_as_the_source_did_and_ingest_goes_on() {
     let at_full = answers(&server).await;
 
     send_pageviews(&server, "after-the-full-backup", 40).await;
+    // A second chunk of the session, and a new one.
+    send_recording(&server, "session-before-the-full-backup", 5, 25).await;
+    send_recording(&server, "session-after-the-full-backup", 7, 7).await;
     wait_for_events(&server, sent + 40).await;
     let incremental = backup_create(server.data_dir(), to, "--incremental", &[]);
     assert_eq!(incremental["events"], json!(sent + 40), "{incremental}");

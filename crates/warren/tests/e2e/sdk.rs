@@ -179,6 +179,9 @@ async fn posthog_js_in_a_browser_gets_config_flags_and_autocapture() {
     // and answered 200, so it is in the log once the server has stopped.
     server.stop();
     let log = server.read_log();
+    // Sent by sendBeacon as each run left its page.
+    let left = log.iter().filter(|record| record.event == "$pageleave").count();
+    assert_eq!(left, 2, "a $pageleave per run of the page");
     for event in &sent {
         let uuid = event["uuid"].as_str().expect("uuid");
         let stored: Vec<_> = log.iter().filter(|record| record.uuid.to_string() == uuid).collect();
