@@ -7,13 +7,14 @@
 // (`{"recording": …}`) for the caller to find in Warren; exits non-zero on
 // the first thing that is not as expected.
 //
-//   node browser_posthog_js.mjs <warren url> <project token> <flag key> [gzip|uncompressed]
+//   node browser_posthog_js.mjs <warren url> <project token> <flag key> [gzip|uncompressed|xhr]
 //
 // The project must record sessions (`session_recording_opt_in`). The flag
 // must be on for everyone; `checkout-variant`, if the project
 // has it, must give everyone variant `test` with payload {"price": 9}.
 // `gzip` (the default) expects the events gzipped, as the remote
-// configuration asks; `uncompressed` sets `disable_compression`.
+// configuration asks; `uncompressed` sets `disable_compression`; `xhr`
+// sends with XMLHttpRequest (`api_transport: "XHR"`) instead of fetch.
 import { createServer } from "node:http";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,7 +32,11 @@ function check(condition, message) {
   if (!condition) throw new Error(`check failed: ${message}`);
 }
 
-const options = { api_host: warren, ...(mode === "uncompressed" ? { disable_compression: true } : {}) };
+const options = {
+  api_host: warren,
+  ...(mode === "uncompressed" ? { disable_compression: true } : {}),
+  ...(mode === "xhr" ? { api_transport: "XHR" } : {}),
+};
 
 // The shop: its own origin (another port), serving posthog-js's snippet build.
 const bundle = readFileSync(new URL("./node_modules/posthog-js/dist/array.full.js", import.meta.url));
@@ -89,9 +94,12 @@ const beacons = [];
 context.on("request", (request) => {
   if (request.url().startsWith(warren) && request.resourceType() === "ping") beacons.push(new URL(request.url()).pathname);
 });
+// posthog-js's own requests to Warren (not the config script or beacons).
+const exchanges = [];
 page.on("response", async (response) => {
   const request = response.request();
   if (!request.url().startsWith(warren)) return;
+  if (request.method() === "POST") exchanges.push(request);
   const path = new URL(request.url()).pathname;
   answers.push({ method: request.method(), path, status: response.status() });
   if (response.status() >= 400) problems.push(`${request.method()} ${request.url()}: ${response.status()}`);
@@ -161,6 +169,12 @@ try {
   // arrived may be plain); never anything but JSON when compression is off.
   const encoded = mode === "uncompressed" ? encodings.size === 1 && encodings.has("json") : encodings.has("gzip");
   check(encoded, `events sent as ${[...encodings]} in mode ${mode}`);
+  if (mode === "xhr") {
+    const capture = exchanges.filter((request) => /^\/(e|i\/v0\/e|s)\/?$/.test(new URL(request.url()).pathname));
+    const transports = new Set(capture.map((request) => request.resourceType()));
+    check(transports.size === 1 && transports.has("xhr"), `events sent by ${[...transports]} with api_transport XHR`);
+    console.log("[posthog-js] events sent by XMLHttpRequest");
+  }
   console.log(`[posthog-js] events sent as ${[...encodings].join(" and ")}`);
   check(sent.some((e) => e.event === "$feature_flag_called"), "a $feature_flag_called was sent");
   const click = sent.find((e) => e.event === "$autocapture");

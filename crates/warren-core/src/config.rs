@@ -263,6 +263,9 @@ pub enum QueryBackendKind {
 pub struct IngestConfig {
     /// A batch is written once it holds this many events…
     pub batch_max_events: usize,
+    /// …or this many bytes of log records (at least one record), so a
+    /// batch of large events (session recordings) stays bounded…
+    pub batch_max_bytes: usize,
     /// …or once its first event has waited this long, whichever is first.
     /// Bounds how stale the event store is behind the log.
     pub batch_max_wait_ms: u64,
@@ -284,6 +287,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             batch_max_events: 20_000,
+            batch_max_bytes: 64 * 1024 * 1024,
             batch_max_wait_ms: 1000,
             poll_interval_ms: 50,
             dedup_window_events: 1_000_000,

@@ -303,6 +303,8 @@ impl Ingester {
         // starve the rest.
         let share = (max / next.len().max(1)).max(100);
         let mut batch = Vec::new();
+        let max_bytes = self.config.batch_max_bytes.max(1);
+        let mut bytes = 0usize;
         let mut first_at: Option<Instant> = None;
         let started = Instant::now();
         // A replica catching up gets its turn between batches, idle or not.
@@ -324,18 +326,32 @@ impl Ingester {
                     }
                     other => other?,
                 };
-                if let Some(last) = records.last() {
-                    *offset = last.offset + 1;
+                // Whole records up to the byte budget (at least one per
+                // batch); the rest are read again by the next batch.
+                for record in records {
+                    if bytes >= max_bytes && !batch.is_empty() {
+                        break;
+                    }
+                    *offset = record.offset + 1;
                     progressed = true;
+                    bytes += record.value.len();
+                    batch.push(record);
                 }
-                batch.extend(records);
+                if bytes >= max_bytes {
+                    break;
+                }
             }
             if first_at.is_none() && !batch.is_empty() {
                 first_at = Some(Instant::now());
             }
             let waited = first_at.is_some_and(|at| at.elapsed() >= wait)
                 || (replica_waits && started.elapsed() >= wait);
-            if batch.len() >= max || waited || *shutdown.borrow() || self.caught_up(next) {
+            if batch.len() >= max
+                || bytes >= max_bytes
+                || waited
+                || *shutdown.borrow()
+                || self.caught_up(next)
+            {
                 return Ok(batch);
             }
             if !progressed {
@@ -384,7 +400,10 @@ impl Ingester {
                 // Written again when replayed below the table's offsets:
                 // the meta store's rows of a replayed batch were lost.
                 match self.blobs {
-                    Some(_) => recordings.add(team_id, record.partition, record.offset, &captured, warnings),
+                    Some(_) => {
+                        let at = (record.partition, record.offset, record.timestamp_ms);
+                        recordings.add(team_id, at, &captured, warnings)
+                    }
                     None => {
                         metrics::counter!(names::INGEST_EVENTS, "outcome" => "recording_dropped").increment(1)
                     }

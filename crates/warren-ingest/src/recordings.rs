@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warren_core::metrics as names;
@@ -29,8 +30,23 @@ use crate::IngestError;
 /// posthog-js's mark on an event whose parts it gzipped.
 const PACKED_MARK: &str = "2024-10";
 
-/// The largest unpacked part: a zip bomb stops here.
-const MAX_UNPACKED_BYTES: u64 = 64 * 1024 * 1024;
+/// What the packed parts of one record may unpack to, all together: a zip
+/// bomb stops here.
+const MAX_UNPACKED_PER_RECORD: u64 = 32 * 1024 * 1024;
+
+/// What the packed parts of one batch may unpack to, all together (the
+/// batch itself is bounded by `[ingest] batch_max_bytes`); past it, events
+/// are left out with a warning.
+const MAX_UNPACKED_PER_BATCH: u64 = 512 * 1024 * 1024;
+
+/// How far from the time capture received a record its events' clock may
+/// be taken at its word for listing and retention: a browser's wrong clock
+/// must not hide a recording or have it deleted at once.
+const TRUSTED_CLOCK_BEHIND_MS: i64 = 7 * 86_400_000;
+const TRUSTED_CLOCK_AHEAD_MS: i64 = 3_600_000;
+
+/// Blobs written at once.
+const PUTS_AT_ONCE: usize = 8;
 
 /// rrweb's event types and sources this module reads.
 const FULL_SNAPSHOT: i64 = 2;
@@ -77,6 +93,8 @@ pub(crate) struct RecordingBatch {
     /// Every `$snapshot` event's id, for the dedup window once committed:
     /// a batch posthog-js sends again is dropped like any event.
     pub(crate) uuids: Vec<(TeamId, uuid::Uuid)>,
+    /// Bytes unpacked so far in this batch.
+    unpacked: u64,
 }
 
 impl RecordingBatch {
@@ -89,8 +107,7 @@ impl RecordingBatch {
     pub(crate) fn add(
         &mut self,
         team_id: TeamId,
-        partition: u32,
-        offset: u64,
+        (partition, offset, received_ms): (u32, u64, i64),
         captured: &CapturedEvent,
         warnings: &mut Vec<IngestionWarning>,
     ) {
@@ -130,15 +147,22 @@ impl RecordingBatch {
         });
         pending.first_offset = pending.first_offset.min(offset);
         let mut unreadable = 0;
+        let mut budget = MAX_UNPACKED_PER_RECORD.min(MAX_UNPACKED_PER_BATCH.saturating_sub(self.unpacked));
+        let trusted = received_ms.saturating_sub(TRUSTED_CLOCK_BEHIND_MS)
+            ..=received_ms.saturating_add(TRUSTED_CLOCK_AHEAD_MS);
         for mut event in events {
             let Some(timestamp) = event.get("timestamp").and_then(Value::as_i64) else {
                 unreadable += 1;
                 continue;
             };
-            if unpack(&mut event).is_err() {
+            let before = budget;
+            let unpacked = unpack(&mut event, &mut budget);
+            self.unpacked += before - budget;
+            if unpacked.is_err() {
                 unreadable += 1;
                 continue;
             }
+            let timestamp = timestamp.clamp(*trusted.start(), *trusted.end());
             pending.first_ms = pending.first_ms.min(timestamp);
             pending.last_ms = pending.last_ms.max(timestamp);
             pending.events += 1;
@@ -152,13 +176,17 @@ impl RecordingBatch {
             pending.lines.push(b'\n');
         }
         if unreadable > 0 {
-            warn(format!("{unreadable} rrweb events without a timestamp or with parts that do not unpack"));
+            warn(format!(
+                "{unreadable} rrweb events without a timestamp, or with parts that do not unpack or unpack to \
+                 more than {MAX_UNPACKED_PER_RECORD} bytes a record"
+            ));
         }
     }
 
-    /// Writes every session's blob and answers the rows to commit.
+    /// Writes every session's blob, a few at once, and answers the rows to
+    /// commit.
     pub(crate) async fn write(&mut self, blobs: &dyn BlobStore) -> Result<Vec<RecordingChunk>, IngestError> {
-        let mut chunks = Vec::with_capacity(self.sessions.len());
+        let mut written = Vec::with_capacity(self.sessions.len());
         for ((team_id, session_id, partition), pending) in std::mem::take(&mut self.sessions) {
             if pending.events == 0 {
                 continue;
@@ -176,12 +204,19 @@ impl RecordingBatch {
                 clicks: pending.clicks,
                 first_url: pending.first_url,
             };
-            metrics::counter!(names::INGEST_RECORDING_BYTES).increment(bytes.len() as u64);
-            blobs.put(&chunk.blob_key(), bytes).await?;
-            chunks.push(chunk);
+            written.push((chunk, bytes));
         }
-        Ok(chunks)
+        // Made up front, as named futures: a stream mapping a closure to
+        // them would not be provably `Send` for the ingest task.
+        let puts: Vec<_> = written.iter().map(|(chunk, bytes)| put(blobs, chunk, bytes)).collect();
+        futures_util::stream::iter(puts).buffer_unordered(PUTS_AT_ONCE).try_collect::<Vec<()>>().await?;
+        Ok(written.into_iter().map(|(chunk, _)| chunk).collect())
     }
+}
+
+async fn put(blobs: &dyn BlobStore, chunk: &RecordingChunk, bytes: &[u8]) -> Result<(), IngestError> {
+    metrics::counter!(names::INGEST_RECORDING_BYTES).increment(bytes.len() as u64);
+    Ok(blobs.put(&chunk.blob_key(), bytes.to_vec()).await?)
 }
 
 /// Chunks deleted per round of retention, so one round holds bounded memory.
@@ -225,8 +260,9 @@ fn is_click(event: &Value) -> bool {
         && event.pointer("/data/type").and_then(Value::as_i64) == Some(CLICK)
 }
 
-/// Unpacks the parts posthog-js gzipped, in place, and drops its mark.
-fn unpack(event: &mut Value) -> Result<(), String> {
+/// Unpacks the parts posthog-js gzipped, in place, and drops its mark;
+/// `budget` is what the parts may unpack to, and what is left of it after.
+fn unpack(event: &mut Value, budget: &mut u64) -> Result<(), String> {
     if event.get("cv").and_then(Value::as_str) != Some(PACKED_MARK) {
         return Ok(());
     }
@@ -238,13 +274,13 @@ fn unpack(event: &mut Value) -> Result<(), String> {
     };
     if kind(event) == Some(FULL_SNAPSHOT) {
         if let Some(packed) = event.get_mut("data") {
-            unpack_value(packed)?;
+            unpack_value(packed, budget)?;
         }
     }
     if let Some(data) = event.get_mut("data") {
         for field in fields {
             if let Some(packed) = data.get_mut(*field) {
-                unpack_value(packed)?;
+                unpack_value(packed, budget)?;
             }
         }
     }
@@ -254,9 +290,9 @@ fn unpack(event: &mut Value) -> Result<(), String> {
     Ok(())
 }
 
-/// A Latin-1 string of gzip bytes, replaced by the JSON it holds; any other
-/// value is left as it is.
-fn unpack_value(value: &mut Value) -> Result<(), String> {
+/// A Latin-1 string of gzip bytes, replaced by the JSON it holds, taking
+/// its size from `budget`; any other value is left as it is.
+fn unpack_value(value: &mut Value, budget: &mut u64) -> Result<(), String> {
     let Value::String(packed) = value else { return Ok(()) };
     let bytes = packed
         .chars()
@@ -266,12 +302,14 @@ fn unpack_value(value: &mut Value) -> Result<(), String> {
         .collect::<Result<Vec<u8>, _>>()?;
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(bytes.as_slice())
-        .take(MAX_UNPACKED_BYTES + 1)
+        .take(*budget + 1)
         .read_to_end(&mut json)
         .map_err(|e| format!("a packed part does not gunzip: {e}"))?;
-    if json.len() as u64 > MAX_UNPACKED_BYTES {
-        return Err(format!("a packed part unpacks to more than {MAX_UNPACKED_BYTES} bytes"));
+    if json.len() as u64 > *budget {
+        *budget = 0;
+        return Err("packed parts unpack to more than the record may hold".into());
     }
+    *budget -= json.len() as u64;
     *value = serde_json::from_slice(&json).map_err(|e| format!("a packed part is not JSON: {e}"))?;
     Ok(())
 }
@@ -316,7 +354,7 @@ mod tests {
         ]}});
         let mut batch = RecordingBatch::default();
         let mut warnings = Vec::new();
-        batch.add(1, 0, 42, &captured(data), &mut warnings);
+        batch.add(1, (0, 42, 2_000), &captured(data), &mut warnings);
         assert_eq!(warnings.len(), 1, "the event without a timestamp: {warnings:?}");
         let pending = batch.sessions.get(&(1, "s1".to_string(), 0)).expect("session");
         assert_eq!((pending.first_ms, pending.last_ms, pending.events, pending.clicks), (1_000, 2_500, 4, 1));
@@ -337,19 +375,22 @@ mod tests {
     fn unfileable_records_and_bombs_become_warnings() {
         let mut batch = RecordingBatch::default();
         let mut warnings = Vec::new();
-        batch.add(
-            1,
-            0,
-            1,
-            &captured(json!({"properties": {"$session_id": "../x", "$snapshot_data": []}})),
-            &mut warnings,
-        );
-        batch.add(1, 0, 2, &captured(json!({"properties": {"$session_id": "s"}})), &mut warnings);
+        let bad_id = captured(json!({"properties": {"$session_id": "../x", "$snapshot_data": []}}));
+        batch.add(1, (0, 1, 0), &bad_id, &mut warnings);
+        batch.add(1, (0, 2, 0), &captured(json!({"properties": {"$session_id": "s"}})), &mut warnings);
         assert_eq!(warnings.len(), 2);
-        let bomb = vec![b' '; (MAX_UNPACKED_BYTES + 10) as usize];
+        let bomb = vec![b' '; (MAX_UNPACKED_PER_RECORD + 10) as usize];
         let mut value = Value::String(gzip(&bomb).into_iter().map(char::from).collect());
-        assert!(unpack_value(&mut value).is_err_and(|e| e.contains("more than")));
+        let mut budget = MAX_UNPACKED_PER_RECORD;
+        assert!(unpack_value(&mut value, &mut budget).is_err_and(|e| e.contains("more than")));
         let mut not_latin1 = Value::String("\u{2603}".into());
-        assert!(unpack_value(&mut not_latin1).is_err());
+        let mut ample = MAX_UNPACKED_PER_RECORD;
+        assert!(unpack_value(&mut not_latin1, &mut ample).is_err());
+        // Many small parts share one budget.
+        let mut budget = 10;
+        let mut part = Value::String(gzip(b"[1,2,3]").into_iter().map(char::from).collect());
+        assert!(unpack_value(&mut part.clone(), &mut budget).is_ok());
+        assert_eq!(budget, 3);
+        assert!(unpack_value(&mut part, &mut budget).is_err());
     }
 }

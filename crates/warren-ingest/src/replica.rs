@@ -294,6 +294,10 @@ impl Replica {
         for record in &records {
             // What ingest could not decode or place it did not store.
             let Ok(captured) = serde_json::from_slice::<CapturedEvent>(&record.value) else { continue };
+            // Recordings are blobs, never rows.
+            if captured.event == warren_core::recording::SNAPSHOT_EVENT {
+                continue;
+            }
             let Some(team_id) = teams.of(&captured.token, &mut unknown).await? else { continue };
             let (event, _) = normalize(captured, team_id, record.timestamp_ms);
             let ids = touched.entry(team_id).or_default();

@@ -184,6 +184,13 @@ impl ClickHouseCluster {
         let node = &self.nodes[node];
         let mut process = node.process.lock().expect("node lock");
         assert!(process.is_none(), "node s{}r{} is running", node.shard, node.replica);
+        // A server killed mid-insert may hold parts ZooKeeper never heard
+        // of, and then refuses to start ("suspicious" parts); the flag has
+        // it set them aside and fetch from its replica, as an operator
+        // recovering a crashed machine does (the server removes the flag).
+        let flags = node.config.with_file_name("data").join("flags");
+        std::fs::create_dir_all(&flags).expect("flags dir");
+        std::fs::write(flags.join("force_restore_data"), b"").expect("force_restore_data flag");
         let log = std::fs::File::create(node.config.with_file_name("stdout.log")).expect("node log");
         let child = Command::new(SERVER)
             .arg(format!("--config-file={}", node.config.display()))

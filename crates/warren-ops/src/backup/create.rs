@@ -314,28 +314,31 @@ async fn copy_new_table_file(
 }
 
 /// The blobs of the snapshot's recording chunks, with their sizes. A blob
-/// retention deleted since the snapshot is left out: its row is expired
-/// and the next retention run deletes it from the restored store too.
+/// deleted since the snapshot is left out: by retention, its row is
+/// expired and goes at the restored deployment's next run; by the API,
+/// that session lists in the restore but its events answer is cut off.
 async fn recording_files(
     store: &Arc<dyn ObjectStore>,
     chunks: Vec<warren_core::recording::RecordingChunk>,
 ) -> Result<Vec<TableSource>, OpsError> {
-    let mut files = Vec::with_capacity(chunks.len());
-    for chunk in chunks {
+    let heads = chunks.into_iter().map(|chunk| async move {
         let key = chunk.blob_key();
         let from = Path::from(key.as_str());
         match store.head(&from).await {
             Ok(found) => {
                 let path = format!("{RECORDINGS_DIR}/{key}");
-                files.push(TableSource { store: store.clone(), from, path, size: found.size });
+                Ok(Some(TableSource { store: store.clone(), from, path, size: found.size }))
             }
             Err(object_store::Error::NotFound { .. }) => {
                 tracing::warn!(blob = %key, "a recording's blob was deleted during the backup; left out");
+                Ok(None)
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => Err(OpsError::from(error)),
         }
-    }
-    Ok(files)
+    });
+    let found: Vec<Option<TableSource>> =
+        futures_util::stream::iter(heads).buffered(COPIES_AT_ONCE * 2).try_collect().await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 fn is_commit(path: &str) -> bool {

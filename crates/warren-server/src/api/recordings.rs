@@ -44,7 +44,7 @@ fn summary_json(summary: &RecordingSummary) -> Value {
         "person_id": summary.person_id,
         "start_time": time_json(summary.start_ms),
         "end_time": time_json(summary.end_ms),
-        "recording_duration": (summary.end_ms - summary.start_ms).max(0) / 1000,
+        "recording_duration": summary.end_ms.saturating_sub(summary.start_ms).max(0) / 1000,
         "click_count": summary.clicks,
         "event_count": summary.events,
         "size_bytes": summary.bytes,
@@ -144,8 +144,9 @@ pub(super) async fn snapshots(
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], Body::from_stream(stream)).into_response())
 }
 
-/// One chunk's lines, unzipped. A blob retention deleted under a reader
-/// ends the stream with an error rather than a silently shorter recording.
+/// One chunk's lines, unzipped. A missing blob cuts the answer off (the
+/// client sees a broken transfer, not a complete shorter recording) and is
+/// logged with its key.
 async fn read_chunk(blobs: &dyn BlobStore, chunk: &RecordingChunk) -> Result<Bytes, std::io::Error> {
     let missing =
         || std::io::Error::new(std::io::ErrorKind::NotFound, format!("blob {} is gone", chunk.blob_key()));

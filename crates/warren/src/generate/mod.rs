@@ -178,6 +178,7 @@ pub(crate) async fn write_direct(story: &Story, config: &WarrenConfig) -> anyhow
     }
     eprintln!("  {appended} events in the event log; ingesting them");
     warren_ingest::Ingester::new(log.clone(), meta, store.clone(), config.ingest.clone())
+        .with_recordings(warren_node::adapters::open_recording_blobs(config)?)
         .catch_up()
         .await
         .context("ingesting the generated events")?;

@@ -90,7 +90,10 @@ async function boot() {
     const link = event.target.closest("a[href]");
     if (!link || link.target || event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
     const url = new URL(link.href, window.location.href);
-    if (url.origin !== window.location.origin || !pageFor(url.pathname) || pageFor(url.pathname).reload) return;
+    // A page that reloads does so on the way in and on the way out, so the
+    // recordings' looser policy never outlives their pages.
+    const here = pageFor(window.location.pathname);
+    if (url.origin !== window.location.origin || !pageFor(url.pathname) || pageFor(url.pathname).reload || here?.reload) return;
     event.preventDefault();
     navigate(url.pathname + url.search);
   });
