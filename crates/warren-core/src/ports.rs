@@ -130,7 +130,4 @@ pub trait BlobStore: Send + Sync {
 
     /// Removes `key`; a key that is not there is not an error.
     async fn delete(&self, key: &str) -> Result<(), PortError>;
-
-    /// Every key under `prefix`, in no particular order.
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError>;
 }

@@ -60,14 +60,8 @@ impl RecordingChunk {
 
     /// Where the chunk's blob is kept in the blob store.
     pub fn blob_key(&self) -> String {
-        blob_key(self.team_id, &self.session_id, &self.chunk)
+        format!("{}/{}/{}.jsonl.gz", self.team_id, self.session_id, self.chunk)
     }
-}
-
-/// The blob of chunk `chunk` of `session_id` in project `team_id`, within
-/// the blob store.
-pub fn blob_key(team_id: TeamId, session_id: &str, chunk: &str) -> String {
-    format!("{team_id}/{session_id}/{chunk}.jsonl.gz")
 }
 
 /// A recorded session as the list shows it: its chunks added up.
@@ -122,6 +116,18 @@ mod tests {
     #[test]
     fn chunk_names_sort_in_log_order() {
         assert!(RecordingChunk::name_at(1, 99) < RecordingChunk::name_at(1, 100));
-        assert_eq!(blob_key(7, "s", "00001-00000000000000000099"), "7/s/00001-00000000000000000099.jsonl.gz");
+        let chunk = RecordingChunk {
+            team_id: 7,
+            session_id: "s".into(),
+            chunk: RecordingChunk::name_at(1, 99),
+            distinct_id: "d".into(),
+            first_ms: 0,
+            last_ms: 0,
+            events: 1,
+            bytes: 1,
+            clicks: 0,
+            first_url: None,
+        };
+        assert_eq!(chunk.blob_key(), "7/s/00001-00000000000000000099.jsonl.gz");
     }
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -105,11 +104,5 @@ impl BlobStore for ObjectBlobStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(port(error)),
         }
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError> {
-        let prefix = Path::from(prefix);
-        let objects: Vec<_> = self.opened.store.list(Some(&prefix)).try_collect().await.map_err(port)?;
-        Ok(objects.into_iter().map(|object| object.location.to_string()).collect())
     }
 }

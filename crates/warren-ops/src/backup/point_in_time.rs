@@ -215,10 +215,8 @@ pub async fn restore_at(
     let table = Arc::new(open_table(data_dir).await?);
     // Recordings replayed go where a deployment of this data dir keeps them
     // by default.
-    let blobs = warren_store::ObjectBlobStore::open(
-        &data_dir.join("recordings").display().to_string(),
-        &Default::default(),
-    )?;
+    let url = warren_core::config::RecordingsConfig::default().url_in(data_dir);
+    let blobs = warren_store::ObjectBlobStore::open(&url, &Default::default())?;
     let ingested = warren_ingest::Ingester::new(log.clone(), meta.clone(), table.clone(), ingest)
         .with_recordings(Arc::new(blobs))
         .catch_up()
