@@ -592,8 +592,9 @@ fn is_secret_key(key: &str) -> bool {
     ["secret", "password", "token", "key", "credential", "sas"].iter().any(|word| key.contains(word))
 }
 
-/// A URL with the password of its user and secret query parameters hidden.
-fn redact_url(url: &str) -> String {
+/// `url` with its user's password and secret query parameters replaced by
+/// [`REDACTED`], for logs and reports.
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
     let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
@@ -642,7 +643,17 @@ fn redact(value: &mut serde_json::Value) {
     }
 }
 
+/// The embedded meta store's file in the data dir.
+pub const META_DB_FILE: &str = "meta.db";
+
 impl WarrenConfig {
+    /// The meta store's URL: `meta_url`, or the SQLite file in the data dir.
+    pub fn meta_url(&self) -> String {
+        self.meta_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join(META_DB_FILE).display()))
+    }
+
     /// The configuration as JSON for people to read: passwords, keys,
     /// tokens and URL credentials replaced by [`REDACTED`].
     pub fn redacted(&self) -> serde_json::Value {

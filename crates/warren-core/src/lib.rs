@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod event;
+pub mod exposition;
 pub mod jobs;
 pub mod metrics;
 pub mod person;

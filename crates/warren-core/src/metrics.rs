@@ -109,6 +109,12 @@ pub const JOB_RUNS: &str = "warren_job_runs_total";
 pub const JOB_SECONDS: &str = "warren_job_duration_seconds";
 /// Events self-monitoring wrote about Warren into its internal project.
 pub const MONITOR_EVENTS: &str = "warren_monitor_events_total";
+/// Always 1, labelled `version` and `role`: which build runs where.
+pub const BUILD_INFO: &str = "warren_build_info";
+/// The process's soft limit on open files.
+pub const PROCESS_OPEN_FILES_LIMIT: &str = "warren_process_open_files_limit";
+/// The memory limit of the process's cgroup, bytes; unset when unlimited.
+pub const PROCESS_MEMORY_LIMIT_BYTES: &str = "warren_process_memory_limit_bytes";
 
 /// What kind of metric a name is, for its `# TYPE` and `# HELP` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,4 +187,7 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (JOB_RUNS, Kind::Counter, "Background job runs, by job and outcome."),
     (JOB_SECONDS, Kind::Histogram, "Duration of one background job run, by job."),
     (MONITOR_EVENTS, Kind::Counter, "Events self-monitoring wrote into the internal project."),
+    (BUILD_INFO, Kind::Gauge, "Always 1: the version and role of this process."),
+    (PROCESS_OPEN_FILES_LIMIT, Kind::Gauge, "The soft limit on open files."),
+    (PROCESS_MEMORY_LIMIT_BYTES, Kind::Gauge, "The cgroup's memory limit, bytes (unset: none)."),
 ];

@@ -48,10 +48,7 @@ pub async fn open_meta(config: &WarrenConfig) -> Result<Arc<dyn MetaStore>, Node
 
 /// The meta store as it is, its schema untouched.
 pub async fn connect_meta(config: &WarrenConfig) -> Result<Arc<dyn MetaStore>, NodeError> {
-    let url = config
-        .meta_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("meta.db").display()));
+    let url = config.meta_url();
     let meta = SqlMeta::connect(&url).await.step(|| format!("opening meta store {url}"))?;
     Ok(Arc::new(meta))
 }

@@ -11,6 +11,8 @@
 //! its entry on the job board, the backups of `[backup]` among them
 //! (`backups`); it returns once the shutdown future
 //! resolves and everything has drained, the event log closed last.
+//! Each process publishes its version, role and limits as metrics
+//! (`process`), where `warren doctor` reads them.
 //! Errors are [`NodeError`].
 
 pub mod adapters;
@@ -18,6 +20,7 @@ mod backups;
 mod bootstrap;
 mod error;
 mod ingest;
+mod process;
 mod serve;
 mod tasks;
 

@@ -20,6 +20,7 @@ use crate::backups::schedule_backups;
 use crate::bootstrap::{bootstrap, INTERNAL_PROJECT_NAME};
 use crate::error::Step;
 use crate::ingest::{IngestRole, Stores};
+use crate::process::publish_process_facts;
 use crate::tasks::{FirstRun, PeriodicTasks};
 use crate::NodeError;
 
@@ -88,6 +89,7 @@ async fn start(config: &WarrenConfig, repair: bool) -> Result<Node, NodeError> {
     }
     let metrics = warren_server::metrics::install_recorder()
         .map_err(|error| NodeError::Config(format!("installing the metrics recorder: {error}")))?;
+    publish_process_facts(config);
 
     // The log first: its lock keeps a second process off this data dir
     // before anything is changed.

@@ -7,10 +7,15 @@
 //! persons into a ClickHouse cluster (`warren clickhouse backfill`).
 //! [`backup`] takes, lists, verifies and deletes backups, and restores
 //! them (`warren backup`, `warren restore`).
+//! [`deploy`] writes the files that run Warren on Kubernetes, systemd,
+//! compose and cloud-init (`warren deploy`).
+//! [`doctor`] checks a deployment and says what to fix (`warren doctor`).
 //! Errors are [`OpsError`].
 
 pub mod backfill;
 pub mod backup;
+pub mod deploy;
+pub mod doctor;
 mod error;
 
 pub use error::OpsError;

@@ -173,11 +173,14 @@ pub fn router(state: AppState, with_capture: bool, with_metrics: bool) -> Router
         .with_state(state)
 }
 
-/// `/metrics` alone, for the admin listener of `[http] admin_listen`, so
-/// scrapes can stay off the public port.
+/// `/metrics` and the probes, for the admin listener of `[http]
+/// admin_listen`, so scrapes stay off the public port and the private one
+/// alone tells a process's health (`warren doctor --url`).
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::render))
+        .route("/_liveness", get(|| async { "ok" }))
+        .route("/_readiness", get(readiness))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

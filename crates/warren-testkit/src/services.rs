@@ -70,6 +70,7 @@ fn running_as_root() -> bool {
 pub struct PostgresServer {
     bin: PathBuf,
     port: u16,
+    data: PathBuf,
 }
 
 impl PostgresServer {
@@ -82,6 +83,28 @@ impl PostgresServer {
         require(bin.is_some(), "PostgreSQL (Debian package postgresql)").then_some(())?;
         let bin = bin?;
         Some(SERVER.get_or_init(|| Self::start(bin)))
+    }
+
+    /// A server of the test's own, which it may stop; `None` as for
+    /// [`shared`](Self::shared).
+    pub fn own() -> Option<PostgresServer> {
+        let bin = postgres_bin_dir();
+        require(bin.is_some(), "PostgreSQL (Debian package postgresql)").then_some(())?;
+        Some(Self::start(bin?))
+    }
+
+    /// Stops the server (a fast shutdown) and waits until its port is
+    /// closed.
+    pub fn stop(&self) {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
+        let pid: i32 = pid.lines().next().and_then(|line| line.trim().parse().ok()).expect("a pid");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT)
+            .expect("SIGINT");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[expect(clippy::zombie_processes, reason = "runs until the watchdog stops it after the tests")]
@@ -128,7 +151,7 @@ impl PostgresServer {
             .expect("start postgres");
         watchdog(&format!("kill -QUIT $(head -1 '{}/postmaster.pid')", data.display()), &dir);
         wait_for_port(port, "PostgreSQL", Duration::from_secs(30));
-        Self { bin, port }
+        Self { bin, port, data }
     }
 
     /// A new, empty database on the shared server, as a `postgres://` URL.

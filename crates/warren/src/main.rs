@@ -7,6 +7,8 @@ mod backup;
 mod bench;
 mod clickhouse;
 mod config;
+mod deploy;
+mod doctor;
 mod generate;
 mod migrate;
 mod serve;
@@ -53,6 +55,13 @@ enum Command {
     Backup(backup::BackupCommand),
     /// Restore a backup into a new data directory.
     Restore(backup::RestoreArgs),
+    /// Write the files that run Warren: Kubernetes manifests per cloud,
+    /// systemd units, a compose file, cloud-init user data.
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
+    /// Check a deployment, running or stopped, and say what to fix; exits
+    /// 1 when something is critical.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +81,12 @@ fn main() -> ExitCode {
         Command::Clickhouse(command) => run_async(clickhouse::run(cli.config, command)),
         Command::Backup(command) => run_async(backup::run(cli.config, command)),
         Command::Restore(args) => run_async(backup::restore(cli.config, args)),
+        Command::Deploy(command) => deploy::run(command),
+        Command::Doctor(args) => match run_async(doctor::run(cli.config, args)) {
+            Ok(doctor::Critical(true)) => return ExitCode::FAILURE,
+            Ok(doctor::Critical(false)) => Ok(()),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +97,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+fn run_async<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(work)
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use warren_core::metrics as names;
 
-use super::scrape::{Labels, Reading};
+use warren_core::exposition::{Labels, Reading};
 
 /// Requests per second by class of answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

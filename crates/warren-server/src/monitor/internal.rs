@@ -9,7 +9,7 @@ use warren_core::jobs::{JobRun, Outcome};
 use warren_core::metrics as names;
 
 use super::health::{is_capture, status_class};
-use super::scrape::{growth, Labels, Reading};
+use warren_core::exposition::{growth, Labels, Reading};
 
 /// An event about to be written: its name and properties.
 pub(crate) type InternalEvent = (&'static str, Map<String, Value>);

@@ -1,8 +1,8 @@
 //! Warren watching itself.
 //!
 //! Every `sample_interval_ms` the [`Monitor`] reads the process's own
-//! metrics (the exposition `/metrics` serves: `scrape`) and keeps a short
-//! history of [`HealthPoint`]s for the dashboard's overview (`health`).
+//! metrics (the exposition `/metrics` serves, read by
+//! `warren_core::exposition`) and keeps a short history of [`HealthPoint`]s for the dashboard's overview (`health`).
 //! Every `interval_secs` it turns what happened since the last time —
 //! requests by route and status, latencies, lag, freshness, store size,
 //! job runs — into events of the internal project (`internal`), appended
@@ -11,7 +11,6 @@
 
 mod health;
 mod internal;
-mod scrape;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -28,7 +27,7 @@ use warren_log::AppendRecord;
 use warren_meta::Project;
 
 pub use health::{HealthPoint, PartitionLag, StatusRates};
-use scrape::Reading;
+use warren_core::exposition::Reading;
 
 use crate::AppState;
 

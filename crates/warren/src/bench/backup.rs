@@ -138,9 +138,7 @@ pub async fn run(options: BackupBench) -> anyhow::Result<()> {
 async fn take(config: &WarrenConfig, target: &BackupTarget, kind: BackupKind) -> anyhow::Result<Manifest> {
     // Closed before returning: a pool dropped open would fold its
     // write-ahead log into meta.db while tar reads it.
-    let meta =
-        warren_meta::SqlMeta::connect(&format!("sqlite://{}", config.data_dir.join("meta.db").display()))
-            .await?;
+    let meta = warren_meta::SqlMeta::connect(&config.meta_url()).await?;
     let table = warren_node::adapters::open_event_store(config, &Default::default()).await?;
     let log = warren_log::SegmentLog::info_in(&config.data_dir.join("log"))?;
     let partitions = log.as_ref().map_or(config.event_log.partitions, |log| log.partitions);

@@ -1,6 +1,7 @@
-//! One reading of the process's own metrics, taken from the Prometheus
-//! exposition `/metrics` serves, so the overview, the internal events and
-//! Prometheus itself all see the same figures under the same names.
+//! One reading of a Warren process's metrics, taken from the Prometheus
+//! exposition `/metrics` serves, so the overview, the internal events,
+//! `warren doctor` and Prometheus itself all see the same figures under
+//! the same names.
 //!
 //! The parser is Warren's own: the text-format crates on crates.io split
 //! label values at `,` and `}` and drop the series whose values hold them,
@@ -9,11 +10,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Label name → value of one series.
-pub(crate) type Labels = BTreeMap<String, String>;
+pub type Labels = BTreeMap<String, String>;
 
 /// A histogram's cumulative bucket counts (`le` → count, `+Inf` last).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Buckets(Vec<(f64, f64)>);
+pub struct Buckets(Vec<(f64, f64)>);
 
 impl Buckets {
     /// The observations in all buckets together.
@@ -74,7 +75,7 @@ impl Buckets {
 
 /// Every series of one exposition.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Reading {
+pub struct Reading {
     /// Counters, gauges and untyped values (histograms' `_sum`/`_count`).
     values: Vec<(String, Labels, f64)>,
     histograms: Vec<(String, Labels, Buckets)>,
@@ -213,7 +214,7 @@ fn sample(line: &str) -> Option<(&str, Labels, f64)> {
 
 /// How much a counter grew from `earlier` to `now`; a counter that went
 /// down was reset, so all of `now` is new.
-pub(crate) fn growth(now: f64, earlier: f64) -> f64 {
+pub fn growth(now: f64, earlier: f64) -> f64 {
     if now >= earlier {
         now - earlier
     } else {

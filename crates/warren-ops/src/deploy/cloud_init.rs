@@ -1,0 +1,62 @@
+//! cloud-init user data for one VM: installs the binary (checked against
+//! its SHA-256 when given), writes the all-in-one systemd unit and
+//! configuration of [`super::systemd_units`], and starts Warren.
+
+use serde_json::json;
+
+use super::{yaml, Artefact, ExternalStores, Shape, Size, SystemdPlan};
+
+const BINARY: &str = "/usr/local/bin/warren";
+
+/// `user-data.yaml` for a VM that downloads the binary from `binary_url`.
+pub fn cloud_init(
+    binary_url: &str,
+    binary_sha256: Option<&str>,
+    size: Size,
+    stores: &ExternalStores,
+) -> Artefact {
+    let plan = SystemdPlan { shape: Shape::AllInOne, size, binary: BINARY.into(), stores: stores.clone() };
+    let units = super::systemd_units(&plan);
+    let file = |name: &str| units.iter().find(|a| a.name == name).map(|a| a.text.clone()).unwrap_or_default();
+    let mut install = vec![json!(["curl", "-fsSL", "--retry", "5", "-o", BINARY, binary_url])];
+    if let Some(sha) = binary_sha256 {
+        install.push(json!(["sh", "-c", format!("echo '{sha}  {BINARY}' | sha256sum -c -")]));
+    }
+    install.extend([
+        json!(["chmod", "0755", BINARY]),
+        json!(["systemd-sysusers", "/etc/sysusers.d/warren.conf"]),
+        json!(["systemctl", "daemon-reload"]),
+        json!(["systemctl", "enable", "--now", "warren.service"]),
+    ]);
+    let config = json!({
+        "package_update": true,
+        "packages": ["ca-certificates", "curl"],
+        "write_files": [
+            {"path": "/etc/warren/warren.toml", "permissions": "0644", "content": file("warren.toml")},
+            {"path": "/etc/systemd/system/warren.service", "permissions": "0644", "content": file("warren.service")},
+            {"path": "/etc/sysusers.d/warren.conf", "permissions": "0644", "content": file("warren.sysusers.conf")},
+        ],
+        "runcmd": install,
+    });
+    Artefact::new("user-data.yaml", format!("#cloud-config\n{}", yaml(&config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_is_checked_before_it_runs() {
+        let data = cloud_init(
+            "https://example.invalid/warren",
+            Some("ab12"),
+            Size::Small,
+            &ExternalStores::default(),
+        );
+        assert!(data.text.starts_with("#cloud-config\n"));
+        let parsed: serde_json::Value = yaml_serde::from_str(&data.text).expect("YAML");
+        let steps = parsed["runcmd"].as_array().expect("runcmd");
+        assert!(steps[1][2].as_str().is_some_and(|s| s.contains("sha256sum -c")));
+        assert_eq!(steps.last().expect("a step")[3], "warren.service");
+    }
+}
