@@ -643,6 +643,41 @@ fn redact(value: &mut serde_json::Value) {
     }
 }
 
+fn collect_secrets(value: &serde_json::Value, secrets: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match value {
+                    serde_json::Value::String(text) if is_secret_key(key) => secrets.push(text.clone()),
+                    _ => collect_secrets(value, secrets),
+                }
+            }
+        }
+        serde_json::Value::String(text) if text.contains("://") => secrets.extend(url_secrets(text)),
+        _ => {}
+    }
+}
+
+/// What [`redact_url`] hides of `url`: its user's password and the values
+/// of secret query parameters.
+fn url_secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else { return Vec::new() };
+    let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
+    let authority = rest.split_once('/').map_or(rest, |(authority, _)| authority);
+    let mut secrets: Vec<String> = authority
+        .rsplit_once('@')
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(_, password)| password.to_string())
+        .into_iter()
+        .collect();
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some((_, value)) = pair.split_once('=').filter(|(name, _)| is_secret_key(name)) {
+            secrets.push(value.to_string());
+        }
+    }
+    secrets
+}
+
 /// The embedded meta store's file in the data dir.
 pub const META_DB_FILE: &str = "meta.db";
 
@@ -652,6 +687,20 @@ impl WarrenConfig {
         self.meta_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join(META_DB_FILE).display()))
+    }
+
+    /// Every secret this configuration holds — the values [`redacted`]
+    /// hides — so text written elsewhere (a log, a support bundle) can be
+    /// scrubbed of them too.
+    ///
+    /// [`redacted`]: WarrenConfig::redacted
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        collect_secrets(&serde_json::to_value(self).unwrap_or_default(), &mut secrets);
+        secrets.retain(|secret| !secret.is_empty());
+        secrets.sort();
+        secrets.dedup();
+        secrets
     }
 
     /// The configuration as JSON for people to read: passwords, keys,
@@ -702,7 +751,12 @@ mod tests {
             "q-secret",
         ] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
+            assert!(
+                config.secret_values().iter().any(|value| value.contains(secret.trim_matches('"'))),
+                "{secret} is not among the values to scrub"
+            );
         }
+        assert!(!config.secret_values().contains(&"garage".to_string()), "a region is no secret");
         assert_eq!(shown["event_store"]["url"], "s3://bucket/events?region=eu&password=********");
         assert_eq!(shown["meta_url"], "postgres://warren:********@db:5432/warren");
         assert_eq!(shown["event_store"]["storage_options"]["aws_region"], "garage");

@@ -9,7 +9,11 @@
 //! them (`warren backup`, `warren restore`).
 //! [`deploy`] writes the files that run Warren on Kubernetes, systemd,
 //! compose and cloud-init (`warren deploy`).
-//! [`doctor`] checks a deployment and says what to fix (`warren doctor`).
+//! [`doctor`] checks a deployment and says what to fix (`warren doctor`);
+//! [`support`] packs what a support request needs, secrets scrubbed
+//! (`warren support bundle`); [`upgrade`] says what running this build
+//! on a deployment will change, and refuses a downgrade (`warren upgrade
+//! check`).
 //! Errors are [`OpsError`].
 
 pub mod backfill;
@@ -17,5 +21,7 @@ pub mod backup;
 pub mod deploy;
 pub mod doctor;
 mod error;
+pub mod support;
+pub mod upgrade;
 
 pub use error::OpsError;

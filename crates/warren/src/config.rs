@@ -10,18 +10,39 @@ use warren_core::config::WarrenConfig;
 
 pub fn load(file: Option<&Path>) -> anyhow::Result<WarrenConfig> {
     let mut figment = Figment::from(Serialized::defaults(WarrenConfig::default()));
+    if let Some(path) = file_to_read(file)? {
+        figment = figment.merge(Toml::file(path));
+    }
+    with_environment(figment)
+}
+
+/// As [`load`], leaving out the file's keys this build does not know, which
+/// it returns (`warren upgrade check` reports them; `load` refuses them).
+pub fn load_lenient(file: Option<&Path>) -> anyhow::Result<(WarrenConfig, Vec<String>)> {
+    let mut figment = Figment::from(Serialized::defaults(WarrenConfig::default()));
+    let mut unknown = Vec::new();
+    if let Some(path) = file_to_read(file)? {
+        let mut raw: serde_json::Value = Figment::from(Toml::file(&path))
+            .extract()
+            .with_context(|| format!("reading {}", path.display()))?;
+        unknown = warren_ops::upgrade::remove_unknown_keys(&mut raw);
+        figment = figment.merge(Serialized::defaults(raw));
+    }
+    Ok((with_environment(figment)?, unknown))
+}
+
+/// The file given, or `warren.toml` in the working directory if present.
+fn file_to_read(file: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
     match file {
         Some(path) => {
             anyhow::ensure!(path.exists(), "configuration file {} does not exist", path.display());
-            figment = figment.merge(Toml::file(path));
+            Ok(Some(path.to_path_buf()))
         }
-        None => {
-            let default = PathBuf::from("warren.toml");
-            if default.exists() {
-                figment = figment.merge(Toml::file(default));
-            }
-        }
+        None => Ok(Some(PathBuf::from("warren.toml")).filter(|default| default.exists())),
     }
+}
+
+fn with_environment(figment: Figment) -> anyhow::Result<WarrenConfig> {
     for name in unknown_environment_keys() {
         eprintln!("warning: ignoring environment variable {name}: not a Warren setting");
     }

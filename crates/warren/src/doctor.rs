@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use warren_core::config::WarrenConfig;
 use warren_ops::doctor::{self, Examination, Finding, Report, Severity};
 
+/// Which deployment a command examines: the doctor's, the support
+/// bundle's and the upgrade check's arguments.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub struct DeploymentArgs {
     /// A running process to examine (its public or admin address); repeat
     /// for each process. Without one, the configuration's own address is
     /// tried, and a deployment that does not answer is examined as stopped.
@@ -21,6 +24,26 @@ pub struct DoctorArgs {
     /// How long each store and process may take to answer.
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
+}
+
+impl DeploymentArgs {
+    /// Applies the data dir to `config`; the processes to examine and the
+    /// timeout.
+    pub async fn resolve(self, config: &mut WarrenConfig) -> (Vec<String>, Duration) {
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        let timeout = Duration::from_secs(self.timeout_secs.max(1));
+        let processes =
+            if self.urls.is_empty() { answering_default(config, timeout).await } else { self.urls };
+        (processes, timeout)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    deployment: DeploymentArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -32,12 +55,7 @@ pub struct Critical(pub bool);
 pub async fn run(config_path: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<Critical> {
     let report = match crate::config::load(config_path.as_deref()) {
         Ok(mut config) => {
-            if let Some(dir) = args.data_dir {
-                config.data_dir = dir;
-            }
-            let timeout = Duration::from_secs(args.timeout_secs.max(1));
-            let processes =
-                if args.urls.is_empty() { answering_default(&config, timeout).await } else { args.urls };
+            let (processes, timeout) = args.deployment.resolve(&mut config).await;
             doctor::examine(&Examination { config: &config, processes, timeout }).await
         }
         // A configuration that does not load is the finding; nothing else
@@ -58,7 +76,7 @@ pub async fn run(config_path: Option<PathBuf>, args: DoctorArgs) -> anyhow::Resu
 
 /// The configuration's admin (else public) address, if a process answers
 /// there.
-async fn answering_default(config: &warren_core::config::WarrenConfig, timeout: Duration) -> Vec<String> {
+async fn answering_default(config: &WarrenConfig, timeout: Duration) -> Vec<String> {
     let address = config.http.admin_listen.as_deref().unwrap_or(&config.listen);
     // A wildcard listener answers on loopback.
     let address = address.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
@@ -70,7 +88,7 @@ async fn answering_default(config: &warren_core::config::WarrenConfig, timeout: 
     }
 }
 
-fn print(report: &Report) {
+pub fn print(report: &Report) {
     println!("warren doctor {}", report.warren_version);
     for finding in &report.findings {
         let mark = match finding.severity {

@@ -12,6 +12,8 @@ mod doctor;
 mod generate;
 mod migrate;
 mod serve;
+mod support;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,12 @@ enum Command {
     /// Check a deployment, running or stopped, and say what to fix; exits
     /// 1 when something is critical.
     Doctor(doctor::DoctorArgs),
+    /// Help for a support request: `support bundle`.
+    #[command(subcommand)]
+    Support(support::SupportCommand),
+    /// Before an upgrade: `upgrade check`.
+    #[command(subcommand)]
+    Upgrade(upgrade::UpgradeCommand),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +90,12 @@ fn main() -> ExitCode {
         Command::Backup(command) => run_async(backup::run(cli.config, command)),
         Command::Restore(args) => run_async(backup::restore(cli.config, args)),
         Command::Deploy(command) => deploy::run(command),
+        Command::Support(command) => run_async(support::run(cli.config, command)),
+        Command::Upgrade(command) => match run_async(upgrade::run(cli.config, command)) {
+            Ok(upgrade::Unsafe(true)) => return ExitCode::FAILURE,
+            Ok(upgrade::Unsafe(false)) => Ok(()),
+            Err(error) => Err(error),
+        },
         Command::Doctor(args) => match run_async(doctor::run(cli.config, args)) {
             Ok(doctor::Critical(true)) => return ExitCode::FAILURE,
             Ok(doctor::Critical(false)) => Ok(()),

@@ -9,9 +9,9 @@
 //! backlog, clock and version skew, read from their `/metrics`).
 
 mod host;
-mod processes;
+pub(crate) mod processes;
 mod settings;
-mod stores;
+pub(crate) mod stores;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@ use super::{bytes, host, Finding, Severity};
 
 /// What one process told.
 #[derive(Debug, Clone)]
-pub(super) struct ProcessFacts {
+pub(crate) struct ProcessFacts {
     pub url: String,
     /// Whether `/_readiness` answered 200, or why not.
     pub ready: Result<(), String>,
@@ -24,13 +24,13 @@ pub(super) struct ProcessFacts {
 }
 
 impl ProcessFacts {
-    fn version(&self) -> Option<String> {
+    pub(crate) fn version(&self) -> Option<String> {
         let reading = self.metrics.as_ref().ok()?;
         reading.series(names::BUILD_INFO).find_map(|(labels, _)| labels.get("version").cloned())
     }
 }
 
-pub(super) async fn gather(urls: &[String], timeout: Duration) -> Vec<ProcessFacts> {
+pub(crate) async fn gather(urls: &[String], timeout: Duration) -> Vec<ProcessFacts> {
     let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
     let mut facts = Vec::with_capacity(urls.len());
     for url in urls {

@@ -9,38 +9,45 @@ use futures_util::StreamExt;
 use warren_core::config::WarrenConfig;
 use warren_core::ports::OperationState;
 use warren_meta::{MetaStore, MigrationState, SqlMeta};
+use warren_store::migrations::OperationStatus;
 use warren_store::{open_object_store, ClickHouseStore, ClickHouseStoreOptions};
 
 use super::{Finding, Severity};
 use crate::backup::BackupTarget;
 
 pub(super) async fn check(config: &WarrenConfig, timeout: Duration) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let meta = meta(config, timeout, &mut findings).await;
+    let (reachable, meta) = connect_meta(config, timeout).await;
+    let mut findings = vec![reachable];
+    if let Some(meta) = &meta {
+        findings.push(match meta.migration_status().await {
+            Ok(migrations) => meta_schema(&migrations),
+            Err(error) => Finding::new(
+                "meta.schema",
+                Severity::Critical,
+                format!("cannot read the migrations: {error}"),
+            ),
+        });
+    }
     findings.push(event_store(config, timeout).await);
     if let Some(meta) = meta {
         findings.extend(clickhouse(config, meta, timeout).await);
     }
-    findings.push(backups(config, timeout).await);
+    findings.push(backups(config, timeout, scheduled_backup_age(config)).await);
     findings
 }
 
-/// The meta store, when it answers.
-async fn meta(
+/// The meta store's `meta.reachable` finding, and the store when it
+/// answers. A SQLite file that does not exist yet is not created.
+pub(crate) async fn connect_meta(
     config: &WarrenConfig,
     timeout: Duration,
-    findings: &mut Vec<Finding>,
-) -> Option<Arc<dyn MetaStore>> {
+) -> (Finding, Option<Arc<dyn MetaStore>>) {
     const REACHABLE: &str = "meta.reachable";
     let url = config.meta_url();
     let shown = warren_core::config::redact_url(&url);
     if config.meta_url.is_none() && !config.data_dir.join(warren_core::config::META_DB_FILE).exists() {
-        findings.push(Finding::new(
-            REACHABLE,
-            Severity::Info,
-            format!("no meta store yet at {shown}: `warren serve` creates it on its first start"),
-        ));
-        return None;
+        let summary = format!("no meta store yet at {shown}: `warren serve` creates it on its first start");
+        return (Finding::new(REACHABLE, Severity::Info, summary), None);
     }
     let connected = tokio::time::timeout(timeout, async {
         let meta: Arc<dyn MetaStore> = Arc::new(SqlMeta::connect(&url).await?);
@@ -48,43 +55,37 @@ async fn meta(
         Ok::<_, warren_meta::MetaError>(meta)
     })
     .await;
-    let meta = match connected {
-        Ok(Ok(meta)) => meta,
-        Ok(Err(error)) => {
-            findings.push(
-                Finding::new(REACHABLE, Severity::Critical, format!("{shown} does not answer: {error}"))
-                    .fix("start the database or correct `meta_url`; every role needs it"),
-            );
-            return None;
-        }
-        Err(_) => {
-            findings.push(
-                Finding::new(REACHABLE, Severity::Critical, format!("{shown} did not answer in {timeout:?}"))
-                    .fix("check the database's host, port and load"),
-            );
-            return None;
-        }
-    };
-    findings.push(Finding::ok(REACHABLE, format!("{shown} answers")));
-    findings.push(match meta.migration_status().await {
-        Ok(migrations) => meta_schema(&migrations),
-        Err(error) => {
-            Finding::new("meta.schema", Severity::Critical, format!("cannot read the migrations: {error}"))
-        }
-    });
-    Some(meta)
+    match connected {
+        Ok(Ok(meta)) => (Finding::ok(REACHABLE, format!("{shown} answers")), Some(meta)),
+        Ok(Err(error)) => (
+            Finding::new(REACHABLE, Severity::Critical, format!("{shown} does not answer: {error}"))
+                .fix("start the database or correct `meta_url`; every role needs it"),
+            None,
+        ),
+        Err(_) => (
+            Finding::new(REACHABLE, Severity::Critical, format!("{shown} did not answer in {timeout:?}"))
+                .fix("check the database's host, port and load"),
+            None,
+        ),
+    }
+}
+
+/// The meta store's migrations in `state`, as `version description`.
+pub(crate) fn migrations_in(
+    migrations: &[warren_meta::MigrationStatus],
+    state: MigrationState,
+) -> Vec<String> {
+    migrations
+        .iter()
+        .filter(|m| m.state == state)
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect()
 }
 
 /// Where the meta store's schema stands against this build's migrations.
-pub(crate) fn meta_schema(migrations: &[warren_meta::MigrationStatus]) -> Finding {
+fn meta_schema(migrations: &[warren_meta::MigrationStatus]) -> Finding {
     const CHECK: &str = "meta.schema";
-    let with = |state: MigrationState| -> Vec<String> {
-        migrations
-            .iter()
-            .filter(|m| m.state == state)
-            .map(|m| format!("{} {}", m.version, m.description))
-            .collect()
-    };
+    let with = |state| migrations_in(migrations, state);
     let (unknown, failed, pending) =
         (with(MigrationState::Unknown), with(MigrationState::Failed), with(MigrationState::Pending));
     if !unknown.is_empty() {
@@ -149,13 +150,19 @@ async fn event_store(config: &WarrenConfig, timeout: Duration) -> Finding {
     }
 }
 
-async fn clickhouse(config: &WarrenConfig, meta: Arc<dyn MetaStore>, timeout: Duration) -> Option<Finding> {
+/// The cluster's migration operations as this build knows them; `None`
+/// without a cluster, the `clickhouse.schema` finding when it cannot tell.
+pub(crate) async fn clickhouse_operations(
+    config: &WarrenConfig,
+    meta: Arc<dyn MetaStore>,
+    timeout: Duration,
+) -> Option<Result<Vec<OperationStatus>, Finding>> {
     const CHECK: &str = "clickhouse.schema";
     let options = match ClickHouseStoreOptions::from_config(&config.clickhouse) {
         Ok(Some(options)) => options,
         Ok(None) => return None,
         Err(error) => {
-            return Some(Finding::new(CHECK, Severity::Critical, format!("[clickhouse] url: {error}")))
+            return Some(Err(Finding::new(CHECK, Severity::Critical, format!("[clickhouse] url: {error}"))))
         }
     };
     let status = async {
@@ -163,7 +170,21 @@ async fn clickhouse(config: &WarrenConfig, meta: Arc<dyn MetaStore>, timeout: Du
         store.migrator().status().await.map_err(|e| e.to_string())
     };
     Some(match tokio::time::timeout(timeout, status).await {
-        Ok(Ok(operations)) => {
+        Ok(Ok(operations)) => Ok(operations),
+        Ok(Err(error)) => {
+            Err(Finding::new(CHECK, Severity::Critical, format!("the cluster does not answer: {error}"))
+                .fix("check `[clickhouse] url` and that every shard's server is up"))
+        }
+        Err(_) => {
+            Err(Finding::new(CHECK, Severity::Critical, format!("the cluster did not answer in {timeout:?}")))
+        }
+    })
+}
+
+async fn clickhouse(config: &WarrenConfig, meta: Arc<dyn MetaStore>, timeout: Duration) -> Option<Finding> {
+    const CHECK: &str = "clickhouse.schema";
+    Some(match clickhouse_operations(config, meta, timeout).await? {
+        Ok(operations) => {
             let pending: Vec<String> = operations
                 .iter()
                 .filter(|op| op.state != OperationState::Completed)
@@ -178,18 +199,21 @@ async fn clickhouse(config: &WarrenConfig, meta: Arc<dyn MetaStore>, timeout: Du
                     .fix("`warren migrate up` applies them, resumably (`warren upgrade check` says which run long)")
             }
         }
-        Ok(Err(error)) => {
-            Finding::new(CHECK, Severity::Critical, format!("the cluster does not answer: {error}"))
-                .fix("check `[clickhouse] url` and that every shard's server is up")
-        }
-        Err(_) => {
-            Finding::new(CHECK, Severity::Critical, format!("the cluster did not answer in {timeout:?}"))
-        }
+        Err(finding) => finding,
     })
 }
 
-/// The newest finished backup against the schedule.
-async fn backups(config: &WarrenConfig, timeout: Duration) -> Finding {
+/// How old the newest backup may be: three missed runs of the schedule,
+/// or two days without one.
+fn scheduled_backup_age(config: &WarrenConfig) -> chrono::Duration {
+    match config.backup.interval_mins {
+        0 => chrono::Duration::hours(48),
+        every => chrono::Duration::minutes(3 * every as i64),
+    }
+}
+
+/// The newest finished backup, at most `allowed` old.
+pub(crate) async fn backups(config: &WarrenConfig, timeout: Duration, allowed: chrono::Duration) -> Finding {
     const CHECK: &str = "backup.fresh";
     let Some(url) = &config.backup.url else {
         return Finding::new(CHECK, Severity::Warning, "no backup target: `[backup] url` is unset")
@@ -222,18 +246,13 @@ async fn backups(config: &WarrenConfig, timeout: Duration) -> Finding {
         .filter_map(|m| chrono::DateTime::parse_from_rfc3339(&m.created_at).ok())
         .max();
     let Some(newest) = newest else {
-        return Finding::new(CHECK, Severity::Critical, "no finished backup on the target")
+        return Finding::new(CHECK, Severity::Warning, "no finished backup on the target")
             .fix("`warren backup create`, and set `[backup] interval_mins` so `warren serve` takes them");
     };
     let age = chrono::Utc::now().signed_duration_since(newest);
     let hours = age.num_minutes() as f64 / 60.0;
-    // Three missed runs of the schedule, or two days without one.
-    let allowed_minutes = match config.backup.interval_mins {
-        0 => 48 * 60,
-        every => 3 * every as i64,
-    };
     let summary = format!("newest backup taken {hours:.1} h ago ({} finished)", listing.finished.len());
-    if age.num_minutes() > allowed_minutes {
+    if age > allowed {
         Finding::new(CHECK, Severity::Warning, summary)
             .fix("see the `backup` job on the System page for why the schedule stopped, or take one by hand")
     } else {

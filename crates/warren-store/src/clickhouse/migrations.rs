@@ -55,6 +55,9 @@ pub struct OperationStatus {
     pub description: String,
     pub state: OperationState,
     pub error: Option<String>,
+    /// It starts a mutation, which rewrites the parts it touches: on a
+    /// large cluster it runs for hours (`warren upgrade check` says so).
+    pub rewrites_data: bool,
 }
 
 /// Runs `migrations` on one database of a cluster.
@@ -112,6 +115,7 @@ impl<'a> Migrator<'a> {
                     description: operation.description.clone(),
                     state: record.map_or(OperationState::NotStarted, |r| r.state),
                     error: record.and_then(|r| r.error.clone()),
+                    rewrites_data: operation.awaits_mutations,
                 };
                 out.push((status, operation));
             }

@@ -18,16 +18,19 @@ fn doctor(data_dir: &Path, urls: &[&str], env: &[(&str, &str)]) -> (bool, Value)
     for url in urls {
         command.args(["--url", url]);
     }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().expect("run warren doctor");
+    command.envs(env.iter().copied());
+    report_of(command)
+}
+
+/// Runs a command that prints a report as JSON; its exit status and report.
+pub fn report_of(mut command: Command) -> (bool, Value) {
+    let output = command.output().expect("run warren");
     let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("doctor's JSON: {e}\n{}", String::from_utf8_lossy(&output.stderr)));
+        .unwrap_or_else(|e| panic!("the report's JSON: {e}\n{}", String::from_utf8_lossy(&output.stderr)));
     (output.status.success(), report)
 }
 
-fn finding<'a>(report: &'a Value, check: &str) -> &'a Value {
+pub fn finding<'a>(report: &'a Value, check: &str) -> &'a Value {
     report["findings"]
         .as_array()
         .and_then(|findings| findings.iter().find(|f| f["check"] == check))
@@ -117,7 +120,7 @@ fn a_stopped_postgresql_is_critical() {
 
 /// Runs SQL on the data dir's SQLite meta store (Python's sqlite3, so the
 /// test changes the file the way an older or newer build would).
-fn sqlite(data_dir: &Path, sql: &str) {
+pub fn sqlite(data_dir: &Path, sql: &str) {
     let script = format!(
         "import sqlite3; c = sqlite3.connect({:?}); c.execute({sql:?}); c.commit()",
         data_dir.join("meta.db")

@@ -21,6 +21,8 @@ mod overload;
 mod point_in_time;
 mod query;
 mod sdk;
+mod support;
+mod upgrade;
 
 use std::path::PathBuf;
 
