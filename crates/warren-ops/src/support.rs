@@ -20,7 +20,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::json;
 use warren_core::config::{WarrenConfig, REDACTED};
-use warren_meta::{MetaStore, SqlMeta};
+use warren_meta::{MetaSchema, SqlMeta};
 
 use crate::doctor::Report;
 use crate::OpsError;
@@ -59,13 +59,28 @@ static API_KEY: LazyLock<Regex> =
 
 /// A password in any URL: `scheme://user:password@host`.
 static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]+:)(?P<password>[^@\s/]+)@")
+    Regex::new(r#"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@"',]+:)(?P<password>[^@\s/"',]+)@"#)
         .expect("a valid pattern")
 });
 
 impl Scrubber {
     pub fn new(config: &WarrenConfig) -> Self {
-        let mut secrets = config.secret_values();
+        let mut secrets = Vec::new();
+        for secret in config.secret_values() {
+            // As JSON writes it (a key file's quotes and newlines escaped),
+            // and as a URL's percent-encoded password means it.
+            let escaped = serde_json::to_string(&secret).unwrap_or_default();
+            secrets.push(escaped.trim_matches('"').to_string());
+            if secret.contains('%') {
+                let query = format!("s={secret}");
+                secrets.extend(
+                    url::form_urlencoded::parse(query.as_bytes()).map(|(_, decoded)| decoded.into_owned()),
+                );
+            }
+            secrets.push(secret);
+        }
+        secrets.retain(|secret| !secret.is_empty());
+        secrets.dedup();
         // Longest first, so a secret holding another is replaced whole.
         secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         Self { secrets }
@@ -80,6 +95,19 @@ impl Scrubber {
         URL_PASSWORD.replace_all(&text, format!("${{head}}{REDACTED}@").as_str()).into_owned()
     }
 
+    /// `value` with every string in it scrubbed, before it is written out
+    /// as JSON (which would escape a secret's quotes and backslashes).
+    pub fn scrub_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::String(text) => serde_json::Value::String(self.scrub(text)),
+            serde_json::Value::Array(items) => items.iter().map(|item| self.scrub_json(item)).collect(),
+            serde_json::Value::Object(map) => {
+                map.iter().map(|(key, value)| (self.scrub(key), self.scrub_json(value))).collect()
+            }
+            other => other.clone(),
+        }
+    }
+
     /// Whether `text` still holds a secret.
     fn leaks(&self, text: &str) -> bool {
         self.secrets.iter().any(|secret| text.contains(secret.as_str()))
@@ -87,6 +115,9 @@ impl Scrubber {
             || URL_PASSWORD.captures_iter(text).any(|found| &found["password"] != REDACTED)
     }
 }
+
+/// The archive being written, beside where it goes.
+const TEMPORARY_PREFIX: &str = ".warren-support-";
 
 /// Writes the bundle to `out`; `progress` hears each step.
 pub async fn bundle(
@@ -96,15 +127,16 @@ pub async fn bundle(
 ) -> Result<BundleSummary, OpsError> {
     let scrubber = Scrubber::new(inputs.config);
     let mut entries: Vec<(String, String)> = Vec::new();
+    let json = |value: &serde_json::Value| pretty(&scrubber.scrub_json(value));
     progress("the doctor's report");
-    entries.push(("doctor.json".into(), pretty(&json!(inputs.report))));
-    entries.push(("version.json".into(), pretty(&version())));
-    entries.push(("config.json".into(), pretty(&inputs.config.redacted())));
+    entries.push(("doctor.json".into(), json(&json!(inputs.report))));
+    entries.push(("version.json".into(), json(&version())));
+    entries.push(("config.json".into(), json(&inputs.config.redacted())));
     progress("metrics of each process");
     entries.extend(metrics(inputs.processes, inputs.timeout).await);
     progress("the stores' schema and sizes");
-    entries.push(("schema.json".into(), pretty(&schema(inputs.config, inputs.timeout).await)));
-    entries.push(("store-sizes.json".into(), pretty(&store_sizes(&inputs.config.data_dir))));
+    entries.push(("schema.json".into(), json(&schema(inputs.config, inputs.timeout).await)));
+    entries.push(("store-sizes.json".into(), json(&store_sizes(&inputs.config.data_dir))));
     for (n, log) in inputs.logs.iter().enumerate() {
         progress(&format!("the end of {}", log.display()));
         let name = log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log".into());
@@ -115,8 +147,9 @@ pub async fn bundle(
 
     progress("writing the archive");
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    crate::doctor::remove_leftovers(parent, TEMPORARY_PREFIX);
     let temporary = tempfile::Builder::new()
-        .prefix(".warren-support-")
+        .prefix(TEMPORARY_PREFIX)
         .tempfile_in(parent)
         .map_err(OpsError::io(format!("creating a file in {}", parent.display())))?;
     write_archive(temporary.as_file(), &entries).map_err(OpsError::io("writing the archive"))?;
@@ -169,8 +202,11 @@ async fn schema(config: &WarrenConfig, timeout: Duration) -> serde_json::Value {
         return json!({"meta": "no meta store yet"});
     }
     let status = tokio::time::timeout(timeout, async {
-        let meta: Box<dyn MetaStore> = Box::new(SqlMeta::connect(&config.meta_url()).await?);
-        meta.migration_status().await
+        let meta = SqlMeta::connect(&config.meta_url()).await?;
+        let migrations = meta.migration_status().await;
+        // Folds SQLite's write-ahead log back rather than leave it behind.
+        meta.close().await;
+        migrations
     })
     .await;
     let meta = match status {
@@ -264,6 +300,27 @@ fn verify(path: &Path, entries: &[(String, String)], scrubber: &Scrubber) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_json_would_escape_is_scrubbed_before_it_is_written() {
+        let mut config = WarrenConfig::default();
+        let key = "{\"private_key\": \"-----BEGIN\\nsecret\\n\"}";
+        config.event_store.storage_options.insert("google_service_account_key".into(), key.into());
+        config.meta_url = Some("postgres://warren:p%40ss@db/warren".into());
+        let scrubber = Scrubber::new(&config);
+        let report = json!({"summary": format!("could not use {key}; connecting as p@ss")});
+        let text = pretty(&scrubber.scrub_json(&report));
+        assert!(!text.contains("BEGIN") && !text.contains("p@ss"), "{text}");
+        assert!(scrubber.leaks(&pretty(&report)), "the escaped form is known as a secret too");
+        assert!(!scrubber.leaks(&text));
+    }
+
+    #[test]
+    fn a_json_log_line_keeps_its_fields() {
+        let scrubber = Scrubber::new(&WarrenConfig::default());
+        let line = r#"{"url":"http://h:8000","user":"a@b.example"}"#;
+        assert_eq!(scrubber.scrub(line), line, "no password here to hide");
+    }
 
     #[test]
     fn scrubbing_removes_configured_secrets_api_keys_and_url_passwords() {

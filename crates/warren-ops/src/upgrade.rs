@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use warren_core::config::WarrenConfig;
 use warren_core::ports::OperationState;
-use warren_meta::MigrationState;
+use warren_meta::{MetaSchema, MigrationState};
 
 use crate::doctor::{processes, stores, Finding, Report, Severity};
 
@@ -37,7 +37,7 @@ pub async fn check(inputs: &UpgradeInputs<'_>) -> Report {
     if reachable.severity == Severity::Critical {
         findings.push(reachable);
     }
-    if let Some(meta) = meta {
+    if let Some(meta) = &meta {
         findings.push(match meta.migration_status().await {
             Ok(migrations) => meta_migrations(&migrations),
             Err(error) => Finding::new(
@@ -46,14 +46,21 @@ pub async fn check(inputs: &UpgradeInputs<'_>) -> Report {
                 format!("cannot read the migrations: {error}"),
             ),
         });
-        if let Some(operations) = stores::clickhouse_operations(inputs.config, meta, inputs.timeout).await {
+        if let Some(operations) =
+            stores::clickhouse_operations(inputs.config, meta.clone(), inputs.timeout).await
+        {
             findings.push(match operations {
                 Ok(operations) => clickhouse_operations(&operations),
-                Err(finding) => finding,
+                // The check the upgrade hangs on, whatever the cause.
+                Err(finding) => Finding { check: "upgrade.clickhouse".into(), ..finding },
             });
         }
+        meta.close().await;
     }
-    findings.push(stores::backups(inputs.config, inputs.timeout, chrono::Duration::hours(24)).await);
+    // A backup to go back to is advice: the upgrade is not refused for it.
+    let mut backup = stores::backups(inputs.config, inputs.timeout, chrono::Duration::hours(24)).await;
+    backup.severity = backup.severity.min(Severity::Warning);
+    findings.push(backup);
     let facts = processes::gather(inputs.processes, inputs.timeout).await;
     findings.extend(running_versions(&facts));
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.check.cmp(&b.check)));

@@ -179,8 +179,25 @@ impl ClickHouseCluster {
         }
     }
 
-    /// Starts one server (again) and waits until it answers queries.
+    /// Starts one server (again) and waits until it answers queries. A
+    /// port the killed server held can take a moment to be free again, so
+    /// a start refused with "Address already in use" is tried again.
     pub fn start_node(&self, node: usize) {
+        const ATTEMPTS: u32 = 5;
+        for attempt in 1..=ATTEMPTS {
+            self.spawn_node(node);
+            match wait_until_answering(&self.nodes[node]) {
+                Ok(()) => return,
+                Err(tail) if attempt < ATTEMPTS && tail.contains("Address already in use") => {
+                    self.kill_node(node);
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(tail) => panic!("{tail}"),
+            }
+        }
+    }
+
+    fn spawn_node(&self, node: usize) {
         let node = &self.nodes[node];
         let mut process = node.process.lock().expect("node lock");
         assert!(process.is_none(), "node s{}r{} is running", node.shard, node.replica);
@@ -202,8 +219,6 @@ impl ClickHouseCluster {
         std::fs::write(node.config.with_file_name("server.pid"), format!("{}\n", child.id()))
             .expect("pid file");
         *process = Some(child);
-        drop(process);
-        wait_until_answering(node);
     }
 }
 
@@ -323,22 +338,29 @@ fn start_zookeeper(dir: &Path, port: u16) -> Child {
 /// Until `SELECT 1` answers over HTTP: the port opens before the server
 /// has loaded its tables. Generous: eight servers starting at once on two
 /// cores (a test's own cluster beside the shared one) take their time.
-fn wait_until_answering(node: &ClickHouseNode) {
+fn wait_until_answering(node: &ClickHouseNode) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if http_select_one(node.http_port) {
-            return;
+            return Ok(());
         }
-        if Instant::now() > deadline {
+        let exited = node
+            .process
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+            .is_some_and(|child| child.try_wait().is_ok_and(|status| status.is_some()));
+        if exited || Instant::now() > deadline {
             let log = std::fs::read_to_string(node.config.with_file_name("error.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!(
-                "clickhouse-server s{}r{} did not answer within 180 s; its error log ends:\n{}",
+            let what = if exited { "exited" } else { "did not answer within 180 s" };
+            return Err(format!(
+                "clickhouse-server s{}r{} {what}; its error log ends:\n{}",
                 node.shard,
                 node.replica,
                 tail.join("\n")
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

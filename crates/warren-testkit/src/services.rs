@@ -15,10 +15,17 @@ use crate::require;
 /// ephemeral range (32768 and up): a service the tests stop and start
 /// again on its port must not find it taken meanwhile as the local port of
 /// some client's connection, which the kernel picks from that range.
+///
+/// A port is handed out once per test process: a service that is stopped
+/// and started again keeps its port free of the other services the same
+/// binary starts meanwhile.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let port = rand::random_range(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }

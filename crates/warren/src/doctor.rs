@@ -74,7 +74,7 @@ pub async fn run(config_path: Option<PathBuf>, args: DoctorArgs) -> anyhow::Resu
     Ok(Critical(report.worst() == Severity::Critical))
 }
 
-/// The configuration's admin (else public) address, if a process answers
+/// The configuration's admin (else public) address, if Warren answers
 /// there.
 async fn answering_default(config: &WarrenConfig, timeout: Duration) -> Vec<String> {
     let address = config.http.admin_listen.as_deref().unwrap_or(&config.listen);
@@ -82,9 +82,11 @@ async fn answering_default(config: &WarrenConfig, timeout: Duration) -> Vec<Stri
     let address = address.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
     let url = format!("http://{address}");
     let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+    // Only Warren answers its liveness probe with a success; another
+    // service on the port is not taken for a running deployment.
     match client.get(format!("{url}/_liveness")).send().await {
-        Ok(_) => vec![url],
-        Err(_) => Vec::new(),
+        Ok(answer) if answer.status().is_success() => vec![url],
+        _ => Vec::new(),
     }
 }
 

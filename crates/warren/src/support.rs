@@ -43,7 +43,7 @@ pub async fn run(config_path: Option<PathBuf>, command: SupportCommand) -> anyho
         report: &report,
         processes: &processes,
         logs: &args.logs,
-        log_tail_bytes: args.log_tail_mib * 1024 * 1024,
+        log_tail_bytes: args.log_tail_mib.saturating_mul(1024 * 1024),
         timeout,
     };
     let summary = support::bundle(&inputs, &args.out, |step| eprintln!("  {step}")).await?;

@@ -18,16 +18,22 @@ pub fn cloud_init(
     let plan = SystemdPlan { shape: Shape::AllInOne, size, binary: BINARY.into(), stores: stores.clone() };
     let units = super::systemd_units(&plan);
     let file = |name: &str| units.iter().find(|a| a.name == name).map(|a| a.text.clone()).unwrap_or_default();
-    let mut install = vec![json!(["curl", "-fsSL", "--retry", "5", "-o", BINARY, binary_url])];
+    // runcmd runs as one shell script without `set -e`: the whole install
+    // is one command that stops at the first failure, a wrong checksum
+    // among them, before anything is started.
+    let download = format!("{BINARY}.download");
+    let mut steps = vec![format!("curl -fsSL --retry 5 -o {download} '{binary_url}'")];
     if let Some(sha) = binary_sha256 {
-        install.push(json!(["sh", "-c", format!("echo '{sha}  {BINARY}' | sha256sum -c -")]));
+        steps.push(format!("echo '{sha}  {download}' | sha256sum -c -"));
     }
-    install.extend([
-        json!(["chmod", "0755", BINARY]),
-        json!(["systemd-sysusers", "/etc/sysusers.d/warren.conf"]),
-        json!(["systemctl", "daemon-reload"]),
-        json!(["systemctl", "enable", "--now", "warren.service"]),
+    steps.extend([
+        format!("install -m 0755 {download} {BINARY}"),
+        format!("rm -f {download}"),
+        "systemd-sysusers /etc/sysusers.d/warren.conf".to_string(),
+        "systemctl daemon-reload".to_string(),
+        "systemctl enable --now warren.service".to_string(),
     ]);
+    let install = vec![json!(["sh", "-c", format!("set -e; {}", steps.join("; "))])];
     let config = json!({
         "package_update": true,
         "packages": ["ca-certificates", "curl"],
@@ -55,8 +61,10 @@ mod tests {
         );
         assert!(data.text.starts_with("#cloud-config\n"));
         let parsed: serde_json::Value = yaml_serde::from_str(&data.text).expect("YAML");
-        let steps = parsed["runcmd"].as_array().expect("runcmd");
-        assert!(steps[1][2].as_str().is_some_and(|s| s.contains("sha256sum -c")));
-        assert_eq!(steps.last().expect("a step")[3], "warren.service");
+        let script = parsed["runcmd"][0][2].as_str().expect("one install script");
+        assert!(script.starts_with("set -e; "), "stops at the first failure: {script}");
+        let check = script.find("sha256sum -c").expect("the checksum is checked");
+        let start = script.find("enable --now warren.service").expect("the service starts");
+        assert!(check < start, "before the binary runs: {script}");
     }
 }

@@ -82,7 +82,8 @@ pub fn compose(image: &str, size: Size) -> Vec<Artefact> {
         },
         "volumes": {"postgres": {}, "s3": {}, "warren-all": {}, "warren-query": {}},
     });
-    let env = "# Copy to .env next to compose.yaml and choose every value.\n\
+    let env = "# Copy to .env next to compose.yaml and choose every value. The\n\
+               # PostgreSQL password goes into a URL: keep to letters and digits.\n\
                WARREN_POSTGRES_PASSWORD=\n\
                WARREN_S3_ACCESS_KEY=\n\
                WARREN_S3_SECRET_KEY=\n";

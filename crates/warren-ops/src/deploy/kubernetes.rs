@@ -176,7 +176,7 @@ fn config_map(plan: &KubernetesPlan, name: &str, role: &str, resources: Resource
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": plan.namespace},
-        "data": {"warren.toml": config_file(DATA_DIR, role, resources, &plan.stores, true)},
+        "data": {"warren.toml": config_file(DATA_DIR, role, resources, &plan.stores, Some("0.0.0.0:9090"))},
     })
 }
 
@@ -314,17 +314,26 @@ fn migrate_job(plan: &KubernetesPlan) -> Value {
     spec["restartPolicy"] = json!("OnFailure");
     json!({
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "warren-migrate", "namespace": plan.namespace, "labels": labels("migrate")},
+        // Named by version: a Job's template cannot change, so each
+        // release's migration is a Job of its own.
+        "metadata": {"name": migrate_job_name(), "namespace": plan.namespace, "labels": labels("migrate")},
         "spec": {
             "backoffLimit": 20,
-            // A finished Job is removed, so the next release's applies anew.
-            "ttlSecondsAfterFinished": 3600,
             "template": {"metadata": {"labels": labels("migrate")}, "spec": spec},
         },
     })
 }
 
 /// A load-balanced Service in front of one component.
+/// `warren-migrate-0-1-0`: the version, as a name may hold it.
+pub(crate) fn migrate_job_name() -> String {
+    let version: String = env!("CARGO_PKG_VERSION")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    format!("warren-migrate-{version}")
+}
+
 fn service(plan: &KubernetesPlan, name: &str, component: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",

@@ -87,14 +87,14 @@ pub struct ExternalStores {
 /// The `warren.toml` a deployed process reads. Settings that hold secrets
 /// come from the environment (`WARREN_META_URL`, `WARREN_CLICKHOUSE__URL`,
 /// `WARREN_EVENT_STORE__STORAGE_OPTIONS__…`), never from this file.
-/// With `admin`, `/metrics` is served on its own port (9090), kept off
-/// the public listener.
+/// With `admin` (an address), `/metrics` and the probes are served there,
+/// kept off the public listener.
 pub(crate) fn config_file(
     data_dir: &str,
     role: &str,
     resources: Resources,
     stores: &ExternalStores,
-    admin: bool,
+    admin: Option<&str>,
 ) -> String {
     let mut text = format!(
         "# Written by `warren deploy`; see docs/configuration.md for every setting.\n\
@@ -103,8 +103,8 @@ pub(crate) fn config_file(
          data_dir = \"{data_dir}\"\n\
          log_format = \"json\"\n"
     );
-    if admin {
-        text.push_str("\n[http]\nadmin_listen = \"0.0.0.0:9090\"\n");
+    if let Some(admin) = admin {
+        text.push_str(&format!("\n[http]\nadmin_listen = \"{admin}\"\n"));
     }
     text.push_str(&format!("\n[query]\nmemory_limit_mb = {}\n", resources.query_memory_mb));
     if let Some(url) = &stores.event_store_url {
@@ -137,7 +137,8 @@ mod tests {
             event_store_url: Some("s3://events/warren".into()),
             recordings_url: Some("s3://recordings/warren".into()),
         };
-        let text = config_file("/var/lib/warren", "query", Size::Medium.resources(), &stores, true);
+        let text =
+            config_file("/var/lib/warren", "query", Size::Medium.resources(), &stores, Some("0.0.0.0:9090"));
         let config: warren_core::config::WarrenConfig =
             toml_value(&text).expect("the written warren.toml is a valid configuration");
         assert_eq!(config.role, warren_core::config::Role::Query);

@@ -24,7 +24,10 @@ pub fn systemd_units(plan: &SystemdPlan) -> Vec<Artefact> {
     let resources = plan.size.resources();
     let mut files = vec![
         Artefact::new("warren.service", writer_unit(plan, resources)),
-        Artefact::new("warren.toml", config_file("/var/lib/warren", "all", resources, &plan.stores, true)),
+        Artefact::new(
+            "warren.toml",
+            config_file("/var/lib/warren", "all", resources, &plan.stores, Some("127.0.0.1:9090")),
+        ),
         Artefact::new("warren.sysusers.conf", "u warren - \"Warren analytics\" /var/lib/warren\n"),
     ];
     if plan.shape == Shape::Roles {
@@ -33,7 +36,7 @@ pub fn systemd_units(plan: &SystemdPlan) -> Vec<Artefact> {
         // serve /metrics there too.
         files.push(Artefact::new(
             "warren-query.toml",
-            config_file("/var/lib/warren-query", "query", resources, &plan.stores, false),
+            config_file("/var/lib/warren-query", "query", resources, &plan.stores, None),
         ));
     }
     files
@@ -51,6 +54,8 @@ fn writer_unit(plan: &SystemdPlan, resources: Resources) -> String {
          # Pending migrations of every store first; the ClickHouse cluster's\n\
          # resume where they stopped if this start is interrupted.\n\
          ExecStartPre={binary} migrate up --config /etc/warren/warren.toml\n\
+         # Those can run for hours: no start timeout.\n\
+         TimeoutStartSec=infinity\n\
          ExecStart={binary} serve --config /etc/warren/warren.toml\n\
          StateDirectory=warren\n\
          WorkingDirectory=/var/lib/warren\n\
@@ -144,6 +149,8 @@ mod tests {
             ]
         );
         assert!(files[0].text.contains("MemoryMax=16384M"));
+        assert!(files[0].text.contains("TimeoutStartSec=infinity"), "migrations may run for hours");
+        assert!(files[1].text.contains("admin_listen = \"127.0.0.1:9090\""), "metrics stay on the machine");
         assert!(files[3].text.contains("--listen 0.0.0.0:%i"));
         assert!(!files[4].text.contains("admin_listen"), "each query process serves its metrics on its port");
     }

@@ -87,8 +87,27 @@ fn fsync_latency(dir: &Path) -> Finding {
     }
 }
 
+const FSYNC_FILE_PREFIX: &str = ".doctor-fsync-";
+
+/// Removes the files of `dir` named `prefix…` untouched for ten minutes:
+/// temporary files a run killed with SIGKILL left behind (drop never ran
+/// to delete them), never those of a run going on beside this one.
+pub(crate) fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > Duration::from_secs(600)));
+        if stale && entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn time_fsyncs(dir: &Path) -> std::io::Result<Vec<Duration>> {
-    let mut file = tempfile::Builder::new().prefix(".doctor-fsync-").tempfile_in(dir)?;
+    remove_leftovers(dir, FSYNC_FILE_PREFIX);
+    let mut file = tempfile::Builder::new().prefix(FSYNC_FILE_PREFIX).tempfile_in(dir)?;
     let block = [0u8; 4096];
     let mut samples = Vec::with_capacity(FSYNC_SAMPLES);
     for _ in 0..FSYNC_SAMPLES {
@@ -104,12 +123,17 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// The open-files limit this shell hands the processes it starts; a
-/// running process reports its own (see `processes`).
+/// The open-files limit this shell hands the processes it starts. A note
+/// only: systemd and Kubernetes set their own, which each running process
+/// reports (`limits.open_files`, from `processes`).
 pub(super) fn check_limits() -> Vec<Finding> {
-    const CHECK: &str = "limits.open_files";
+    const CHECK: &str = "limits.shell_open_files";
     match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
-        Ok((soft, _)) => vec![open_files(CHECK, soft, "this shell")],
+        Ok((soft, _)) => {
+            let mut finding = open_files(CHECK, soft, "this shell");
+            finding.severity = finding.severity.min(Severity::Info);
+            vec![finding]
+        }
         Err(error) => vec![Finding::new(CHECK, Severity::Info, format!("cannot read the limit: {error}"))],
     }
 }

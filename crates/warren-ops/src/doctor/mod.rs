@@ -15,6 +15,7 @@ pub(crate) mod stores;
 
 use std::time::Duration;
 
+pub(crate) use host::remove_leftovers;
 use serde::Serialize;
 use warren_core::config::WarrenConfig;
 

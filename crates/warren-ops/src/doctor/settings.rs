@@ -95,7 +95,7 @@ pub(super) fn check_config(config: &WarrenConfig) -> Vec<Finding> {
 /// Advice from measured figures; informational unless a limit is unsafe.
 pub(super) fn tuning(config: &WarrenConfig, facts: &[ProcessFacts]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let query_bytes = config.query.memory_limit_mb * 1024 * 1024;
+    let query_bytes = config.query.memory_limit_mb.saturating_mul(1024 * 1024);
     if let Some(total) = machine_memory() {
         if query_bytes > total * 6 / 10 {
             findings.push(
@@ -114,7 +114,11 @@ pub(super) fn tuning(config: &WarrenConfig, facts: &[ProcessFacts]) -> Vec<Findi
     }
     for process in facts {
         let Ok(reading) = &process.metrics else { continue };
-        if let Some(limit) = reading.gauge(names::PROCESS_MEMORY_LIMIT_BYTES) {
+        // Only processes that answer queries take `[query]`'s memory.
+        let queries = reading
+            .series(names::BUILD_INFO)
+            .any(|(labels, _)| labels.get("role").is_some_and(|role| role == "all" || role == "query"));
+        if let (Some(limit), true) = (reading.gauge(names::PROCESS_MEMORY_LIMIT_BYTES), queries) {
             if query_bytes as f64 > limit * 0.8 {
                 findings.push(
                     Finding::new(

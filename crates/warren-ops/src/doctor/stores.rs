@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use warren_core::config::WarrenConfig;
 use warren_core::ports::OperationState;
-use warren_meta::{MetaStore, MigrationState, SqlMeta};
+use warren_log::SegmentLog;
+use warren_meta::{MetaSchema, MetaStore, MigrationState, SqlMeta};
 use warren_store::migrations::OperationStatus;
 use warren_store::{open_object_store, ClickHouseStore, ClickHouseStoreOptions};
 
@@ -17,7 +18,7 @@ use crate::backup::BackupTarget;
 
 pub(super) async fn check(config: &WarrenConfig, timeout: Duration) -> Vec<Finding> {
     let (reachable, meta) = connect_meta(config, timeout).await;
-    let mut findings = vec![reachable];
+    let mut findings = vec![reachable, event_log(config), event_store(config, timeout).await];
     if let Some(meta) = &meta {
         findings.push(match meta.migration_status().await {
             Ok(migrations) => meta_schema(&migrations),
@@ -27,21 +28,23 @@ pub(super) async fn check(config: &WarrenConfig, timeout: Duration) -> Vec<Findi
                 format!("cannot read the migrations: {error}"),
             ),
         });
-    }
-    findings.push(event_store(config, timeout).await);
-    if let Some(meta) = meta {
-        findings.extend(clickhouse(config, meta, timeout).await);
+        findings.extend(clickhouse(config, meta.clone(), timeout).await);
     }
     findings.push(backups(config, timeout, scheduled_backup_age(config)).await);
+    if let Some(meta) = meta {
+        meta.close().await;
+    }
     findings
 }
 
 /// The meta store's `meta.reachable` finding, and the store when it
-/// answers. A SQLite file that does not exist yet is not created.
+/// answers. A SQLite file that does not exist yet is not created; close
+/// the store when done, which folds SQLite's write-ahead log back into the
+/// file rather than leave it owned by whoever ran the check.
 pub(crate) async fn connect_meta(
     config: &WarrenConfig,
     timeout: Duration,
-) -> (Finding, Option<Arc<dyn MetaStore>>) {
+) -> (Finding, Option<Arc<SqlMeta>>) {
     const REACHABLE: &str = "meta.reachable";
     let url = config.meta_url();
     let shown = warren_core::config::redact_url(&url);
@@ -50,7 +53,7 @@ pub(crate) async fn connect_meta(
         return (Finding::new(REACHABLE, Severity::Info, summary), None);
     }
     let connected = tokio::time::timeout(timeout, async {
-        let meta: Arc<dyn MetaStore> = Arc::new(SqlMeta::connect(&url).await?);
+        let meta = Arc::new(SqlMeta::connect(&url).await?);
         meta.ping().await?;
         Ok::<_, warren_meta::MetaError>(meta)
     })
@@ -108,6 +111,30 @@ fn meta_schema(migrations: &[warren_meta::MigrationStatus]) -> Finding {
     } else {
         let latest = migrations.iter().map(|m| m.version).max().unwrap_or_default();
         Finding::ok(CHECK, format!("at version {latest}, as this build expects"))
+    }
+}
+
+/// The embedded log's own description, read without opening the log
+/// (a running process holds it).
+fn event_log(config: &WarrenConfig) -> Finding {
+    const CHECK: &str = "event_log.meta";
+    let dir = config.data_dir.join("log");
+    match SegmentLog::info_in(&dir) {
+        Ok(None) => Finding::new(CHECK, Severity::Info, format!("no event log at {} yet", dir.display())),
+        Ok(Some(info)) if info.partitions != config.event_log.partitions => Finding::new(
+            CHECK,
+            Severity::Warning,
+            format!(
+                "the log has {} partitions; `[event_log] partitions = {}` is ignored",
+                info.partitions, config.event_log.partitions
+            ),
+        )
+        .fix("set `[event_log] partitions` to the log's count: it is fixed once the log exists"),
+        Ok(Some(info)) => Finding::ok(CHECK, format!("{} partitions at {}", info.partitions, dir.display())),
+        Err(error @ warren_log::LogError::Config(_)) => Finding::new(CHECK, Severity::Critical, error.to_string())
+            .fix("the log's `log.json` is damaged: restore the data dir from a backup (docs/runbooks/backup-restore.md)"),
+        Err(error) => Finding::new(CHECK, Severity::Critical, error.to_string())
+            .fix("run the doctor as the user Warren runs as, who can read the data dir"),
     }
 }
 
@@ -219,6 +246,12 @@ pub(crate) async fn backups(config: &WarrenConfig, timeout: Duration, allowed: c
         return Finding::new(CHECK, Severity::Warning, "no backup target: `[backup] url` is unset")
             .fix("set `[backup] url` to a directory or s3:// URL on other storage (docs/runbooks/backup-restore.md)");
     };
+    let local = url.strip_prefix("file://").or((!url.contains("://")).then_some(url.as_str()));
+    if let Some(dir) = local.filter(|dir| !std::path::Path::new(dir).is_dir()) {
+        // Opening it would create it, on whatever disk is mounted there now.
+        return Finding::new(CHECK, Severity::Warning, format!("the backup directory {dir} does not exist"))
+            .fix("mount the backup volume, or take a first backup with `warren backup create`");
+    }
     let listing = async {
         let target = BackupTarget::open(url, &config.backup.storage_options)?;
         target.list().await

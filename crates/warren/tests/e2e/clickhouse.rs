@@ -368,8 +368,26 @@ async fn warren_migrate_drives_the_cluster_schema() {
     assert!(down.contains("clickhouse: 7 operations rolled back"), "{down}");
     assert_eq!(exists().await, "0", "rolled back on every server");
     assert_eq!(ops(&migrate(&["status"]), "rolled_back"), 7);
+
+    // The doctor and the upgrade check see the cluster's schema behind.
+    let examine = |args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command.args(args).args(["--json", "--timeout-secs", "30", "--data-dir"]).arg(data.path());
+        command.env("WARREN_CLICKHOUSE__URL", &url);
+        crate::doctor::report_of(command).1
+    };
+    let severity =
+        |report: &serde_json::Value, check: &str| crate::doctor::finding(report, check)["severity"].clone();
+    assert_eq!(severity(&examine(&["doctor"]), "clickhouse.schema"), "warning");
+    assert_eq!(
+        severity(&examine(&["upgrade", "check"]), "upgrade.clickhouse"),
+        "info",
+        "tables only, no mutation"
+    );
+
     assert!(migrate(&["up"]).contains("clickhouse: 7 operations applied"));
     assert_eq!(exists().await, "1");
+    assert_eq!(severity(&examine(&["doctor"]), "clickhouse.schema"), "ok");
 }
 
 /// `warren migrate up`, SIGKILLed as soon as it reports its first

@@ -362,7 +362,11 @@ async fn metrics_can_be_served_on_an_admin_listener_alone() {
     assert_eq!(scraped.status(), 200);
     let text = scraped.text().await.expect("text");
     assert!(text.contains("warren_http_requests_total{route=\"/_liveness\""), "{text}");
-    let other = http().get(format!("{admin}/_liveness")).send().await.expect("admin liveness");
-    assert_eq!(other.status(), 404, "the admin listener serves /metrics alone");
+    for probe in ["_liveness", "_readiness"] {
+        let answer = http().get(format!("{admin}/{probe}")).send().await.expect("admin probe");
+        assert_eq!(answer.status(), 200, "the admin listener answers /{probe} too");
+    }
+    let other = http().get(format!("{admin}/api/projects/")).send().await.expect("admin API");
+    assert_eq!(other.status(), 404, "the admin listener serves /metrics and the probes alone");
     server.stop();
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use warren_testkit::services::PostgresServer;
 use warren_testkit::TestServer;
 
 use crate::BIN;
@@ -61,17 +62,21 @@ fn no_secret_of_the_configuration_reaches_the_bundle() {
              aws_region = \"garage\"\n"
         )
     };
+    // PostgreSQL trusts the test's connections, so the meta store answers
+    // with a password in its URL; the ClickHouse check needs it as ledger.
+    let Some(postgres) = PostgresServer::shared() else { return };
+    let meta_url = postgres.fresh_database().replacen("://warren@", "://warren:SECRET-meta-pw@", 1);
     let config = format!(
-        "meta_url = \"postgres://warren:SECRET-meta-pw@127.0.0.1:1/warren\"\n\
+        "meta_url = \"{meta_url}\"\n\
          [event_store]\nurl = \"s3://events/warren?password=SECRET-query-pw\"\n{}\
          [recordings]\nurl = \"s3://recordings/warren\"\n{}\
          [backup]\nurl = \"s3://backups/warren\"\n{}\
-         [clickhouse]\nurl = \"http://default:SECRET-ch-pw@127.0.0.1:1/?cluster=warren\"\n\
+         [clickhouse]\nurl = \"clickhouse://default:SECRET-ch-pw@127.0.0.1:1/warren?cluster=warren\"\n\
          [bootstrap]\nproject_token = \"phc_SECRETtoken\"\napi_key = \"phx_SECRETapikey1234\"\n\
          admin_password = \"SECRET-admin-pw\"\n",
         s3("event_store"),
         s3("recordings"),
-        s3("backup")
+        s3("backup"),
     );
     let config_file = dir.path().join("warren.toml");
     std::fs::write(&config_file, config).expect("write config");
@@ -110,6 +115,17 @@ fn no_secret_of_the_configuration_reaches_the_bundle() {
     let config: serde_json::Value = serde_json::from_str(config).expect("JSON");
     assert_eq!(config["backup"]["storage_options"]["aws_secret_access_key"], "********");
     assert_eq!(config["event_store"]["storage_options"]["aws_region"], "garage", "only secrets are hidden");
+    // The stores named do not answer, and the report says so (quoting
+    // their URLs in its errors).
+    let (_, report) = files.iter().find(|(name, _)| name.ends_with("doctor.json")).expect("doctor.json");
+    let report: serde_json::Value = serde_json::from_str(report).expect("JSON");
+    for check in ["event_store.reachable", "backup.fresh", "clickhouse.schema"] {
+        let severity = report["findings"]
+            .as_array()
+            .and_then(|findings| findings.iter().find(|f| f["check"] == check))
+            .map(|f| f["severity"].clone());
+        assert_eq!(severity, Some(serde_json::json!("critical")), "{check}: {report:#}");
+    }
     let (_, log) = files.iter().find(|(name, _)| name.ends_with("warren.log")).expect("the log");
     assert!(
         log.contains("\"message\":\"started\"") && log.contains("robot:********@mirror.example"),

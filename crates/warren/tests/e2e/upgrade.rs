@@ -17,7 +17,7 @@ fn upgrade_check(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -
         command.arg("--config").arg(config);
     }
     command.args(["upgrade", "check", "--json", "--timeout-secs", "5", "--data-dir"]).arg(data_dir);
-    command.envs(env.iter().copied());
+    command.env("WARREN_LISTEN", "127.0.0.1:1").envs(env.iter().copied());
     report_of(command)
 }
 
