@@ -41,8 +41,67 @@ struct Entry {
     /// The properties as JSON, kept until they change: most events do not
     /// change their person.
     json: Option<Arc<str>>,
+    /// Whether the batch changed the person in a way that is stored (see
+    /// [`PersonChange`]); a person changed only quietly is not written.
     dirty: bool,
 }
+
+/// What an event did to its person's properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PersonChange {
+    None,
+    /// Only properties of [`QUIET_PROPERTIES`] the person already had took
+    /// new values: the events carry them, the stored person is not
+    /// rewritten for them.
+    Quiet,
+    /// Anything else: the person is written.
+    Stored,
+}
+
+/// Properties whose new values alone do not rewrite a stored person, as
+/// PostHog's ingestion does (`FILTERED_PERSON_UPDATE_PROPERTIES` with
+/// `isFilteredPersonUpdateProperty` in
+/// `nodejs/src/common/persons/person-property-utils.ts`, applied in
+/// `BatchWritingPersonsStore.getPersonUpdateOutcome`): they follow every
+/// page view, so writing them would rewrite nearly every person on nearly
+/// every event. A person with a change to any other property, a property
+/// it did not have, an `$unset`, a merge, an identification, or a `$set`
+/// event is written whole, quiet values included. Events always carry the
+/// values: their person properties come from the person as this batch
+/// changed it.
+const QUIET_PROPERTIES: &[&str] = &[
+    "$current_url",
+    "$pathname",
+    "$referring_domain",
+    "$referrer",
+    "$screen_height",
+    "$screen_width",
+    "$viewport_height",
+    "$viewport_width",
+    "$browser",
+    "$browser_version",
+    "$device_type",
+    "$raw_user_agent",
+    "$os",
+    "$os_name",
+    "$os_version",
+    "$geoip_postal_code",
+    "$geoip_time_zone",
+    "$geoip_latitude",
+    "$geoip_longitude",
+    "$geoip_accuracy_radius",
+    "$geoip_subdivision_1_code",
+    "$geoip_subdivision_1_name",
+    "$geoip_subdivision_2_code",
+    "$geoip_subdivision_2_name",
+    "$geoip_subdivision_3_code",
+    "$geoip_subdivision_3_name",
+    "$geoip_city_confidence",
+    "$geoip_country_confidence",
+    "$geoip_postal_code_confidence",
+    "$geoip_subdivision_1_confidence",
+    "$geoip_subdivision_2_confidence",
+];
 
 impl Entry {
     fn json(&mut self) -> Arc<str> {
@@ -52,8 +111,17 @@ impl Entry {
     }
 
     fn changed(&mut self) {
+        self.change(PersonChange::Stored);
+    }
+
+    fn change(&mut self, change: PersonChange) {
+        if change == PersonChange::None {
+            return;
+        }
         self.json = None;
-        self.dirty = true;
+        if change == PersonChange::Stored {
+            self.dirty = true;
+        }
         self.person.version += 1;
     }
 }
@@ -231,8 +299,11 @@ impl PersonBatch {
         // Updates that do not grow the properties always apply, so a person
         // past a lowered limit can still be cleaned up with `$unset`.
         let oversized = after > limit && after > before;
-        if !oversized && update_properties(&mut entry.person.properties, event, !created) {
-            entry.changed();
+        if !oversized {
+            let change = update_properties(&mut entry.person.properties, event, !created);
+            // PostHog writes the person of a `$set` event whatever it changed.
+            let forced = event.event == "$set" && change != PersonChange::None;
+            entry.change(if forced { PersonChange::Stored } else { change });
         }
         if oversized {
             self.warnings.push(oversized_warning(event, uuid, after, limit, "the update was dropped"));
@@ -373,24 +444,32 @@ fn oversized_warning(event: &Event, person: Uuid, size: usize, limit: usize, wha
 
 /// `$set_once`, then `$set`, then (unless the person is new) `$unset`;
 /// whether anything changed.
-fn update_properties(properties: &mut warren_core::person::Properties, event: &Event, unset: bool) -> bool {
-    let mut changed = false;
+fn update_properties(
+    properties: &mut warren_core::person::Properties,
+    event: &Event,
+    unset: bool,
+) -> PersonChange {
+    let mut change = PersonChange::None;
     for (key, value) in &event.set_once {
         if !properties.contains_key(key) {
             properties.insert(key.clone(), value.clone());
-            changed = true;
+            change = PersonChange::Stored;
         }
     }
     for (key, value) in &event.set {
-        if properties.get(key) != Some(value) {
-            properties.insert(key.clone(), value.clone());
-            changed = true;
-        }
+        change = change.max(match properties.get(key) {
+            Some(old) if old == value => continue,
+            Some(_) if QUIET_PROPERTIES.contains(&key.as_str()) => PersonChange::Quiet,
+            _ => PersonChange::Stored,
+        });
+        properties.insert(key.clone(), value.clone());
     }
     if unset {
         for key in &event.unset {
-            changed |= properties.remove(key).is_some();
+            if properties.remove(key).is_some() {
+                change = PersonChange::Stored;
+            }
         }
     }
-    changed
+    change
 }

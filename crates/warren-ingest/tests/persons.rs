@@ -510,3 +510,47 @@ async fn a_sender_cannot_make_later_rows_carry_megabytes() {
     let details = harness.meta.ingestion_warnings(TEAM, 10).await.expect("warnings");
     assert!(details.iter().all(|w| w.details["limitBytes"] == limit && w.details["distinctId"] == "u"));
 }
+
+async fn stored(harness: &Harness) -> warren_core::person::Properties {
+    harness.person("u").await.expect("person").properties
+}
+
+/// PostHog's rule for properties that follow every page view: a new value
+/// of one the person already has is carried by the events but does not
+/// rewrite the stored person; anything else does, and takes those values
+/// with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_properties_alone_do_not_rewrite_a_stored_person() {
+    let mut harness = Harness::new(None).await;
+    let page = |url: &str, extra: Value| {
+        let mut properties = json!({"$current_url": url, "$browser": "Firefox"});
+        properties.as_object_mut().expect("object").extend(extra.as_object().cloned().unwrap_or_default());
+        event("$pageview", "u", properties)
+    };
+    harness.ingest(&[page("https://a.example/1", json!({}))]).await;
+    assert_eq!(
+        stored(&harness).await["$current_url"],
+        "https://a.example/1",
+        "a new person is written whole"
+    );
+
+    // Only quiet values change: the row carries them, the person stays.
+    harness.ingest(&[page("https://a.example/2", json!({"$browser": "Chrome"}))]).await;
+    assert_eq!(stored(&harness).await["$current_url"], "https://a.example/1");
+    assert_eq!(stored(&harness).await["$browser"], "Firefox");
+    let rows = harness.rows().await;
+    let latest = rows.iter().max_by_key(|row| row.timestamp_us).expect("rows");
+    let carried: Value = serde_json::from_str(&latest.person_properties).expect("JSON");
+    assert_eq!(carried["$current_url"], "https://a.example/2", "the event carries the new value");
+    assert_eq!(carried["$browser"], "Chrome");
+
+    // A property the person did not have is stored, the quiet ones with it.
+    harness.ingest(&[page("https://a.example/3", json!({"$set": {"plan": "pro"}}))]).await;
+    let person = stored(&harness).await;
+    assert_eq!(person["plan"], "pro");
+    assert_eq!(person["$current_url"], "https://a.example/3");
+
+    // A `$set` event is always written.
+    harness.ingest(&[event("$set", "u", json!({"$set": {"$current_url": "https://a.example/4"}}))]).await;
+    assert_eq!(stored(&harness).await["$current_url"], "https://a.example/4");
+}
