@@ -43,15 +43,9 @@ pub fn finding<'a>(report: &'a Value, check: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {check} finding in {report:#}"))
 }
 
-fn severity<'a>(report: &'a Value, check: &str) -> &'a str {
-    finding(report, check)["severity"].as_str().expect("severity")
-}
-
-#[test]
-fn a_healthy_deployment_has_nothing_critical() {
-    let server = TestServer::start(BIN);
-    let (_, report) = doctor(server.data_dir(), &[&server.url], &[]);
-    // The machine's disk is what it is; everything of Warren's is fine.
+/// No critical finding but of the disk, which is the machine's whatever
+/// the test does.
+fn nothing_critical_but_the_disk(report: &Value) {
     let critical: Vec<&Value> = report["findings"]
         .as_array()
         .expect("findings")
@@ -61,9 +55,19 @@ fn a_healthy_deployment_has_nothing_critical() {
         })
         .collect();
     assert!(critical.is_empty(), "{critical:#?}");
-    for check in
-        ["meta.reachable", "meta.schema", "process.reachable", "clock.skew", "version.skew", "disk.fsync"]
-    {
+}
+
+fn severity<'a>(report: &'a Value, check: &str) -> &'a str {
+    finding(report, check)["severity"].as_str().expect("severity")
+}
+
+#[test]
+fn a_healthy_deployment_has_nothing_critical() {
+    let server = TestServer::start(BIN);
+    let (_, report) = doctor(server.data_dir(), &[&server.url], &[]);
+    nothing_critical_but_the_disk(&report);
+    // The disk's figures are the machine's: only that they were measured.
+    for check in ["meta.reachable", "meta.schema", "process.reachable", "clock.skew", "version.skew"] {
         assert_eq!(severity(&report, check), "ok", "{check}: {report:#}");
     }
     assert!(finding(&report, "disk.fsync")["summary"].as_str().is_some_and(|s| s.contains("median")));
@@ -125,8 +129,8 @@ fn a_stopped_postgresql_is_critical() {
     let env = [("WARREN_META_URL", url.as_str())];
     let migrated = Command::new(BIN).args(["migrate", "up", "--data-dir"]).arg(dir.path()).envs(env).output();
     assert!(migrated.expect("run").status.success());
-    let (success, report) = doctor(dir.path(), &[], &env);
-    assert!(success, "{report:#}");
+    let (_, report) = doctor(dir.path(), &[], &env);
+    nothing_critical_but_the_disk(&report);
     assert_eq!(severity(&report, "meta.schema"), "ok");
 
     postgres.stop();
@@ -157,8 +161,9 @@ fn a_pending_migration_warns_and_an_unknown_one_is_critical() {
     let newest = warren_meta::Dialect::Sqlite.schema_version();
     // As if this build were an upgrade over the one that made the store.
     sqlite(&dir, &format!("DELETE FROM _sqlx_migrations WHERE version = {newest}"));
-    let (success, report) = doctor(&dir, &[], &[]);
-    assert!(success, "pending migrations are applied by the next start: {report:#}");
+    let (_, report) = doctor(&dir, &[], &[]);
+    // Pending migrations are applied by the next start: not critical.
+    nothing_critical_but_the_disk(&report);
     assert_eq!(severity(&report, "meta.schema"), "warning");
     assert!(finding(&report, "meta.schema")["summary"]
         .as_str()
