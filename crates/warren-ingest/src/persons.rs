@@ -65,8 +65,9 @@ enum PersonChange {
 /// `BatchWritingPersonsStore.getPersonUpdateOutcome`): they follow every
 /// page view, so writing them would rewrite nearly every person on nearly
 /// every event. A person with a change to any other property, a property
-/// it did not have, an `$unset`, a merge, an identification, or a `$set`
-/// event is written whole, quiet values included. Events always carry the
+/// it did not have, an `$unset`, a merge, an identification, or a `$set`,
+/// `$identify`, `$create_alias` or `$merge_dangerously` event is written
+/// whole, quiet values included. Events always carry the
 /// values: their person properties come from the person as this batch
 /// changed it.
 const QUIET_PROPERTIES: &[&str] = &[
@@ -301,8 +302,10 @@ impl PersonBatch {
         let oversized = after > limit && after > before;
         if !oversized {
             let change = update_properties(&mut entry.person.properties, event, !created);
-            // PostHog writes the person of a `$set` event whatever it changed.
-            let forced = event.event == "$set" && change != PersonChange::None;
+            // PostHog writes the person of these events whatever they changed.
+            let forced =
+                matches!(event.event.as_str(), "$set" | "$identify" | "$create_alias" | "$merge_dangerously")
+                    && change != PersonChange::None;
             entry.change(if forced { PersonChange::Stored } else { change });
         }
         if oversized {

@@ -553,4 +553,11 @@ async fn quiet_properties_alone_do_not_rewrite_a_stored_person() {
     // A `$set` event is always written.
     harness.ingest(&[event("$set", "u", json!({"$set": {"$current_url": "https://a.example/4"}}))]).await;
     assert_eq!(stored(&harness).await["$current_url"], "https://a.example/4");
+
+    // So is an `$identify`, even one that changes nothing else.
+    let identify =
+        |url: &str| event("$identify", "u", json!({"$anon_distinct_id": "v", "$current_url": url}));
+    harness.ingest(&[identify("https://a.example/5")]).await;
+    harness.ingest(&[identify("https://a.example/6")]).await;
+    assert_eq!(stored(&harness).await["$current_url"], "https://a.example/6");
 }

@@ -51,7 +51,13 @@ pub struct BundleSummary {
 #[derive(Debug)]
 pub struct Scrubber {
     secrets: Vec<String>,
+    /// Secrets too short to look for in free text (they would take every
+    /// `a` or `1` with them): hidden by their keys in `config.json` only.
+    pub too_short: usize,
 }
+
+/// The shortest secret looked for in free text.
+const SHORTEST_SCRUBBED: usize = 4;
 
 /// Personal API keys, whoever's they are.
 static API_KEY: LazyLock<Regex> =
@@ -65,25 +71,24 @@ static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
 
 impl Scrubber {
     pub fn new(config: &WarrenConfig) -> Self {
+        let values = config.secret_values();
+        let too_short = values.iter().filter(|secret| secret.chars().count() < SHORTEST_SCRUBBED).count();
         let mut secrets = Vec::new();
-        for secret in config.secret_values() {
+        for secret in values {
             // As JSON writes it (a key file's quotes and newlines escaped),
             // and as a URL's percent-encoded password means it.
             let escaped = serde_json::to_string(&secret).unwrap_or_default();
             secrets.push(escaped.trim_matches('"').to_string());
             if secret.contains('%') {
-                let query = format!("s={secret}");
-                secrets.extend(
-                    url::form_urlencoded::parse(query.as_bytes()).map(|(_, decoded)| decoded.into_owned()),
-                );
+                secrets.push(percent_encoding::percent_decode_str(&secret).decode_utf8_lossy().into_owned());
             }
             secrets.push(secret);
         }
-        secrets.retain(|secret| !secret.is_empty());
-        secrets.dedup();
+        secrets.retain(|secret| secret.chars().count() >= SHORTEST_SCRUBBED);
         // Longest first, so a secret holding another is replaced whole.
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-        Self { secrets }
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
+        Self { secrets, too_short }
     }
 
     pub fn scrub(&self, text: &str) -> String {
@@ -108,9 +113,12 @@ impl Scrubber {
         }
     }
 
-    /// Whether `text` still holds a secret.
+    /// Whether `text` still holds a secret. Looked for between the
+    /// replacements, so a secret that is a piece of `********` itself is
+    /// not found in them.
     fn leaks(&self, text: &str) -> bool {
-        self.secrets.iter().any(|secret| text.contains(secret.as_str()))
+        let pieces: Vec<&str> = text.split(REDACTED).collect();
+        self.secrets.iter().any(|secret| pieces.iter().any(|piece| piece.contains(secret.as_str())))
             || API_KEY.is_match(text)
             || URL_PASSWORD.captures_iter(text).any(|found| &found["password"] != REDACTED)
     }
@@ -126,6 +134,15 @@ pub async fn bundle(
     progress: impl Fn(&str),
 ) -> Result<BundleSummary, OpsError> {
     let scrubber = Scrubber::new(inputs.config);
+    if scrubber.too_short > 0 {
+        progress(&format!(
+            "{} secrets shorter than {SHORTEST_SCRUBBED} characters are hidden in config.json only; \
+             look through the logs for them before sending",
+            scrubber.too_short
+        ));
+    }
+    // Each entry is scrubbed once, as it is made: JSON value by value,
+    // text as a whole.
     let mut entries: Vec<(String, String)> = Vec::new();
     let json = |value: &serde_json::Value| pretty(&scrubber.scrub_json(value));
     progress("the doctor's report");
@@ -133,17 +150,16 @@ pub async fn bundle(
     entries.push(("version.json".into(), json(&version())));
     entries.push(("config.json".into(), json(&inputs.config.redacted())));
     progress("metrics of each process");
-    entries.extend(metrics(inputs.processes, inputs.timeout).await);
+    let scraped = metrics(inputs.processes, inputs.timeout).await;
+    entries.extend(scraped.into_iter().map(|(name, text)| (name, scrubber.scrub(&text))));
     progress("the stores' schema and sizes");
     entries.push(("schema.json".into(), json(&schema(inputs.config, inputs.timeout).await)));
     entries.push(("store-sizes.json".into(), json(&store_sizes(&inputs.config.data_dir))));
     for (n, log) in inputs.logs.iter().enumerate() {
         progress(&format!("the end of {}", log.display()));
         let name = log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log".into());
-        entries.push((format!("logs/{n}-{name}"), tail(log, inputs.log_tail_bytes)?));
+        entries.push((format!("logs/{n}-{name}"), scrubber.scrub(&tail(log, inputs.log_tail_bytes)?)));
     }
-    let entries: Vec<(String, String)> =
-        entries.into_iter().map(|(name, text)| (name, scrubber.scrub(&text))).collect();
 
     progress("writing the archive");
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -313,6 +329,22 @@ mod tests {
         assert!(!text.contains("BEGIN") && !text.contains("p@ss"), "{text}");
         assert!(scrubber.leaks(&pretty(&report)), "the escaped form is known as a secret too");
         assert!(!scrubber.leaks(&text));
+    }
+
+    #[test]
+    fn short_and_starred_secrets_leave_the_bundle_readable() {
+        let mut config = WarrenConfig::default();
+        config.bootstrap.admin_password = Some("a".into());
+        config.bootstrap.api_key = Some("********".into());
+        let scrubber = Scrubber::new(&config);
+        assert_eq!(scrubber.too_short, 1);
+        let report = json!({"ok": false, "summary": "a value"});
+        let text = pretty(&scrubber.scrub_json(&report));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).ok(), Some(report), "untouched");
+        assert!(
+            !scrubber.leaks(&format!("hidden: {REDACTED}")),
+            "a starred secret is not found in the stars"
+        );
     }
 
     #[test]

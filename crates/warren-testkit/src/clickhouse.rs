@@ -185,20 +185,23 @@ impl ClickHouseCluster {
     pub fn start_node(&self, node: usize) {
         const ATTEMPTS: u32 = 5;
         for attempt in 1..=ATTEMPTS {
-            self.spawn_node(node);
-            match wait_until_answering(&self.nodes[node]) {
+            let logged = self.spawn_node(node);
+            match wait_until_answering(&self.nodes[node], logged) {
                 Ok(()) => return,
-                Err(tail) if attempt < ATTEMPTS && tail.contains("Address already in use") => {
+                Err((true, tail)) if attempt < ATTEMPTS && tail.contains("Address already in use") => {
                     self.kill_node(node);
                     std::thread::sleep(Duration::from_secs(2));
                 }
-                Err(tail) => panic!("{tail}"),
+                Err((_, tail)) => panic!("{tail}"),
             }
         }
     }
 
-    fn spawn_node(&self, node: usize) {
+    /// Starts the server; returns the length its error log had before, so
+    /// what this start logs can be told from earlier starts'.
+    fn spawn_node(&self, node: usize) -> u64 {
         let node = &self.nodes[node];
+        let logged = std::fs::metadata(node.config.with_file_name("error.log")).map_or(0, |meta| meta.len());
         let mut process = node.process.lock().expect("node lock");
         assert!(process.is_none(), "node s{}r{} is running", node.shard, node.replica);
         // A server killed mid-insert may hold parts ZooKeeper never heard
@@ -219,6 +222,7 @@ impl ClickHouseCluster {
         std::fs::write(node.config.with_file_name("server.pid"), format!("{}\n", child.id()))
             .expect("pid file");
         *process = Some(child);
+        logged
     }
 }
 
@@ -338,7 +342,9 @@ fn start_zookeeper(dir: &Path, port: u16) -> Child {
 /// Until `SELECT 1` answers over HTTP: the port opens before the server
 /// has loaded its tables. Generous: eight servers starting at once on two
 /// cores (a test's own cluster beside the shared one) take their time.
-fn wait_until_answering(node: &ClickHouseNode) -> Result<(), String> {
+/// `Err((exited, tail))`: whether the server exited, and the end of what
+/// it logged since `logged` bytes of its error log.
+fn wait_until_answering(node: &ClickHouseNode, logged: u64) -> Result<(), (bool, String)> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if http_select_one(node.http_port) {
@@ -351,16 +357,18 @@ fn wait_until_answering(node: &ClickHouseNode) -> Result<(), String> {
             .as_mut()
             .is_some_and(|child| child.try_wait().is_ok_and(|status| status.is_some()));
         if exited || Instant::now() > deadline {
-            let log = std::fs::read_to_string(node.config.with_file_name("error.log")).unwrap_or_default();
+            let log = std::fs::read(node.config.with_file_name("error.log")).unwrap_or_default();
+            let log = String::from_utf8_lossy(log.get(logged as usize..).unwrap_or_default());
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             let what = if exited { "exited" } else { "did not answer within 180 s" };
-            return Err(format!(
+            let message = format!(
                 "clickhouse-server s{}r{} {what}; its error log ends:\n{}",
                 node.shard,
                 node.replica,
                 tail.join("\n")
-            ));
+            );
+            return Err((exited, message));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
