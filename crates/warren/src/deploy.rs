@@ -176,6 +176,17 @@ pub fn run(command: DeployCommand) -> anyhow::Result<()> {
         }
         DeployCommand::Compose { image, size, out } => (deploy::compose(&image, size.into()), out),
         DeployCommand::CloudInit { binary_url, binary_sha256, size, out } => {
+            // Both go into the install script's quotes.
+            anyhow::ensure!(
+                !binary_url.contains(['\'', '\n']) && binary_url.contains("://"),
+                "--binary-url must be a URL without quotes"
+            );
+            if let Some(sha) = &binary_sha256 {
+                anyhow::ensure!(
+                    sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+                    "--binary-sha256 must be the 64 hex digits `sha256sum` prints"
+                );
+            }
             let data = deploy::cloud_init(
                 &binary_url,
                 binary_sha256.as_deref(),

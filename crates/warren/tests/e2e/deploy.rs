@@ -158,4 +158,17 @@ fn cloud_init_user_data_matches_its_schema() {
         dir.path(),
     );
     validate(&cloud_init, &["schema", "--config-file"], &[dir.path().join("user-data.yaml")], false);
+
+    // What goes into the install script's quotes is checked first.
+    let good = "https://downloads.example/warren";
+    for (url, sha) in [(good, "abc'; reboot; '"), ("https://x/'a", "0")] {
+        let sha = if sha == "0" { "0".repeat(64) } else { sha.to_string() };
+        let refused = Command::new(BIN)
+            .args(["deploy", "cloud-init", "--binary-url", url, "--binary-sha256", &sha, "--out"])
+            .arg(dir.path())
+            .output()
+            .expect("run");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && said.contains("must be"), "{url} {sha}: {said}");
+    }
 }
