@@ -74,11 +74,6 @@ impl Report {
     pub fn worst(&self) -> Severity {
         self.findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Ok)
     }
-
-    /// The first finding of `check`, for tests and callers that look for one.
-    pub fn finding(&self, check: &str) -> Option<&Finding> {
-        self.findings.iter().find(|f| f.check == check)
-    }
 }
 
 /// What to examine: the configuration, and the URLs of the processes
