@@ -158,6 +158,17 @@ impl PostgresServer {
             .expect("start postgres");
         watchdog(&format!("kill -QUIT $(head -1 '{}/postmaster.pid')", data.display()), &dir);
         wait_for_port(port, "PostgreSQL", Duration::from_secs(30));
+        // The port opens before the server takes connections ("the
+        // database system is starting up"), which `createdb` would fail on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+        {
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL did not accept connections");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Self { bin, port, data }
     }
 
