@@ -20,7 +20,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json::json;
 use warren_core::config::{WarrenConfig, REDACTED};
-use warren_meta::{MetaSchema, SqlMeta};
+use warren_meta::MetaSchema;
 
 use crate::doctor::Report;
 use crate::OpsError;
@@ -212,26 +212,19 @@ async fn metrics(processes: &[String], timeout: Duration) -> Vec<(String, String
     entries
 }
 
-/// The meta store's migrations as recorded, or why they could not be read.
+/// The meta store's migrations as recorded, or why they could not be read
+/// (the doctor's connection: nothing created, the pool closed after).
 async fn schema(config: &WarrenConfig, timeout: Duration) -> serde_json::Value {
-    if config.meta_url.is_none() && !config.data_dir.join(warren_core::config::META_DB_FILE).exists() {
-        return json!({"meta": "no meta store yet"});
-    }
-    let status = tokio::time::timeout(timeout, async {
-        let meta = SqlMeta::connect(&config.meta_url()).await?;
-        let migrations = meta.migration_status().await;
-        // Folds SQLite's write-ahead log back rather than leave it behind.
-        meta.close().await;
-        migrations
-    })
-    .await;
-    let meta = match status {
-        Ok(Ok(migrations)) => json!(migrations
+    let (reachable, meta) = crate::doctor::stores::connect_meta(config, timeout).await;
+    let Some(meta) = meta else { return json!({"meta": reachable.summary}) };
+    let migrations = meta.migration_status().await;
+    meta.close().await;
+    let meta = match migrations {
+        Ok(migrations) => json!(migrations
             .iter()
             .map(|m| json!({"version": m.version, "description": m.description, "state": format!("{:?}", m.state)}))
             .collect::<Vec<_>>()),
-        Ok(Err(error)) => json!(format!("unreadable: {error}")),
-        Err(_) => json!(format!("no answer in {timeout:?}")),
+        Err(error) => json!(format!("unreadable: {error}")),
     };
     json!({"meta": meta})
 }

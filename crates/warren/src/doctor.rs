@@ -49,10 +49,8 @@ pub struct DoctorArgs {
     json: bool,
 }
 
-/// Whether the report holds something critical.
-pub struct Critical(pub bool);
-
-pub async fn run(config_path: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<Critical> {
+/// The worst severity found.
+pub async fn run(config_path: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<Severity> {
     let report = match crate::config::load(config_path.as_deref()) {
         Ok(mut config) => {
             let (processes, timeout) = args.deployment.resolve(&mut config).await;
@@ -71,7 +69,7 @@ pub async fn run(config_path: Option<PathBuf>, args: DoctorArgs) -> anyhow::Resu
     } else {
         print(&report);
     }
-    Ok(Critical(report.worst() == Severity::Critical))
+    Ok(report.worst())
 }
 
 /// The configuration's admin (else public) address, if Warren answers

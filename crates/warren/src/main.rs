@@ -91,24 +91,28 @@ fn main() -> ExitCode {
         Command::Restore(args) => run_async(backup::restore(cli.config, args)),
         Command::Deploy(command) => deploy::run(command),
         Command::Support(command) => run_async(support::run(cli.config, command)),
-        Command::Upgrade(command) => match run_async(upgrade::run(cli.config, command)) {
-            Ok(upgrade::Unsafe(true)) => return ExitCode::FAILURE,
-            Ok(upgrade::Unsafe(false)) => Ok(()),
-            Err(error) => Err(error),
-        },
-        Command::Doctor(args) => match run_async(doctor::run(cli.config, args)) {
-            Ok(doctor::Critical(true)) => return ExitCode::FAILURE,
-            Ok(doctor::Critical(false)) => Ok(()),
-            Err(error) => Err(error),
-        },
+        Command::Upgrade(command) => return report_exit(run_async(upgrade::run(cli.config, command))),
+        Command::Doctor(args) => return report_exit(run_async(doctor::run(cli.config, args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => failed(error),
     }
+}
+
+/// A report's command (`doctor`, `upgrade check`) fails when its worst
+/// finding is critical.
+fn report_exit(worst: anyhow::Result<warren_ops::doctor::Severity>) -> ExitCode {
+    match worst {
+        Ok(warren_ops::doctor::Severity::Critical) => ExitCode::FAILURE,
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => failed(error),
+    }
+}
+
+fn failed(error: anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
 }
 
 fn run_async<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {

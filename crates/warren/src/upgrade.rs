@@ -25,10 +25,8 @@ pub struct CheckArgs {
     json: bool,
 }
 
-/// Whether the upgrade is unsafe as things stand.
-pub struct Unsafe(pub bool);
-
-pub async fn run(config_path: Option<PathBuf>, command: UpgradeCommand) -> anyhow::Result<Unsafe> {
+/// The worst severity found: critical means the upgrade is unsafe.
+pub async fn run(config_path: Option<PathBuf>, command: UpgradeCommand) -> anyhow::Result<Severity> {
     let UpgradeCommand::Check(args) = command;
     let (mut config, unknown_keys) = crate::config::load_lenient(config_path.as_deref())?;
     let (processes, timeout) = args.deployment.resolve(&mut config).await;
@@ -45,5 +43,5 @@ pub async fn run(config_path: Option<PathBuf>, command: UpgradeCommand) -> anyho
             if refused { "not safe to upgrade: fix the critical findings first" } else { "safe to upgrade" }
         );
     }
-    Ok(Unsafe(refused))
+    Ok(report.worst())
 }
