@@ -1,10 +1,11 @@
 //! Small ports that let crates meet without depending on each other. The
-//! event stores need two from the meta store: where a consumer's offsets
+//! event stores need these from the meta store: where a consumer's offsets
 //! stand ([`ConsumerOffsets`]) and the ledger of another store's schema
 //! migrations with its lock ([`MigrationLedger`]); `warren-meta`
-//! implements both, and a store takes a [`ClusterLedger`]. The System page
-//! shows what a scale-out store says of itself ([`SystemStatus`]) without
-//! the server reaching the store. Session recordings' blobs go to a
+//! implements both, and a store takes a [`ClusterLedger`]. Long operations
+//! keep their progress in an [`OperationJournal`]. The System page shows
+//! what a scale-out store says of itself ([`SystemStatus`]) without the
+//! server reaching the store. Session recordings' blobs go to a
 //! [`BlobStore`], written by ingest and read by the API.
 
 use std::collections::HashMap;
@@ -106,10 +107,23 @@ pub trait MigrationLedger: Send + Sync {
     async fn release_lock(&self, name: &str, holder: &str) -> Result<(), PortError>;
 }
 
-/// Both ports, as a store on a cluster of its own needs them.
-pub trait ClusterLedger: ConsumerOffsets + MigrationLedger {}
+/// Where long operations keep how far they got, so one killed anywhere
+/// goes on from there, and where the processes that must follow one (ingest
+/// writing both layouts of a cluster during a reshard) read it: one JSON
+/// document per operation name.
+#[async_trait]
+pub trait OperationJournal: Send + Sync {
+    /// The document of `name`, or `None` when none was written.
+    async fn read_journal(&self, name: &str) -> Result<Option<serde_json::Value>, PortError>;
 
-impl<T: ConsumerOffsets + MigrationLedger + ?Sized> ClusterLedger for T {}
+    /// Replaces the document of `name`, durably.
+    async fn write_journal(&self, name: &str, document: &serde_json::Value) -> Result<(), PortError>;
+}
+
+/// The ports a store on a cluster of its own needs.
+pub trait ClusterLedger: ConsumerOffsets + MigrationLedger + OperationJournal {}
+
+impl<T: ConsumerOffsets + MigrationLedger + OperationJournal + ?Sized> ClusterLedger for T {}
 
 /// What a component says of its own state for the System page: servers,
 /// replication, lag, as JSON the dashboard reads.

@@ -19,7 +19,7 @@
 //! ([`REPLICA_CONSUMER`]), so retention never deletes what the replica has
 //! yet to read. If they went anyway (retention told to ignore consumers),
 //! the replica cannot catch up from the log: that is reported on the job
-//! board until `warren clickhouse backfill` loads it from the canonical
+//! board until `warren clickhouse rebuild` loads it from the canonical
 //! store and moves its offsets past the gap.
 
 use std::collections::{BTreeMap, HashSet};
@@ -78,12 +78,12 @@ enum CatchUpError {
     Store(#[from] StoreError),
     #[error(
         "partition {partition}: the replica holds records up to offset {held}, but the log now starts at \
-         {start}; run `warren clickhouse backfill` to load it from the canonical store"
+         {start}; run `warren clickhouse rebuild` to load it from the canonical store"
     )]
     Gap { partition: u32, held: u64, start: u64 },
     #[error(
         "the log holds no records between the replica's offsets {held:?} and the canonical store's \
-         {stored:?} (it was cut back or restored without the table); run `warren clickhouse backfill`"
+         {stored:?} (it was cut back or restored without the table); run `warren clickhouse rebuild`"
     )]
     NoRecords { held: Vec<u64>, stored: Vec<u64> },
     #[error("the replica did not answer within {} s", STEP_TIMEOUT.as_secs())]

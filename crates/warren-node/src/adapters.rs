@@ -11,7 +11,7 @@ use warren_log::{SegmentLog, SegmentLogOptions};
 use warren_meta::{MetaStore, SqlMeta};
 use warren_query::{ClickHouseBackend, DataFusionBackend, QueryBackend, QueryEngine, QueryLimits};
 use warren_store::{open_object_store, OpenedObjectStore};
-use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, ObjectBlobStore};
+use warren_store::{ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, LiveCluster, ObjectBlobStore};
 
 use crate::error::Step;
 use crate::NodeError;
@@ -80,13 +80,13 @@ pub fn open_recording_objects(config: &WarrenConfig) -> Result<OpenedObjectStore
         .step(|| format!("opening the recordings' blob store {url}"))
 }
 
-/// The ClickHouse cluster of `[clickhouse] url`, its schema brought up to
-/// date, when it names one.
+/// The ClickHouse cluster of `[clickhouse] url` — or the layout a reshard
+/// moved it to — its schema brought up to date, when it names one.
 pub async fn open_clickhouse(
     config: &WarrenConfig,
     meta: Arc<dyn MetaStore>,
     jobs: &JobBoard,
-) -> Result<Option<Arc<ClickHouseStore>>, NodeError> {
+) -> Result<Option<Arc<LiveCluster>>, NodeError> {
     let Some(options) =
         ClickHouseStoreOptions::from_config(&config.clickhouse).step(|| "reading [clickhouse]".into())?
     else {
@@ -94,9 +94,8 @@ pub async fn open_clickhouse(
     };
     let options = ClickHouseStoreOptions { jobs: jobs.clone(), ..options };
     let cluster = format!("{} on {}", options.url.database, options.url.cluster);
-    let store = ClickHouseStore::open(options, meta)
-        .await
-        .step(|| format!("opening the ClickHouse store {cluster}"))?;
+    let store =
+        LiveCluster::open(options, meta).await.step(|| format!("opening the ClickHouse store {cluster}"))?;
     Ok(Some(Arc::new(store)))
 }
 
@@ -104,7 +103,7 @@ pub async fn open_clickhouse(
 pub fn query_engine(
     config: &WarrenConfig,
     store: Arc<DeltaStore>,
-    clickhouse: Option<Arc<ClickHouseStore>>,
+    clickhouse: Option<Arc<LiveCluster>>,
     meta: Arc<dyn MetaStore>,
 ) -> Result<QueryEngine, NodeError> {
     let settings = &config.query;

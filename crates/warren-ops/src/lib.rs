@@ -3,8 +3,8 @@
 //! adapters, reports its progress through a callback, verifies what it did,
 //! and can be stopped anywhere and run again.
 //!
-//! [`backfill`] loads the canonical Delta table and the meta store's
-//! persons into a ClickHouse cluster (`warren clickhouse backfill`).
+//! [`clickhouse`] rebuilds a ClickHouse cluster from the canonical Delta
+//! table and the meta store's persons, and verifies it (`warren clickhouse`).
 //! [`backup`] takes, lists, verifies and deletes backups, and restores
 //! them (`warren backup`, `warren restore`).
 //! [`deploy`] writes the files that run Warren on Kubernetes, systemd,
@@ -16,8 +16,8 @@
 //! check`).
 //! Errors are [`OpsError`].
 
-pub mod backfill;
 pub mod backup;
+pub mod clickhouse;
 pub mod deploy;
 pub mod doctor;
 mod error;

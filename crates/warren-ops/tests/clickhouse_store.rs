@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use warren_core::config::ClickHouseConfig;
 use warren_meta::MetaSchema;
 use warren_meta::{MetaStore, SqlMeta};
-use warren_ops::backfill::{backfill_persons_of, PersonsLoad};
+use warren_ops::clickhouse::rebuild::{load_persons_of, PersonsLoad};
 use warren_store::conformance::{sample_row, StoreFactory};
 use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventRow, EventStore};
 use warren_testkit::clickhouse::ClickHouseCluster;
@@ -347,7 +347,7 @@ async fn persons_follow_merges_and_the_backfill_loads_the_same() {
     let fresh = ClickHouseStore::open(options(cluster.url(&format!("{db}_backfilled"))), meta.clone())
         .await
         .expect("open");
-    let loaded = backfill_persons_of(meta.as_ref(), &fresh, team, PersonsLoad::BelowIngest, |_| {})
+    let loaded = load_persons_of(meta.as_ref(), &fresh, team, PersonsLoad::BelowIngest, |_| {})
         .await
         .expect("backfill");
     assert_eq!(loaded, 1);
@@ -364,9 +364,8 @@ async fn persons_follow_merges_and_the_backfill_loads_the_same() {
         ..IngestCommit::default()
     };
     meta.commit_ingest(&missed).await.expect("commit the missed batch");
-    let loaded = backfill_persons_of(meta.as_ref(), &store, team, PersonsLoad::Replace, |_| {})
-        .await
-        .expect("backfill");
+    let loaded =
+        load_persons_of(meta.as_ref(), &store, team, PersonsLoad::Replace, |_| {}).await.expect("backfill");
     assert_eq!(loaded, 1);
     let p3 = id(3);
     let tables = person_tables(&store, team).await;

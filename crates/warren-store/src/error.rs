@@ -17,6 +17,9 @@ pub enum StoreError {
     ClickHouse(String),
     #[error("ClickHouse server {host} does not answer: {reason}")]
     Unreachable { host: String, reason: String },
+    /// A lock of the meta store is held by another process.
+    #[error("{0}")]
+    Busy(String),
     /// The meta store behind a port (offsets, the migration ledger).
     #[error("meta store: {0}")]
     Ledger(#[from] warren_core::ports::PortError),

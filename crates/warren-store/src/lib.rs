@@ -28,7 +28,9 @@ mod blobs;
 mod clickhouse;
 pub mod conformance;
 mod delta;
+mod digest;
 mod error;
+mod lease;
 mod row;
 mod session;
 mod upkeep;
@@ -41,12 +43,15 @@ use warren_core::person::{PersonChanges, PersonsSnapshot};
 pub use blobs::{open_object_store, ObjectBlobStore, OpenedObjectStore};
 pub use clickhouse::{
     migrations, quote as clickhouse_literal, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl,
+    CopiedDay, LiveCluster, Misplaced, ReplacedReplica, ReshardJournal, ReshardPhase, RESHARD_JOURNAL,
 };
 pub use delta::{DaySummary, DeltaStore, DeltaStoreOptions, TableFile, TableFiles};
 /// The Arrow and DataFusion this crate was built with, for callers that
 /// query the table: one version across the workspace.
 pub use deltalake::{arrow, datafusion};
+pub use digest::{Cut, DayDigest};
 pub use error::StoreError;
+pub use lease::Lease;
 pub use row::{EventKey, EventRow, GROUP_SLOTS};
 pub use session::register_person_tables;
 pub use upkeep::MaintenanceReport;

@@ -1,9 +1,10 @@
-//! A real ClickHouse cluster for tests: one ZooKeeper and four
-//! `clickhouse-server` processes from Debian's packages, two shards of two
-//! replicas each, every process on its own loopback ports (HTTP, and HTTPS
-//! with a certificate of the cluster's own authority) with its own data
-//! path and config file. Tests that stop a replica start a cluster of
-//! their own; the rest share one per test binary.
+//! A real ClickHouse cluster for tests: one ZooKeeper and
+//! `clickhouse-server` processes from Debian's packages — two shards of two
+//! replicas each unless a test asks for another shape — every process on
+//! its own loopback ports (HTTP, and HTTPS with a certificate of the
+//! cluster's own authority) with its own data path and config file. Tests
+//! that stop a replica or reshard start clusters of their own; the rest
+//! share one per test binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +16,7 @@ use crate::services::{free_port, wait_for_port, watchdog};
 
 /// The name of the cluster in every server's `remote_servers`.
 pub const CLUSTER: &str = "warren";
+/// The shape of the shared cluster and of [`ClickHouseCluster::start`]'s.
 const SHARDS: usize = 2;
 const REPLICAS: usize = 2;
 /// Where Debian puts it.
@@ -39,11 +41,13 @@ impl ClickHouseNode {
     }
 }
 
-/// Two shards × two replicas on one ZooKeeper; stopped when dropped (or,
-/// for the shared one, when the test process exits).
+/// Shards of replicas on one ZooKeeper; stopped when dropped (or, for the
+/// shared one, when the test process exits).
 #[derive(Debug)]
 pub struct ClickHouseCluster {
     pub nodes: Vec<ClickHouseNode>,
+    /// ZooKeeper's client port on 127.0.0.1.
+    pub zookeeper_port: u16,
     dir: PathBuf,
     zookeeper: Mutex<Option<Child>>,
 }
@@ -67,8 +71,16 @@ impl ClickHouseCluster {
         CLUSTER.get_or_init(Self::start).as_ref()
     }
 
-    /// A cluster of the caller's own, for tests that stop its servers.
+    /// A cluster of the caller's own, two shards × two replicas, for tests
+    /// that stop its servers.
     pub fn start() -> Option<ClickHouseCluster> {
+        Self::start_shaped(SHARDS, REPLICAS)
+    }
+
+    /// A cluster of the caller's own of `shards` × `replicas` servers.
+    /// Its nodes are listed shard by shard: node `s * replicas + r` is
+    /// replica `r + 1` of shard `s + 1`.
+    pub fn start_shaped(shards: usize, replicas: usize) -> Option<ClickHouseCluster> {
         require(installed(), MISSING).then_some(())?;
         let dir = tempfile::Builder::new().prefix("warren-clickhouse-").tempdir().expect("temp dir").keep();
         // Each process leaves its pid in `<dir>/<process>/*.pid`.
@@ -78,13 +90,13 @@ impl ClickHouseCluster {
         wait_for_port(zookeeper_port, "ZooKeeper", Duration::from_secs(60));
 
         let ports: Vec<(u16, u16, u16)> =
-            (0..SHARDS * REPLICAS).map(|_| (free_port(), free_port(), free_port())).collect();
+            (0..shards * replicas).map(|_| (free_port(), free_port(), free_port())).collect();
         let tls = make_certificates(&dir);
         let mut remote = String::new();
-        for shard in 0..SHARDS {
+        for shard in 0..shards {
             remote.push_str("<shard><internal_replication>true</internal_replication>");
-            for replica in 0..REPLICAS {
-                let (_, tcp, _) = ports[shard * REPLICAS + replica];
+            for replica in 0..replicas {
+                let (_, tcp, _) = ports[shard * replicas + replica];
                 remote.push_str(&format!("<replica><host>127.0.0.1</host><port>{tcp}</port></replica>"));
             }
             remote.push_str("</shard>");
@@ -92,9 +104,9 @@ impl ClickHouseCluster {
         let users = dir.join("users.xml");
         std::fs::write(&users, USERS).expect("write users.xml");
         let mut nodes = Vec::new();
-        for shard in 0..SHARDS {
-            for replica in 0..REPLICAS {
-                let (http, tcp, interserver) = ports[shard * REPLICAS + replica];
+        for shard in 0..shards {
+            for replica in 0..replicas {
+                let (http, tcp, interserver) = ports[shard * replicas + replica];
                 let https = free_port();
                 let node_dir = dir.join(format!("s{}r{}", shard + 1, replica + 1));
                 std::fs::create_dir_all(&node_dir).expect("node dir");
@@ -142,7 +154,8 @@ impl ClickHouseCluster {
                 });
             }
         }
-        let cluster = ClickHouseCluster { nodes, dir, zookeeper: Mutex::new(Some(zookeeper)) };
+        let cluster =
+            ClickHouseCluster { nodes, zookeeper_port, dir, zookeeper: Mutex::new(Some(zookeeper)) };
         for node in 0..cluster.nodes.len() {
             cluster.start_node(node);
         }
@@ -177,6 +190,16 @@ impl ClickHouseCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Kills one server, deletes everything it stored (tables, parts,
+    /// metadata), and starts it again empty, as a machine whose disk was
+    /// replaced comes back. ZooKeeper still knows its replicas.
+    pub fn wipe_node(&self, node: usize) {
+        self.kill_node(node);
+        let data = self.nodes[node].config.with_file_name("data");
+        std::fs::remove_dir_all(data).expect("remove the server's data");
+        self.start_node(node);
     }
 
     /// Starts one server (again) and waits until it answers queries. A

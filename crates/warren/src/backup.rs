@@ -354,7 +354,7 @@ pub async fn restore(config_path: Option<PathBuf>, args: RestoreArgs) -> anyhow:
     }
     println!("start it with: warren serve --data-dir {}", args.data_dir.display());
     if config.clickhouse.url.is_some() {
-        println!("the ClickHouse cluster is not in backups: load it with `warren clickhouse backfill`");
+        println!("the ClickHouse cluster is not in backups: load it with `warren clickhouse rebuild`");
     }
     Ok(())
 }

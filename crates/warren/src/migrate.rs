@@ -49,7 +49,9 @@ pub async fn run(config_path: Option<PathBuf>, args: MigrateArgs) -> anyhow::Res
         MigrateAction::Up | MigrateAction::Down { .. } => warren_node::adapters::open_meta(&config).await?,
     };
     let clickhouse = match ClickHouseStoreOptions::from_config(&config.clickhouse)? {
-        Some(options) => Some(ClickHouseStore::connect(options, meta.clone())?),
+        // After a reshard, the layout in use rather than the one it left
+        // (which may be dropped).
+        Some(options) => Some(ClickHouseStore::connect(options.in_use(meta.as_ref()).await?, meta.clone())?),
         None => None,
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,7 +1,8 @@
-//! [`ConsumerOffsets`]' and [`MigrationLedger`]'s properties: offsets per
-//! consumer, other stores' migration operations, and one lock holder at a time.
+//! [`ConsumerOffsets`]', [`MigrationLedger`]'s and [`OperationJournal`]'s
+//! properties: offsets per consumer, other stores' migration operations,
+//! one lock holder at a time, and one journal document per operation.
 
-use warren_core::ports::{ConsumerOffsets, MigrationLedger};
+use warren_core::ports::{ConsumerOffsets, MigrationLedger, OperationJournal};
 
 use super::{commit, MetaFactory};
 use crate::{IngestCommit, IngestCommits};
@@ -66,4 +67,17 @@ pub async fn store_migrations_keep_their_operations_and_one_lock_holder(factory:
     );
     let winners = [first.expect("lock"), second.expect("lock")].iter().filter(|won| won.is_ok()).count();
     assert_eq!(winners, 1, "exactly one racer holds the lock");
+}
+
+pub async fn operation_journals_keep_the_last_document_per_name(factory: &impl MetaFactory) {
+    let store = factory.create().await;
+    assert_eq!(store.read_journal("reshard").await.expect("read"), None);
+    let first = serde_json::json!({"phase": "copying", "days": {"2024-03-01": {"rows": 3}}});
+    store.write_journal("reshard", &first).await.expect("write");
+    store.write_journal("other", &serde_json::json!([1, "two"])).await.expect("write");
+    assert_eq!(store.read_journal("reshard").await.expect("read"), Some(first));
+    let second = serde_json::json!({"phase": "switched", "text": "quotes ' and \" kept"});
+    store.write_journal("reshard", &second).await.expect("replace");
+    assert_eq!(store.read_journal("reshard").await.expect("read"), Some(second));
+    assert_eq!(store.read_journal("other").await.expect("read"), Some(serde_json::json!([1, "two"])));
 }

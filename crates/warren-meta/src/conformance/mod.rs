@@ -75,7 +75,8 @@ macro_rules! meta_store_conformance {
                 a_replayed_chunk_replaces_its_row_and_retention_finds_old_ones;
             ledger:
                 ingest_offsets_are_per_consumer,
-                store_migrations_keep_their_operations_and_one_lock_holder;
+                store_migrations_keep_their_operations_and_one_lock_holder,
+                operation_journals_keep_the_last_document_per_name;
         );
     };
     (@tests $factory:expr; $($role:ident: $($name:ident),+;)+) => {

@@ -1,5 +1,5 @@
 //! Other stores' migration state: operations and the locks that keep one
-//! runner at a time.
+//! runner at a time; and the journals of long operations.
 
 use sqlx::AnyPool;
 use warren_core::ports::{OperationRecord, OperationState};
@@ -96,5 +96,34 @@ pub(super) async fn release(pool: &AnyPool, name: &str, holder: &str) -> Result<
         .bind(holder)
         .execute(pool)
         .await?;
+    Ok(())
+}
+
+pub(super) async fn read_journal(pool: &AnyPool, name: &str) -> Result<Option<serde_json::Value>, MetaError> {
+    let row = sqlx::query("SELECT document FROM operation_journals WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let document = text(&row, "document")?;
+    serde_json::from_str(&document)
+        .map(Some)
+        .map_err(|e| MetaError::Corrupt { what: "operation journal", reason: e.to_string() })
+}
+
+pub(super) async fn write_journal(
+    pool: &AnyPool,
+    name: &str,
+    document: &serde_json::Value,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "INSERT INTO operation_journals (name, document, updated_at_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(name)
+    .bind(document.to_string())
+    .bind(warren_core::unix_millis())
+    .execute(pool)
+    .await?;
     Ok(())
 }

@@ -26,7 +26,9 @@ use sqlx::{AnyPool, Executor};
 
 use uuid::Uuid;
 use warren_core::person::{Group, GroupType, IngestionWarning, Person, PersonOverride, TeamId};
-use warren_core::ports::{ConsumerOffsets, MigrationLedger, OperationRecord, OperationState, PortError};
+use warren_core::ports::{
+    ConsumerOffsets, MigrationLedger, OperationJournal, OperationRecord, OperationState, PortError,
+};
 use warren_core::recording::{RecordingChunk, RecordingSummary};
 
 use crate::accounts::{
@@ -532,6 +534,17 @@ impl ConsumerOffsets for SqlMeta {
             ..Default::default()
         };
         persons::commit_ingest(&self.pool, self.dialect, &commit).await.map_err(PortError::new)
+    }
+}
+
+#[async_trait::async_trait]
+impl OperationJournal for SqlMeta {
+    async fn read_journal(&self, name: &str) -> Result<Option<serde_json::Value>, PortError> {
+        locks::read_journal(&self.pool, name).await.map_err(PortError::new)
+    }
+
+    async fn write_journal(&self, name: &str, document: &serde_json::Value) -> Result<(), PortError> {
+        locks::write_journal(&self.pool, name, document).await.map_err(PortError::new)
     }
 }
 

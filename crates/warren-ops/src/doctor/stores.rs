@@ -193,6 +193,8 @@ pub(crate) async fn clickhouse_operations(
         }
     };
     let status = async {
+        // After a reshard, the layout in use.
+        let options = options.in_use(meta.as_ref()).await.map_err(|e| e.to_string())?;
         let store = ClickHouseStore::connect(options, meta).map_err(|e| e.to_string())?;
         store.migrator().status().await.map_err(|e| e.to_string())
     };

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 use warren_meta::PersonStore;
-use warren_store::{ClickHouseStore, StoreError};
+use warren_store::{ClickHouseStore, LiveCluster, StoreError};
 
 use super::datafusion::QueryLimits;
 use super::{Cell, QueryBackend, Rows};
@@ -27,7 +27,7 @@ use crate::render::Dialect;
 use crate::QueryError;
 
 pub struct ClickHouseBackend {
-    store: Arc<ClickHouseStore>,
+    cluster: Arc<LiveCluster>,
     meta: Arc<dyn PersonStore>,
     limits: QueryLimits,
     /// How long the server may work on one statement: a query the engine
@@ -67,8 +67,8 @@ struct ColumnMeta {
 }
 
 impl ClickHouseBackend {
-    pub fn new(store: Arc<ClickHouseStore>, meta: Arc<dyn PersonStore>, limits: QueryLimits) -> Self {
-        Self { store, meta, limits, time_limit: None }
+    pub fn new(cluster: Arc<LiveCluster>, meta: Arc<dyn PersonStore>, limits: QueryLimits) -> Self {
+        Self { cluster, meta, limits, time_limit: None }
     }
 
     /// Has the server stop a statement after `limit` (`max_execution_time`).
@@ -76,14 +76,14 @@ impl ClickHouseBackend {
         Self { time_limit: Some(limit), ..self }
     }
 
-    /// The dialect that sees `project` only.
-    async fn dialect(&self, project: &ProjectContext) -> Result<ClickHouseDialect, QueryError> {
+    /// The dialect that sees `project` only, in `store`'s database.
+    async fn dialect(
+        &self,
+        store: &ClickHouseStore,
+        project: &ProjectContext,
+    ) -> Result<ClickHouseDialect, QueryError> {
         let groups = self.meta.groups(project.team_id).await?;
-        Ok(ClickHouseDialect {
-            database: self.store.database().to_string(),
-            team_id: project.team_id,
-            groups,
-        })
+        Ok(ClickHouseDialect { database: store.database().to_string(), team_id: project.team_id, groups })
     }
 
     fn settings(&self, max_rows: Option<usize>) -> Vec<(&'static str, String)> {
@@ -106,8 +106,13 @@ impl ClickHouseBackend {
         settings
     }
 
-    async fn answer(&self, sql: &str, max_rows: Option<usize>) -> Result<Answer, StoreError> {
-        let text = self.store.query(&format!("{sql} FORMAT JSONCompact"), &self.settings(max_rows)).await?;
+    async fn answer(
+        &self,
+        store: &ClickHouseStore,
+        sql: &str,
+        max_rows: Option<usize>,
+    ) -> Result<Answer, StoreError> {
+        let text = store.query(&format!("{sql} FORMAT JSONCompact"), &self.settings(max_rows)).await?;
         serde_json::from_str(&text).map_err(|e| StoreError::ClickHouse(format!("unreadable answer: {e}")))
     }
 }
@@ -115,10 +120,12 @@ impl ClickHouseBackend {
 #[async_trait]
 impl QueryBackend for ClickHouseBackend {
     async fn run(&self, project: &ProjectContext, select: &Select) -> Result<Rows, QueryError> {
-        let sql = self.dialect(project).await?.render(select)?;
+        // One layout for the whole query, whatever a reshard does meanwhile.
+        let store = self.cluster.active().await;
+        let sql = self.dialect(&store, project).await?.render(select)?;
         tracing::debug!(team_id = project.team_id, %sql, "running plan on ClickHouse");
         let answer =
-            self.answer(&sql, None).await.map_err(|e| QueryError::Engine(format!("{e} in {sql}")))?;
+            self.answer(&store, &sql, None).await.map_err(|e| QueryError::Engine(format!("{e} in {sql}")))?;
         let outputs: Vec<Output> = select.columns.iter().map(|(_, expr)| output_of(expr, select)).collect();
         let mut rows = Rows {
             columns: select.columns.iter().map(|(name, _)| name.clone()).collect(),
@@ -138,9 +145,10 @@ impl QueryBackend for ClickHouseBackend {
     }
 
     async fn run_sql(&self, project: &ProjectContext, query: &SqlQuery) -> Result<Rows, QueryError> {
-        let sql = query.render(&self.dialect(project).await?)?;
+        let store = self.cluster.active().await;
+        let sql = query.render(&self.dialect(&store, project).await?)?;
         // What the server refuses in a user's SQL is theirs to fix.
-        let answer = self.answer(&sql, Some(self.limits.max_rows)).await.map_err(|e| match e {
+        let answer = self.answer(&store, &sql, Some(self.limits.max_rows)).await.map_err(|e| match e {
             StoreError::ClickHouse(message) => QueryError::Invalid(message),
             other => QueryError::Store(other),
         })?;

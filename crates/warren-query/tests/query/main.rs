@@ -20,7 +20,7 @@ use warren_core::person::{Group, Person, PersonChanges, PersonMode, PersonOverri
 use warren_meta::{IngestCommit, IngestCommits, MetaSchema, MetaStore, SqlMeta};
 use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, QueryLimits};
 use warren_store::{
-    ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventRow, EventStore,
+    ClickHouseStore, ClickHouseStoreOptions, DeltaStore, DeltaStoreOptions, EventRow, EventStore, LiveCluster,
 };
 use warren_testkit::clickhouse::ClickHouseCluster;
 
@@ -247,7 +247,8 @@ async fn load(file: &GoldenFile, cluster: Option<&ClickHouseCluster>) -> Loaded 
             let url = cluster.url(&database);
             let config = ClickHouseConfig { url: Some(url), ..ClickHouseConfig::default() };
             let options = ClickHouseStoreOptions::from_config(&config).expect("options").expect("a cluster");
-            let store = ClickHouseStore::open(options, meta.clone()).await.expect("open the cluster's store");
+            let store =
+                ClickHouseStore::open(options.clone(), meta.clone()).await.expect("open the cluster's store");
             let count = rows.len();
             let changes = PersonChanges {
                 persons: &commit.persons,
@@ -259,7 +260,8 @@ async fn load(file: &GoldenFile, cluster: Option<&ClickHouseCluster>) -> Loaded 
             store.append("golden", rows, &offsets).await.expect("append to the cluster");
             let stored = store.read_rows(None).await.expect("read the cluster");
             assert_eq!(stored.len(), count, "the cluster holds every golden event of both projects");
-            Some(ClickHouseBackend::new(Arc::new(store), meta.clone(), QueryLimits::default()))
+            let live = LiveCluster::open(options, meta.clone()).await.expect("open the cluster");
+            Some(ClickHouseBackend::new(Arc::new(live), meta.clone(), QueryLimits::default()))
         }
         None => None,
     };

@@ -90,6 +90,41 @@ impl ClickHouseUrl {
             .ok_or_else(|| bad("cluster= must name the cluster of remote_servers (letters, digits, _)"))?;
         Ok(Self { hosts, database: database.to_string(), cluster, user, password, ca })
     }
+
+    /// Whether both name the same tables: the same database on the same
+    /// cluster, reached through at least one same server (a process may
+    /// list some of the servers, in any order), whoever connects.
+    pub fn same_tables(&self, other: &ClickHouseUrl) -> bool {
+        self.database == other.database
+            && self.cluster == other.cluster
+            && self.hosts.iter().any(|host| other.hosts.contains(host))
+    }
+
+    /// The URL without user and password, as the meta store may keep it:
+    /// whoever connects brings their own ([`ClickHouseUrl::with_credentials_of`]).
+    pub fn without_credentials(&self) -> String {
+        let https = self.hosts.first().is_some_and(|host| host.starts_with("https://"));
+        let hosts: Vec<&str> = self
+            .hosts
+            .iter()
+            .map(|host| host.split_once("://").map_or(host.as_str(), |(_, rest)| rest))
+            .collect();
+        let scheme = if https { "clickhouses" } else { "clickhouse" };
+        let mut url = format!("{scheme}://{}/{}?cluster={}", hosts.join(","), self.database, self.cluster);
+        if let Some(ca) = &self.ca {
+            let path: String =
+                url::form_urlencoded::byte_serialize(ca.to_string_lossy().as_bytes()).collect();
+            url.push_str(&format!("&ca={path}"));
+        }
+        url
+    }
+
+    /// The same servers and tables, reached with `other`'s user and password.
+    pub fn with_credentials_of(mut self, other: &ClickHouseUrl) -> Self {
+        self.user.clone_from(&other.user);
+        self.password.clone_from(&other.password);
+        self
+    }
 }
 
 /// An error and what caused it: a refused certificate says so only in
@@ -294,7 +329,8 @@ impl Client {
         Ok(chosen)
     }
 
-    async fn host(&self, url: &str) -> Result<Host, StoreError> {
+    /// The server at `url`, as its own macros name it.
+    pub async fn host(&self, url: &str) -> Result<Host, StoreError> {
         let macros =
             self.execute_on(url, "SELECT macro, substitution FROM system.macros FORMAT TSV", None).await?;
         let value = |name: &str| {
@@ -372,6 +408,23 @@ mod tests {
         assert_eq!(url.hosts, vec!["https://h1:8443", "https://h2:9443"]);
         assert_eq!(url.ca, Some(std::path::PathBuf::from("/etc/warren/ca bundle.pem")));
         assert_eq!(ClickHouseUrl::parse("clickhouses://h1/db?cluster=c").expect("no ca").ca, None);
+    }
+
+    #[test]
+    fn urls_kept_without_credentials_read_back_as_the_same_tables() {
+        let url =
+            ClickHouseUrl::parse("clickhouses://me:secret@a:8443,b:8443/db?cluster=c&ca=/etc/my%20ca.pem")
+                .expect("parse");
+        let kept = url.without_credentials();
+        assert!(!kept.contains("secret") && !kept.contains("me@"), "{kept}");
+        let back = ClickHouseUrl::parse(&kept).expect("parse the kept URL");
+        assert!(back.same_tables(&url));
+        assert_eq!(back.ca, url.ca);
+        assert_eq!(back.with_credentials_of(&url), url);
+        let other = ClickHouseUrl::parse("clickhouses://b:8443,z:1/db?cluster=c").expect("parse");
+        assert!(other.same_tables(&url), "one server in common");
+        let elsewhere = ClickHouseUrl::parse("clickhouses://z:1/db?cluster=c").expect("parse");
+        assert!(!elsewhere.same_tables(&url));
     }
 
     #[test]

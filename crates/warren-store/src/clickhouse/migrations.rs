@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use warren_core::ports::{MigrationLedger, OperationRecord, OperationState};
 
 use super::client::{quote, Client, Host};
+use crate::lease::Lease;
 use crate::StoreError;
 
 /// Where an operation's statement is sent.
@@ -69,7 +70,6 @@ pub struct Migrator<'a> {
     /// How long the lock outlives a runner that stops renewing it (one
     /// that was killed); renewed three times as often while running.
     lease: Duration,
-    holder: String,
 }
 
 impl<'a> Migrator<'a> {
@@ -80,13 +80,7 @@ impl<'a> Migrator<'a> {
         mutation_timeout: Duration,
         lease: Duration,
     ) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "warren".into());
-        let holder = format!("{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        Self { client, ledger, migrations, mutation_timeout, lease, holder }
-    }
-
-    fn lease_ms(&self) -> i64 {
-        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+        Self { client, ledger, migrations, mutation_timeout, lease }
     }
 
     /// The meta store's name for this database's migrations.
@@ -226,54 +220,15 @@ impl<'a> Migrator<'a> {
     /// Renews the lock every third of its lease until another runner has
     /// it, or until the meta store has refused renewals for two thirds of
     /// a lease (so the lock cannot have lapsed while work went on).
-    async fn keep_renewing(&self) -> StoreError {
-        let mut renewed = Instant::now();
-        loop {
-            tokio::time::sleep(self.lease / 3).await;
-            match self.ledger.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await {
-                Ok(Ok(())) => renewed = Instant::now(),
-                Ok(Err(holder)) => {
-                    return StoreError::ClickHouse(format!("the migration lock was taken over by {holder}"));
-                }
-                Err(error) if renewed.elapsed() >= self.lease * 2 / 3 => return error.into(),
-                Err(error) => tracing::warn!(%error, "renewing the migration lock failed; trying again"),
-            }
-        }
-    }
-
     /// Runs `work` holding the lock, waiting for it as long as a mutation
-    /// may take when another runner has it. The lock is renewed while
-    /// `work` runs, so it lapses soon after a runner is killed; `work`
-    /// stops when the lock is lost.
+    /// may take when another runner has it (see [`Lease`]).
     async fn locked<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let deadline = Instant::now() + self.mutation_timeout;
-        loop {
-            match self.ledger.acquire_lock(&self.lock_name(), &self.holder, self.lease_ms()).await? {
-                Ok(()) => break,
-                Err(holder) if Instant::now() > deadline => {
-                    return Err(StoreError::ClickHouse(format!(
-                        "another migration runs: the lock is held by {holder}"
-                    )));
-                }
-                Err(holder) => {
-                    tracing::info!(%holder, "waiting for another migration runner");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-        let result = tokio::select! {
-            result = work => result,
-            lost = self.keep_renewing() => Err(lost),
-        };
-        // The work's own error says more than a failed release, which the
-        // lease ends anyway.
-        let released = self.ledger.release_lock(&self.lock_name(), &self.holder).await;
-        let value = result?;
-        released?;
-        Ok(value)
+        Lease::new(self.ledger, self.lock_name(), "migration", self.lease)
+            .run(self.mutation_timeout, work)
+            .await
     }
 
     async fn run(&self, operation: &Operation, sql: &str, resumed: bool) -> Result<(), StoreError> {

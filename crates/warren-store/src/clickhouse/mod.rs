@@ -17,9 +17,13 @@
 //! server, a query sees the persons of every batch ingested before it;
 //! after a failover, the other replicas catch up through replication.
 
+mod audit;
 mod client;
+mod copy;
+mod live;
 pub mod migrations;
 mod persons;
+mod replica;
 mod rows;
 mod schema;
 
@@ -35,9 +39,12 @@ use warren_core::jobs::JobBoard;
 use warren_core::person::{PersonChanges, PersonsSnapshot};
 use warren_core::ports::{ClusterLedger, SystemStatus};
 
+pub use audit::Misplaced;
 use client::Client;
 pub use client::{quote, ClickHouseUrl};
+pub use live::{CopiedDay, LiveCluster, ReshardJournal, ReshardPhase, RESHARD_JOURNAL};
 use migrations::Migrator;
+pub use replica::ReplacedReplica;
 
 use crate::upkeep::{Job, MaintenanceReport};
 use crate::{EventKey, EventRow, EventStore, StoreError};

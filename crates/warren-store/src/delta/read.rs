@@ -13,6 +13,7 @@ use uuid::Uuid;
 use warren_core::person::PersonMode;
 
 use super::DeltaStore;
+use crate::digest::{Cut, DayDigest, Fingerprint};
 use crate::{EventKey, EventRow, StoreError};
 
 /// Keys read by one statement: the join's small side.
@@ -113,6 +114,73 @@ impl DeltaStore {
         day_summaries_in(&ctx).await
     }
 
+    /// Rows and the checksum a cluster's is compared with
+    /// ([`DayDigest`]) of every day, or of one, oldest first, of the rows
+    /// `cut` takes; streamed.
+    pub async fn day_digests(&self, day: Option<NaiveDate>, cut: Cut) -> Result<Vec<DayDigest>, StoreError> {
+        use futures_util::TryStreamExt;
+        let ctx = SessionContext::new();
+        self.register(&ctx, "events").await?;
+        let mut conditions = Vec::new();
+        if let Some(day) = day {
+            conditions.push(format!("event_date = DATE '{}'", day.format("%Y-%m-%d")));
+        }
+        if let Cut::ReceivedBefore(us) = cut {
+            conditions.push(format!("CAST(created_at AS BIGINT) < {us}"));
+        }
+        let filter = match conditions.is_empty() {
+            true => String::new(),
+            false => format!(" WHERE {}", conditions.join(" AND ")),
+        };
+        let mut stream = ctx
+            .sql(&format!(
+                "SELECT CAST(event_date AS VARCHAR) AS day, team_id, uuid, event, distinct_id, person_id, \
+                 CAST(timestamp AS BIGINT) AS at, properties FROM events{filter}"
+            ))
+            .await?
+            .execute_stream()
+            .await?;
+        let mut days: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+        while let Some(batch) = stream.try_next().await? {
+            let text = |name: &str| cast(&batch, name, &DataType::Utf8);
+            let long = |name: &str| cast(&batch, name, &DataType::Int64);
+            let (day, uuid, event, distinct_id, person, properties) = (
+                text("day")?,
+                text("uuid")?,
+                text("event")?,
+                text("distinct_id")?,
+                text("person_id")?,
+                text("properties")?,
+            );
+            let (team, at) = (long("team_id")?, long("at")?);
+            let (team, at) = (team.as_primitive::<Int64Type>(), at.as_primitive::<Int64Type>());
+            let (uuid, event, distinct_id) =
+                (uuid.as_string::<i32>(), event.as_string::<i32>(), distinct_id.as_string::<i32>());
+            let (person, properties) = (person.as_string::<i32>(), properties.as_string::<i32>());
+            for row in 0..batch.num_rows() {
+                let fingerprint = Fingerprint {
+                    team_id: team.value(row),
+                    uuid: uuid.value(row),
+                    event: event.value(row),
+                    distinct_id: distinct_id.value(row),
+                    person_id: person.value(row),
+                    timestamp_us: at.value(row),
+                    properties: properties.value(row),
+                };
+                let entry = days.entry(day.as_string::<i32>().value(row).to_string()).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.wrapping_add(fingerprint.hash());
+            }
+        }
+        days.into_iter()
+            .map(|(day, (rows, checksum))| {
+                let day =
+                    NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| malformed("event_date", &day))?;
+                Ok(DayDigest { day, rows, checksum })
+            })
+            .collect()
+    }
+
     /// Rows per UTC day (the table's partitions), oldest first.
     pub async fn rows_per_day(&self) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
         let table = {
@@ -176,14 +244,10 @@ pub(super) async fn day_summaries_in(ctx: &SessionContext) -> Result<Vec<DaySumm
         .await?;
     let mut days: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
     while let Some(batch) = stream.try_next().await? {
-        let text = |name: &str| -> Result<ArrayRef, StoreError> {
-            Ok(deltalake::arrow::compute::cast(column(&batch, name)?, &DataType::Utf8)?)
-        };
+        let text = |name: &str| cast(&batch, name, &DataType::Utf8);
         let (day, uuid, event, distinct_id, person) =
             (text("day")?, text("uuid")?, text("event")?, text("distinct_id")?, text("person_id")?);
-        let long = |name: &str| -> Result<ArrayRef, StoreError> {
-            Ok(deltalake::arrow::compute::cast(column(&batch, name)?, &DataType::Int64)?)
-        };
+        let long = |name: &str| cast(&batch, name, &DataType::Int64);
         let (team, at) = (long("team_id")?, long("at")?);
         let (team, at) = (team.as_primitive::<Int64Type>(), at.as_primitive::<Int64Type>());
         for row in 0..batch.num_rows() {
@@ -210,6 +274,12 @@ pub(super) async fn day_summaries_in(ctx: &SessionContext) -> Result<Vec<DaySumm
             Ok(DaySummary { day, rows, checksum })
         })
         .collect()
+}
+
+/// A column of `batch` as the type `to`: Delta readers may hand any of
+/// Arrow's layouts of a type back.
+fn cast(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef, StoreError> {
+    Ok(deltalake::arrow::compute::cast(column(batch, name)?, to)?)
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, StoreError> {

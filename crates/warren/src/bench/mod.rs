@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 mod backup;
 mod ingest;
 mod query;
+mod reshard;
 mod ui;
 
 #[derive(Debug, clap::Subcommand)]
@@ -29,6 +30,8 @@ pub enum BenchCommand {
     Ui(ui::UiBench),
     /// Time a full backup and its restore beside tar, and size an incremental one.
     Backup(backup::BackupBench),
+    /// Time `warren clickhouse reshard` beside a raw INSERT … SELECT FROM remote() of the same rows.
+    Reshard(reshard::ReshardBench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +66,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Query(options) => query::run(options).await,
         BenchCommand::Ui(options) => ui::run(options).await,
         BenchCommand::Backup(options) => backup::run(options).await,
+        BenchCommand::Reshard(options) => reshard::run(options).await,
     }
 }
 

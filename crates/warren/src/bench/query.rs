@@ -6,7 +6,7 @@
 //! a PostHog-style deployment would: windowFunnel, uniqExact, JSON
 //! property extraction). With `--backend delta,clickhouse` Warren's own
 //! queries also run on a ClickHouse cluster (`--clickhouse-url`), loaded
-//! from the Delta table by the backfill. Every engine gets one warm-up
+//! from the Delta table by the rebuild. Every engine gets one warm-up
 //! run, then the median of `--runs`.
 
 use std::path::{Path, PathBuf};
@@ -19,9 +19,9 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 use warren_core::config::WarrenConfig;
 use warren_meta::MetaStore;
-use warren_ops::backfill::{backfill, backfill_persons, PersonsLoad};
+use warren_ops::clickhouse::rebuild::{load_persons, rebuild_days, PersonsLoad};
 use warren_query::{ClickHouseBackend, DataFusionBackend, ProjectContext, Query, QueryBackend, QueryLimits};
-use warren_store::{ClickHouseStore, ClickHouseStoreOptions, DeltaStore};
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions, Cut, DeltaStore, LiveCluster};
 
 #[derive(Debug, clap::Args)]
 pub struct QueryBench {
@@ -46,7 +46,7 @@ pub struct QueryBench {
     skip_clickhouse: bool,
     /// Warren's backends to time, beside each other in the same run:
     /// `delta` (DataFusion over the Delta table) and `clickhouse` (the
-    /// cluster of `--clickhouse-url`, backfilled from the Delta table first).
+    /// cluster of `--clickhouse-url`, loaded from the Delta table first).
     #[arg(long, value_delimiter = ',', default_value = "delta")]
     backend: Vec<BenchBackend>,
     /// The cluster for `--backend clickhouse`, as `[clickhouse] url`;
@@ -290,19 +290,20 @@ pub async fn run(options: QueryBench) -> anyhow::Result<()> {
 }
 
 /// The cluster at `url`, holding the Delta table and the persons: what is
-/// missing is backfilled first, and the events' insert rate printed.
+/// missing is loaded first, and the events' insert rate printed.
 async fn load_cluster(
     url: &str,
     store: &DeltaStore,
     meta: Arc<dyn MetaStore>,
-) -> anyhow::Result<Arc<ClickHouseStore>> {
+) -> anyhow::Result<Arc<LiveCluster>> {
     let config = warren_core::config::ClickHouseConfig { url: Some(url.to_string()), ..Default::default() };
     let options = ClickHouseStoreOptions::from_config(&config)?.context("a cluster URL")?;
-    let cluster = ClickHouseStore::open(options, meta.clone()).await.context("opening the cluster")?;
-    eprintln!("backfilling the cluster from the Delta table (days already there are skipped)");
+    let cluster =
+        ClickHouseStore::open(options.clone(), meta.clone()).await.context("opening the cluster")?;
+    eprintln!("loading the cluster from the Delta table (days already there are skipped)");
     let started = Instant::now();
-    let days = backfill(store, &cluster, |_, _, _| {}).await.context("backfilling the cluster")?;
-    let loaded: u64 = days.iter().filter(|d| d.loaded).map(|d| d.rows).sum();
+    let days = rebuild_days(store, &cluster, Cut::All, |_, _, _| {}).await.context("loading the cluster")?;
+    let loaded: u64 = days.iter().filter(|d| d.loaded).map(|d| d.digest.rows).sum();
     if loaded > 0 {
         let seconds = started.elapsed().as_secs_f64();
         println!(
@@ -310,10 +311,10 @@ async fn load_cluster(
             loaded as f64 / seconds
         );
     }
-    backfill_persons(store, meta.as_ref(), &cluster, PersonsLoad::BelowIngest, |_, _| {})
+    load_persons(store, meta.as_ref(), &cluster, PersonsLoad::BelowIngest, |_, _| {})
         .await
         .context("loading persons into the cluster")?;
-    Ok(Arc::new(cluster))
+    Ok(Arc::new(LiveCluster::open(options, meta).await.context("opening the cluster")?))
 }
 
 fn python(options: &QueryBench) -> PathBuf {

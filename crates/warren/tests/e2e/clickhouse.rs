@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use warren_core::config::ClickHouseConfig;
 use warren_meta::{MetaStore, SqlMeta};
-use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventRow};
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventRow, EventStore};
 use warren_testkit::clickhouse::ClickHouseCluster;
 use warren_testkit::{require, TestServer, TOKEN};
 
@@ -48,7 +48,7 @@ async fn cluster_rows(store: &ClickHouseStore, count: usize) -> Vec<EventRow> {
 
 /// A reader of the cluster at `url`, with a meta store of its own: reading
 /// needs none of the server's. The directory holds that meta store.
-async fn cluster_reader(url: &str) -> (ClickHouseStore, tempfile::TempDir) {
+pub(crate) async fn cluster_reader(url: &str) -> (ClickHouseStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let meta =
         SqlMeta::connect(&format!("sqlite://{}", dir.path().join("meta.db").display())).await.expect("meta");
@@ -59,7 +59,7 @@ async fn cluster_reader(url: &str) -> (ClickHouseStore, tempfile::TempDir) {
     (ClickHouseStore::open(options, meta).await.expect("open the cluster"), dir)
 }
 
-fn sorted(mut rows: Vec<EventRow>) -> Vec<EventRow> {
+pub(crate) fn sorted(mut rows: Vec<EventRow>) -> Vec<EventRow> {
     rows.sort_by_key(|row| row.uuid);
     rows
 }
@@ -92,7 +92,7 @@ async fn sdk_events_reach_the_cluster_as_they_reach_delta() {
 
 /// One query of every kind over the events of `tests/sdk/python_insights.py`
 /// with its merge, and SQL over the persons the merge leaves.
-fn insight_queries() -> Vec<Value> {
+pub(crate) fn insight_queries() -> Vec<Value> {
     let range = json!({"date_from": "2024-03-01", "date_to": "2024-03-03"});
     let pageviews = json!([{"kind": "EventsNode", "event": "$pageview"}]);
     vec![
@@ -206,11 +206,13 @@ async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
     assert_eq!(merged, json!([[1, 4]]), "the merge joined anon-4's events to u4's person");
 }
 
-/// `warren clickhouse backfill`, killed after its first day and run again,
+/// `warren clickhouse rebuild`, killed after its first day and run again,
 /// leaves the cluster holding the Delta table row for row, and the meta
-/// store's persons.
+/// store's persons; `warren clickhouse verify` then finds every day equal,
+/// finds a changed row (which a rebuild repairs) and a row on the wrong
+/// shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_backfill_finishes_when_run_again() {
+async fn a_killed_rebuild_finishes_when_run_again_and_verify_finds_what_differs() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -222,11 +224,12 @@ async fn a_killed_backfill_finishes_when_run_again() {
         .output()
         .expect("run warren generate");
     assert!(generated.status.success(), "generate: {}", String::from_utf8_lossy(&generated.stderr));
-    let url = cluster.url(&format!("warren_backfill_{}", std::process::id()));
-    let backfill = || {
+    let database = format!("warren_rebuild_{}", std::process::id());
+    let url = cluster.url(&database);
+    let chore = |name: &str| {
         let mut command = Command::new(BIN);
         command
-            .args(["clickhouse", "backfill", "--data-dir"])
+            .args(["clickhouse", name, "--data-dir"])
             .arg(data.path())
             .env("WARREN_CLICKHOUSE__URL", &url)
             .stdout(Stdio::piped())
@@ -235,22 +238,22 @@ async fn a_killed_backfill_finishes_when_run_again() {
     };
 
     // The first run is killed once it reports its first day.
-    let mut first = backfill().spawn().expect("start the backfill");
+    let mut first = chore("rebuild").spawn().expect("start the rebuild");
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
     let first_day = loop {
-        let line = lines.next().expect("the backfill reports a day before it ends").expect("read");
+        let line = lines.next().expect("the rebuild reports a day before it ends").expect("read");
         if line.starts_with("1/") {
             break line;
         }
     };
-    first.kill().expect("kill the backfill");
+    first.kill().expect("kill the rebuild");
     let _ = first.wait();
     assert!(first_day.contains("loaded"), "{first_day}");
 
-    let second = backfill().output().expect("run the backfill again");
+    let second = chore("rebuild").output().expect("run the rebuild again");
     let said = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{said}\n{}", String::from_utf8_lossy(&second.stderr));
-    assert!(said.lines().any(|l| l.starts_with("1/") && l.ends_with("already there")), "{said}");
+    assert!(said.lines().any(|l| l.starts_with("1/") && l.contains("already there, verified")), "{said}");
     let total =
         first_day.split_once('/').and_then(|(_, rest)| rest.split_once(' ')).map(|(n, _)| n.to_string());
     let total = total.expect("1/N names the days");
@@ -260,7 +263,7 @@ async fn a_killed_backfill_finishes_when_run_again() {
     assert!(delta.len() > 1000, "a dataset worth loading: {}", delta.len());
     let (reader, _meta) = cluster_reader(&url).await;
     let loaded = reader.read_rows(None).await.expect("read the cluster");
-    assert_eq!(sorted(loaded), sorted(delta), "the cluster holds the Delta table row for row");
+    assert_eq!(sorted(loaded.clone()), sorted(delta), "the cluster holds the Delta table row for row");
 
     // The persons came with them.
     let persons: u64 = said
@@ -269,6 +272,59 @@ async fn a_killed_backfill_finishes_when_run_again() {
         .unwrap_or_else(|| panic!("no persons reported: {said}"));
     assert!(persons >= 300, "one person per generated user at least: {said}");
     assert_eq!(reader.persons_count(1).await.expect("count the cluster's persons"), persons);
+
+    let verified = chore("verify").output().expect("run verify");
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}\n{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(said.contains(&format!("verified: {total} days equal, every row on its shard")), "{said}");
+
+    // A row whose properties the cluster holds otherwise: the day's count
+    // is right, its checksum is not, until a rebuild loads the day again.
+    let mut changed = sorted(loaded)[0].clone();
+    let day = chrono::DateTime::from_timestamp_micros(changed.timestamp_us).expect("time").date_naive();
+    changed.properties = r#"{"tampered":true}"#.to_string();
+    reader.append("test", vec![changed.clone()], &[]).await.expect("change a row");
+    let verified = chore("verify").output().expect("run verify");
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{said}");
+    let line = said.lines().find(|l| l.starts_with(&day.to_string())).unwrap_or_default();
+    assert!(line.contains("DIFFERS"), "{said}");
+    assert_eq!(said.matches("DIFFERS").count(), 1, "{said}");
+    let rebuilt = chore("rebuild").output().expect("rebuild");
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(chore("verify").output().expect("run verify").status.success(), "the rebuild repaired the day");
+
+    // The same row copied onto the other shard's table, as a hand-made
+    // layout change would leave it.
+    let ask = |node: usize, sql: String, body: Option<String>| {
+        let url = cluster.nodes[node].url();
+        async move {
+            let request = reqwest::Client::new().post(&url);
+            let request = match body {
+                Some(body) => request.query(&[("query", sql)]).body(body),
+                None => request.body(sql),
+            };
+            let answer = request.send().await.expect("ask the server");
+            assert!(answer.status().is_success(), "{:?}", answer.text().await);
+            answer.text().await.expect("answer")
+        }
+    };
+    let select = format!(
+        "SELECT * FROM {database}.sharded_events FINAL WHERE uuid = '{}' FORMAT JSONEachRow",
+        changed.uuid
+    );
+    // Nodes 0 and 2 are the first replicas of shards 1 and 2.
+    let (holder, other) = if ask(0, select.clone(), None).await.trim().is_empty() { (2, 0) } else { (0, 2) };
+    let row = ask(holder, select, None).await;
+    assert!(!row.trim().is_empty(), "the row is on one of the shards");
+    ask(other, format!("INSERT INTO {database}.sharded_events FORMAT JSONEachRow"), Some(row)).await;
+    let verified = chore("verify").output().expect("run verify");
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("shard {}", other / 2 + 1)) && said.contains("1 rows belong on another shard"),
+        "{said}"
+    );
 }
 
 /// The System page's facts include the cluster: every server with its
@@ -663,7 +719,7 @@ async fn a_cluster_the_log_cannot_catch_up_waits_for_the_backfill() {
     server.set_env("WARREN_EVENT_LOG__RETENTION_IGNORES_CONSUMERS", "false");
     server.restart();
     job_detail(&server, "replica.catch_up", |summary| {
-        summary["last"]["message"].as_str().is_some_and(|m| m.contains("run `warren clickhouse backfill`"))
+        summary["last"]["message"].as_str().is_some_and(|m| m.contains("run `warren clickhouse rebuild`"))
     })
     .await;
     let (reader, _meta) = cluster_reader(&url).await;
@@ -672,6 +728,7 @@ async fn a_cluster_the_log_cannot_catch_up_waits_for_the_backfill() {
         "nothing skipped over the gap"
     );
 
+    // By its former name, which stays an alias of `rebuild`.
     let backfill = Command::new(BIN)
         .args(["clickhouse", "backfill", "--data-dir"])
         .arg(server.data_dir())

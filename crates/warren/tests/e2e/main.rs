@@ -6,6 +6,7 @@ mod accounts;
 mod backup;
 mod bad_input;
 mod clickhouse;
+mod clickhouse_ops;
 mod connections;
 mod crash;
 mod dashboard;

@@ -1,0 +1,191 @@
+//! The cluster's chores on clusters of their own: `warren clickhouse
+//! reshard` moves a 2-shard cluster to 3 shards while posthog-python keeps
+//! sending, killed halfway and run again; `warren clickhouse replica
+//! replace` brings a replica whose disk was wiped back to its shard.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use warren_testkit::clickhouse::ClickHouseCluster;
+use warren_testkit::{require, TestServer, TOKEN};
+
+use crate::clickhouse::{cluster_reader, insight_queries, sorted};
+use crate::ingest::wait_for_rows;
+use crate::query::{results, wait_for_events};
+use crate::sdk::python;
+use crate::{repo_root, BIN};
+
+/// `tests/sdk/python_days.py`: `count` events over six days, in an order
+/// fixed by `seed`, sent to `url`.
+fn send_days(python: &Path, url: &str, count: u32, seed: u32) -> Child {
+    Command::new(python)
+        .arg(repo_root().join("tests/sdk/python_days.py"))
+        .args([url, TOKEN, &count.to_string(), "6", &seed.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the sender")
+}
+
+/// What a sender sent, once it is done.
+fn sent(sender: Child) -> i64 {
+    let output = sender.wait_with_output().expect("wait for the sender");
+    assert!(output.status.success(), "sender failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().expect("a count")
+}
+
+/// `warren clickhouse <args>` on the stores of `data_dir`, the
+/// configuration naming `url`.
+fn chore(data_dir: &Path, url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("clickhouse")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("WARREN_CLICKHOUSE__URL", url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs a chore to its end; what it printed, after checking it succeeded.
+fn succeeds(mut command: Command) -> String {
+    let output = command.output().expect("run warren clickhouse");
+    let said = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{said}\n{}", String::from_utf8_lossy(&output.stderr));
+    said
+}
+
+/// One statement on one server, over HTTP.
+async fn ask(cluster: &ClickHouseCluster, node: usize, sql: &str) -> String {
+    let answer = reqwest::Client::new()
+        .post(cluster.nodes[node].url())
+        .body(sql.to_string())
+        .send()
+        .await
+        .expect("ask the server");
+    assert!(answer.status().is_success(), "{sql}: {:?}", answer.text().await);
+    answer.text().await.expect("answer").trim().to_string()
+}
+
+/// The reshard moves every event once, each onto the shard its key names,
+/// while events keep arriving — on days it has copied already too; a run
+/// killed halfway is finished by running it again; the running server
+/// follows the switch without a restart, and answers every insight as the
+/// Delta table does once the old layout is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
+    let Some(python) = python() else {
+        require(false, "posthog-python in .venv");
+        return;
+    };
+    let Some(before) = ClickHouseCluster::start_shaped(2, 1) else { return };
+    let Some(after) = ClickHouseCluster::start_shaped(3, 1) else { return };
+    let (source, target) = (before.url("warren_two_shards"), after.url("warren_three_shards"));
+    let mut server = TestServer::start_with_env(
+        BIN,
+        &[("WARREN_CLICKHOUSE__URL", &source), ("WARREN_QUERY__BACKEND", "clickhouse")],
+    );
+    let history = sent(send_days(&python, &server.url, 2000, 1));
+    // Counted by the two-shard layout.
+    wait_for_events(&server, history).await;
+
+    // Events of the same six days keep arriving while the reshard runs.
+    let stream = send_days(&python, &server.url, 2000, 2);
+    let mut first =
+        chore(server.data_dir(), &source, &["reshard", "--to", &target]).spawn().expect("start the reshard");
+    let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
+    let first_day = loop {
+        let line = lines.next().expect("the reshard reports a day before it ends").expect("read");
+        if line.starts_with("1/") {
+            break line;
+        }
+    };
+    first.kill().expect("kill the reshard");
+    let _ = first.wait();
+    assert!(first_day.contains("verified"), "{first_day}");
+
+    let said = succeeds(chore(server.data_dir(), &source, &["reshard", "--to", &target]));
+    assert!(said.contains("(1 done before)"), "the second run goes on after the first day: {said}");
+    assert!(said.contains("verified: 6 days equal to the Delta table, every row on its shard"), "{said}");
+    assert!(said.contains("switched"), "{said}");
+    let total = history + sent(stream);
+
+    // The server, never restarted, counts from the three-shard layout.
+    wait_for_events(&server, total).await;
+    let delta = wait_for_rows(server.data_dir(), total as usize).await;
+    assert_eq!(delta.len() as i64, total, "every event sent is in the Delta table once");
+    let (reader, _meta) = cluster_reader(&target).await;
+    let moved = reader.read_rows(None).await.expect("read the new layout");
+    assert_eq!(sorted(moved), sorted(delta), "the new layout holds the Delta table row for row");
+    for node in 0..3 {
+        let held: u64 = ask(&after, node, "SELECT count() FROM warren_three_shards.sharded_events")
+            .await
+            .parse()
+            .expect("a count");
+        assert!(held > 0, "shard {} holds its share", node + 1);
+    }
+    // The configuration still names the old layout: chores follow the
+    // journal to the new one.
+    let verified = succeeds(chore(server.data_dir(), &source, &["verify"]));
+    assert!(verified.contains("warren_three_shards"), "{verified}");
+    assert!(verified.contains("verified: 6 days equal, every row on its shard"), "{verified}");
+    let status = succeeds(chore(server.data_dir(), &source, &["reshard", "--status"]));
+    assert!(status.contains("phase: switched"), "{status}");
+
+    // The old layout goes; queries do not need it.
+    succeeds(chore(server.data_dir(), &source, &["reshard", "--drop-source"]));
+    let databases = "SELECT count() FROM system.databases WHERE name = 'warren_two_shards'";
+    assert_eq!(ask(&before, 0, databases).await, "0", "the old layout's database is gone");
+    let mut from_cluster = Vec::new();
+    for query in insight_queries() {
+        from_cluster.push(results(&server, query).await);
+    }
+    server.stop();
+    server.set_env("WARREN_QUERY__BACKEND", "delta");
+    server.restart();
+    wait_for_events(&server, total).await;
+    for (query, clickhouse) in insight_queries().into_iter().zip(from_cluster) {
+        let delta = results(&server, query.clone()).await;
+        assert_eq!(clickhouse, delta, "{query} answers from the new layout as from Delta");
+    }
+}
+
+/// A replica whose server lost its disk comes back: the command attaches
+/// its tables to the replicas ZooKeeper still knows, waits until they
+/// fetched their shard's parts, and compares them with the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_replica_is_brought_back_to_its_shard_and_verified() {
+    let Some(cluster) = ClickHouseCluster::start() else { return };
+    let data = tempfile::tempdir().expect("data dir");
+    let generated = Command::new(BIN)
+        .args(["generate", "--users", "100", "--days", "3", "--start", "2024-03-01", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("run warren generate");
+    assert!(generated.status.success(), "generate: {}", String::from_utf8_lossy(&generated.stderr));
+    let url = cluster.url("warren_replace");
+    succeeds(chore(data.path(), &url, &["rebuild"]));
+    let count = |node: usize| {
+        let cluster = &cluster;
+        async move { ask(cluster, node, "SELECT count() FROM warren_replace.sharded_events FINAL").await }
+    };
+    let held = count(0).await;
+    assert_ne!(held, "0", "shard 1 holds events");
+
+    // Node 1 is shard 1's second replica.
+    cluster.wipe_node(1);
+    let databases = "SELECT count() FROM system.databases WHERE name = 'warren_replace'";
+    assert_eq!(ask(&cluster, 1, databases).await, "0", "the disk is gone");
+    let host = format!("127.0.0.1:{}", cluster.nodes[1].http_port);
+    let said = succeeds(chore(data.path(), &url, &["replica", "replace", "--host", &host]));
+    assert!(said.contains("attached to the replica ZooKeeper knew"), "{said}");
+    assert!(said.contains(&format!("holds the {held} event rows of its peer")), "{said}");
+    assert_eq!(count(1).await, held, "the replica holds its shard's events again");
+    // Run again on a replica in step, it changes nothing and verifies.
+    let again = succeeds(chore(data.path(), &url, &["replica", "replace", "--host", &host]));
+    assert!(!again.contains("attached"), "{again}");
+    assert!(succeeds(chore(data.path(), &url, &["verify"])).contains("verified: 3 days equal"));
+}
