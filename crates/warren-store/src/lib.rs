@@ -15,7 +15,9 @@
 //! sharded, replicated ClickHouse cluster, which ingest keeps equal to the
 //! canonical table (a replica: it may lag, never the other way round) so
 //! queries can be served from either (`warren-ops` loads an existing table
-//! into it).
+//! into it). [`LiveCluster`] is the cluster a deployment uses across
+//! reshards, following the meta store's [`ReshardJournal`]; [`DayDigest`]
+//! is how a cluster is compared with the Delta table, day by day.
 //! [`conformance`] is the suite every adapter passes; the schema is
 //! documented in `docs/schema/events.md`.
 //!

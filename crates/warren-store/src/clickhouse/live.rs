@@ -188,11 +188,6 @@ impl LiveCluster {
         self.current().await.active
     }
 
-    /// The reshard journal as last read, when one concerns this cluster.
-    pub async fn reshard(&self) -> Option<ReshardJournal> {
-        self.current().await.journal
-    }
-
     async fn current(&self) -> Route {
         let route = self.read_route();
         if route.checked_at.elapsed() < REFRESH {

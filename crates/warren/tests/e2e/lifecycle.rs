@@ -15,8 +15,8 @@ fn version_prints() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("warren "), "{text}");
     assert!(text.contains("event log segment format 1"), "{text}");
-    assert!(text.contains("meta store schema (sqlite) 9"), "{text}");
-    assert!(text.contains("meta store schema (postgres) 8"), "{text}");
+    assert!(text.contains("meta store schema (sqlite) 10"), "{text}");
+    assert!(text.contains("meta store schema (postgres) 9"), "{text}");
 }
 
 /// Starts `warren serve` on `dir` and returns its stdout up to the
