@@ -28,13 +28,11 @@ const REPLICATED: [&str; 4] = ["sharded_events", "persons", "person_distinct_id"
 /// What a replacement did and found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplacedReplica {
-    pub host: String,
     pub shard: String,
     pub replica: String,
-    /// The schema's statements run as they are (each `IF NOT EXISTS`: what
-    /// the server has already is left as it is), and the tables attached
-    /// to the replica ZooKeeper knew instead.
-    pub ran: Vec<String>,
+    /// The tables attached to the replica ZooKeeper knew rather than
+    /// created (each statement says `IF NOT EXISTS`: what the server has
+    /// already is left as it is).
     pub attached: Vec<String>,
     /// The peer of the same shard the events were compared with, and the
     /// rows both hold.
@@ -51,11 +49,11 @@ impl ClickHouseStore {
     pub async fn replace_replica(&self, host: &str) -> Result<ReplacedReplica, StoreError> {
         let server = self.client.host(host).await?;
         let url = &self.options.url;
-        let (mut ran, mut attached) = (Vec::new(), Vec::new());
+        let mut attached = Vec::new();
         for migration in schema::migrations(&url.database, &url.cluster) {
             for operation in migration.operations.iter().filter(|op| matches!(op.on, Hosts::Every)) {
                 match self.client.execute_on(host, &operation.forward, None).await {
-                    Ok(_) => ran.push(operation.description.clone()),
+                    Ok(_) => {}
                     // ZooKeeper knows this replica: its tables come back
                     // by attaching to it.
                     Err(StoreError::ClickHouse(message)) if message.contains("already exists") => {
@@ -88,10 +86,8 @@ impl ClickHouseStore {
             let (ours, theirs) = (self.local_digest(host).await?, self.local_digest(&peer.url).await?);
             if ours == theirs {
                 return Ok(ReplacedReplica {
-                    host: host.to_string(),
                     shard: server.shard,
                     replica: server.replica,
-                    ran,
                     attached,
                     peer: peer.url,
                     event_rows: ours.0,

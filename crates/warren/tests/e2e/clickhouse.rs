@@ -92,7 +92,7 @@ async fn sdk_events_reach_the_cluster_as_they_reach_delta() {
 
 /// One query of every kind over the events of `tests/sdk/python_insights.py`
 /// with its merge, and SQL over the persons the merge leaves.
-pub(crate) fn insight_queries() -> Vec<Value> {
+fn insight_queries() -> Vec<Value> {
     let range = json!({"date_from": "2024-03-01", "date_to": "2024-03-03"});
     let pageviews = json!([{"kind": "EventsNode", "event": "$pageview"}]);
     vec![
@@ -121,6 +121,24 @@ pub(crate) fn insight_queries() -> Vec<Value> {
         json!({"kind": "HogQLQuery", "query": "SELECT id, properties FROM persons ORDER BY id"}),
         element_filters(),
     ]
+}
+
+/// Every query of [`insight_queries`] answered by `server` (answering
+/// from a cluster) equals its answer from Delta once the server is
+/// restarted on the Delta backend and counts `events` there.
+pub(crate) async fn answers_as_from_delta(server: &mut TestServer, events: i64) {
+    let mut from_cluster = Vec::new();
+    for query in insight_queries() {
+        from_cluster.push(results(server, query).await);
+    }
+    server.stop();
+    server.set_env("WARREN_QUERY__BACKEND", "delta");
+    server.restart();
+    wait_for_events(server, events).await;
+    for (query, clickhouse) in insight_queries().into_iter().zip(from_cluster) {
+        let delta = results(server, query.clone()).await;
+        assert_eq!(clickhouse, delta, "{query} answers from the cluster as from Delta");
+    }
 }
 
 /// Two clicks as posthog-js describes their elements.
@@ -189,19 +207,7 @@ async fn every_insight_kind_answers_from_the_cluster_as_from_delta() {
     .await;
     let person_of = |id: &str| stored.iter().find(|r| r.distinct_id == id).map(|r| r.person_id);
     assert_ne!(person_of("anon-4"), person_of("u4"), "the merge happened after anon-4's event was stored");
-    let mut from_cluster = Vec::new();
-    for query in insight_queries() {
-        from_cluster.push(results(&server, query).await);
-    }
-
-    server.stop();
-    server.set_env("WARREN_QUERY__BACKEND", "delta");
-    server.restart();
-    wait_for_events(&server, sent).await;
-    for (query, clickhouse) in insight_queries().into_iter().zip(from_cluster) {
-        let delta = results(&server, query.clone()).await;
-        assert_eq!(clickhouse, delta, "{query} answers from the cluster as from Delta");
-    }
+    answers_as_from_delta(&mut server, sent).await;
     let merged = results(&server, json!({"kind": "HogQLQuery", "query": MERGED_PERSONS})).await;
     assert_eq!(merged, json!([[1, 4]]), "the merge joined anon-4's events to u4's person");
 }

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use warren_testkit::clickhouse::ClickHouseCluster;
 use warren_testkit::{require, TestServer, TOKEN};
 
-use crate::clickhouse::{cluster_reader, insight_queries, sorted};
+use crate::clickhouse::{answers_as_from_delta, cluster_reader, sorted};
 use crate::ingest::wait_for_rows;
-use crate::query::{results, wait_for_events};
+use crate::query::wait_for_events;
 use crate::sdk::python;
 use crate::{repo_root, BIN};
 
@@ -139,18 +139,7 @@ async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
     succeeds(chore(server.data_dir(), &source, &["reshard", "--drop-source"]));
     let databases = "SELECT count() FROM system.databases WHERE name = 'warren_two_shards'";
     assert_eq!(ask(&before, 0, databases).await, "0", "the old layout's database is gone");
-    let mut from_cluster = Vec::new();
-    for query in insight_queries() {
-        from_cluster.push(results(&server, query).await);
-    }
-    server.stop();
-    server.set_env("WARREN_QUERY__BACKEND", "delta");
-    server.restart();
-    wait_for_events(&server, total).await;
-    for (query, clickhouse) in insight_queries().into_iter().zip(from_cluster) {
-        let delta = results(&server, query.clone()).await;
-        assert_eq!(clickhouse, delta, "{query} answers from the new layout as from Delta");
-    }
+    answers_as_from_delta(&mut server, total).await;
 }
 
 /// A replica whose server lost its disk comes back: the command attaches
