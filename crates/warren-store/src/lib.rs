@@ -45,7 +45,8 @@ use warren_core::person::{PersonChanges, PersonsSnapshot};
 pub use blobs::{open_object_store, ObjectBlobStore, OpenedObjectStore};
 pub use clickhouse::{
     migrations, quote as clickhouse_literal, ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl,
-    CopiedDay, LiveCluster, Misplaced, ReplacedReplica, ReshardJournal, ReshardPhase, RESHARD_JOURNAL,
+    CopiedDay, LiveCluster, Misplaced, ReplacedReplica, ReplicaStep, ReshardJournal, ReshardPhase,
+    RESHARD_JOURNAL,
 };
 pub use delta::{DaySummary, DeltaStore, DeltaStoreOptions, TableFile, TableFiles};
 /// The Arrow and DataFusion this crate was built with, for callers that

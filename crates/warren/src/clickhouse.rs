@@ -15,7 +15,7 @@ use warren_ops::clickhouse::reshard::{describe, drop_source, Reshard, ReshardPro
 use warren_ops::clickhouse::verify::{self, MARGIN};
 use warren_store::{
     ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl, Cut, DayDigest, DeltaStore, EventStore,
-    ReshardJournal,
+    ReplicaStep, ReshardJournal,
 };
 
 use crate::config;
@@ -146,11 +146,16 @@ async fn replace_replica(stores: Stores, host: &str) -> anyhow::Result<()> {
     };
     println!("bringing {host} to its shard's data in {cluster}");
     let started = Instant::now();
-    let replaced =
-        clickhouse.replace_replica(&host).await.context("the replacement stopped; run it again")?;
-    for table in &replaced.attached {
-        println!("attached to the replica ZooKeeper knew: {table}");
-    }
+    let replaced = clickhouse
+        .replace_replica(&host, |step| match step {
+            ReplicaStep::Attached(table) => println!("attached to the replica ZooKeeper knew: {table}"),
+            ReplicaStep::Synced(table) => println!("synced {table}"),
+            ReplicaStep::Apart { event_rows, peer_event_rows } => println!(
+                "{event_rows} event rows here, {peer_event_rows} on the peer (inserts going on?): syncing again"
+            ),
+        })
+        .await
+        .context("the replacement stopped; run it again")?;
     println!(
         "verified in {:.1} s: shard {} replica {} holds the {} event rows of its peer {} (same checksum) and \
          {} person rows, as the peer does",

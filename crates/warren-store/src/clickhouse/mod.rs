@@ -44,7 +44,7 @@ use client::Client;
 pub use client::{quote, ClickHouseUrl};
 pub use live::{CopiedDay, LiveCluster, ReshardJournal, ReshardPhase, RESHARD_JOURNAL};
 use migrations::Migrator;
-pub use replica::ReplacedReplica;
+pub use replica::{ReplacedReplica, ReplicaStep};
 
 use crate::upkeep::{Job, MaintenanceReport};
 use crate::{EventKey, EventRow, EventStore, StoreError};

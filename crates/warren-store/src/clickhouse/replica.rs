@@ -25,15 +25,25 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// The replicated tables of the schema, events first.
 const REPLICATED: [&str; 4] = ["sharded_events", "persons", "person_distinct_id", "person_overrides"];
 
-/// What a replacement did and found.
+/// What a replacement reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaStep<'a> {
+    /// A table attached to the replica ZooKeeper knew rather than created
+    /// (each statement says `IF NOT EXISTS`: what the server has already
+    /// is left as it is).
+    Attached(&'a str),
+    /// The server fetched every part of this table its replicas hold.
+    Synced(&'a str),
+    /// The comparison with the peer found the server behind or apart (as
+    /// while inserts go on); it syncs and compares again.
+    Apart { event_rows: u64, peer_event_rows: u64 },
+}
+
+/// What a replacement found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplacedReplica {
     pub shard: String,
     pub replica: String,
-    /// The tables attached to the replica ZooKeeper knew rather than
-    /// created (each statement says `IF NOT EXISTS`: what the server has
-    /// already is left as it is).
-    pub attached: Vec<String>,
     /// The peer of the same shard the events were compared with, and the
     /// rows both hold.
     pub peer: String,
@@ -46,10 +56,13 @@ impl ClickHouseStore {
     /// Gives the server at `host` (`http[s]://host:port`) the schema's
     /// tables, waits until it fetched its shard's data, and compares it
     /// with a peer. Running it again on a server in step changes nothing.
-    pub async fn replace_replica(&self, host: &str) -> Result<ReplacedReplica, StoreError> {
+    pub async fn replace_replica(
+        &self,
+        host: &str,
+        mut progress: impl FnMut(ReplicaStep<'_>),
+    ) -> Result<ReplacedReplica, StoreError> {
         let server = self.client.host(host).await?;
         let url = &self.options.url;
-        let mut attached = Vec::new();
         for migration in schema::migrations(&url.database, &url.cluster) {
             for operation in migration.operations.iter().filter(|op| matches!(op.on, Hosts::Every)) {
                 match self.client.execute_on(host, &operation.forward, None).await {
@@ -59,16 +72,13 @@ impl ClickHouseStore {
                     Err(StoreError::ClickHouse(message)) if message.contains("already exists") => {
                         let attach = operation.forward.replacen("CREATE TABLE", "ATTACH TABLE", 1);
                         self.client.execute_on(host, &attach, None).await?;
-                        attached.push(operation.description.clone());
+                        progress(ReplicaStep::Attached(&operation.description));
                     }
                     Err(other) => return Err(other),
                 }
             }
         }
-        for table in REPLICATED {
-            let sql = format!("SYSTEM SYNC REPLICA {}", self.table(table));
-            self.client.execute_on(host, &sql, None).await?;
-        }
+        self.sync(host, &mut progress).await?;
         let peer = self
             .client
             .answering_hosts()
@@ -88,7 +98,6 @@ impl ClickHouseStore {
                 return Ok(ReplacedReplica {
                     shard: server.shard,
                     replica: server.replica,
-                    attached,
                     peer: peer.url,
                     event_rows: ours.0,
                     person_rows: ours.2,
@@ -105,12 +114,21 @@ impl ClickHouseStore {
                     SETTLE.as_secs()
                 )));
             }
+            progress(ReplicaStep::Apart { event_rows: ours.0, peer_event_rows: theirs.0 });
             tokio::time::sleep(Duration::from_secs(1)).await;
-            for table in REPLICATED {
-                let sql = format!("SYSTEM SYNC REPLICA {}", self.table(table));
-                self.client.execute_on(host, &sql, None).await?;
-            }
+            self.sync(host, &mut progress).await?;
         }
+    }
+
+    /// Waits until the server at `host` fetched every part its replicas
+    /// announced, table by table.
+    async fn sync(&self, host: &str, progress: &mut impl FnMut(ReplicaStep<'_>)) -> Result<(), StoreError> {
+        for table in REPLICATED {
+            let sql = format!("SYSTEM SYNC REPLICA {}", self.table(table));
+            self.client.execute_on(host, &sql, None).await?;
+            progress(ReplicaStep::Synced(table));
+        }
+        Ok(())
     }
 
     /// One server's own rows: its events (one per uuid), their checksum,

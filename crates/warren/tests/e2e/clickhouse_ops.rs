@@ -17,19 +17,23 @@ use crate::sdk::python;
 use crate::{repo_root, BIN};
 
 /// `tests/sdk/python_days.py`: `count` events over six days, in an order
-/// fixed by `seed`, sent to `url`.
+/// fixed by `seed`, sent to `url`; with `count` 0, events until
+/// [`sent`] closes the sender's standard input.
 fn send_days(python: &Path, url: &str, count: u32, seed: u32) -> Child {
     Command::new(python)
         .arg(repo_root().join("tests/sdk/python_days.py"))
         .args([url, TOKEN, &count.to_string(), "6", &seed.to_string()])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the sender")
 }
 
-/// What a sender sent, once it is done.
-fn sent(sender: Child) -> i64 {
+/// What a sender sent, once it is done (told to stop, if it sends until
+/// then).
+fn sent(mut sender: Child) -> i64 {
+    drop(sender.stdin.take());
     let output = sender.wait_with_output().expect("wait for the sender");
     assert!(output.status.success(), "sender failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().parse().expect("a count")
@@ -92,8 +96,9 @@ async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
     // Counted by the two-shard layout.
     wait_for_events(&server, history).await;
 
-    // Events of the same six days keep arriving while the reshard runs.
-    let stream = send_days(&python, &server.url, 2000, 2);
+    // posthog-python keeps sending events of the same six days while the
+    // reshard runs, and after it switched.
+    let mut stream = send_days(&python, &server.url, 0, 2);
     let mut first =
         chore(server.data_dir(), &source, &["reshard", "--to", &target]).spawn().expect("start the reshard");
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
@@ -111,7 +116,12 @@ async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
     assert!(said.contains("(1 done before)"), "the second run goes on after the first day: {said}");
     assert!(said.contains("verified: 6 days equal to the Delta table, every row on its shard"), "{said}");
     assert!(said.contains("switched"), "{said}");
+    assert!(stream.try_wait().expect("the sender").is_none(), "still sending at the switch");
+    // Past the next look every process takes at the journal, events
+    // reach the new layout alone.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     let total = history + sent(stream);
+    assert!(total > 2000, "the sender sent while the reshard ran");
 
     // The server, never restarted, counts from the three-shard layout.
     wait_for_events(&server, total).await;
@@ -142,39 +152,60 @@ async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
     answers_as_from_delta(&mut server, total).await;
 }
 
-/// A replica whose server lost its disk comes back: the command attaches
-/// its tables to the replicas ZooKeeper still knows, waits until they
-/// fetched their shard's parts, and compares them with the other replica.
+/// A replica whose server lost its disk comes back while posthog-python
+/// keeps sending: the command attaches its tables to the replicas
+/// ZooKeeper still knows, waits until they fetched their shard's parts,
+/// and compares them with the other replica. A run killed halfway is
+/// finished by running it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_replica_is_brought_back_to_its_shard_and_verified() {
+    let Some(python) = python() else {
+        require(false, "posthog-python in .venv");
+        return;
+    };
     let Some(cluster) = ClickHouseCluster::start() else { return };
-    let data = tempfile::tempdir().expect("data dir");
-    let generated = Command::new(BIN)
-        .args(["generate", "--users", "100", "--days", "3", "--start", "2024-03-01", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .expect("run warren generate");
-    assert!(generated.status.success(), "generate: {}", String::from_utf8_lossy(&generated.stderr));
     let url = cluster.url("warren_replace");
-    succeeds(chore(data.path(), &url, &["rebuild"]));
+    let server = TestServer::start_with_env(
+        BIN,
+        &[("WARREN_CLICKHOUSE__URL", &url), ("WARREN_QUERY__BACKEND", "clickhouse")],
+    );
+    let history = sent(send_days(&python, &server.url, 1000, 3));
+    wait_for_events(&server, history).await;
     let count = |node: usize| {
         let cluster = &cluster;
         async move { ask(cluster, node, "SELECT count() FROM warren_replace.sharded_events FINAL").await }
     };
-    let held = count(0).await;
-    assert_ne!(held, "0", "shard 1 holds events");
+    assert_ne!(count(0).await, "0", "shard 1 holds events");
 
     // Node 1 is shard 1's second replica.
     cluster.wipe_node(1);
     let databases = "SELECT count() FROM system.databases WHERE name = 'warren_replace'";
     assert_eq!(ask(&cluster, 1, databases).await, "0", "the disk is gone");
+    let stream = send_days(&python, &server.url, 0, 4);
     let host = format!("127.0.0.1:{}", cluster.nodes[1].http_port);
-    let said = succeeds(chore(data.path(), &url, &["replica", "replace", "--host", &host]));
-    assert!(said.contains("attached to the replica ZooKeeper knew"), "{said}");
-    assert!(said.contains(&format!("holds the {held} event rows of its peer")), "{said}");
-    assert_eq!(count(1).await, held, "the replica holds its shard's events again");
-    // Run again on a replica in step, it changes nothing and verifies.
-    let again = succeeds(chore(data.path(), &url, &["replica", "replace", "--host", &host]));
+    let replace = || chore(server.data_dir(), &url, &["replica", "replace", "--host", &host]);
+    let mut first = replace().spawn().expect("start the replacement");
+    let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
+    loop {
+        let line = lines.next().expect("the replacement attaches a table before it ends").expect("read");
+        if line.starts_with("attached to the replica ZooKeeper knew") {
+            break;
+        }
+    }
+    first.kill().expect("kill the replacement");
+    let _ = first.wait();
+    let said = succeeds(replace());
+    assert!(said.contains("event rows of its peer") && said.contains("(same checksum)"), "{said}");
+
+    let total = history + sent(stream);
+    assert!(total > history, "the sender sent while the replica was replaced");
+    wait_for_events(&server, total).await;
+    // Run again on a replica in step, it changes nothing, and finds every
+    // event of its shard there.
+    let again = succeeds(replace());
     assert!(!again.contains("attached"), "{again}");
-    assert!(succeeds(chore(data.path(), &url, &["verify"])).contains("verified: 3 days equal"));
+    let held = count(0).await;
+    assert!(again.contains(&format!("holds the {held} event rows of its peer")), "{again}");
+    assert_eq!(count(1).await, held, "the replica holds its shard's events again");
+    assert!(succeeds(chore(server.data_dir(), &url, &["verify"])).contains("verified: 6 days equal"));
 }
