@@ -149,7 +149,9 @@ struct Route {
 pub struct LiveCluster {
     options: ClickHouseStoreOptions,
     ledger: Arc<dyn ClusterLedger>,
-    route: RwLock<Route>,
+    /// Shared rather than cloned per call: every append and query asks
+    /// for it.
+    route: RwLock<Arc<Route>>,
     /// One refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
     /// Set when a target appears while running: the next append writes
@@ -177,7 +179,7 @@ impl LiveCluster {
         Ok(Self {
             options,
             ledger,
-            route: RwLock::new(route),
+            route: RwLock::new(Arc::new(route)),
             refreshing: tokio::sync::Mutex::new(()),
             announce: std::sync::atomic::AtomicBool::new(false),
         })
@@ -185,10 +187,10 @@ impl LiveCluster {
 
     /// The layout queries read now: each query takes it once.
     pub async fn active(&self) -> Arc<ClickHouseStore> {
-        self.current().await.active
+        self.current().await.active.clone()
     }
 
-    async fn current(&self) -> Route {
+    async fn current(&self) -> Arc<Route> {
         let route = self.read_route();
         if route.checked_at.elapsed() < REFRESH {
             return route;
@@ -200,6 +202,7 @@ impl LiveCluster {
         }
         match self.refreshed(&route).await {
             Ok(next) => {
+                let next = Arc::new(next);
                 if next.target.is_some() && route.target.is_none() {
                     self.announce.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -213,22 +216,21 @@ impl LiveCluster {
                 // The meta store may be away for a moment: go on as before
                 // and ask again next time.
                 tracing::warn!(%error, "reading the reshard journal failed; keeping the cluster in use");
-                let mut kept = route;
-                kept.checked_at = Instant::now();
+                let kept = Arc::new(Route { checked_at: Instant::now(), ..Route::clone(&route) });
                 *self.route.write().unwrap_or_else(std::sync::PoisonError::into_inner) = kept.clone();
                 kept
             }
         }
     }
 
-    fn read_route(&self) -> Route {
+    fn read_route(&self) -> Arc<Route> {
         self.route.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     async fn refreshed(&self, route: &Route) -> Result<Route, StoreError> {
         let journal = ReshardJournal::read(self.ledger.as_ref()).await?;
         if journal == route.journal {
-            return Ok(Route { checked_at: Instant::now(), ..route.clone() });
+            return Ok(Route { checked_at: Instant::now(), ..Route::clone(route) });
         }
         route_of(&self.options, &self.ledger, journal, Some(route)).await
     }
