@@ -202,6 +202,22 @@ impl ClickHouseCluster {
         self.start_node(node);
     }
 
+    /// Kills one server and starts a new, empty one in its place: same
+    /// address and shard, a replica name ZooKeeper has never seen (the
+    /// old name with `-new`), as a new machine replaces a lost one.
+    pub fn replace_node(&self, node: usize) {
+        self.kill_node(node);
+        let config = &self.nodes[node].config;
+        std::fs::remove_dir_all(config.with_file_name("data")).expect("remove the server's data");
+        let (shard, replica) = (self.nodes[node].shard, self.nodes[node].replica);
+        let old = format!("<replica>s{shard}r{replica}</replica>");
+        let text = std::fs::read_to_string(config).expect("read config.xml");
+        assert!(text.contains(&old), "node {node} was replaced already");
+        let renamed = text.replace(&old, &format!("<replica>s{shard}r{replica}-new</replica>"));
+        std::fs::write(config, renamed).expect("write config.xml");
+        self.start_node(node);
+    }
+
     /// Starts one server (again) and waits until it answers queries. A
     /// port the killed server held can take a moment to be free again, so
     /// a start refused with "Address already in use" is tried again.

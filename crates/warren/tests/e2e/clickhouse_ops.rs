@@ -152,11 +152,12 @@ async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
     answers_as_from_delta(&mut server, total).await;
 }
 
-/// A replica whose server lost its disk comes back while posthog-python
-/// keeps sending: the command attaches its tables to the replicas
-/// ZooKeeper still knows, waits until they fetched their shard's parts,
-/// and compares them with the other replica. A run killed halfway is
-/// finished by running it again.
+/// A replica whose server lost its disk, and a new server in another's
+/// place, come back to their shards while posthog-python keeps sending:
+/// the command attaches the first's tables to the replicas ZooKeeper still
+/// knows and creates the second's, waits until they fetched their shard's
+/// parts, and compares them with the other replica. A run killed halfway
+/// is finished by running it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_replica_is_brought_back_to_its_shard_and_verified() {
     let Some(python) = python() else {
@@ -176,15 +177,17 @@ async fn a_wiped_replica_is_brought_back_to_its_shard_and_verified() {
         async move { ask(cluster, node, "SELECT count() FROM warren_replace.sharded_events FINAL").await }
     };
     assert_ne!(count(0).await, "0", "shard 1 holds events");
+    assert_ne!(count(2).await, "0", "shard 2 holds events");
 
     // Node 1 is shard 1's second replica.
     cluster.wipe_node(1);
     let databases = "SELECT count() FROM system.databases WHERE name = 'warren_replace'";
     assert_eq!(ask(&cluster, 1, databases).await, "0", "the disk is gone");
     let stream = send_days(&python, &server.url, 0, 4);
-    let host = format!("127.0.0.1:{}", cluster.nodes[1].http_port);
-    let replace = || chore(server.data_dir(), &url, &["replica", "replace", "--host", &host]);
-    let mut first = replace().spawn().expect("start the replacement");
+    let host = |node: usize| format!("127.0.0.1:{}", cluster.nodes[node].http_port);
+    let replace =
+        |node: usize| chore(server.data_dir(), &url, &["replica", "replace", "--host", &host(node)]);
+    let mut first = replace(1).spawn().expect("start the replacement");
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
     loop {
         let line = lines.next().expect("the replacement attaches a table before it ends").expect("read");
@@ -194,18 +197,26 @@ async fn a_wiped_replica_is_brought_back_to_its_shard_and_verified() {
     }
     first.kill().expect("kill the replacement");
     let _ = first.wait();
-    let said = succeeds(replace());
+    let said = succeeds(replace(1));
     assert!(said.contains("event rows of its peer") && said.contains("(same checksum)"), "{said}");
+
+    // Node 3 is shard 2's second replica; a new server takes its place.
+    cluster.replace_node(3);
+    let said = succeeds(replace(3));
+    assert!(!said.contains("attached"), "a new replica's tables are created: {said}");
+    assert!(said.contains("shard 2 replica s2r2-new holds the"), "{said}");
 
     let total = history + sent(stream);
     assert!(total > history, "the sender sent while the replica was replaced");
     wait_for_events(&server, total).await;
     // Run again on a replica in step, it changes nothing, and finds every
     // event of its shard there.
-    let again = succeeds(replace());
-    assert!(!again.contains("attached"), "{again}");
-    let held = count(0).await;
-    assert!(again.contains(&format!("holds the {held} event rows of its peer")), "{again}");
-    assert_eq!(count(1).await, held, "the replica holds its shard's events again");
+    for (node, peer) in [(1, 0), (3, 2)] {
+        let again = succeeds(replace(node));
+        assert!(!again.contains("attached"), "{again}");
+        let held = count(peer).await;
+        assert!(again.contains(&format!("holds the {held} event rows of its peer")), "{again}");
+        assert_eq!(count(node).await, held, "node {node} holds its shard's events again");
+    }
     assert!(succeeds(chore(server.data_dir(), &url, &["verify"])).contains("verified: 6 days equal"));
 }
