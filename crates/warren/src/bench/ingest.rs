@@ -4,10 +4,12 @@
 //! `$identify`, about 30 properties per event.
 //!
 //! Throughput: a capture-only Warren fills the log, then an ingest-only
-//! Warren drains it (and, with `--clickhouse-url`, drains a copy of it
-//! again writing the cluster beside Delta, for the cluster's insert rate). The reference, measured in the same run on the same
-//! log, is the floor of any ingest: reading the log back and decoding each
-//! record's JSON, with no persons and no writes.
+//! Warren drains it on the SQLite meta store; with `--postgres-url` it
+//! drains a copy of the log again on that PostgreSQL meta store, and with
+//! `--clickhouse-url` another copy writing the cluster beside Delta, for
+//! the cluster's insert rate. The reference, measured in the same run on
+//! the same log, is the floor of any ingest: reading the log back and
+//! decoding each record's JSON, with no persons and no writes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -46,6 +48,12 @@ pub struct IngestBench {
     /// clickhouse-cluster` starts one.
     #[arg(long)]
     clickhouse_url: Option<String>,
+    /// An empty PostgreSQL database (as `meta_url`): the same log is
+    /// drained once more with the meta store there, and that rate
+    /// reported too. `cargo run -p warren-testkit --bin postgres-server`
+    /// starts a server and prints one.
+    #[arg(long)]
+    postgres_url: Option<String>,
 }
 
 /// What draining a log with an ingest-only server measured.
@@ -205,10 +213,14 @@ pub async fn run(options: IngestBench) -> anyhow::Result<()> {
     stop(capture).await?;
     let events = options.events.div_ceil(BATCH) * BATCH;
 
-    // The second drain, with the cluster, starts from the same log.
+    // The other drains start from the same log.
     let cluster_dir = dir.path().join("throughput-clickhouse");
     if options.clickhouse_url.is_some() {
         copy_dir(&throughput_dir, &cluster_dir)?;
+    }
+    let postgres_dir = dir.path().join("throughput-postgres");
+    if options.postgres_url.is_some() {
+        copy_dir(&throughput_dir, &postgres_dir)?;
     }
 
     // 2. Drain it with ingest alone.
@@ -223,6 +235,14 @@ pub async fn run(options: IngestBench) -> anyhow::Result<()> {
         None => println!("peak RSS   unknown"),
     }
     let ingest_rate = delta.rate;
+    if let Some(url) = &options.postgres_url {
+        let postgres = drain(&client, &postgres_dir, events, &[("WARREN_META_URL", url)]).await?;
+        println!(
+            "postgres   {:>10.0} events/s  (the same log, meta store on PostgreSQL; stages: persons {:.1} s, \
+             Delta {:.1} s, meta {:.1} s)",
+            postgres.rate, postgres.persons_s, postgres.store_s, postgres.meta_s
+        );
+    }
     if let Some(url) = &options.clickhouse_url {
         // Fresh uuids each run, and offsets in the copied meta store: the
         // cluster's database may hold earlier runs.
