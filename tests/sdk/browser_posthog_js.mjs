@@ -91,8 +91,13 @@ page.on("requestfailed", (request) => {
 // What posthog-js sends by navigator.sendBeacon ("ping" requests; their
 // bodies are not shown to the test, so Warren's log is where they are read).
 const beacons = [];
+// Each beacon's status once Warren answered it: the page is closed only
+// after that, or a beacon still on its way is dropped with it.
+const beaconAnswers = [];
 context.on("request", (request) => {
-  if (request.url().startsWith(warren) && request.resourceType() === "ping") beacons.push(new URL(request.url()).pathname);
+  if (!request.url().startsWith(warren) || request.resourceType() !== "ping") return;
+  beacons.push(new URL(request.url()).pathname);
+  request.response().then((response) => beaconAnswers.push(response ? response.status() : "no answer"));
 });
 // posthog-js's own requests to Warren (not the config script or beacons).
 const exchanges = [];
@@ -210,6 +215,8 @@ try {
   // page is told it is hidden as a navigation would tell it.
   await page.evaluate(() => window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: false })));
   await waitFor("events sent by sendBeacon", () => beacons.some((path) => /^\/(e|i\/v0\/e)\/?$/.test(path)));
+  await waitFor("Warren's answer to every beacon", () => beaconAnswers.length === beacons.length);
+  check(beaconAnswers.every((status) => status === 200), `beacons answered ${beaconAnswers.join(", ")}`);
   console.log(`[posthog-js] on leaving the page, sent to ${beacons.join(", ")} by sendBeacon`);
   const used = [...new Set(answers.map((a) => `${a.method} ${a.path} ${a.status}`))].sort();
   console.log(`[posthog-js] every answer: ${used.join(", ")}`);

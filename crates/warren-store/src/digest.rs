@@ -35,13 +35,32 @@ pub enum Cut {
     All,
     /// Rows received (`created_at`) before this time, in µs.
     ReceivedBefore(i64),
+    /// Rows received from the first time (included) to the second, in µs:
+    /// what reached two stores between two comparisons. Checksums add up,
+    /// so a day equal on both sides before the first time and over this
+    /// window is equal before the second.
+    ReceivedBetween(i64, i64),
 }
 
 impl Cut {
     /// Rows received until `margin` before now.
     pub fn settled_for(margin: std::time::Duration) -> Self {
+        Self::ReceivedBefore(Self::settled_moment(margin))
+    }
+
+    /// The moment `margin` before now, in µs.
+    pub fn settled_moment(margin: std::time::Duration) -> i64 {
         let margin_us = i64::try_from(margin.as_micros()).unwrap_or(i64::MAX);
-        Self::ReceivedBefore(warren_core::unix_millis().saturating_mul(1000).saturating_sub(margin_us))
+        warren_core::unix_millis().saturating_mul(1000).saturating_sub(margin_us)
+    }
+
+    /// The received times this cut takes, in µs: from (included), before.
+    pub fn bounds(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Self::All => (None, None),
+            Self::ReceivedBefore(before) => (None, Some(before)),
+            Self::ReceivedBetween(from, before) => (Some(from), Some(before)),
+        }
     }
 }
 

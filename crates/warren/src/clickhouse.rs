@@ -11,7 +11,7 @@ use warren_core::config::WarrenConfig;
 use warren_core::jobs::JobBoard;
 use warren_meta::MetaStore;
 use warren_ops::clickhouse::rebuild::{load_persons, rebuild_days, PersonsLoad};
-use warren_ops::clickhouse::reshard::{describe, drop_source, Reshard, ReshardProgress};
+use warren_ops::clickhouse::reshard::{describe, drop_source, Reshard, ReshardProgress, BATCH_ROWS};
 use warren_ops::clickhouse::verify::{self, MARGIN};
 use warren_store::{
     ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl, Cut, DayDigest, DeltaStore, EventStore,
@@ -82,6 +82,11 @@ pub struct ReshardArgs {
     /// one `[clickhouse] url` names), on every one of its servers.
     #[arg(long, conflicts_with = "to")]
     drop_source: bool,
+    /// Rows one `INSERT … SELECT` copies at most, in whole days (one day
+    /// at least): smaller batches leave a killed run less to copy again,
+    /// larger ones fewer statements.
+    #[arg(long, default_value_t = BATCH_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_rows: u64,
     #[command(flatten)]
     stores: StoreArgs,
 }
@@ -202,6 +207,7 @@ async fn reshard(config_path: Option<PathBuf>, args: ReshardArgs) -> anyhow::Res
         source: &source,
         target: &target,
         partitions: config.event_log.partitions,
+        batch_rows: args.batch_rows,
     };
     println!("resharding {} to {}", describe(&source.url().without_credentials()), describe(&target_url));
     let journal = reshard

@@ -10,19 +10,23 @@
 //!    `copying`, and from then on every process writes both layouts
 //!    ([`warren_store::LiveCluster`]): what is ingested after this point
 //!    reaches the new layout that way.
-//! 2. Each day of the Delta table is copied from the old layout by the
-//!    servers themselves (`INSERT … SELECT … FROM remote()`), then
-//!    verified against the Delta table (rows and checksum). A day the old
-//!    layout does not hold whole is loaded from the Delta table instead.
-//! 3. The persons are loaded from the meta store.
-//! 4. Once ingest holds the new layout level with the Delta table, every
-//!    day is compared once more, with every row on the shard its key
-//!    names, and the journal says `switched`: every process reads and
-//!    writes the new layout from its next look at the journal.
+//! 2. The days of the Delta table are copied from the old layout by the
+//!    servers themselves, a batch of consecutive days per `INSERT … SELECT
+//!    … FROM remote()`, then each day verified against the Delta table
+//!    (rows and checksum of the rows received before the copying began;
+//!    the Delta table's side is computed while the servers copy). A day
+//!    the old layout does not hold whole is loaded from the Delta table
+//!    instead. Meanwhile the persons are loaded from the meta store.
+//! 3. Once ingest holds the new layout level with the Delta table, every
+//!    day is compared once more — its rows counted, and the rows received
+//!    since its copy compared by checksum — with every row on the shard
+//!    its key names, and the journal says `switched`: every process reads
+//!    and writes the new layout from its next look at the journal.
 //!
 //! The old layout's tables stay until [`drop_source`] — a separate,
 //! explicit step.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,12 +34,12 @@ use chrono::NaiveDate;
 use warren_core::ports::ClusterLedger;
 use warren_meta::MetaStore;
 use warren_store::{
-    ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl, CopiedDay, Cut, DeltaStore, EventStore, Lease,
-    ReshardJournal, ReshardPhase, RESHARD_JOURNAL,
+    ClickHouseStore, ClickHouseStoreOptions, ClickHouseUrl, CopiedDay, Cut, DayDigest, DeltaStore,
+    EventStore, Lease, ReshardJournal, ReshardPhase, RESHARD_JOURNAL,
 };
 
 use super::rebuild::{load_day, load_persons, settled, PersonsLoad};
-use super::verify::{verify, MARGIN};
+use super::verify::MARGIN;
 use crate::OpsError;
 
 /// How long the reshard's lock outlives a run that was killed.
@@ -44,6 +48,11 @@ const LEASE: Duration = Duration::from_secs(15);
 /// How long the last step waits for ingest to bring the new layout level
 /// with the Delta table.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(600);
+
+/// Rows one statement copies at most, in whole days ([`Reshard::batch_rows`]).
+/// A statement per day would cost every day a round of new parts on every
+/// shard; a larger batch is more a killed run does again.
+pub const BATCH_ROWS: u64 = 5_000_000;
 
 /// What a reshard reports as it goes.
 #[derive(Debug)]
@@ -88,6 +97,8 @@ pub struct Reshard<'a> {
     pub target: &'a ClickHouseStore,
     /// The event log's partitions.
     pub partitions: u32,
+    /// Rows one statement copies at most, in whole days (one day at least).
+    pub batch_rows: u64,
 }
 
 impl Reshard<'_> {
@@ -113,33 +124,20 @@ impl Reshard<'_> {
         }
         let days = self.delta.rows_per_day().await?;
         progress(ReshardProgress::Copying { days: days.len(), done: journal.days.len() });
-        let started = Instant::now();
-        let (mut rows_now, mut rows_left) = (0u64, days.iter().map(|(_, rows)| rows).sum::<u64>());
-        for (index, &(day, rows)) in days.iter().enumerate() {
-            if journal.days.contains_key(&day) {
-                rows_left = rows_left.saturating_sub(rows);
-                continue;
+        // The persons come from the meta store, not the old layout: they
+        // load while the servers copy the days.
+        let persons_wanted = !journal.persons_loaded;
+        let persons = async {
+            match persons_wanted {
+                true => {
+                    let load = PersonsLoad::BelowIngest;
+                    load_persons(self.delta, self.meta, self.target, load, |_, _| {}).await.map(Some)
+                }
+                false => Ok(None),
             }
-            let copied = self.copy_day(day).await?;
-            rows_now += copied.rows;
-            rows_left = rows_left.saturating_sub(rows);
-            let rate = rows_now as f64 / started.elapsed().as_secs_f64().max(0.001);
-            let eta = Duration::from_secs_f64(rows_left as f64 / rate.max(1.0));
-            journal.days.insert(day, copied);
-            journal.write(ledger(self.meta)).await?;
-            let copied = &journal.days[&day];
-            progress(ReshardProgress::Day {
-                index: index + 1,
-                total: days.len(),
-                day,
-                copied,
-                rows_per_second: rate,
-                eta,
-            });
-        }
-        if !journal.persons_loaded {
-            let projects =
-                load_persons(self.delta, self.meta, self.target, PersonsLoad::BelowIngest, |_, _| {}).await?;
+        };
+        let (persons, ()) = tokio::try_join!(persons, self.copy_days(&days, &mut journal, progress))?;
+        if let Some(projects) = persons {
             progress(ReshardProgress::Persons {
                 projects: projects.len(),
                 persons: projects.iter().map(|(_, persons)| persons).sum(),
@@ -148,12 +146,101 @@ impl Reshard<'_> {
             journal.write(ledger(self.meta)).await?;
         }
         self.await_ingest(progress).await?;
-        self.verify_all(&mut journal, progress).await?;
+        self.verify_since_copy(&mut journal, progress).await?;
         journal.phase = ReshardPhase::Switched;
         journal.switched_at_ms = Some(warren_core::unix_millis());
         journal.write(ledger(self.meta)).await?;
         progress(ReshardProgress::Switched);
         Ok(journal)
+    }
+
+    /// Copies the days the journal lacks, a batch of consecutive days per
+    /// statement, and compares each day with the Delta table over the rows
+    /// received before the copying began; records each in the journal.
+    /// The Delta table's side of each comparison is computed while the
+    /// servers copy.
+    async fn copy_days(
+        &self,
+        days: &[(NaiveDate, u64)],
+        journal: &mut ReshardJournal,
+        progress: &mut impl FnMut(ReshardProgress<'_>),
+    ) -> Result<(), OpsError> {
+        let cut_us = Cut::settled_moment(MARGIN);
+        let cut = Cut::ReceivedBefore(cut_us);
+        let batches = batches(days, |day| journal.days.contains_key(day), self.batch_rows);
+        let pending: Vec<NaiveDate> =
+            batches.iter().flat_map(|batch| batch.iter().map(|(day, _)| *day)).collect();
+        let (sender, mut expected) = tokio::sync::mpsc::unbounded_channel();
+        let delta_side = async move {
+            for day in pending {
+                let digest = tokio::select! {
+                    digest = self.delta.day_digests(Some(day), cut) => digest,
+                    // The copying stopped: no one waits for the rest.
+                    () = sender.closed() => break,
+                };
+                let digest =
+                    digest.map(|mut found| found.pop().unwrap_or(DayDigest { day, rows: 0, checksum: 0 }));
+                let failed = digest.is_err();
+                if sender.send(digest).is_err() || failed {
+                    break;
+                }
+            }
+        };
+        let total = days.len();
+        let copying = async move {
+            let started = Instant::now();
+            let mut rows_left: u64 =
+                batches.iter().flat_map(|batch| batch.iter()).map(|(_, rows)| rows).sum();
+            let mut rows_now = 0u64;
+            for batch in batches {
+                let batch_started = Instant::now();
+                let (first, last) = (batch[0].0, batch[batch.len() - 1].0);
+                self.target.copy_from(self.source, Some(first..=last)).await?;
+                let held = self.target.day_digests_between(first..=last, cut).await?;
+                let mut checked = Vec::with_capacity(batch.len());
+                for &(day, rows) in batch {
+                    let wanted = expected.recv().await.ok_or_else(|| {
+                        OpsError::Verification("the Delta table's digests stopped early".into())
+                    })??;
+                    let found = held.iter().find(|digest| digest.day == day).copied();
+                    let found = found.unwrap_or(DayDigest { day, rows: 0, checksum: 0 });
+                    let (digest, from) = match found == wanted {
+                        true => (found, "cluster"),
+                        false => self.compare_again(day, cut).await?,
+                    };
+                    checked.push((day, rows, digest, from));
+                }
+                let batch_millis = batch_started.elapsed().as_millis() as u64;
+                let batch_rows = batch.iter().map(|(_, rows)| rows).sum::<u64>().max(1);
+                for &(day, rows, digest, from) in &checked {
+                    let copied = CopiedDay {
+                        rows: digest.rows,
+                        checksum: digest.checksum,
+                        from: from.to_string(),
+                        millis: batch_millis * rows / batch_rows,
+                        cut_us: Some(cut_us),
+                    };
+                    journal.days.insert(day, copied);
+                }
+                journal.write(ledger(self.meta)).await?;
+                for &(day, rows, digest, _) in &checked {
+                    rows_now += digest.rows;
+                    rows_left = rows_left.saturating_sub(rows);
+                    let rate = rows_now as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    progress(ReshardProgress::Day {
+                        index: days.iter().position(|(at, _)| *at == day).unwrap_or_default() + 1,
+                        total,
+                        day,
+                        copied: &journal.days[&day],
+                        rows_per_second: rate,
+                        eta: Duration::from_secs_f64(rows_left as f64 / rate.max(1.0)),
+                    });
+                }
+            }
+            Ok::<_, OpsError>(())
+        };
+        let ((), copied) = tokio::join!(delta_side, copying);
+        copied
     }
 
     /// The journal of this reshard: the one a killed run left, or a new
@@ -210,26 +297,19 @@ impl Reshard<'_> {
         Ok(journal)
     }
 
-    /// Copies one day from the old layout, or from the Delta table when
-    /// the old layout does not hold it as the table does; verified.
-    async fn copy_day(&self, day: NaiveDate) -> Result<CopiedDay, OpsError> {
-        let started = Instant::now();
-        self.target.copy_from(self.source, Some(day)).await?;
-        let cut = Cut::settled_for(MARGIN);
-        let (digest, from) = match settled(self.delta, self.target, day, cut).await {
-            Ok(digest) => (digest, "cluster"),
+    /// A day whose copy differs from the Delta table's digest computed
+    /// ahead: both sides compared again for a while (ingest may have been
+    /// writing rows the cut takes), and the day loaded from the Delta table
+    /// when the old layout does not hold it whole.
+    async fn compare_again(&self, day: NaiveDate, cut: Cut) -> Result<(DayDigest, &'static str), OpsError> {
+        match settled(self.delta, self.target, day, cut).await {
+            Ok(digest) => Ok((digest, "cluster")),
             Err(OpsError::Verification(why)) => {
                 tracing::warn!(%day, %why, "the old layout does not hold the day whole; loading it from Delta");
-                (load_day(self.delta, self.target, day, cut).await?.digest, "delta")
+                Ok((load_day(self.delta, self.target, day, cut).await?.digest, "delta"))
             }
-            Err(other) => return Err(other),
-        };
-        Ok(CopiedDay {
-            rows: digest.rows,
-            checksum: digest.checksum,
-            from: from.to_string(),
-            millis: started.elapsed().as_millis() as u64,
-        })
+            Err(other) => Err(other),
+        }
     }
 
     /// Waits until the new layout holds every log record ingest finished.
@@ -252,45 +332,119 @@ impl Reshard<'_> {
         }
     }
 
-    /// Compares every day and the shards once more; a day that changed
-    /// since its copy (a write ingest could not make) is loaded again.
-    async fn verify_all(
+    /// The last comparison before the switch, of every day and every
+    /// shard. Each copied day was equal on both sides over the rows
+    /// received before its cut, and checksums add up: what remains is to
+    /// count each day's rows on both sides, and compare by checksum the
+    /// rows received since — few, found by their received time — so the
+    /// switch does not wait for a second read of everything. A day is
+    /// compared whole, and loaded from the Delta table again if it still
+    /// differs, when the journal has no cut for it, when it appeared
+    /// since, when either side now holds another number of rows received
+    /// before its cut than the copy verified (late rows, or a row gone),
+    /// or when the rows received since differ.
+    async fn verify_since_copy(
         &self,
         journal: &mut ReshardJournal,
         progress: &mut impl FnMut(ReshardProgress<'_>),
     ) -> Result<(), OpsError> {
-        let cut = Cut::settled_for(MARGIN);
-        let mut found = verify(self.delta, self.target, cut).await?;
-        let differing: Vec<NaiveDate> =
-            found.days.iter().filter(|day| !day.agrees()).map(|day| day.day).collect();
-        for &day in &differing {
-            tracing::warn!(%day, "a copied day differs now; loading it from Delta again");
-            let loaded = load_day(self.delta, self.target, day, cut).await?;
-            journal.days.insert(
-                day,
-                CopiedDay {
-                    rows: loaded.digest.rows,
-                    checksum: loaded.digest.checksum,
-                    from: "delta".into(),
-                    millis: (loaded.read + loaded.insert).as_millis() as u64,
-                },
-            );
+        let end = Cut::settled_moment(MARGIN);
+        let cut = Cut::ReceivedBefore(end);
+        let (held, there) = tokio::try_join!(self.delta.day_counts(cut), self.target.day_counts(cut))?;
+        let mut whole: BTreeSet<NaiveDate> = held.iter().chain(&there).map(|(day, _)| *day).collect();
+        let mut since: BTreeMap<i64, Vec<NaiveDate>> = BTreeMap::new();
+        for (day, copied) in &journal.days {
+            if let Some(from) = copied.cut_us.filter(|from| *from < end) {
+                since.entry(from).or_default().push(*day);
+            }
         }
-        if !differing.is_empty() {
-            found = verify(self.delta, self.target, cut).await?;
+        let count = |counts: &[(NaiveDate, u64)], day: NaiveDate| {
+            counts.iter().find(|(at, _)| *at == day).map_or(0, |(_, rows)| *rows)
+        };
+        for (from, days) in since {
+            let window = Cut::ReceivedBetween(from, end);
+            let (ours, theirs) = tokio::try_join!(
+                self.delta.day_digests(None, window),
+                self.target.day_digests(None, window)
+            )?;
+            let find = |digests: &[DayDigest], day: NaiveDate| digests.iter().find(|d| d.day == day).copied();
+            let rows = |digest: Option<DayDigest>| digest.map_or(0, |digest| digest.rows);
+            for day in days {
+                let (late_ours, late_theirs) = (find(&ours, day), find(&theirs, day));
+                let copied = journal.days[&day].rows;
+                let before_cut_ours = count(&held, day).checked_sub(rows(late_ours));
+                let before_cut_theirs = count(&there, day).checked_sub(rows(late_theirs));
+                if late_ours == late_theirs
+                    && before_cut_ours == Some(copied)
+                    && before_cut_theirs == Some(copied)
+                {
+                    whole.remove(&day);
+                }
+            }
         }
-        if let Some(shard) = found.misplaced.iter().find(|shard| shard.rows > 0) {
+        for day in whole {
+            match settled(self.delta, self.target, day, cut).await {
+                Ok(_) => continue,
+                Err(OpsError::Verification(_)) => {}
+                Err(other) => return Err(other),
+            }
+            tracing::warn!(%day, "a day differs now; loading it from Delta again");
+            let loaded = load_day(self.delta, self.target, day, cut).await.map_err(|error| match error {
+                OpsError::Verification(why) => {
+                    OpsError::Verification(format!("{day} still differs after loading it again: {why}"))
+                }
+                other => other,
+            })?;
+            let copied = CopiedDay {
+                rows: loaded.digest.rows,
+                checksum: loaded.digest.checksum,
+                from: "delta".into(),
+                millis: (loaded.read + loaded.insert).as_millis() as u64,
+                cut_us: Some(end),
+            };
+            journal.days.insert(day, copied);
+        }
+        if let Some(shard) = self.target.misplaced_rows().await?.iter().find(|shard| shard.rows > 0) {
             return Err(OpsError::Verification(format!(
                 "shard {} of the new layout holds {} rows its key sends elsewhere",
                 shard.shard, shard.rows
             )));
         }
-        if let Some(day) = found.days.iter().find(|day| !day.agrees()) {
-            return Err(OpsError::Verification(format!("{} still differs after loading it again", day.day)));
-        }
-        progress(ReshardProgress::Verified { days: found.days.len() });
+        progress(ReshardProgress::Verified { days: held.len() });
         Ok(())
     }
+}
+
+/// The days not done yet in batches a statement copies: days that follow
+/// one another in the calendar, none done, of `batch_rows` rows together
+/// at most, one day at least.
+fn batches(
+    days: &[(NaiveDate, u64)],
+    done: impl Fn(&NaiveDate) -> bool,
+    batch_rows: u64,
+) -> Vec<&[(NaiveDate, u64)]> {
+    let mut batches = Vec::new();
+    let (mut start, mut rows) = (0, 0u64);
+    for (index, (day, day_rows)) in days.iter().enumerate() {
+        if done(day) {
+            if start < index {
+                batches.push(&days[start..index]);
+            }
+            (start, rows) = (index + 1, 0);
+            continue;
+        }
+        // A day the Delta table lacks between two it holds is not copied.
+        let follows = index > start && days[index - 1].0.succ_opt() == Some(*day);
+        if start < index && (rows + day_rows > batch_rows || !follows) {
+            batches.push(&days[start..index]);
+            (start, rows) = (index, 0);
+        }
+        rows += day_rows;
+    }
+    if start < days.len() {
+        batches.push(&days[start..]);
+    }
+    batches
 }
 
 fn ledger(meta: &dyn MetaStore) -> &dyn ClusterLedger {
@@ -329,4 +483,38 @@ pub async fn drop_source(
     journal.phase = ReshardPhase::Dropped;
     journal.write(ledger(meta.as_ref())).await?;
     Ok(undone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn days(rows: &[u64]) -> Vec<(NaiveDate, u64)> {
+        let first = NaiveDate::from_ymd_opt(2024, 1, 1).expect("a date");
+        rows.iter().enumerate().map(|(at, rows)| (first + chrono::Days::new(at as u64), *rows)).collect()
+    }
+
+    fn shape(batches: &[&[(NaiveDate, u64)]]) -> Vec<Vec<u64>> {
+        batches.iter().map(|batch| batch.iter().map(|(_, rows)| *rows).collect()).collect()
+    }
+
+    #[test]
+    fn batches_fill_up_to_the_rows_and_take_a_big_day_alone() {
+        let days = days(&[3, 4, 2, 9, 1, 1]);
+        assert_eq!(shape(&batches(&days, |_| false, 7)), vec![vec![3, 4], vec![2], vec![9], vec![1, 1]]);
+        assert_eq!(
+            shape(&batches(&days, |_| false, 1)),
+            vec![vec![3], vec![4], vec![2], vec![9], vec![1], vec![1]]
+        );
+        assert_eq!(shape(&batches(&days, |_| false, 100)), vec![vec![3, 4, 2, 9, 1, 1]]);
+    }
+
+    #[test]
+    fn a_done_day_splits_a_batch_and_is_not_copied_again() {
+        let days = days(&[3, 4, 2, 9, 1, 1]);
+        let done = |day: &NaiveDate| [days[1].0, days[4].0].contains(day);
+        assert_eq!(shape(&batches(&days, done, 100)), vec![vec![3], vec![2, 9], vec![1]]);
+        assert!(batches(&days, |_| true, 100).is_empty());
+        assert!(batches(&[], |_| false, 100).is_empty());
+    }
 }

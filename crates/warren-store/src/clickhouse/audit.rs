@@ -2,6 +2,8 @@
 //! ([`DayDigest`], comparable with the Delta table's), and rows kept on a
 //! shard other than the one their sharding key names.
 
+use std::ops::RangeInclusive;
+
 use chrono::NaiveDate;
 
 use super::{parse_count, quote, ClickHouseStore};
@@ -20,28 +22,71 @@ pub struct Misplaced {
 
 impl ClickHouseStore {
     /// Rows and checksum (one row per uuid) of every day the cluster
-    /// holds, or of one, oldest first, of the rows `cut` takes.
+    /// holds, or of one, oldest first, of the rows `cut` takes; for a
+    /// window of received times ([`Cut::ReceivedBetween`]), one row per
+    /// content instead.
     pub async fn day_digests(&self, day: Option<NaiveDate>, cut: Cut) -> Result<Vec<DayDigest>, StoreError> {
-        let mut conditions = Vec::new();
-        if let Some(day) = day {
-            conditions.push(format!("toYYYYMMDD(timestamp) = {}", day.format("%Y%m%d")));
-        }
-        if let Cut::ReceivedBefore(us) = cut {
-            conditions.push(format!("created_at_us < {us}"));
-        }
-        let filter = match conditions.is_empty() {
-            true => String::new(),
-            false => format!("WHERE {}", conditions.join(" AND ")),
+        self.digests_of(day.map(|day| day..=day), cut).await
+    }
+
+    /// The same for the days from `days`' first to its last, in one read.
+    pub async fn day_digests_between(
+        &self,
+        days: RangeInclusive<NaiveDate>,
+        cut: Cut,
+    ) -> Result<Vec<DayDigest>, StoreError> {
+        self.digests_of(Some(days), cut).await
+    }
+
+    async fn digests_of(
+        &self,
+        days: Option<RangeInclusive<NaiveDate>>,
+        cut: Cut,
+    ) -> Result<Vec<DayDigest>, StoreError> {
+        let (table, filter) = (self.table("events"), filter(days, cut));
+        let sql = match cut {
+            // A window of received times takes few rows, found by
+            // `created_at_us` before any other column is read — which
+            // FINAL would prevent. Copies of a row count once when equal
+            // and each when not (FINAL would keep one): such a day differs
+            // from the Delta table, and its caller compares it whole.
+            Cut::ReceivedBetween(..) => format!(
+                "SELECT day, count(), sum(fingerprint) FROM (SELECT DISTINCT toYYYYMMDD(timestamp) AS day, \
+                 {FINGERPRINT_SQL} AS fingerprint FROM {table} {filter}) GROUP BY day ORDER BY day FORMAT TSV"
+            ),
+            // Not `toDate`: 18.16 refuses a FINAL read grouped by an
+            // expression of its sort key.
+            Cut::All | Cut::ReceivedBefore(_) => format!(
+                "SELECT toYYYYMMDD(timestamp) AS day, count(), sum({FINGERPRINT_SQL}) FROM {table} FINAL {filter} \
+                 GROUP BY day ORDER BY day FORMAT TSV"
+            ),
         };
+        let text = self.client.execute(&sql, None).await?;
+        text.lines().filter(|line| !line.is_empty()).map(parse_digest).collect()
+    }
+
+    /// Rows (one per uuid) per day of the rows `cut` takes, oldest first:
+    /// read without their content.
+    pub async fn day_counts(&self, cut: Cut) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
         let sql = format!(
             // Not `toDate`: 18.16 refuses a FINAL read grouped by an
             // expression of its sort key.
-            "SELECT toYYYYMMDD(timestamp) AS day, count(), sum({FINGERPRINT_SQL}) FROM {} FINAL {filter} \
-             GROUP BY day ORDER BY day FORMAT TSV",
-            self.table("events")
+            "SELECT toYYYYMMDD(timestamp) AS day, count() FROM {} FINAL {} GROUP BY day ORDER BY day FORMAT TSV",
+            self.table("events"),
+            filter(None, cut)
         );
         let text = self.client.execute(&sql, None).await?;
-        text.lines().filter(|line| !line.is_empty()).map(parse_digest).collect()
+        text.lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let parsed = line.split_once('\t').and_then(|(day, count)| {
+                    Some((NaiveDate::parse_from_str(day, "%Y%m%d").ok()?, count.trim().parse().ok()?))
+                });
+                parsed.ok_or_else(|| {
+                    StoreError::ClickHouse(format!("a day's count that does not read: {line:?}"))
+                })
+            })
+            .collect()
     }
 
     /// Per shard, the rows (one per uuid) whose sharding key names another
@@ -99,6 +144,27 @@ impl ClickHouseStore {
             found.push(Misplaced { shard, host: host.url, rows });
         }
         Ok(found)
+    }
+}
+
+/// The `WHERE` clause (or nothing) taking the rows of `days` (of every
+/// day when `None`) that `cut` takes.
+fn filter(days: Option<RangeInclusive<NaiveDate>>, cut: Cut) -> String {
+    let mut conditions = Vec::new();
+    if let Some(days) = days {
+        let number = |day: &NaiveDate| day.format("%Y%m%d").to_string();
+        conditions.push(format!(
+            "toYYYYMMDD(timestamp) BETWEEN {} AND {}",
+            number(days.start()),
+            number(days.end())
+        ));
+    }
+    let (from, before) = cut.bounds();
+    conditions.extend(from.map(|us| format!("created_at_us >= {us}")));
+    conditions.extend(before.map(|us| format!("created_at_us < {us}")));
+    match conditions.is_empty() {
+        true => String::new(),
+        false => format!("WHERE {}", conditions.join(" AND ")),
     }
 }
 

@@ -1,11 +1,13 @@
 //! Copying events from another layout of the cluster (a reshard's source)
-//! into this one, a day or all of them, by the servers themselves: one `INSERT … SELECT
-//! … FROM remote()` that reads every shard of the source over ClickHouse's
-//! native protocol and writes through this layout's Distributed table,
+//! into this one, a run of days or all of them, by the servers themselves:
+//! one `INSERT … SELECT … FROM remote()` that reads every shard of the
+//! source over ClickHouse's native protocol and writes through this layout's Distributed table,
 //! which deals each row to the shard its key names. Rows are copied as
 //! stored, versions included, so the replacing engine keeps the same row
 //! per uuid on both sides; copying a day twice changes nothing a `FINAL`
 //! read sees.
+
+use std::ops::RangeInclusive;
 
 use chrono::NaiveDate;
 
@@ -13,16 +15,23 @@ use super::{quote, ClickHouseStore};
 use crate::StoreError;
 
 impl ClickHouseStore {
-    /// Copies the rows of `day` (of every day when `None`) that `source`
+    /// Copies the rows of `days` (of every day when `None`) that `source`
     /// holds into this layout.
     pub async fn copy_from(
         &self,
         source: &ClickHouseStore,
-        day: Option<NaiveDate>,
+        days: Option<RangeInclusive<NaiveDate>>,
     ) -> Result<(), StoreError> {
         let addresses = source.native_addresses().await?;
         let from = &source.options.url;
-        let filter = day.map(|day| format!(" WHERE toYYYYMMDD(timestamp) = {}", day.format("%Y%m%d")));
+        let number = |day: &NaiveDate| day.format("%Y%m%d").to_string();
+        let filter = days.map(|days| {
+            format!(
+                " WHERE toYYYYMMDD(timestamp) BETWEEN {} AND {}",
+                number(days.start()),
+                number(days.end())
+            )
+        });
         let sql = format!(
             "INSERT INTO {} SELECT * FROM remote({}, {}, sharded_events, {}, {}){}",
             self.table("writable_events"),

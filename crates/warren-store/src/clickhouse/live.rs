@@ -54,7 +54,14 @@ pub struct CopiedDay {
     /// `cluster` (read from the old layout) or `delta` (loaded from the
     /// canonical table, when the old layout did not hold the day whole).
     pub from: String,
+    /// The day's share, by rows, of the time its copy and comparison took.
     pub millis: u64,
+    /// The comparison took the rows received before this time (µs): the
+    /// last comparison before the switch takes only the rows received
+    /// since. Absent in journals of earlier versions, whose days are
+    /// compared whole.
+    #[serde(default)]
+    pub cut_us: Option<i64>,
 }
 
 /// The meta store's record of a reshard: what `warren clickhouse reshard`

@@ -315,24 +315,7 @@ impl ClickHouseStore {
 
     /// Rows (one per uuid) per UTC day, of every project.
     pub async fn rows_per_day(&self) -> Result<HashMap<NaiveDate, u64>, StoreError> {
-        let sql = format!(
-            // Not `toDate`: 18.16 refuses a FINAL read grouped by an
-            // expression of its sort key.
-            "SELECT toYYYYMMDD(timestamp) AS day, count() FROM {} FINAL GROUP BY day FORMAT TSV",
-            self.table("events")
-        );
-        let text = self.client.execute(&sql, None).await?;
-        text.lines()
-            .filter(|line| !line.is_empty())
-            .map(|line| {
-                let parsed = line.split_once('\t').and_then(|(day, count)| {
-                    Some((NaiveDate::parse_from_str(day, "%Y%m%d").ok()?, count.trim().parse().ok()?))
-                });
-                parsed.ok_or_else(|| {
-                    StoreError::ClickHouse(format!("a day's count that does not read: {line:?}"))
-                })
-            })
-            .collect()
+        Ok(self.day_counts(crate::Cut::All).await?.into_iter().collect())
     }
 
     /// Rows (one per uuid) of one UTC day.

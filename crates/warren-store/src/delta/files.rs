@@ -155,7 +155,7 @@ pub(super) async fn rows_per_day_of(table: &DeltaTable) -> Result<Vec<(NaiveDate
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     ctx.register_table("events", table.table_provider().await?)?;
-    rows_per_day_in(&ctx).await
+    rows_per_day_in(&ctx, "").await
 }
 
 /// Rows per day as the add actions record them; `None` when a file's

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
-use deltalake::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
+use deltalake::arrow::datatypes::{DataType, Date32Type, Int64Type, TimestampMicrosecondType};
 use deltalake::datafusion::prelude::SessionContext;
 use uuid::Uuid;
 use warren_core::person::PersonMode;
@@ -119,41 +119,29 @@ impl DeltaStore {
     /// `cut` takes; streamed.
     pub async fn day_digests(&self, day: Option<NaiveDate>, cut: Cut) -> Result<Vec<DayDigest>, StoreError> {
         use futures_util::TryStreamExt;
-        let ctx = SessionContext::new();
-        self.register(&ctx, "events").await?;
-        let mut conditions = Vec::new();
-        if let Some(day) = day {
-            conditions.push(format!("event_date = DATE '{}'", day.format("%Y-%m-%d")));
-        }
-        if let Cut::ReceivedBefore(us) = cut {
-            conditions.push(format!("CAST(created_at AS BIGINT) < {us}"));
-        }
-        let filter = match conditions.is_empty() {
-            true => String::new(),
-            false => format!(" WHERE {}", conditions.join(" AND ")),
-        };
+        let (ctx, filter) = self.cut_session(day, cut).await?;
         let mut stream = ctx
             .sql(&format!(
-                "SELECT CAST(event_date AS VARCHAR) AS day, team_id, uuid, event, distinct_id, person_id, \
+                "SELECT event_date AS day, team_id, uuid, event, distinct_id, person_id, \
                  CAST(timestamp AS BIGINT) AS at, properties FROM events{filter}"
             ))
             .await?
             .execute_stream()
             .await?;
-        let mut days: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+        let mut days: std::collections::BTreeMap<i32, (u64, u64)> = std::collections::BTreeMap::new();
         while let Some(batch) = stream.try_next().await? {
             let text = |name: &str| cast(&batch, name, &DataType::Utf8);
             let long = |name: &str| cast(&batch, name, &DataType::Int64);
-            let (day, uuid, event, distinct_id, person, properties) = (
-                text("day")?,
+            let (uuid, event, distinct_id, person, properties) = (
                 text("uuid")?,
                 text("event")?,
                 text("distinct_id")?,
                 text("person_id")?,
                 text("properties")?,
             );
-            let (team, at) = (long("team_id")?, long("at")?);
+            let (team, at, day) = (long("team_id")?, long("at")?, cast(&batch, "day", &DataType::Date32)?);
             let (team, at) = (team.as_primitive::<Int64Type>(), at.as_primitive::<Int64Type>());
+            let day = day.as_primitive::<Date32Type>();
             let (uuid, event, distinct_id) =
                 (uuid.as_string::<i32>(), event.as_string::<i32>(), distinct_id.as_string::<i32>());
             let (person, properties) = (person.as_string::<i32>(), properties.as_string::<i32>());
@@ -167,18 +155,59 @@ impl DeltaStore {
                     timestamp_us: at.value(row),
                     properties: properties.value(row),
                 };
-                let entry = days.entry(day.as_string::<i32>().value(row).to_string()).or_default();
+                let entry = days.entry(day.value(row)).or_default();
                 entry.0 += 1;
                 entry.1 = entry.1.wrapping_add(fingerprint.hash());
             }
         }
         days.into_iter()
             .map(|(day, (rows, checksum))| {
-                let day =
-                    NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|_| malformed("event_date", &day))?;
-                Ok(DayDigest { day, rows, checksum })
+                // Date32 counts days from 1970-01-01, day 719,163 of the era.
+                let date = NaiveDate::from_num_days_from_ce_opt(day.saturating_add(719_163))
+                    .ok_or_else(|| malformed("event_date", &day.to_string()))?;
+                Ok(DayDigest { day: date, rows, checksum })
             })
             .collect()
+    }
+
+    /// Rows per UTC day of the rows `cut` takes, oldest first: read from
+    /// the received times alone.
+    pub async fn day_counts(&self, cut: Cut) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
+        let (ctx, filter) = self.cut_session(None, cut).await?;
+        rows_per_day_in(&ctx, &filter).await
+    }
+
+    /// A session with the table registered as `events`, and the `WHERE`
+    /// clause (empty, or with a leading space) taking `day`'s rows (every
+    /// day's when `None`) that `cut` takes.
+    async fn cut_session(
+        &self,
+        day: Option<NaiveDate>,
+        cut: Cut,
+    ) -> Result<(SessionContext, String), StoreError> {
+        let (from, before) = cut.bounds();
+        // A window of received times takes few of the rows: the filter is
+        // evaluated on `created_at` alone before the other columns of a row
+        // are decoded, and the files' statistics skip older files whole.
+        let config = deltalake::datafusion::prelude::SessionConfig::new()
+            .set_bool("datafusion.execution.parquet.pushdown_filters", from.is_some());
+        let ctx = SessionContext::new_with_config(config);
+        self.register(&ctx, "events").await?;
+        let mut conditions = Vec::new();
+        if let Some(day) = day {
+            conditions.push(format!("event_date = DATE '{}'", day.format("%Y-%m-%d")));
+        }
+        if let Some(from) = from {
+            conditions.push(format!("created_at >= to_timestamp_micros({from})"));
+        }
+        if let Some(before) = before {
+            conditions.push(format!("created_at < to_timestamp_micros({before})"));
+        }
+        let filter = match conditions.is_empty() {
+            true => String::new(),
+            false => format!(" WHERE {}", conditions.join(" AND ")),
+        };
+        Ok((ctx, filter))
     }
 
     /// Rows per UTC day (the table's partitions), oldest first.
@@ -195,9 +224,16 @@ impl DeltaStore {
 }
 
 /// Rows per UTC day of the table registered as `events` in `ctx`.
-pub(super) async fn rows_per_day_in(ctx: &SessionContext) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
+/// `filter` is a `WHERE` clause with a leading space, or empty.
+pub(super) async fn rows_per_day_in(
+    ctx: &SessionContext,
+    filter: &str,
+) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
     let batches = ctx
-        .sql("SELECT CAST(event_date AS VARCHAR) AS day, count(*) AS n FROM events GROUP BY event_date ORDER BY day")
+        .sql(&format!(
+            "SELECT CAST(event_date AS VARCHAR) AS day, count(*) AS n FROM events{filter} GROUP BY event_date \
+             ORDER BY day"
+        ))
         .await?
         .collect()
         .await?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use warren_core::config::ClickHouseConfig;
 use warren_meta::{MetaStore, SqlMeta};
-use warren_store::{ClickHouseStore, ClickHouseStoreOptions, EventRow, EventStore};
+use warren_store::{ClickHouseStore, ClickHouseStoreOptions, Cut, EventRow, EventStore};
 use warren_testkit::clickhouse::ClickHouseCluster;
 use warren_testkit::{require, TestServer, TOKEN};
 
@@ -265,8 +265,11 @@ async fn a_killed_rebuild_finishes_when_run_again_and_verify_finds_what_differs(
     let total = total.expect("1/N names the days");
     assert!(said.contains(&format!("done: {total} days")), "{said}");
 
-    let delta = crate::ingest::open_table(data.path()).await.read_rows(None).await.expect("read Delta");
+    let table = crate::ingest::open_table(data.path()).await;
+    let delta = table.read_rows(None).await.expect("read Delta");
     assert!(delta.len() > 1000, "a dataset worth loading: {}", delta.len());
+    let mut received: Vec<i64> = delta.iter().map(|row| row.created_at_us).collect();
+    received.sort_unstable();
     let (reader, _meta) = cluster_reader(&url).await;
     let loaded = reader.read_rows(None).await.expect("read the cluster");
     assert_eq!(sorted(loaded.clone()), sorted(delta), "the cluster holds the Delta table row for row");
@@ -283,6 +286,26 @@ async fn a_killed_rebuild_finishes_when_run_again_and_verify_finds_what_differs(
     let said = String::from_utf8_lossy(&verified.stdout);
     assert!(verified.status.success(), "{said}\n{}", String::from_utf8_lossy(&verified.stderr));
     assert!(said.contains(&format!("verified: {total} days equal, every row on its shard")), "{said}");
+
+    // A window of received times and the rows received before a moment
+    // read alike on both sides: what a reshard's last comparison takes.
+    let third = |k: usize| received[received.len() * k / 3];
+    let window = Cut::ReceivedBetween(third(1), third(2));
+    let ours = table.day_digests(None, window).await.expect("Delta's window");
+    assert_eq!(reader.day_digests(None, window).await.expect("the cluster's window"), ours);
+    let taken: u64 = ours.iter().map(|digest| digest.rows).sum();
+    assert!(taken > 0 && taken < received.len() as u64, "the window takes some rows: {taken}");
+    let before = Cut::ReceivedBefore(third(2));
+    let counted = table.day_counts(before).await.expect("Delta's counts");
+    assert_eq!(reader.day_counts(before).await.expect("the cluster's counts"), counted);
+    let earlier: u64 = table
+        .day_digests(None, Cut::ReceivedBefore(third(1)))
+        .await
+        .expect("earlier")
+        .iter()
+        .map(|d| d.rows)
+        .sum();
+    assert_eq!(counted.iter().map(|(_, rows)| rows).sum::<u64>(), earlier + taken, "counts add up");
 
     // A row whose properties the cluster holds otherwise: the day's count
     // is right, its checksum is not, until a rebuild loads the day again.

@@ -99,8 +99,10 @@ async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
     // posthog-python keeps sending events of the same six days while the
     // reshard runs, and after it switched.
     let mut stream = send_days(&python, &server.url, 0, 2);
-    let mut first =
-        chore(server.data_dir(), &source, &["reshard", "--to", &target]).spawn().expect("start the reshard");
+    // A day a batch, so the first run is killed between days.
+    let mut first = chore(server.data_dir(), &source, &["reshard", "--to", &target, "--batch-rows", "1"])
+        .spawn()
+        .expect("start the reshard");
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
     let first_day = loop {
         let line = lines.next().expect("the reshard reports a day before it ends").expect("read");
@@ -112,6 +114,7 @@ async fn a_reshard_killed_halfway_moves_every_event_once_while_events_arrive() {
     let _ = first.wait();
     assert!(first_day.contains("verified"), "{first_day}");
 
+    // The rest go in one batch.
     let said = succeeds(chore(server.data_dir(), &source, &["reshard", "--to", &target]));
     assert!(said.contains("(1 done before)"), "the second run goes on after the first day: {said}");
     assert!(said.contains("verified: 6 days equal to the Delta table, every row on its shard"), "{said}");
